@@ -1,0 +1,45 @@
+//! ApiVersions (key 18): the versions table, and the v0 fallback for clients newer than us.
+
+use bytes::BytesMut;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
+use kafka_protocol::protocol::Encodable;
+use kafka_protocol::ResponseError;
+
+use super::{versions, Outcome, RequestContext};
+
+fn api_versions() -> Vec<ApiVersion> {
+    versions::advertised()
+        .map(|(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+pub fn handle(_ctx: &RequestContext<'_>, _req: ApiVersionsRequest) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(api_versions())
+}
+
+/// A client asked with a version newer than ours: answer in v0 (header and body) with
+/// UNSUPPORTED_VERSION and our ApiVersions range; the client retries with our max.
+pub fn unsupported_version_response(correlation_id: i32) -> Outcome {
+    let range = versions::supported(ApiKey::ApiVersions).unwrap_or(versions::Range { min: 0, max: 0 });
+    let body = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(vec![ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(range.min)
+            .with_max_version(range.max)]);
+    let mut out = BytesMut::new();
+    let encoded = ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut out, 0)
+        .and_then(|()| body.encode(&mut out, 0));
+    match encoded {
+        Ok(()) => Outcome::Respond(out.freeze()),
+        Err(_) => Outcome::Close,
+    }
+}

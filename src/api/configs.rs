@@ -1,0 +1,382 @@
+//! DescribeConfigs (key 32), AlterConfigs (key 33) and IncrementalAlterConfigs (key 44).
+//!
+//! Topic configs are Kafka's topic config names; overrides are persisted in the metadata store
+//! and applied to the open logs at once (no restart). Broker configs are described (read-only,
+//! from the startup configuration); altering them dynamically is not supported and says so.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest, AlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::broker::Broker;
+use crate::config::{topic_config_value, BrokerConfig, TOPIC_CONFIG_KEYS};
+use crate::error::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::replication::replica_manager::topic_log_config;
+
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+
+/// Kafka's `ConfigSource` values.
+const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
+const SOURCE_DEFAULT_CONFIG: i8 = 5;
+
+/// Kafka's `ConfigType` values.
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+const TYPE_BOOLEAN: i8 = 1;
+
+/// IncrementalAlterConfigs operations.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// One described config.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: String,
+    pub source: i8,
+    pub read_only: bool,
+    pub config_type: i8,
+    /// (broker-level name, value) of the default this entry overrides or inherits.
+    pub synonym: Option<(String, String)>,
+}
+
+fn topic_config_type(key: &str) -> i8 {
+    match key {
+        "cleanup.policy" => TYPE_LIST,
+        "compression.type" | "message.timestamp.type" => TYPE_STRING,
+        "index.interval.bytes"
+        | "max.message.bytes"
+        | "min.insync.replicas"
+        | "segment.bytes"
+        | "segment.index.bytes" => TYPE_INT,
+        _ => TYPE_LONG,
+    }
+}
+
+/// Every topic config with its effective value and where it comes from.
+pub fn topic_config_entries(broker: &Broker, meta: &TopicMeta) -> Vec<ConfigEntry> {
+    let effective = topic_log_config(&broker.config.log, meta);
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .filter_map(|(key, broker_key)| {
+            let value = topic_config_value(&effective, key)?;
+            let default = topic_config_value(&broker.config.log, key).unwrap_or_default();
+            let overridden = meta.configs.contains_key(*key);
+            Some(ConfigEntry {
+                name: (*key).to_string(),
+                value,
+                source: if overridden {
+                    SOURCE_TOPIC_CONFIG
+                } else {
+                    SOURCE_DEFAULT_CONFIG
+                },
+                read_only: false,
+                config_type: topic_config_type(key),
+                synonym: Some(((*broker_key).to_string(), default)),
+            })
+        })
+        .collect()
+}
+
+fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
+    let listener = format!("PLAINTEXT://{}", config.listener);
+    let advertised = format!("PLAINTEXT://{}:{}", config.advertised_host, config.advertised_port);
+    let mut entries: Vec<(String, String, i8)> = vec![
+        ("advertised.listeners".into(), advertised, TYPE_STRING),
+        (
+            "auto.create.topics.enable".into(),
+            config.auto_create_topics_enable.to_string(),
+            TYPE_BOOLEAN,
+        ),
+        (
+            "default.replication.factor".into(),
+            config.default_replication_factor.to_string(),
+            TYPE_INT,
+        ),
+        ("listeners".into(), listener, TYPE_STRING),
+        ("log.dirs".into(), config.log_dir.display().to_string(), TYPE_STRING),
+        ("node.id".into(), config.node_id.to_string(), TYPE_INT),
+        ("num.partitions".into(), config.num_partitions.to_string(), TYPE_INT),
+        (
+            "socket.request.max.bytes".into(),
+            config.socket_request_max_bytes.to_string(),
+            TYPE_INT,
+        ),
+    ];
+    for (topic_key, broker_key) in TOPIC_CONFIG_KEYS {
+        if let Some(v) = topic_config_value(&config.log, topic_key) {
+            entries.push(((*broker_key).to_string(), v, topic_config_type(topic_key)));
+        }
+    }
+    entries.sort();
+    entries.dedup_by(|a, b| a.0 == b.0);
+    entries
+        .into_iter()
+        .map(|(name, value, config_type)| ConfigEntry {
+            name,
+            value,
+            source: SOURCE_STATIC_BROKER_CONFIG,
+            read_only: true,
+            config_type,
+            synonym: None,
+        })
+        .collect()
+}
+
+pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let broker = ctx.broker;
+    let results = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let result = DescribeConfigsResult::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name.clone());
+            let entries = match r.resource_type {
+                RESOURCE_TOPIC => match broker.metadata.topic(r.resource_name.as_str()) {
+                    Some(meta) => topic_config_entries(broker, &meta),
+                    None => {
+                        return result
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Topic {} does not exist",
+                                r.resource_name.as_str()
+                            ))))
+                    }
+                },
+                RESOURCE_BROKER => {
+                    let name = r.resource_name.as_str();
+                    if !name.is_empty() && name != broker.config.node_id.to_string() {
+                        return result
+                            .with_error_code(ResponseError::InvalidRequest.code())
+                            .with_error_message(Some(StrBytes::from_string(format!(
+                                "Unexpected broker id, expected {}",
+                                broker.config.node_id
+                            ))));
+                    }
+                    broker_config_entries(&broker.config)
+                }
+                _ => {
+                    return result
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(StrBytes::from_static_str("unsupported resource type")))
+                }
+            };
+            let wanted = r
+                .configuration_keys
+                .map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+            let configs = entries
+                .into_iter()
+                .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
+                .map(|e| describe_entry(e, ctx.version, req.include_synonyms))
+                .collect();
+            result.with_configs(configs)
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+fn describe_entry(e: ConfigEntry, version: i16, include_synonyms: bool) -> DescribeConfigsResourceResult {
+    let mut out = DescribeConfigsResourceResult::default()
+        .with_name(StrBytes::from_string(e.name.clone()))
+        .with_value(Some(StrBytes::from_string(e.value.clone())))
+        .with_read_only(e.read_only)
+        .with_config_source(e.source)
+        .with_is_sensitive(false);
+    if version >= 3 {
+        out.config_type = e.config_type;
+    }
+    if include_synonyms && version >= 1 {
+        let mut synonyms = Vec::new();
+        if e.source == SOURCE_TOPIC_CONFIG {
+            synonyms.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(e.name.clone()))
+                    .with_value(Some(StrBytes::from_string(e.value.clone())))
+                    .with_source(SOURCE_TOPIC_CONFIG),
+            );
+        }
+        if let Some((name, value)) = e.synonym {
+            synonyms.push(
+                DescribeConfigsSynonym::default()
+                    .with_name(StrBytes::from_string(name))
+                    .with_value(Some(StrBytes::from_string(value)))
+                    .with_source(SOURCE_DEFAULT_CONFIG),
+            );
+        }
+        out.synonyms = synonyms;
+    }
+    out
+}
+
+fn broker_alter_refused() -> BrokerError {
+    BrokerError::InvalidRequest("dynamic broker configs are not supported; set them at startup".into())
+}
+
+/// AlterConfigs: the given set replaces all of a topic's overrides.
+pub fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let outcome = match r.resource_type {
+                RESOURCE_TOPIC => {
+                    let mut next = BTreeMap::new();
+                    let mut null_value = None;
+                    for c in r.configs {
+                        match c.value {
+                            Some(v) => {
+                                next.insert(c.name.to_string(), v.to_string());
+                            }
+                            None => null_value = Some(c.name.to_string()),
+                        }
+                    }
+                    match null_value {
+                        Some(name) => Err(BrokerError::InvalidConfig(format!(
+                            "Null value not supported for {name}"
+                        ))),
+                        None => ctx.broker.alter_topic_configs(
+                            r.resource_name.as_str(),
+                            |configs| *configs = next,
+                            req.validate_only,
+                        ),
+                    }
+                }
+                RESOURCE_BROKER => Err(broker_alter_refused()),
+                _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
+            };
+            let resp = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            match outcome {
+                Ok(()) => resp,
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT per key (what `kafka-configs
+/// --alter` sends).
+pub fn incremental_alter(
+    ctx: &RequestContext<'_>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let responses = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let outcome = match r.resource_type {
+                RESOURCE_TOPIC => {
+                    let ops: Vec<(String, i8, Option<String>)> = r
+                        .configs
+                        .iter()
+                        .map(|c| {
+                            (
+                                c.name.to_string(),
+                                c.config_operation,
+                                c.value.as_ref().map(|v| v.to_string()),
+                            )
+                        })
+                        .collect();
+                    validate_ops(&ops).and_then(|()| {
+                        ctx.broker.alter_topic_configs(
+                            r.resource_name.as_str(),
+                            |configs| apply_ops(configs, &ops),
+                            req.validate_only,
+                        )
+                    })
+                }
+                RESOURCE_BROKER => Err(broker_alter_refused()),
+                _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
+            };
+            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name);
+            match outcome {
+                Ok(()) => resp,
+                Err(e) => resp
+                    .with_error_code(e.code())
+                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn validate_ops(ops: &[(String, i8, Option<String>)]) -> Result<(), BrokerError> {
+    for (name, op, value) in ops {
+        if !TOPIC_CONFIG_KEYS.iter().any(|(k, _)| k == name) {
+            return Err(BrokerError::InvalidConfig(format!("Unknown topic config name: {name}")));
+        }
+        match *op {
+            OP_SET if value.is_none() => {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "Null value not supported for : {name}"
+                )))
+            }
+            OP_SET | OP_DELETE => {}
+            OP_APPEND | OP_SUBTRACT => {
+                if topic_config_type(name) != TYPE_LIST {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "Config value append is not allowed for config key: {name}"
+                    )));
+                }
+            }
+            other => return Err(BrokerError::InvalidRequest(format!("Unknown config operation {other}"))),
+        }
+    }
+    Ok(())
+}
+
+fn apply_ops(configs: &mut BTreeMap<String, String>, ops: &[(String, i8, Option<String>)]) {
+    for (name, op, value) in ops {
+        match (*op, value) {
+            (OP_SET, Some(v)) => {
+                configs.insert(name.clone(), v.clone());
+            }
+            (OP_DELETE, _) => {
+                configs.remove(name);
+            }
+            (OP_APPEND, Some(v)) => {
+                let current = configs.get(name).cloned().unwrap_or_else(|| "delete".to_string());
+                let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
+                for item in v.split(',') {
+                    if !items.iter().any(|i| i == item) {
+                        items.push(item.to_string());
+                    }
+                }
+                configs.insert(name.clone(), items.join(","));
+            }
+            (OP_SUBTRACT, Some(v)) => {
+                let current = configs.get(name).cloned().unwrap_or_default();
+                let remove: Vec<&str> = v.split(',').collect();
+                let items: Vec<&str> = current
+                    .split(',')
+                    .filter(|s| !s.is_empty() && !remove.contains(s))
+                    .collect();
+                configs.insert(name.clone(), items.join(","));
+            }
+            _ => {}
+        }
+    }
+}

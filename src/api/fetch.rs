@@ -1,0 +1,97 @@
+//! Fetch (key 1): read whole batches below the high watermark, honouring `max_bytes`,
+//! `partition_max_bytes` and at-least-one-batch as Kafka does, long-polling through the
+//! replica manager's delayed fetch until `min_bytes` or `max_wait_ms`.
+//!
+//! Fetch sessions (KIP-227): we never create one and answer session id 0, which every client
+//! treats as "sessions unsupported" and sends full fetch requests, as against a Kafka broker
+//! with `max.incremental.fetch.session.cache.slots=0`. An incremental request naming a session
+//! gets FETCH_SESSION_ID_NOT_FOUND.
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::replication::replica_manager::{FetchParams, FetchTarget};
+
+const READ_COMMITTED: i8 = 1;
+
+pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
+    let broker = ctx.broker;
+    if req.session_id != 0 || req.session_epoch > 0 {
+        return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
+    let mut targets: Vec<FetchTarget> = Vec::new();
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    for t in req.topics {
+        let name = if ctx.version >= 13 {
+            broker.metadata.topic_by_id(t.topic_id).map(|m| m.name)
+        } else {
+            Some(t.topic.to_string())
+        };
+        let ti = topics.len();
+        let mut resp = FetchableTopicResponse::default()
+            .with_topic(t.topic.clone())
+            .with_topic_id(t.topic_id);
+        for p in t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_records(Some(Bytes::new()));
+            match &name {
+                None => pd.error_code = ResponseError::UnknownTopicId.code(),
+                Some(n) => {
+                    slots.push((ti, resp.partitions.len()));
+                    targets.push(FetchTarget {
+                        partition: broker.replicas.get_partition(n, p.partition),
+                        fetch_offset: p.fetch_offset,
+                        partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0),
+                    });
+                }
+            }
+            resp.partitions.push(pd);
+        }
+        topics.push(resp);
+    }
+    let params = FetchParams {
+        max_wait_ms: i64::from(req.max_wait_ms),
+        min_bytes: usize::try_from(req.min_bytes.max(0)).unwrap_or(0),
+        max_bytes: usize::try_from(req.max_bytes.max(0)).unwrap_or(0),
+        hard_max_bytes_limit: ctx.version <= 2,
+    };
+    let results = broker.replicas.fetch_messages(params, &targets).await;
+    let read_committed = req.isolation_level == READ_COMMITTED;
+    let mut total = 0u64;
+    for ((ti, pi), (result, target)) in slots.into_iter().zip(results.into_iter().zip(targets.iter())) {
+        let Some(pd) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) else {
+            continue;
+        };
+        if read_committed {
+            pd.aborted_transactions = Some(Vec::new());
+        }
+        match result {
+            Ok(read) => {
+                total += read.records.len() as u64;
+                pd.high_watermark = read.high_watermark;
+                pd.last_stable_offset = read.last_stable_offset;
+                pd.log_start_offset = read.log_start_offset;
+                pd.records = Some(read.records);
+            }
+            Err(e) => {
+                pd.error_code = e.code();
+                if let Some(p) = &target.partition {
+                    let o = p.offsets();
+                    pd.high_watermark = o.high_watermark;
+                    pd.last_stable_offset = o.high_watermark;
+                    pd.log_start_offset = o.log_start_offset;
+                }
+            }
+        }
+    }
+    crate::metrics::fetched(total);
+    FetchResponse::default().with_responses(topics)
+}

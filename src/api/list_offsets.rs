@@ -1,0 +1,101 @@
+//! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
+//! and the first offset whose timestamp is at or after a given time (through the time index).
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::error::storage_error_code;
+use crate::replication::partition::Partition;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let resp = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(-1);
+                    match ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) {
+                        None => resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                        Some(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, resp),
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Checks the client's view of the leader epoch against ours (-1 = not checked).
+pub fn check_leader_epoch(partition: &Partition, current_leader_epoch: i32) -> Result<(), ResponseError> {
+    let ours = partition.leader_epoch();
+    if current_leader_epoch < 0 || current_leader_epoch == ours {
+        Ok(())
+    } else if current_leader_epoch < ours {
+        Err(ResponseError::FencedLeaderEpoch)
+    } else {
+        Err(ResponseError::UnknownLeaderEpoch)
+    }
+}
+
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    current_leader_epoch: i32,
+    mut resp: ListOffsetsPartitionResponse,
+) -> ListOffsetsPartitionResponse {
+    if let Err(e) = check_leader_epoch(partition, current_leader_epoch) {
+        return resp.with_error_code(e.code());
+    }
+    let epoch = partition.leader_epoch();
+    let offsets = partition.offsets();
+    match timestamp {
+        LATEST => {
+            resp.offset = offsets.high_watermark;
+            resp.leader_epoch = epoch;
+        }
+        EARLIEST | EARLIEST_LOCAL => {
+            resp.offset = offsets.log_start_offset;
+            resp.leader_epoch = epoch;
+        }
+        LATEST_TIERED => {
+            // No tiered storage: Kafka answers -1 here.
+        }
+        MAX_TIMESTAMP => match partition.offset_of_max_timestamp() {
+            Ok(Some(found)) => {
+                resp.offset = found.offset;
+                resp.timestamp = found.timestamp;
+                resp.leader_epoch = found.leader_epoch;
+            }
+            Ok(None) => {}
+            Err(e) => resp.error_code = storage_error_code(&e),
+        },
+        target => match partition.fetch_offset_by_timestamp(target) {
+            Ok(Some(found)) if found.offset < offsets.high_watermark => {
+                resp.offset = found.offset;
+                resp.timestamp = found.timestamp;
+                resp.leader_epoch = found.leader_epoch;
+            }
+            Ok(_) => {}
+            Err(e) => resp.error_code = storage_error_code(&e),
+        },
+    }
+    resp
+}

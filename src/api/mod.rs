@@ -1,0 +1,182 @@
+//! The Kafka API layer: peek the API key and version, decode the header and body with the
+//! kafka-protocol crate, dispatch with one `match` to one module per API, encode the response.
+//!
+//! Kafka's rules for what a client may get wrong (see `shared/KAFKA-NOTES.md`):
+//! - an unknown API key, an unsupported version of any API but ApiVersions, or a body that does
+//!   not decode: the connection is closed;
+//! - ApiVersions newer than we know: a v0 answer with UNSUPPORTED_VERSION and our range, so the
+//!   client retries with a version we speak; its response header is always v0.
+
+mod api_versions;
+mod configs;
+mod create_partitions;
+mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod fetch;
+mod init_producer_id;
+mod list_offsets;
+mod metadata;
+mod offset_for_leader_epoch;
+mod produce;
+pub mod versions;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tracing::Instrument;
+
+use crate::broker::Broker;
+use crate::server::connection::ConnectionInfo;
+
+/// What the connection does after a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Send this response frame body (without the length prefix).
+    Respond(Bytes),
+    /// acks=0 produce: nothing is sent back.
+    NoResponse,
+    /// Close the connection (Kafka's answer to malformed or unsupported requests).
+    Close,
+}
+
+/// The request context handlers see.
+pub struct RequestContext<'a> {
+    pub broker: &'a Broker,
+    pub header: &'a RequestHeader,
+    pub version: i16,
+}
+
+/// What a handler returns: a response, or no response at all (acks=0).
+pub enum Reply {
+    Response(ResponseKind),
+    None,
+}
+
+/// Handles one request frame end to end.
+pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo) -> Outcome {
+    if frame.len() < 8 {
+        return Outcome::Close;
+    }
+    let mut peek = &frame[..8];
+    let key_raw = peek.get_i16();
+    let version = peek.get_i16();
+    let correlation_id = peek.get_i32();
+    let Ok(api_key) = ApiKey::try_from(key_raw) else {
+        tracing::debug!(peer = %conn.peer, key_raw, "unknown api key; closing");
+        return Outcome::Close;
+    };
+    let Some(range) = versions::supported(api_key) else {
+        tracing::debug!(peer = %conn.peer, ?api_key, "unsupported api; closing");
+        return Outcome::Close;
+    };
+    if api_key == ApiKey::ApiVersions && version > range.max {
+        return api_versions::unsupported_version_response(correlation_id);
+    }
+    if version < range.min || version > range.max {
+        tracing::debug!(peer = %conn.peer, ?api_key, version, "unsupported version; closing");
+        return Outcome::Close;
+    }
+    let mut buf = frame;
+    let header = match RequestHeader::decode(&mut buf, api_key.request_header_version(version)) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(peer = %conn.peer, error = %e, "bad request header; closing");
+            return Outcome::Close;
+        }
+    };
+    let span = tracing::debug_span!(
+        "request",
+        api = ?api_key,
+        version,
+        correlation_id,
+        client_id = header.client_id.as_deref().unwrap_or(""),
+        peer = %conn.peer
+    );
+    async move {
+        let body = match RequestKind::decode(api_key, &mut buf, version) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "request body does not decode; closing");
+                return Outcome::Close;
+            }
+        };
+        let api_name = api_key_name(api_key);
+        crate::metrics::request(api_name);
+        let ctx = RequestContext {
+            broker,
+            header: &header,
+            version,
+        };
+        let reply = dispatch(&ctx, body).await;
+        let response = match reply {
+            Reply::None => return Outcome::NoResponse,
+            Reply::Response(r) => r,
+        };
+        encode_response(api_key, version, correlation_id, &response)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Reply {
+    let r = match body {
+        RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req)),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(ctx, req)),
+        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, req)),
+        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, req)),
+        RequestKind::Produce(req) => match produce::handle(ctx, req).await {
+            Some(r) => ResponseKind::Produce(r),
+            None => return Reply::None,
+        },
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
+        RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
+        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, req)),
+        RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(ctx, req)),
+        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(ctx, req)),
+        RequestKind::IncrementalAlterConfigs(req) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, req))
+        }
+        RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req)),
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
+        }
+        RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(delete_records::handle(ctx, req)),
+        // versions::supported() admits only the APIs above.
+        _ => return Reply::None,
+    };
+    Reply::Response(r)
+}
+
+fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Outcome {
+    let header_version = if api_key == ApiKey::ApiVersions {
+        0
+    } else {
+        api_key.response_header_version(version)
+    };
+    let mut out = BytesMut::with_capacity(256);
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    if let Err(e) = header.encode(&mut out, header_version) {
+        tracing::error!(error = %e, "encoding response header failed");
+        return Outcome::Close;
+    }
+    if let Err(e) = response.encode(&mut out, version) {
+        // A response we built for the wrong version is our bug; the client would hang on a
+        // missing response, so closing is the honest answer.
+        tracing::error!(?api_key, version, error = %e, "encoding response failed");
+        return Outcome::Close;
+    }
+    Outcome::Respond(out.freeze())
+}
+
+/// A stable label for metrics.
+pub fn api_key_name(key: ApiKey) -> &'static str {
+    versions::name(key)
+}
+
+/// Current wall-clock time in ms, shared by handlers.
+pub fn now_ms() -> i64 {
+    crate::replication::replica_manager::now_ms()
+}

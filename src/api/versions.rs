@@ -1,0 +1,99 @@
+//! The versions we implement, per API: what ApiVersions advertises and what we accept.
+//!
+//! Ranges follow what Kafka 4.1 advertises, capped by what each handler implements and by the
+//! kafka-protocol crate's `VERSIONS` (never `ApiKey::valid_versions()`, which includes unstable
+//! versions). One quirk, as Kafka 4.x does: Produce is advertised from v0 although v0-2 are
+//! refused, because librdkafka before 2.11.1 disables gzip/snappy/lz4 unless it sees Produce v0.
+
+use kafka_protocol::messages::ApiKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub min: i16,
+    pub max: i16,
+}
+
+/// (API, advertised min, accepted min, max). Only APIs listed here are advertised or served.
+const TABLE: &[(ApiKey, i16, i16, i16)] = &[
+    (ApiKey::Produce, 0, 3, 13),
+    (ApiKey::Fetch, 4, 4, 18),
+    (ApiKey::ListOffsets, 1, 1, 10),
+    (ApiKey::Metadata, 0, 0, 13),
+    (ApiKey::ApiVersions, 0, 0, 4),
+    (ApiKey::CreateTopics, 2, 2, 7),
+    (ApiKey::DeleteTopics, 1, 1, 6),
+    (ApiKey::DeleteRecords, 0, 0, 2),
+    (ApiKey::InitProducerId, 0, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 1, 4),
+    (ApiKey::AlterConfigs, 0, 0, 2),
+    (ApiKey::CreatePartitions, 0, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
+    (ApiKey::DescribeCluster, 0, 0, 2),
+];
+
+/// The versions we accept for `key`, or None if we do not serve it.
+pub fn supported(key: ApiKey) -> Option<Range> {
+    TABLE
+        .iter()
+        .find(|(k, ..)| *k == key)
+        .map(|&(_, _, min, max)| Range { min, max })
+}
+
+/// Everything ApiVersions lists: (key, advertised min, max).
+pub fn advertised() -> impl Iterator<Item = (ApiKey, i16, i16)> {
+    TABLE.iter().map(|&(k, adv_min, _, max)| (k, adv_min, max))
+}
+
+/// A stable, low-cardinality name for logs and metrics.
+pub fn name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "Produce",
+        ApiKey::Fetch => "Fetch",
+        ApiKey::ListOffsets => "ListOffsets",
+        ApiKey::Metadata => "Metadata",
+        ApiKey::ApiVersions => "ApiVersions",
+        ApiKey::CreateTopics => "CreateTopics",
+        ApiKey::DeleteTopics => "DeleteTopics",
+        ApiKey::DeleteRecords => "DeleteRecords",
+        ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
+        ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::AlterConfigs => "AlterConfigs",
+        ApiKey::CreatePartitions => "CreatePartitions",
+        ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
+        ApiKey::DescribeCluster => "DescribeCluster",
+        _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::Message;
+
+    /// Every accepted range lies inside what the crate can decode.
+    #[test]
+    fn ranges_within_crate_versions() {
+        fn check<M: Message>(key: ApiKey) {
+            let r = supported(key).expect("listed");
+            assert!(r.min >= M::VERSIONS.min && r.max <= M::VERSIONS.max, "{key:?}");
+        }
+        check::<ProduceRequest>(ApiKey::Produce);
+        check::<FetchRequest>(ApiKey::Fetch);
+        check::<ListOffsetsRequest>(ApiKey::ListOffsets);
+        check::<MetadataRequest>(ApiKey::Metadata);
+        check::<ApiVersionsRequest>(ApiKey::ApiVersions);
+        check::<CreateTopicsRequest>(ApiKey::CreateTopics);
+        check::<DeleteTopicsRequest>(ApiKey::DeleteTopics);
+        check::<DeleteRecordsRequest>(ApiKey::DeleteRecords);
+        check::<InitProducerIdRequest>(ApiKey::InitProducerId);
+        check::<OffsetForLeaderEpochRequest>(ApiKey::OffsetForLeaderEpoch);
+        check::<DescribeConfigsRequest>(ApiKey::DescribeConfigs);
+        check::<AlterConfigsRequest>(ApiKey::AlterConfigs);
+        check::<CreatePartitionsRequest>(ApiKey::CreatePartitions);
+        check::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs);
+        check::<DescribeClusterRequest>(ApiKey::DescribeCluster);
+    }
+}

@@ -1,0 +1,329 @@
+//! The broker: its state (config, metadata, replica manager), startup with recovery,
+//! background schedules (group-commit flusher, flush and retention ticks) and clean shutdown.
+//!
+//! Startup: take the data directory's lock, note whether the last run ended cleanly (Kafka's
+//! `.kafka_cleanshutdown` marker) and remove the marker, open the metadata and every partition
+//! (recovering logs after an unclean stop), then accept connections. Shutdown: stop accepting,
+//! let connections finish their in-flight requests, flush and close every log, write the marker.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::metadata::{MetadataStore, TopicMeta};
+use crate::replication::replica_manager::{now_ms, run_flusher, FlushQueue, ReplicaManager};
+
+const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
+const LOCK_FILE: &str = ".lock";
+/// The most partitions one broker hosts; bounds the flush queue and CreateTopics requests.
+pub const MAX_PARTITIONS: usize = 100_000;
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub metadata: MetadataStore,
+    pub replicas: ReplicaManager,
+    _lock: File,
+}
+
+/// A topic creation as CreateTopics or auto-creation asks for it.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1 = `num.partitions`.
+    pub partitions: i32,
+    /// -1 = `default.replication.factor`.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
+    if name.is_empty() {
+        return Err(BrokerError::InvalidTopic(
+            "Topic name is illegal, it can't be empty".into(),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(BrokerError::InvalidTopic("Topic name cannot be \".\" or \"..\"".into()));
+    }
+    if name.len() > 249 {
+        return Err(BrokerError::InvalidTopic(format!(
+            "Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"
+        )));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(BrokerError::InvalidTopic(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        )));
+    }
+    Ok(())
+}
+
+impl Broker {
+    /// Opens the data directory and every log in it.
+    pub fn open(config: BrokerConfig) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
+        let dir = config.log_dir.clone();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
+        let lock = lock_dir(&dir)?;
+        let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
+        let had_clean_shutdown = marker.exists();
+        let metadata = MetadataStore::open(&dir).context("opening cluster metadata")?;
+        let topics = metadata.topics();
+        if !had_clean_shutdown && !topics.is_empty() {
+            tracing::warn!("no clean shutdown marker: recovering logs");
+        }
+        let started = std::time::Instant::now();
+        let (replicas, queue) =
+            ReplicaManager::open(&dir, config.log.clone(), &topics, had_clean_shutdown, MAX_PARTITIONS)
+                .context("opening logs")?;
+        tracing::info!(
+            topics = topics.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "logs loaded"
+        );
+        if had_clean_shutdown {
+            std::fs::remove_file(&marker).context("removing clean shutdown marker")?;
+            File::open(&dir)?.sync_all()?;
+        }
+        Ok((
+            Arc::new(Broker {
+                config,
+                metadata,
+                replicas,
+                _lock: lock,
+            }),
+            queue,
+        ))
+    }
+
+    /// Creates a topic (or, with `validate_only`, checks that it could be created).
+    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicMeta, BrokerError> {
+        validate_topic_name(&new.name)?;
+        if self.metadata.topic(&new.name).is_some() {
+            return Err(BrokerError::TopicAlreadyExists(format!(
+                "Topic '{}' already exists.",
+                new.name
+            )));
+        }
+        let partitions = match new.partitions {
+            -1 => self.config.num_partitions,
+            n if n >= 1 => n,
+            n => {
+                return Err(BrokerError::InvalidPartitions(format!(
+                    "Number of partitions must be larger than 0, or -1 to use the default value. Got {n}"
+                )))
+            }
+        };
+        let existing: usize = self
+            .metadata
+            .topics()
+            .iter()
+            .map(|t| t.partitions.max(0) as usize)
+            .sum();
+        if existing.saturating_add(partitions as usize) > MAX_PARTITIONS {
+            return Err(BrokerError::PolicyViolation(format!(
+                "this broker hosts at most {MAX_PARTITIONS} partitions"
+            )));
+        }
+        let replication_factor = match new.replication_factor {
+            -1 => self.config.default_replication_factor,
+            n if n >= 1 => n,
+            n => {
+                return Err(BrokerError::InvalidReplicationFactor(format!(
+                    "Replication factor must be larger than 0, or -1 to use the default value. Got {n}"
+                )))
+            }
+        };
+        if replication_factor > 1 {
+            return Err(BrokerError::InvalidReplicationFactor(format!(
+                "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only 1 broker(s) are registered."
+            )));
+        }
+        let mut check = self.config.log.clone();
+        for (k, v) in &new.configs {
+            crate::config::apply_topic_config(&mut check, k, v)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        }
+        let meta = TopicMeta {
+            name: new.name,
+            id: Uuid::new_v4(),
+            partitions,
+            replication_factor,
+            configs: new.configs,
+        };
+        if validate_only {
+            return Ok(meta);
+        }
+        let meta = self.metadata.create_topic(meta)?;
+        if let Err(e) = self.replicas.open_topic(&meta, true) {
+            // Undo the registration so the name is free to try again.
+            let _ = self.replicas.delete_topic(&meta.name);
+            let _ = self.metadata.delete_topic(&meta.name);
+            return Err(e);
+        }
+        tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
+        Ok(meta)
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
+        let meta = self.metadata.delete_topic(name)?;
+        self.replicas.delete_topic(name)?;
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(meta)
+    }
+
+    /// Adds partitions to a topic (CreatePartitions).
+    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<TopicMeta, BrokerError> {
+        let current = self.metadata.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        if count < current.partitions {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Topic currently has {} partitions, which is higher than the requested {count}.",
+                current.partitions
+            )));
+        }
+        if count == current.partitions {
+            return Err(BrokerError::InvalidPartitions(format!(
+                "Topic already has {count} partitions."
+            )));
+        }
+        if validate_only {
+            return Ok(TopicMeta {
+                partitions: count,
+                ..current
+            });
+        }
+        let meta = self.metadata.update_topic(name, |t| {
+            t.partitions = count;
+            Ok(())
+        })?;
+        self.replicas.open_topic(&meta, true)?;
+        Ok(meta)
+    }
+
+    /// Replaces (or with `incremental`, edits) a topic's config overrides and applies them.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BTreeMap<String, String>),
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let current = self.metadata.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
+        let mut configs = current.configs.clone();
+        change(&mut configs);
+        let mut check = self.config.log.clone();
+        for (k, v) in &configs {
+            crate::config::apply_topic_config(&mut check, k, v)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let meta = self.metadata.update_topic(name, |t| {
+            t.configs = configs;
+            Ok(())
+        })?;
+        self.replicas.update_topic_config(&meta);
+        Ok(())
+    }
+
+    /// Flushes, closes every log and writes the clean shutdown marker.
+    pub fn shutdown(&self) -> anyhow::Result<()> {
+        self.replicas.shutdown().context("closing logs")?;
+        let marker = self.config.log_dir.join(CLEAN_SHUTDOWN_MARKER);
+        File::create(&marker)?.sync_all()?;
+        File::open(&self.config.log_dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// An exclusive advisory lock on the data directory: two brokers must never share one.
+fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+    let file = File::create(dir.join(LOCK_FILE))?;
+    #[allow(unsafe_code)]
+    // SAFETY: flock on a valid, owned file descriptor.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        anyhow::bail!(
+            "{} is locked by another process (is a broker already running on it?)",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Runs a broker until `stop` resolves: the whole life of the process.
+pub async fn run(config: BrokerConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.listener)
+        .await
+        .with_context(|| format!("binding listeners {}", config.listener))?;
+    run_on(config, listener, stop).await
+}
+
+/// [`run`] on a listener the caller bound (tests bind port 0).
+pub async fn run_on(
+    config: BrokerConfig,
+    listener: TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let (broker, queue) = Broker::open(config)?;
+    let flusher = tokio::spawn(run_flusher(queue));
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ticks = tokio::spawn(run_schedules(broker.clone(), shutdown_rx.clone()));
+    tracing::info!(
+        listener = %broker.config.listener,
+        node_id = broker.config.node_id,
+        log_dir = %broker.config.log_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "sluice started"
+    );
+    let server = tokio::spawn(crate::server::serve(listener, broker.clone(), shutdown_rx));
+    stop.await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    let _ = server.await;
+    let _ = ticks.await;
+    flusher.abort();
+    let b = broker.clone();
+    tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    tracing::info!("clean shutdown complete");
+    Ok(())
+}
+
+/// Kafka's scheduler: the time-based flush check and retention (with time-based roll).
+async fn run_schedules(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut flush = tokio::time::interval(Duration::from_millis(broker.config.log_flush_scheduler_interval_ms));
+    let mut retention = tokio::time::interval(Duration::from_millis(broker.config.log_retention_check_interval_ms));
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = flush.tick() => broker.replicas.flush_due(now_ms()),
+            _ = retention.tick() => {
+                let b = broker.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    for p in b.replicas.all_partitions() {
+                        match p.run_retention(now_ms()) {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                            Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                        }
+                    }
+                }).await;
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! Broker configuration: Kafka's broker config names, embedded defaults, TOML files and
+//! `--override key=value`, validated once at startup.
+//!
+//! The file format is TOML. Kafka's names contain dots, so both spellings work and mean the
+//! same key: `"log.dirs" = "..."` (a quoted key) and `[log] dirs = "..."` (a table); the loader
+//! flattens tables into dotted names. An unknown key, or a value of the wrong type or range,
+//! stops startup with a message naming the key (Kafka does the same for bad values; for unknown
+//! keys Kafka only warns, but a typo in a durability setting deserves a hard stop).
+//!
+//! Every key, its default, unit and reason is listed in `config/sluice.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::storage::LogConfig;
+
+/// Why a configuration was refused; always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config key `{0}`")]
+    UnknownKey(String),
+    #[error("invalid value for `{key}`: {reason}")]
+    InvalidValue { key: String, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidValue {
+        key: key.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// The broker's configuration. Field names follow Kafka's keys with units last.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `listeners`: where we accept connections (`PLAINTEXT://host:port`).
+    pub listener: SocketAddr,
+    /// `advertised.listeners`: the host and port given to clients in Metadata.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// `node.id`: this broker's id (also the controller id on a single node).
+    pub node_id: i32,
+    /// `log.dirs`: the data directory (one directory for now).
+    pub log_dir: PathBuf,
+    /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
+    pub num_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics_enable: bool,
+    /// `log.retention.check.interval.ms`: how often retention runs.
+    pub log_retention_check_interval_ms: u64,
+    /// `log.flush.scheduler.interval.ms`: how often the time-based flush policy is checked.
+    pub log_flush_scheduler_interval_ms: u64,
+    /// `socket.request.max.bytes`: the largest request frame accepted.
+    pub socket_request_max_bytes: usize,
+    /// `max.connections`: concurrent connections accepted (a permit per connection).
+    pub max_connections: usize,
+    /// `queued.max.requests`: requests read ahead per connection before reading pauses.
+    pub queued_max_requests: usize,
+    /// `connections.max.idle.ms`: idle connections are closed after this long.
+    pub connections_max_idle_ms: u64,
+    /// `producer.id.expiration.ms`.
+    pub producer_id_expiration_ms: i64,
+    /// `metrics.listener`: the Prometheus endpoint (empty = off).
+    pub metrics_listener: Option<SocketAddr>,
+    /// `log.format`: `text` or `json`.
+    pub log_format_json: bool,
+    /// Defaults for every topic's log (`log.segment.bytes`, `log.retention.ms`, ...).
+    pub log: LogConfig,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: "127.0.0.1".to_string(),
+            advertised_port: 9092,
+            node_id: 1,
+            log_dir: PathBuf::from("./data"),
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            log_retention_check_interval_ms: 300_000,
+            log_flush_scheduler_interval_ms: 1_000,
+            socket_request_max_bytes: 104_857_600,
+            max_connections: 10_000,
+            queued_max_requests: 16,
+            connections_max_idle_ms: 600_000,
+            producer_id_expiration_ms: 86_400_000,
+            metrics_listener: None,
+            log_format_json: false,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// A raw value from a file (typed by TOML) or an override (a string).
+#[derive(Debug, Clone)]
+pub enum RawValue {
+    Toml(toml::Value),
+    Text(String),
+}
+
+impl RawValue {
+    fn as_text(&self) -> String {
+        match self {
+            RawValue::Text(s) => s.clone(),
+            RawValue::Toml(toml::Value::String(s)) => s.clone(),
+            RawValue::Toml(toml::Value::Array(items)) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            RawValue::Toml(v) => v.to_string(),
+        }
+    }
+
+    fn as_i64(&self, key: &str) -> Result<i64, ConfigError> {
+        match self {
+            RawValue::Toml(toml::Value::Integer(i)) => Ok(*i),
+            other => other
+                .as_text()
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| invalid(key, format!("`{}` is not an integer", other.as_text()))),
+        }
+    }
+
+    fn as_bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self {
+            RawValue::Toml(toml::Value::Boolean(b)) => Ok(*b),
+            other => match other.as_text().trim() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                t => Err(invalid(key, format!("`{t}` is not true or false"))),
+            },
+        }
+    }
+}
+
+fn in_range(key: &str, v: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(key, format!("{v} is outside [{min}, {max}]")));
+    }
+    Ok(v)
+}
+
+/// Parses `PLAINTEXT://host:port` (the first listener of a comma-separated list).
+fn parse_listener(key: &str, text: &str) -> Result<(String, u16), ConfigError> {
+    let first = text.split(',').next().unwrap_or("").trim();
+    let rest = first
+        .strip_prefix("PLAINTEXT://")
+        .ok_or_else(|| invalid(key, format!("`{first}`: only PLAINTEXT://host:port is supported")))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| invalid(key, format!("`{first}` has no port")))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| invalid(key, format!("`{port}` is not a port")))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = if host.is_empty() { "0.0.0.0" } else { host };
+    Ok((host.to_string(), port))
+}
+
+fn parse_socket_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    format!("{host}:{port}")
+        .parse::<SocketAddr>()
+        .or_else(|_| format!("[{host}]:{port}").parse::<SocketAddr>())
+        .map_err(|_| invalid(key, format!("`{host}` is not an IP address")))
+}
+
+/// Applies one topic-level config (Kafka's topic config names) to a [`LogConfig`].
+/// Used for broker defaults (`log.*` names map here too) and per-topic overrides.
+pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result<(), ConfigError> {
+    let raw = RawValue::Text(value.to_string());
+    match key {
+        "segment.bytes" => log.segment_bytes = in_range(key, raw.as_i64(key)?, 14, i32::MAX as i64)? as u64,
+        "segment.ms" => log.segment_ms = in_range(key, raw.as_i64(key)?, 1, i64::MAX)?,
+        "segment.index.bytes" => log.segment_index_bytes = in_range(key, raw.as_i64(key)?, 8, i32::MAX as i64)? as u32,
+        "index.interval.bytes" => {
+            log.index_interval_bytes = in_range(key, raw.as_i64(key)?, 0, i32::MAX as i64)? as u32
+        }
+        "retention.ms" => log.retention_ms = in_range(key, raw.as_i64(key)?, -1, i64::MAX)?,
+        "retention.bytes" => log.retention_bytes = in_range(key, raw.as_i64(key)?, -1, i64::MAX)?,
+        "flush.messages" => log.flush_interval_messages = in_range(key, raw.as_i64(key)?, 1, i64::MAX)? as u64,
+        "flush.ms" => log.flush_interval_ms = in_range(key, raw.as_i64(key)?, 0, i64::MAX)?,
+        "max.message.bytes" => log.max_message_bytes = in_range(key, raw.as_i64(key)?, 0, i32::MAX as i64)? as u32,
+        "message.timestamp.type" => {
+            log.log_append_time = match value {
+                "CreateTime" => false,
+                "LogAppendTime" => true,
+                other => return Err(invalid(key, format!("`{other}` is not CreateTime or LogAppendTime"))),
+            }
+        }
+        // Accepted and reported, with the only values a single node supports today.
+        "cleanup.policy" => {
+            if value != "delete" {
+                return Err(invalid(
+                    key,
+                    "only `delete` is supported (compaction is not implemented)",
+                ));
+            }
+        }
+        "min.insync.replicas" => {
+            in_range(key, raw.as_i64(key)?, 1, i32::MAX as i64)?;
+        }
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
+                if value != "producer" {
+                    return Err(invalid(key, "only `producer` is supported (batches are kept as sent)"));
+                }
+            }
+            other => return Err(invalid(key, format!("`{other}` is not a compression type"))),
+        },
+        _ => return Err(ConfigError::UnknownKey(key.to_string())),
+    }
+    Ok(())
+}
+
+/// Topic config names we accept in CreateTopics / AlterConfigs, with their broker-level
+/// names (for DescribeConfigs' synonyms and defaults).
+pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
+    ("cleanup.policy", "log.cleanup.policy"),
+    ("compression.type", "compression.type"),
+    ("flush.messages", "log.flush.interval.messages"),
+    ("flush.ms", "log.flush.interval.ms"),
+    ("index.interval.bytes", "log.index.interval.bytes"),
+    ("max.message.bytes", "message.max.bytes"),
+    ("message.timestamp.type", "log.message.timestamp.type"),
+    ("min.insync.replicas", "min.insync.replicas"),
+    ("retention.bytes", "log.retention.bytes"),
+    ("retention.ms", "log.retention.ms"),
+    ("segment.bytes", "log.segment.bytes"),
+    ("segment.index.bytes", "log.index.size.max.bytes"),
+    ("segment.ms", "log.roll.ms"),
+];
+
+/// The current value of a topic config in a [`LogConfig`], as Kafka prints it.
+pub fn topic_config_value(log: &LogConfig, key: &str) -> Option<String> {
+    Some(match key {
+        "cleanup.policy" => "delete".to_string(),
+        "compression.type" => "producer".to_string(),
+        "flush.messages" => (log.flush_interval_messages.min(i64::MAX as u64)).to_string(),
+        "flush.ms" => log.flush_interval_ms.to_string(),
+        "index.interval.bytes" => log.index_interval_bytes.to_string(),
+        "max.message.bytes" => log.max_message_bytes.to_string(),
+        "message.timestamp.type" => if log.log_append_time {
+            "LogAppendTime"
+        } else {
+            "CreateTime"
+        }
+        .to_string(),
+        "min.insync.replicas" => "1".to_string(),
+        "retention.bytes" => log.retention_bytes.to_string(),
+        "retention.ms" => log.retention_ms.to_string(),
+        "segment.bytes" => log.segment_bytes.to_string(),
+        "segment.index.bytes" => log.segment_index_bytes.to_string(),
+        "segment.ms" => log.segment_ms.to_string(),
+        _ => return None,
+    })
+}
+
+impl BrokerConfig {
+    /// Builds the configuration from an optional TOML file and `key=value` overrides (applied
+    /// after the file, in order).
+    pub fn load(file: Option<&std::path::Path>, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut raw: BTreeMap<String, RawValue> = BTreeMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            flatten("", &table, &mut raw);
+        }
+        for item in overrides {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| invalid(item, "an override must be key=value"))?;
+            raw.insert(k.trim().to_string(), RawValue::Text(v.trim().to_string()));
+        }
+        let mut config = BrokerConfig::default();
+        let mut advertised: Option<String> = None;
+        for (key, value) in &raw {
+            if key == "advertised.listeners" {
+                advertised = Some(value.as_text());
+                continue;
+            }
+            config.set(key, value)?;
+        }
+        let (host, port) = match advertised {
+            Some(text) => parse_listener("advertised.listeners", &text)?,
+            None => (config.listener.ip().to_string(), config.listener.port()),
+        };
+        config.advertised_host = if host == "0.0.0.0" || host == "::" {
+            "127.0.0.1".to_string()
+        } else {
+            host
+        };
+        config.advertised_port = i32::from(port);
+        Ok(config)
+    }
+
+    fn set(&mut self, key: &str, value: &RawValue) -> Result<(), ConfigError> {
+        let int = |min: i64, max: i64| -> Result<i64, ConfigError> { in_range(key, value.as_i64(key)?, min, max) };
+        match key {
+            "listeners" => {
+                let (host, port) = parse_listener(key, &value.as_text())?;
+                self.listener = parse_socket_addr(key, &host, port)?;
+            }
+            "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
+            "log.dirs" | "log.dir" => {
+                let text = value.as_text();
+                let first = text.split(',').next().unwrap_or("").trim();
+                if first.is_empty() {
+                    return Err(invalid(key, "empty path"));
+                }
+                self.log_dir = PathBuf::from(first);
+            }
+            "num.partitions" => self.num_partitions = int(1, 100_000)? as i32,
+            "default.replication.factor" => self.default_replication_factor = int(1, i16::MAX as i64)? as i16,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = value.as_bool(key)?,
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = int(1, i64::MAX)? as u64,
+            "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms = int(1, i64::MAX)? as u64,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = int(1024, i32::MAX as i64)? as usize,
+            "max.connections" => self.max_connections = int(1, 1_000_000)? as usize,
+            "queued.max.requests" => self.queued_max_requests = int(1, 10_000)? as usize,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = int(1, i64::MAX)? as u64,
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = int(1, i64::MAX)?,
+            "metrics.listener" => {
+                let text = value.as_text();
+                self.metrics_listener = if text.trim().is_empty() {
+                    None
+                } else {
+                    Some(
+                        text.trim()
+                            .parse()
+                            .map_err(|_| invalid(key, format!("`{text}` is not host:port")))?,
+                    )
+                };
+            }
+            "log.format" => {
+                self.log_format_json = match value.as_text().as_str() {
+                    "json" => true,
+                    "text" => false,
+                    other => return Err(invalid(key, format!("`{other}` is not text or json"))),
+                }
+            }
+            "log.roll.hours" => {
+                let hours = int(1, i32::MAX as i64)?;
+                self.log.segment_ms = hours * 3_600_000;
+            }
+            "log.retention.hours" => {
+                let hours = int(-1, i32::MAX as i64)?;
+                self.log.retention_ms = if hours < 0 { -1 } else { hours * 3_600_000 };
+            }
+            "log.retention.minutes" => {
+                let minutes = int(-1, i32::MAX as i64)?;
+                self.log.retention_ms = if minutes < 0 { -1 } else { minutes * 60_000 };
+            }
+            _ => {
+                let topic_key = broker_to_topic_key(key).ok_or_else(|| ConfigError::UnknownKey(key.to_string()))?;
+                apply_topic_config(&mut self.log, topic_key, &value.as_text()).map_err(|e| match e {
+                    ConfigError::InvalidValue { reason, .. } => invalid(key, reason),
+                    other => other,
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Maps a broker-level log default (`log.segment.bytes`) to its topic-level name.
+pub fn broker_to_topic_key(key: &str) -> Option<&'static str> {
+    TOPIC_CONFIG_KEYS
+        .iter()
+        .find(|(_, broker)| *broker == key)
+        .map(|(topic, _)| *topic)
+}
+
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, RawValue>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match v {
+            toml::Value::Table(inner) => flatten(&key, inner, out),
+            other => {
+                out.insert(key, RawValue::Toml(other.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() -> Result<(), ConfigError> {
+        let c = BrokerConfig::load(None, &[])?;
+        assert_eq!(c.listener.port(), 9092);
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.log.segment_bytes, 1 << 30);
+        Ok(())
+    }
+
+    #[test]
+    fn overrides_and_tables() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("b.toml");
+        std::fs::write(&path, "\"log.segment.bytes\" = 2048\n[log.retention]\nms = 5000\n")?;
+        let c = BrokerConfig::load(
+            Some(&path),
+            &["listeners=PLAINTEXT://127.0.0.1:19092".into(), "log.dirs=/tmp/x".into()],
+        )?;
+        assert_eq!(c.log.segment_bytes, 2048);
+        assert_eq!(c.log.retention_ms, 5000);
+        assert_eq!(c.listener.port(), 19092);
+        assert_eq!(c.advertised_port, 19092);
+        assert_eq!(c.log_dir, PathBuf::from("/tmp/x"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_and_bad_value_name_the_key() {
+        let e = BrokerConfig::load(None, &["log.segmnt.bytes=1".into()])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("log.segmnt.bytes"));
+        let e = BrokerConfig::load(None, &["num.partitions=zero".into()])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("num.partitions"));
+        let e = BrokerConfig::load(None, &["listeners=SSL://h:1".into()])
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.unwrap_or_default().contains("listeners"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Typed errors of the layers below the API, and the one place they become Kafka error codes.
+//!
+//! Storage and replication return their own error enums; handlers never pick error codes by
+//! hand for those: they call [`storage_error_code`] / [`BrokerError::code`].
+
+use kafka_protocol::ResponseError;
+
+use crate::storage::StorageError;
+
+/// Errors of the broker layer (topic registry, replica manager).
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("unknown topic or partition")]
+    UnknownTopicOrPartition,
+    #[error("unknown topic id")]
+    UnknownTopicId,
+    #[error("topic already exists: {0}")]
+    TopicAlreadyExists(String),
+    #[error("invalid topic: {0}")]
+    InvalidTopic(String),
+    #[error("invalid partitions: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("request timed out")]
+    RequestTimedOut,
+    #[error("not enough replicas")]
+    NotEnoughReplicas,
+    #[error("policy violation: {0}")]
+    PolicyViolation(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("metadata store: {0}")]
+    MetadataIo(#[from] std::io::Error),
+}
+
+impl BrokerError {
+    /// The Kafka error for this failure.
+    pub fn response_error(&self) -> ResponseError {
+        match self {
+            BrokerError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+            BrokerError::UnknownTopicId => ResponseError::UnknownTopicId,
+            BrokerError::TopicAlreadyExists(_) => ResponseError::TopicAlreadyExists,
+            BrokerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+            BrokerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+            BrokerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            BrokerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            BrokerError::InvalidConfig(_) => ResponseError::InvalidConfig,
+            BrokerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+            BrokerError::RequestTimedOut => ResponseError::RequestTimedOut,
+            BrokerError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
+            BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
+            BrokerError::Storage(e) => storage_response_error(e),
+            BrokerError::MetadataIo(_) => ResponseError::KafkaStorageError,
+        }
+    }
+
+    /// The wire code.
+    pub fn code(&self) -> i16 {
+        self.response_error().code()
+    }
+}
+
+/// Storage failures as Kafka reports them.
+pub fn storage_response_error(e: &StorageError) -> ResponseError {
+    match e {
+        StorageError::CorruptRecord(_) => ResponseError::CorruptMessage,
+        StorageError::InvalidRecord(_) => ResponseError::InvalidRecord,
+        StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
+        StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
+        StorageError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::Corruption(_) | StorageError::Io(_) => ResponseError::KafkaStorageError,
+    }
+}
+
+/// The wire code of a storage failure.
+pub fn storage_error_code(e: &StorageError) -> i16 {
+    storage_response_error(e).code()
+}
+
+/// Shorthand for "no error".
+pub const NONE: i16 = 0;

@@ -1,0 +1,35 @@
+//! Sluice: a Kafka wire-protocol-compatible message broker.
+//!
+//! Module map (requests flow top to bottom):
+//!
+//! - [`server`]: the accept loop (connection permits, backoff, drain on shutdown) and the
+//!   per-connection framing (size cap before allocation, in-order responses).
+//! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
+//!   module per Kafka API, the versions table, response encoding.
+//! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown.
+//! - [`metadata`]: topics (ids, partition counts, config overrides) and producer-id blocks,
+//!   persisted atomically.
+//! - [`replication`]: `Partition` (LEO, high watermark, leader epoch) and `ReplicaManager`
+//!   (appends with acks, fetches, the delayed produce / delayed fetch purgatory, group commit).
+//! - [`storage`]: the segment log on disk, knowing nothing of the wire: batches, segments,
+//!   offset and time indexes, producer state, checkpoints, recovery.
+//! - [`config`]: Kafka's broker config names, embedded defaults, validation.
+//! - [`error`]: the one mapping from typed errors to Kafka error codes.
+//! - [`metrics`]: every metric name, declared once.
+#![deny(unsafe_code)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod alloc;
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod metadata;
+pub mod metrics;
+pub mod replication;
+pub mod server;
+pub mod storage;
+
+/// See [`alloc`]: large reservations must not abort the process.
+#[global_allocator]
+static GLOBAL: alloc::GuardedAlloc = alloc::GuardedAlloc;

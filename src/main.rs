@@ -1,0 +1,91 @@
+//! The `sluice` binary: parse the command line as kafka-server-start does
+//! (`[--config FILE] [--override key=value]...`), set up logging, run until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sluice::config::BrokerConfig;
+
+const USAGE: &str = "usage: sluice [--config FILE] [--override key=value]...\n\
+With no arguments the broker starts with embedded defaults: PLAINTEXT://127.0.0.1:9092, data under ./data, node id 1.";
+
+fn parse_args() -> Result<(Option<PathBuf>, Vec<String>), String> {
+    let mut args = std::env::args().skip(1);
+    let mut file = None;
+    let mut overrides = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => file = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
+            "--override" => overrides.push(args.next().ok_or("--override needs key=value")?),
+            "-h" | "--help" => return Err(String::new()),
+            // kafka-server-start takes the properties file as a bare argument.
+            other if !other.starts_with('-') && file.is_none() => file = Some(PathBuf::from(other)),
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok((file, overrides))
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let (file, overrides) = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match BrokerConfig::load(file.as_deref(), &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(config.log_format_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sluice: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sluice::broker::run(config, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("fatal: {e:#}");
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

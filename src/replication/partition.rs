@@ -1,0 +1,221 @@
+//! One partition replica hosted by this broker, modelled as Kafka's `Partition`: the log, the
+//! leader epoch, and the high watermark published to waiters.
+//!
+//! The high watermark (HW) is what consumers may read and what acks=-1 waits for. On a single
+//! node it follows the log end offset (LEO) as soon as an append is durable under the flush
+//! policy: immediately when no flush is due, after the group-commit fsync otherwise. With
+//! followers, the same watch is advanced by the ISR's fetch positions instead; waiters (the
+//! delayed produce and delayed fetch purgatory) do not change.
+//!
+//! The log sits behind a std `Mutex`: every critical section is a bounded piece of file I/O
+//! (an append or a pread), never an await, and fsyncs run outside it.
+
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::storage::{FlushRequest, LogAppendInfo, LogConfig, StorageError, TimestampOffset, UnifiedLog};
+
+/// What an append needs before the producer may be answered.
+#[derive(Debug)]
+pub struct AppendOutcome {
+    pub info: LogAppendInfo,
+    /// The HW must reach this offset (exclusive end of the append) for the append to count as
+    /// acknowledged.
+    pub required_offset: i64,
+    /// The flush policy requires an fsync before the HW may pass this append.
+    pub flush_required: bool,
+}
+
+/// The result of reading a partition for a fetch.
+#[derive(Debug, Clone)]
+pub struct PartitionRead {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+}
+
+/// Offsets of a partition at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionOffsets {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+}
+
+#[derive(Debug)]
+pub struct Partition {
+    pub topic: Arc<str>,
+    pub topic_id: Uuid,
+    pub index: i32,
+    leader_epoch: AtomicI32,
+    log: Mutex<UnifiedLog>,
+    high_watermark: watch::Sender<i64>,
+    /// Set while this partition waits in the flusher's queue (at most one entry each).
+    pub(crate) flush_scheduled: AtomicBool,
+}
+
+impl Partition {
+    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, mut log: UnifiedLog) -> Result<Self, StorageError> {
+        // A single node is the leader of everything at epoch 0 until a controller says otherwise.
+        let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
+        if log.latest_epoch().is_none() {
+            let leo = log.log_end_offset();
+            log.assign_epoch_start_offset(leader_epoch, leo)?;
+        }
+        let hw = log.high_watermark();
+        let (tx, _) = watch::channel(hw);
+        Ok(Partition {
+            topic,
+            topic_id,
+            index,
+            leader_epoch: AtomicI32::new(leader_epoch),
+            log: Mutex::new(log),
+            high_watermark: tx,
+            flush_scheduled: AtomicBool::new(false),
+        })
+    }
+
+    fn log(&self) -> MutexGuard<'_, UnifiedLog> {
+        // The log's own state is consistent at every return from its methods; a panic in one
+        // caller must not make the partition unusable for all others.
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Appends a producer's records as the leader.
+    pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+        let mut log = self.log();
+        let info = log.append_as_leader(records, self.leader_epoch(), now_ms)?;
+        let required_offset = info.last_offset + 1;
+        let flush_required = log.needs_flush(now_ms);
+        if !flush_required {
+            let leo = log.log_end_offset();
+            let hw = log.update_high_watermark(leo);
+            drop(log);
+            self.publish_high_watermark(hw);
+        }
+        Ok(AppendOutcome {
+            info,
+            required_offset,
+            flush_required,
+        })
+    }
+
+    fn publish_high_watermark(&self, hw: i64) {
+        self.high_watermark.send_if_modified(|current| {
+            if hw > *current || hw < *current {
+                *current = hw;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver that wakes whenever the HW moves.
+    pub fn subscribe_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark.subscribe()
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        *self.high_watermark.borrow()
+    }
+
+    /// Reads for a consumer: whole batches below the HW.
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        min_one_message: bool,
+    ) -> Result<PartitionRead, StorageError> {
+        let log = self.log();
+        let hw = log.high_watermark();
+        let data = log.read(fetch_offset, max_bytes, hw, min_one_message)?;
+        Ok(PartitionRead {
+            records: data.records,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: log.log_start_offset(),
+        })
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        let log = self.log();
+        PartitionOffsets {
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            high_watermark: log.high_watermark(),
+        }
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.log().size_bytes()
+    }
+
+    pub fn fetch_offset_by_timestamp(&self, target_ms: i64) -> Result<Option<TimestampOffset>, StorageError> {
+        self.log().fetch_offset_by_timestamp(target_ms)
+    }
+
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampOffset>, StorageError> {
+        self.log().offset_of_max_timestamp()
+    }
+
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.log().end_offset_for_epoch(epoch)
+    }
+
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        self.log().delete_records_before(offset)
+    }
+
+    pub fn set_config(&self, config: LogConfig) {
+        self.log().set_config(config);
+    }
+
+    pub fn needs_flush(&self, now_ms: i64) -> bool {
+        self.log().needs_flush(now_ms)
+    }
+
+    /// First half of a group-commit flush: snapshot what must be synced.
+    pub fn prepare_flush(&self) -> Result<Option<FlushRequest>, StorageError> {
+        self.log().prepare_flush()
+    }
+
+    /// Second half: record the sync and let the HW pass what it covered.
+    pub fn complete_flush(&self, up_to_offset: i64, now_ms: i64) -> Result<(), StorageError> {
+        let mut log = self.log();
+        log.complete_flush(up_to_offset, now_ms)?;
+        let current = log.high_watermark();
+        let hw = log.update_high_watermark(up_to_offset.max(current));
+        drop(log);
+        self.publish_high_watermark(hw);
+        Ok(())
+    }
+
+    /// Housekeeping on the scheduler's tick: time-based roll and retention.
+    pub fn run_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        let mut log = self.log();
+        log.maybe_roll_by_time(now_ms)?;
+        log.apply_retention(now_ms)
+    }
+
+    /// Flushes and closes the log (clean shutdown); the partition is unusable afterwards.
+    pub fn close(self, now_ms: i64) -> Result<(), StorageError> {
+        let log = self.log.into_inner().unwrap_or_else(|p| p.into_inner());
+        log.close(now_ms)
+    }
+
+    /// Deletes the log from disk.
+    pub fn delete(self) -> Result<(), StorageError> {
+        let log = self.log.into_inner().unwrap_or_else(|p| p.into_inner());
+        log.delete()
+    }
+}

@@ -1,0 +1,367 @@
+//! The replica manager (Kafka's `ReplicaManager`): owns every hosted [`Partition`], appends
+//! produce requests, answers fetches, and runs the two waits of Kafka's purgatory:
+//!
+//! - delayed produce: an acknowledged append waits until the partition's high watermark passes
+//!   it (after the group-commit fsync when the flush policy requires one; later, after the ISR
+//!   has fetched it), or the request's timeout, which answers REQUEST_TIMED_OUT;
+//! - delayed fetch: a fetch that found fewer than `min_bytes` waits for any of its partitions'
+//!   high watermarks to move, or `max_wait_ms`, then reads again.
+//!
+//! Both waits are keyed by offset on each partition's HW watch, so replication later changes
+//! who advances the HW, not who waits for it. The flusher task (group commit) drains a bounded
+//! queue holding at most one entry per partition and fsyncs outside the log locks.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::error::BrokerError;
+use crate::metadata::TopicMeta;
+use crate::replication::partition::{Partition, PartitionRead};
+use crate::storage::{LogAppendInfo, LogConfig, UnifiedLog};
+
+/// How the fetch is bounded (Kafka's `FetchParams`).
+#[derive(Debug, Clone, Copy)]
+pub struct FetchParams {
+    pub max_wait_ms: i64,
+    pub min_bytes: usize,
+    pub max_bytes: usize,
+    /// Fetch v0-2: `max_bytes` is a hard limit even for the first batch.
+    pub hard_max_bytes_limit: bool,
+}
+
+/// One partition of a fetch.
+#[derive(Debug, Clone)]
+pub struct FetchTarget {
+    pub partition: Option<Arc<Partition>>,
+    pub fetch_offset: i64,
+    pub partition_max_bytes: usize,
+}
+
+type TopicPartitions = Arc<Vec<Arc<Partition>>>;
+
+pub struct ReplicaManager {
+    log_dir: PathBuf,
+    defaults: RwLock<LogConfig>,
+    topics: RwLock<HashMap<Arc<str>, TopicPartitions>>,
+    flush_tx: mpsc::Sender<Arc<Partition>>,
+}
+
+/// The receiving end of the flush queue, run by [`run_flusher`].
+pub struct FlushQueue(mpsc::Receiver<Arc<Partition>>);
+
+/// `<topic>-<partition>`, Kafka's partition directory name.
+pub fn partition_dir(log_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    log_dir.join(format!("{topic}-{index}"))
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The effective log config of a topic: broker defaults plus its overrides.
+pub fn topic_log_config(defaults: &LogConfig, meta: &TopicMeta) -> LogConfig {
+    let mut config = defaults.clone();
+    for (k, v) in &meta.configs {
+        // Overrides were validated when stored; one that no longer parses keeps the default.
+        if let Err(e) = crate::config::apply_topic_config(&mut config, k, v) {
+            tracing::warn!(topic = %meta.name, error = %e, "ignoring stored topic config");
+        }
+    }
+    config
+}
+
+impl ReplicaManager {
+    /// Opens every partition of `topics` (recovering them after an unclean shutdown).
+    pub fn open(
+        log_dir: &Path,
+        defaults: LogConfig,
+        topics: &[TopicMeta],
+        had_clean_shutdown: bool,
+        max_partitions: usize,
+    ) -> Result<(Self, FlushQueue), BrokerError> {
+        let (flush_tx, flush_rx) = mpsc::channel(max_partitions.max(1024));
+        let rm = ReplicaManager {
+            log_dir: log_dir.to_path_buf(),
+            defaults: RwLock::new(defaults),
+            topics: RwLock::new(HashMap::new()),
+            flush_tx,
+        };
+        for meta in topics {
+            rm.open_topic(meta, had_clean_shutdown)?;
+        }
+        Ok((rm, FlushQueue(flush_rx)))
+    }
+
+    fn defaults(&self) -> LogConfig {
+        self.defaults.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Opens (creating when new) the partitions of a topic, keeping those already open.
+    pub fn open_topic(&self, meta: &TopicMeta, had_clean_shutdown: bool) -> Result<(), BrokerError> {
+        let config = topic_log_config(&self.defaults(), meta);
+        let name: Arc<str> = Arc::from(meta.name.as_str());
+        let existing = self.topic_partitions(&meta.name).unwrap_or_default();
+        let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
+        for index in (partitions.len() as i32)..meta.partitions {
+            let dir = partition_dir(&self.log_dir, &meta.name, index);
+            let log = UnifiedLog::open(dir, config.clone(), had_clean_shutdown, now_ms())?;
+            partitions.push(Arc::new(Partition::new(name.clone(), meta.id, index, log)?));
+        }
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name, Arc::new(partitions));
+        Ok(())
+    }
+
+    pub fn topic_partitions(&self, topic: &str) -> Option<Vec<Arc<Partition>>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(topic)
+            .map(|v| v.as_ref().clone())
+    }
+
+    pub fn get_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let parts = topics.get(topic)?;
+        usize::try_from(index).ok().and_then(|i| parts.get(i)).cloned()
+    }
+
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.values().flat_map(|v| v.iter().cloned()).collect()
+    }
+
+    /// Removes a topic's partitions and their data. In-flight requests holding a partition
+    /// finish against open file handles; the directory is renamed first so a new topic of the
+    /// same name starts clean.
+    pub fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        let removed = self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
+        let Some(parts) = removed else { return Ok(()) };
+        for p in parts.iter() {
+            let dir = partition_dir(&self.log_dir, topic, p.index);
+            let doomed = self
+                .log_dir
+                .join(format!("{topic}-{}.{}-delete", p.index, uuid::Uuid::new_v4().simple()));
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => {
+                    if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                        tracing::warn!(dir = %doomed.display(), error = %e, "could not remove deleted partition");
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a topic's changed config to its open logs.
+    pub fn update_topic_config(&self, meta: &TopicMeta) {
+        let config = topic_log_config(&self.defaults(), meta);
+        for p in self.topic_partitions(&meta.name).unwrap_or_default() {
+            p.set_config(config.clone());
+        }
+    }
+
+    fn schedule_flush(&self, p: &Arc<Partition>) {
+        if !p.flush_scheduled.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.flush_tx.try_send(p.clone()) {
+                // The queue holds one entry per partition at most, so this means shutdown.
+                p.flush_scheduled.store(false, Ordering::Release);
+                tracing::warn!(error = %e, "flush queue unavailable");
+            }
+        }
+    }
+
+    /// Appends each entry to its partition's leader log, then, unless `acks == 0`, waits (up to
+    /// `timeout_ms`) for the high watermark to pass every successful append.
+    pub async fn append_records(
+        &self,
+        acks: i16,
+        timeout_ms: i32,
+        entries: Vec<(Option<Arc<Partition>>, Bytes)>,
+    ) -> Vec<Result<LogAppendInfo, BrokerError>> {
+        let now = now_ms();
+        let mut results = Vec::with_capacity(entries.len());
+        let mut pending = Vec::new();
+        for (i, (partition, records)) in entries.into_iter().enumerate() {
+            let Some(p) = partition else {
+                results.push(Err(BrokerError::UnknownTopicOrPartition));
+                continue;
+            };
+            match p.append_records_to_leader(records, now) {
+                Ok(outcome) => {
+                    if outcome.flush_required {
+                        self.schedule_flush(&p);
+                    }
+                    if acks != 0 && p.high_watermark() < outcome.required_offset {
+                        pending.push((i, p, outcome.required_offset));
+                    }
+                    results.push(Ok(outcome.info));
+                }
+                Err(e) => results.push(Err(BrokerError::Storage(e))),
+            }
+        }
+        if pending.is_empty() {
+            return results;
+        }
+        let deadline = Instant::now() + Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
+        for (i, p, required) in pending {
+            let mut rx = p.subscribe_high_watermark();
+            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Err(BrokerError::RequestTimedOut);
+                }
+            }
+        }
+        results
+    }
+
+    /// Reads every target; if fewer than `min_bytes` came back and no partition failed, waits
+    /// for a high watermark to move (or `max_wait_ms`) and reads again.
+    pub async fn fetch_messages(
+        &self,
+        params: FetchParams,
+        targets: &[FetchTarget],
+    ) -> Vec<Result<PartitionRead, BrokerError>> {
+        let deadline = Instant::now() + Duration::from_millis(u64::try_from(params.max_wait_ms.max(0)).unwrap_or(0));
+        let mut watchers: Vec<_> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref().map(|p| p.subscribe_high_watermark()))
+            .collect();
+        loop {
+            let results = read_all(params, targets);
+            let bytes: usize = results
+                .iter()
+                .map(|r| r.as_ref().map(|d| d.records.len()).unwrap_or(0))
+                .sum();
+            let any_error = results.iter().any(|r| r.is_err());
+            if bytes >= params.min_bytes || any_error || watchers.is_empty() || Instant::now() >= deadline {
+                return results;
+            }
+            let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok((Ok(()), _, _)) => continue,
+                // A sender dropped (topic deleted) or the deadline passed: answer with what we have.
+                Ok((Err(_), _, _)) | Err(_) => return read_all(params, targets),
+            }
+        }
+    }
+
+    /// Flushes and closes every log; used at clean shutdown.
+    pub fn shutdown(&self) -> Result<(), BrokerError> {
+        let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|p| p.into_inner()));
+        let mut first_error = None;
+        for (_, parts) in topics {
+            let parts = Arc::try_unwrap(parts).unwrap_or_else(|shared| shared.as_ref().clone());
+            for p in parts {
+                let result = match Arc::try_unwrap(p) {
+                    Ok(p) => p.close(now_ms()),
+                    Err(shared) => {
+                        // Still referenced by a request that outlived the drain: flush it at least.
+                        match shared.prepare_flush() {
+                            Ok(Some(req)) => req.sync(),
+                            Ok(None) => Ok(()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                };
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "closing log failed");
+                    first_error.get_or_insert(BrokerError::Storage(e));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Marks every partition whose time-based flush is due.
+    pub fn flush_due(&self, now: i64) {
+        for p in self.all_partitions() {
+            if p.needs_flush(now) {
+                self.schedule_flush(&p);
+            }
+        }
+    }
+}
+
+fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<PartitionRead, BrokerError>> {
+    let mut remaining = params.max_bytes;
+    let mut min_one_message = !params.hard_max_bytes_limit;
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        let Some(p) = &t.partition else {
+            out.push(Err(BrokerError::UnknownTopicOrPartition));
+            continue;
+        };
+        let limit = t.partition_max_bytes.min(remaining);
+        match p.read(t.fetch_offset, limit, min_one_message) {
+            Ok(read) => {
+                if !read.records.is_empty() {
+                    min_one_message = false;
+                }
+                remaining = remaining.saturating_sub(read.records.len());
+                out.push(Ok(read));
+            }
+            Err(e) => out.push(Err(BrokerError::Storage(e))),
+        }
+    }
+    out
+}
+
+/// The group-commit flusher: takes every partition queued since the last round, fsyncs them
+/// together off the async workers, then lets their high watermarks advance.
+pub async fn run_flusher(mut queue: FlushQueue) {
+    while let Some(first) = queue.0.recv().await {
+        let mut batch = vec![first];
+        while let Ok(p) = queue.0.try_recv() {
+            batch.push(p);
+        }
+        let mut requests = Vec::with_capacity(batch.len());
+        for p in batch {
+            // Cleared before preparing: an append after this point schedules the next round.
+            p.flush_scheduled.store(false, Ordering::Release);
+            match p.prepare_flush() {
+                Ok(Some(req)) => requests.push((p, req)),
+                Ok(None) => {}
+                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush prepare failed"),
+            }
+        }
+        if requests.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let synced = tokio::task::spawn_blocking(move || {
+            requests
+                .into_iter()
+                .map(|(p, req)| {
+                    let result = req.sync().map(|()| req.up_to_offset());
+                    (p, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        crate::metrics::record_fsync(started.elapsed());
+        let Ok(synced) = synced else { continue };
+        let now = now_ms();
+        for (p, result) in synced {
+            match result.and_then(|offset| p.complete_flush(offset, now)) {
+                Ok(()) => {}
+                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync failed"),
+            }
+        }
+    }
+}

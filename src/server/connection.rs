@@ -1,0 +1,120 @@
+//! One client connection: 4-byte length-prefixed frames in, responses out in request order.
+//!
+//! A reader task reads ahead up to `queued.max.requests` frames (so the client's pipelined
+//! requests keep arriving while one is processed); the processing loop handles them strictly
+//! one at a time, in order, as Kafka does by muting a channel until its response is sent. That
+//! order matters: an idempotent producer's in-flight batches must be appended in the order sent.
+//!
+//! The frame length is checked (negative, or above `socket.request.max.bytes`) before any
+//! allocation; Kafka closes the connection in both cases, and so do we. Idle connections close
+//! after `connections.max.idle.ms`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use crate::api::{self, Outcome};
+use crate::broker::Broker;
+
+/// Why a connection ended abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("frame size {size} outside [0, {max}]")]
+    FrameSize { size: i64, max: usize },
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("closed after an invalid request")]
+    InvalidRequest,
+}
+
+/// Facts about the peer, for request context and logs.
+#[derive(Debug, Clone)]
+pub struct ConnectionInfo {
+    pub peer: SocketAddr,
+}
+
+pub async fn run(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    socket.set_nodelay(true)?;
+    let (read_half, write_half) = socket.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(broker.config.queued_max_requests);
+    let max = broker.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
+    let reader = tokio::spawn(read_frames(read_half, tx, max, idle, shutdown));
+
+    let info = ConnectionInfo { peer };
+    let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
+    let mut result = Ok(());
+    while let Some(frame) = rx.recv().await {
+        match api::handle_frame(&broker, frame, &info).await {
+            Outcome::Respond(bytes) => {
+                let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+                writer.write_all(&len.to_be_bytes()).await?;
+                writer.write_all(&bytes).await?;
+            }
+            Outcome::NoResponse => {}
+            Outcome::Close => {
+                result = Err(ConnectionError::InvalidRequest);
+                break;
+            }
+        }
+        // Batch responses of pipelined requests into one write; flush when caught up.
+        if rx.is_empty() {
+            writer.flush().await?;
+        }
+    }
+    writer.flush().await.ok();
+    reader.abort();
+    match reader.await {
+        Ok(Err(e)) if result.is_ok() => Err(e),
+        _ => result,
+    }
+}
+
+async fn read_frames(
+    mut read_half: OwnedReadHalf,
+    tx: mpsc::Sender<Bytes>,
+    max: usize,
+    idle: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    loop {
+        let mut len_buf = [0u8; 4];
+        let read = tokio::select! {
+            r = tokio::time::timeout(idle, read_half.read_exact(&mut len_buf)) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        match read {
+            Err(_) => return Ok(()), // idle
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Ok(Err(e)) => return Err(e.into()),
+            Ok(Ok(_)) => {}
+        }
+        let size = i32::from_be_bytes(len_buf);
+        let len = usize::try_from(size).map_err(|_| ConnectionError::FrameSize { size: size.into(), max })?;
+        if len > max {
+            return Err(ConnectionError::FrameSize { size: size.into(), max });
+        }
+        let mut frame = BytesMut::zeroed(len);
+        // A peer that sends a header and stalls is bounded by the idle timeout too.
+        match tokio::time::timeout(idle, read_half.read_exact(&mut frame)).await {
+            Err(_) => return Ok(()),
+            Ok(r) => {
+                r?;
+            }
+        }
+        if tx.send(frame.freeze()).await.is_err() {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Per-partition log configuration (Kafka's topic-level `segment.*`, `retention.*`, `flush.*`,
+//! `index.*` and `max.message.bytes` settings). Defaults are Kafka's.
+
+/// Configuration of one partition log. Units are in the field names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogConfig {
+    /// segment.bytes: roll the active segment before it would exceed this size (default 1 GiB).
+    /// Positions inside a segment are i32, so values above `i32::MAX` act as `i32::MAX`.
+    pub segment_bytes: u64,
+    /// segment.ms: roll once this long has passed since the segment's first batch timestamp
+    /// (default 7 days).
+    pub segment_ms: i64,
+    /// segment.index.bytes: roll when the offset or time index reaches this size (default 10 MiB).
+    pub segment_index_bytes: u32,
+    /// index.interval.bytes: add an index entry every this many bytes of log (default 4096).
+    pub index_interval_bytes: u32,
+    /// retention.ms: delete closed segments whose newest timestamp is older (default 7 days, -1 = off).
+    pub retention_ms: i64,
+    /// retention.bytes: delete closed segments while the log stays at least this big (default -1 = off).
+    pub retention_bytes: i64,
+    /// flush.messages: `needs_flush` once this many messages are unflushed (default u64::MAX = never).
+    pub flush_interval_messages: u64,
+    /// flush.ms: `needs_flush` once this long has passed since the last flush (default i64::MAX = never).
+    pub flush_interval_ms: i64,
+    /// max.message.bytes: the largest record batch accepted (default 1048588).
+    pub max_message_bytes: u32,
+    /// message.timestamp.type == LogAppendTime (default false = CreateTime).
+    pub log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            flush_interval_messages: u64::MAX,
+            flush_interval_ms: i64::MAX,
+            max_message_bytes: 1_048_588,
+            log_append_time: false,
+        }
+    }
+}
+
+impl LogConfig {
+    /// The effective segment size limit: positions in the offset index are i32.
+    pub(crate) fn effective_segment_bytes(&self) -> u64 {
+        self.segment_bytes.clamp(1, i32::MAX as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_kafkas() {
+        let c = LogConfig::default();
+        assert_eq!(c.segment_bytes, 1 << 30);
+        assert_eq!(c.max_message_bytes, 1_048_588);
+        assert_eq!(c.retention_bytes, -1);
+        assert_eq!(c.effective_segment_bytes(), 1 << 30);
+        let big = LogConfig {
+            segment_bytes: u64::MAX,
+            ..LogConfig::default()
+        };
+        assert_eq!(big.effective_segment_bytes(), i32::MAX as u64);
+    }
+}

@@ -1,0 +1,671 @@
+//! `UnifiedLog`: the log of one partition (Kafka's `UnifiedLog` + `LocalLog`).
+//!
+//! Owns the segments (oldest first; the last one is active), the log start offset, high
+//! watermark and recovery point, the producer state and the leader epoch cache. It validates
+//! client batches, assigns offsets by rewriting each batch's 17-byte prefix (outside the CRC) and
+//! appends, serves reads of whole batches below a caller-given limit, rolls and deletes segments,
+//! and hands out flush requests so the caller can fsync without holding its lock (group commit).
+//! Not thread safe by itself: the owner wraps it in a short std Mutex (reads take `&self`).
+
+use std::fs::{self, File};
+use std::io::IoSlice;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::storage::batch::{self, BatchHeader, HEADER_PREFIX_LEN};
+use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use crate::storage::config::LogConfig;
+use crate::storage::error::{Result, StorageError};
+use crate::storage::leader_epoch::LeaderEpochCache;
+use crate::storage::producer_state::{ProducerStateManager, StagedProducers, PRODUCER_ID_EXPIRATION_MS};
+use crate::storage::recovery;
+use crate::storage::segment::LogSegment;
+
+/// Outcome of `append_as_leader`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogAppendInfo {
+    /// Base offset assigned to the first batch (for a duplicate: the original one).
+    pub first_offset: i64,
+    /// Last offset of the last batch (for a duplicate: the original one).
+    pub last_offset: i64,
+    /// The broker time stamped into the batches, -1 unless LogAppendTime.
+    pub log_append_time_ms: i64,
+    /// Log start offset after the append.
+    pub log_start_offset: i64,
+    /// Records appended (0 for a duplicate).
+    pub record_count: u32,
+    /// Bytes received (the whole `records` buffer).
+    pub bytes: usize,
+    /// The batch was a retry of one already in the log: nothing was appended.
+    pub duplicate: bool,
+}
+
+/// Outcome of `read`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FetchDataInfo {
+    /// Whole batches, possibly empty.
+    pub records: Bytes,
+}
+
+/// A record located by timestamp (ListOffsets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// The record's offset.
+    pub offset: i64,
+    /// Partition leader epoch of its batch, -1 if unknown.
+    pub leader_epoch: i32,
+}
+
+/// Duplicated file handles of every segment with unflushed data, and the log end offset they
+/// cover. `sync` may run without the log's lock; then pass `up_to_offset` to `complete_flush`.
+#[derive(Debug)]
+pub struct FlushRequest {
+    files: Vec<File>,
+    up_to_offset: i64,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl FlushRequest {
+    /// fdatasyncs every handle. A failure poisons the log: it refuses appends from then on,
+    /// since the kernel may have dropped the dirty pages (fsyncgate).
+    pub fn sync(&self) -> Result<()> {
+        for f in &self.files {
+            if let Err(e) = f.sync_data() {
+                self.poisoned.store(true, Ordering::SeqCst);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The log end offset at `prepare_flush`: everything below it is durable after `sync`.
+    pub fn up_to_offset(&self) -> i64 {
+        self.up_to_offset
+    }
+}
+
+/// The log of one partition. See the module docs.
+#[derive(Debug)]
+pub struct UnifiedLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Oldest first, never empty; the last is the active segment.
+    segments: Vec<LogSegment>,
+    log_start_offset: i64,
+    high_watermark: i64,
+    recovery_point: i64,
+    producer_state: ProducerStateManager,
+    epoch_cache: LeaderEpochCache,
+    last_flush_ms: i64,
+    poisoned: Arc<AtomicBool>,
+}
+
+impl UnifiedLog {
+    /// Opens (or creates) the partition directory `dir`. Without a clean shutdown, everything
+    /// after the recovery point is re-validated and a torn or corrupt tail is truncated. The high
+    /// watermark starts at the log end offset.
+    pub fn open(dir: PathBuf, config: LogConfig, had_clean_shutdown: bool, now_ms: i64) -> Result<Self> {
+        let loaded = recovery::load(&dir, &config, had_clean_shutdown, now_ms)?;
+        let mut log = Self {
+            dir,
+            config,
+            segments: loaded.segments,
+            log_start_offset: loaded.log_start_offset,
+            high_watermark: 0,
+            recovery_point: loaded.recovery_point,
+            producer_state: loaded.producer_state,
+            epoch_cache: loaded.epoch_cache,
+            last_flush_ms: now_ms,
+            poisoned: Arc::new(AtomicBool::new(false)),
+        };
+        log.high_watermark = log.log_end_offset();
+        checkpoint::write_offset(&log.dir.join(LOG_START_OFFSET_CHECKPOINT), log.log_start_offset)?;
+        tracing::debug!(dir = %log.dir.display(), log_start = log.log_start_offset,
+            log_end = log.log_end_offset(), segments = log.segments.len(), "opened log");
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Applies a new configuration (index limits apply to existing segments too).
+    pub fn set_config(&mut self, config: LogConfig) {
+        for seg in &mut self.segments {
+            seg.set_config(&config);
+        }
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// The next offset to assign.
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments.last().map(LogSegment::next_offset).unwrap_or(self.log_start_offset)
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+
+    /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`; returns it.
+    pub fn update_high_watermark(&mut self, hw: i64) -> i64 {
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset().max(self.log_start_offset));
+        self.high_watermark
+    }
+
+    /// Everything below this offset has been fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.recovery_point
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(LogSegment::size).sum()
+    }
+
+    pub fn num_segments(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.producer_state.count()
+    }
+
+    fn active(&self) -> Result<&LogSegment> {
+        self.segments
+            .last()
+            .ok_or_else(|| StorageError::Corruption("log has no segments".into()))
+    }
+
+    fn active_mut(&mut self) -> Result<&mut LogSegment> {
+        self.segments
+            .last_mut()
+            .ok_or_else(|| StorageError::Corruption("log has no segments".into()))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            return Err(StorageError::Io(std::io::Error::other(format!(
+                "log {} refuses writes after a failed write or fsync",
+                self.dir.display()
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Validates `records` (one or more v2 batches), checks idempotent producers, assigns offsets
+    /// from the log end and appends all batches or none. A retried producer batch is answered
+    /// with its original offsets and `duplicate = true`.
+    pub fn append_as_leader(&mut self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<LogAppendInfo> {
+        self.check_writable()?;
+        let max_segment = usize::try_from(self.config.effective_segment_bytes()).unwrap_or(usize::MAX);
+        if records.len() > max_segment {
+            return Err(StorageError::RecordTooLarge { size: records.len(), max: max_segment });
+        }
+        let parsed = self.validate_batches(&records)?;
+        let log_append_time = self.config.log_append_time;
+        let mut staged = StagedProducers::new();
+        let mut next_offset = self.log_end_offset();
+        let mut assigned = Vec::with_capacity(parsed.len());
+        for (pos, original) in parsed {
+            let mut h = original;
+            h.base_offset = next_offset;
+            h.partition_leader_epoch = leader_epoch;
+            if log_append_time {
+                h.max_timestamp = now_ms;
+            }
+            if h.has_producer_id() {
+                if let Some(dup) = self.producer_state.check(&staged, &h)? {
+                    return Ok(LogAppendInfo {
+                        first_offset: dup.first_offset(),
+                        last_offset: dup.last_offset,
+                        log_append_time_ms: if log_append_time { dup.timestamp } else { -1 },
+                        log_start_offset: self.log_start_offset,
+                        record_count: 0,
+                        bytes: records.len(),
+                        duplicate: true,
+                    });
+                }
+                self.producer_state.stage(&mut staged, &h);
+            }
+            next_offset = h.next_offset();
+            assigned.push((pos, h));
+        }
+        let (Some(&(_, first)), Some(&(_, last))) = (assigned.first(), assigned.last()) else {
+            return Err(StorageError::InvalidRecord("no record batches".into()));
+        };
+        let max_timestamp = assigned.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1);
+        if self.active()?.should_roll(&self.config, records.len() as u64, max_timestamp, last.last_offset(), now_ms) {
+            self.roll(now_ms)?;
+        }
+        if leader_epoch >= 0 {
+            self.epoch_cache.assign(leader_epoch, first.base_offset)?;
+        }
+        self.write_batches(&records, &assigned, log_append_time, now_ms)?;
+        self.producer_state.commit(staged);
+        let record_count = assigned
+            .iter()
+            .map(|(_, h)| u32::try_from(h.record_count).unwrap_or(0))
+            .fold(0u32, u32::saturating_add);
+        Ok(LogAppendInfo {
+            first_offset: first.base_offset,
+            last_offset: last.last_offset(),
+            log_append_time_ms: if log_append_time { now_ms } else { -1 },
+            log_start_offset: self.log_start_offset,
+            record_count,
+            bytes: records.len(),
+            duplicate: false,
+        })
+    }
+
+    /// Splits `records` into batches and runs the client checks on each.
+    fn validate_batches(&self, records: &[u8]) -> Result<Vec<(usize, BatchHeader)>> {
+        let mut parsed = Vec::new();
+        for item in batch::batches(records) {
+            let (pos, h) = item?;
+            let bytes = records
+                .get(pos..pos + h.total_size())
+                .ok_or_else(|| StorageError::CorruptRecord("batch exceeds the buffer".into()))?;
+            batch::validate_client_batch(&h, bytes, self.config.max_message_bytes)?;
+            parsed.push((pos, h));
+        }
+        if parsed.is_empty() {
+            return Err(StorageError::InvalidRecord("no record batches".into()));
+        }
+        Ok(parsed)
+    }
+
+    /// Writes the batches with rewritten prefixes via one vectored write (only LogAppendTime
+    /// copies a batch, to recompute its CRC).
+    fn write_batches(
+        &mut self,
+        records: &Bytes,
+        assigned: &[(usize, BatchHeader)],
+        log_append_time: bool,
+        now_ms: i64,
+    ) -> Result<()> {
+        let mut prefixes = Vec::with_capacity(assigned.len());
+        let mut copies: Vec<Vec<u8>> = Vec::new();
+        for (pos, h) in assigned {
+            let bytes = records.get(*pos..*pos + h.total_size()).unwrap_or(&[]);
+            let prefix = batch::rewritten_prefix(bytes, h.base_offset, h.partition_leader_epoch);
+            if log_append_time {
+                let mut copy = bytes.to_vec();
+                batch::set_log_append_time(&mut copy, now_ms);
+                if let Some(dst) = copy.get_mut(..HEADER_PREFIX_LEN) {
+                    dst.copy_from_slice(&prefix);
+                }
+                copies.push(copy);
+            }
+            prefixes.push(prefix);
+        }
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(assigned.len() * 2);
+        if log_append_time {
+            slices.extend(copies.iter().map(|c| IoSlice::new(c)));
+        } else {
+            for ((pos, h), prefix) in assigned.iter().zip(&prefixes) {
+                let rest = records.get(*pos + HEADER_PREFIX_LEN..*pos + h.total_size()).unwrap_or(&[]);
+                slices.push(IoSlice::new(prefix));
+                slices.push(IoSlice::new(rest));
+            }
+        }
+        let headers: Vec<BatchHeader> = assigned.iter().map(|(_, h)| *h).collect();
+        let config = self.config.clone();
+        let result = self.active_mut()?.append(&headers, &mut slices, &config);
+        if let Err(StorageError::Corruption(_)) = &result {
+            self.poisoned.store(true, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Starts a new active segment at the log end (no-op if the active one is empty): the old one
+    /// gets its final time index entry and durable indexes, a producer snapshot is written.
+    fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let log_end = self.log_end_offset();
+        let active = self.active_mut()?;
+        if active.is_empty() {
+            return Ok(());
+        }
+        active.on_become_inactive()?;
+        let seg = LogSegment::create(&self.dir, log_end, &self.config, now_ms)?;
+        checkpoint::fsync_dir(&self.dir)?;
+        self.segments.push(seg);
+        self.producer_state.write_snapshot(log_end)?;
+        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), self.recovery_point)?;
+        tracing::debug!(dir = %self.dir.display(), base_offset = log_end, "rolled segment");
+        Ok(())
+    }
+
+    /// Rolls the active segment if segment.ms has passed since its first batch; true if rolled.
+    pub fn maybe_roll_by_time(&mut self, now_ms: i64) -> Result<bool> {
+        let active = self.active()?;
+        if active.is_empty() || active.time_waited_for_roll(now_ms, now_ms) <= self.config.segment_ms {
+            return Ok(false);
+        }
+        self.roll(now_ms)?;
+        Ok(true)
+    }
+
+    /// Messages appended since the last completed flush.
+    fn unflushed_messages(&self) -> u64 {
+        u64::try_from(self.log_end_offset().saturating_sub(self.recovery_point)).unwrap_or(0)
+    }
+
+    /// flush.messages or flush.ms reached, with data to flush.
+    pub fn needs_flush(&self, now_ms: i64) -> bool {
+        let unflushed = self.unflushed_messages();
+        unflushed > 0
+            && (unflushed >= self.config.flush_interval_messages
+                || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms)
+    }
+
+    /// Handles to fsync for everything below the current log end; `None` if all is flushed.
+    pub fn prepare_flush(&mut self) -> Result<Option<FlushRequest>> {
+        let up_to_offset = self.log_end_offset();
+        if up_to_offset <= self.recovery_point {
+            return Ok(None);
+        }
+        let recovery_point = self.recovery_point;
+        let mut files = Vec::new();
+        for seg in self.segments.iter_mut().filter(|s| s.next_offset() > recovery_point) {
+            files.extend(seg.flush_handles()?);
+        }
+        Ok(Some(FlushRequest { files, up_to_offset, poisoned: Arc::clone(&self.poisoned) }))
+    }
+
+    /// Records that a `FlushRequest` covering `up_to_offset` was synced. The recovery point is
+    /// persisted at roll and close (recovery re-validates from the last persisted one).
+    pub fn complete_flush(&mut self, up_to_offset: i64, now_ms: i64) -> Result<()> {
+        let up_to = up_to_offset.min(self.log_end_offset());
+        if up_to > self.recovery_point {
+            self.recovery_point = up_to;
+        }
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// `prepare_flush` + `sync` + `complete_flush` under the caller's lock.
+    pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        match self.prepare_flush()? {
+            Some(req) => {
+                req.sync()?;
+                self.complete_flush(req.up_to_offset(), now_ms)
+            }
+            None => {
+                self.last_flush_ms = now_ms;
+                Ok(())
+            }
+        }
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start: self.log_start_offset,
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// Whole batches from the one holding `fetch_offset`, stopping before any batch whose last
+    /// offset is >= `max_offset` (the high watermark for consumers) and within `max_bytes`, except
+    /// that with `min_one_message` a first batch larger than `max_bytes` is returned whole. Reads
+    /// stay within one segment per call, like Kafka.
+    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_message: bool) -> Result<FetchDataInfo> {
+        let log_end = self.log_end_offset();
+        if fetch_offset < self.log_start_offset || fetch_offset > log_end {
+            return Err(self.out_of_range(fetch_offset));
+        }
+        if fetch_offset == log_end || max_offset <= fetch_offset {
+            return Ok(FetchDataInfo::default());
+        }
+        let first = self.segments.partition_point(|s| s.base_offset() <= fetch_offset).saturating_sub(1);
+        for seg in self.segments.iter().skip(first) {
+            if let Some(records) = seg.read(fetch_offset, max_bytes, max_offset, min_one_message)? {
+                return Ok(FetchDataInfo { records });
+            }
+        }
+        Ok(FetchDataInfo::default())
+    }
+
+    /// The first record with timestamp >= `target_ms` at or after the log start (ListOffsets).
+    pub fn fetch_offset_by_timestamp(&self, target_ms: i64) -> Result<Option<TimestampOffset>> {
+        let start = self.log_start_offset;
+        for seg in &self.segments {
+            if seg.next_offset() <= start || seg.max_timestamp() < target_ms {
+                continue;
+            }
+            let mut found = None;
+            seg.for_each_batch(seg.timestamp_scan_start(target_ms), |h, pos| {
+                if h.max_timestamp >= target_ms && h.last_offset() >= start {
+                    found = Some((*h, pos));
+                    return Ok(false);
+                }
+                Ok(true)
+            })?;
+            if let Some((h, pos)) = found {
+                let bytes = seg.read_batch(pos, &h)?;
+                if let Some(hit) = first_record(bytes, &h, start, |ts| ts >= target_ms)? {
+                    return Ok(Some(hit));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The record with the largest timestamp in the log (ListOffsets MAX_TIMESTAMP): the first
+    /// record of the newest-timestamp batch that carries that timestamp.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<TimestampOffset>> {
+        let mut best: Option<(&LogSegment, i64, i64)> = None;
+        for seg in &self.segments {
+            if let Some((ts, offset)) = seg.max_timestamp_and_batch() {
+                if best.is_none_or(|(_, best_ts, _)| ts > best_ts) {
+                    best = Some((seg, ts, offset));
+                }
+            }
+        }
+        let Some((seg, ts, batch_offset)) = best else {
+            return Ok(None);
+        };
+        let Some((pos, h)) = seg.find_batch(batch_offset)? else {
+            return Ok(None);
+        };
+        let bytes = seg.read_batch(pos, &h)?;
+        let hit = first_record(bytes, &h, self.log_start_offset, |t| t == ts)?;
+        Ok(hit.or(Some(TimestampOffset {
+            timestamp: ts,
+            offset: h.last_offset(),
+            leader_epoch: h.partition_leader_epoch,
+        })))
+    }
+
+    /// DeleteRecords: moves the log start offset to `offset` (<= high watermark), deleting the
+    /// segments entirely below it. Returns the new log start offset.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(StorageError::OffsetOutOfRange {
+                offset,
+                log_start: self.log_start_offset,
+                log_end: self.high_watermark,
+            });
+        }
+        if offset <= self.log_start_offset {
+            return Ok(self.log_start_offset);
+        }
+        self.log_start_offset = offset;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_millis()).ok())
+            .unwrap_or(0);
+        self.delete_old_segments(now_ms, |seg, next_base, start| next_base.unwrap_or(seg.next_offset()) <= start)?;
+        self.after_log_start_moved()?;
+        Ok(self.log_start_offset)
+    }
+
+    /// Deletes closed segments past retention.ms (by their newest timestamp) and while the log
+    /// stays at least retention.bytes without them, oldest first, never beyond the high
+    /// watermark. An expired non-empty active segment is rolled first. Returns segments deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        self.producer_state.remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        let start_before = self.log_start_offset;
+        let mut deleted = 0;
+        let retention_ms = self.config.retention_ms;
+        if retention_ms >= 0 {
+            deleted += self.delete_old_segments(now_ms, |seg, _, _| {
+                now_ms.saturating_sub(seg.largest_timestamp()) > retention_ms
+            })?;
+        }
+        let retention_bytes = self.config.retention_bytes;
+        if retention_bytes >= 0 {
+            let mut excess = i64::try_from(self.size_bytes()).unwrap_or(i64::MAX).saturating_sub(retention_bytes);
+            deleted += self.delete_old_segments(now_ms, |seg, _, _| {
+                let size = i64::try_from(seg.size()).unwrap_or(i64::MAX);
+                if excess - size >= 0 {
+                    excess -= size;
+                    true
+                } else {
+                    false
+                }
+            })?;
+        }
+        deleted += self.delete_old_segments(now_ms, |seg, next_base, start| {
+            next_base.unwrap_or(seg.next_offset()) <= start
+        })?;
+        if self.log_start_offset != start_before {
+            self.after_log_start_moved()?;
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the longest prefix of segments matching `predicate(segment, next base offset,
+    /// log start)` whose data is all below the high watermark; an empty active segment is never
+    /// deleted and a non-empty one is rolled first. Moves the log start offset past them.
+    fn delete_old_segments(
+        &mut self,
+        now_ms: i64,
+        mut predicate: impl FnMut(&LogSegment, Option<i64>, i64) -> bool,
+    ) -> Result<usize> {
+        let mut count = 0;
+        for (i, seg) in self.segments.iter().enumerate() {
+            let next_base = self.segments.get(i + 1).map(LogSegment::base_offset);
+            let upper = next_base.unwrap_or(seg.next_offset());
+            let last_and_empty = next_base.is_none() && seg.is_empty();
+            if last_and_empty || upper > self.high_watermark || !predicate(seg, next_base, self.log_start_offset) {
+                break;
+            }
+            count += 1;
+        }
+        if count == 0 {
+            return Ok(0);
+        }
+        if count == self.segments.len() {
+            self.roll(now_ms)?;
+        }
+        let removed: Vec<LogSegment> = self.segments.drain(..count).collect();
+        if let Some(first) = self.segments.first() {
+            self.log_start_offset = self.log_start_offset.max(first.base_offset());
+        }
+        self.high_watermark = self.high_watermark.max(self.log_start_offset);
+        for seg in removed {
+            tracing::info!(dir = %self.dir.display(), base_offset = seg.base_offset(), "deleting segment");
+            seg.delete_files()?;
+        }
+        Ok(count)
+    }
+
+    /// Persists the log start offset and trims what depends on it.
+    fn after_log_start_moved(&mut self) -> Result<()> {
+        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+        self.epoch_cache.truncate_from_start(self.log_start_offset)?;
+        self.producer_state.delete_snapshots_before(self.log_start_offset)?;
+        self.recovery_point = self.recovery_point.max(self.log_start_offset);
+        Ok(())
+    }
+
+    /// Records that `epoch` starts at `start_offset` (if newer than the latest epoch).
+    pub fn assign_epoch_start_offset(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
+        self.epoch_cache.assign(epoch, start_offset)?;
+        Ok(())
+    }
+
+    pub fn latest_epoch(&self) -> Option<i32> {
+        self.epoch_cache.latest_epoch()
+    }
+
+    /// (largest epoch <= `epoch`, its end offset: the next epoch's start or the log end offset);
+    /// `None` if no known epoch is <= `epoch`.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
+        self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
+    }
+
+    /// Flushes everything, finalises indexes, writes a producer snapshot and the checkpoints.
+    pub fn close(mut self, now_ms: i64) -> Result<()> {
+        self.check_writable()?;
+        self.flush(now_ms)?;
+        for seg in &mut self.segments {
+            seg.sync_all()?;
+        }
+        let log_end = self.log_end_offset();
+        self.producer_state.write_snapshot(log_end)?;
+        let keep: Vec<i64> = self.segments.iter().map(LogSegment::base_offset).collect();
+        for offset in self.producer_state.snapshot_offsets()? {
+            if offset != log_end && !keep.contains(&offset) {
+                fs::remove_file(self.dir.join(format!("{offset:020}.snapshot")))?;
+            }
+        }
+        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
+        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+        Ok(())
+    }
+
+    /// Removes the partition directory and everything in it.
+    pub fn delete(self) -> Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
+
+/// The first record of a stored batch at offset >= `min_offset` whose timestamp satisfies `want`.
+fn first_record(
+    bytes: Bytes,
+    h: &BatchHeader,
+    min_offset: i64,
+    want: impl Fn(i64) -> bool,
+) -> Result<Option<TimestampOffset>> {
+    let hit = |timestamp, offset| TimestampOffset {
+        timestamp,
+        offset,
+        leader_epoch: h.partition_leader_epoch,
+    };
+    if h.is_log_append_time() {
+        // Every record of a LogAppendTime batch has the batch's max timestamp.
+        let offset = h.base_offset.max(min_offset);
+        return Ok((want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset)));
+    }
+    let mut buf = bytes;
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| StorageError::Corruption(format!("cannot decode batch at offset {}: {e}", h.base_offset)))?;
+    Ok(set
+        .records
+        .iter()
+        .find(|r| r.offset >= min_offset && want(r.timestamp))
+        .map(|r| hit(r.timestamp, r.offset)))
+}
+
+#[cfg(test)]
+#[path = "log_tests.rs"]
+mod tests;

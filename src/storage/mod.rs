@@ -1,0 +1,32 @@
+//! The storage core: the bytes on disk for one partition and everything below it. It knows
+//! nothing of the Kafka wire protocol, the network or tokio (contract: docs/storage-contract.md).
+//!
+//! Module map:
+//! - `config`: `LogConfig`, Kafka's per-topic log settings and their defaults.
+//! - `error`: `StorageError`, the one error type of this module.
+//! - `batch`: the v2 record batch header (61 bytes), CRC32C, client batch checks.
+//! - `index`: sparse offset (`.index`) and time (`.timeindex`) indexes.
+//! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover.
+//! - `producer_state`: idempotent producer state and its `.snapshot` files.
+//! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
+//! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
+//! - `recovery`: loading a partition directory, truncating a torn or corrupt tail.
+//! - `log`: `UnifiedLog`, the partition log the API and replication layers call.
+
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+pub mod batch;
+mod checkpoint;
+pub mod config;
+pub mod error;
+mod index;
+mod leader_epoch;
+pub mod log;
+mod producer_state;
+mod recovery;
+mod segment;
+
+pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
+pub use config::LogConfig;
+pub use error::StorageError;
+pub use log::{FetchDataInfo, FlushRequest, LogAppendInfo, TimestampOffset, UnifiedLog};
