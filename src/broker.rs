@@ -305,7 +305,12 @@ pub async fn run_on(
 /// Kafka's scheduler: the time-based flush check and retention (with time-based roll).
 async fn run_schedules(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_millis(broker.config.log_flush_scheduler_interval_ms));
-    let mut retention = tokio::time::interval(Duration::from_millis(broker.config.log_retention_check_interval_ms));
+    // Kafka starts retention 30 s after startup, then runs it every check interval.
+    let retention_every = Duration::from_millis(broker.config.log_retention_check_interval_ms);
+    let mut retention = tokio::time::interval_at(
+        tokio::time::Instant::now() + retention_every.min(Duration::from_secs(30)),
+        retention_every,
+    );
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -190,7 +190,11 @@ pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result
         }
         "retention.ms" => log.retention_ms = in_range(key, raw.as_i64(key)?, -1, i64::MAX)?,
         "retention.bytes" => log.retention_bytes = in_range(key, raw.as_i64(key)?, -1, i64::MAX)?,
-        "flush.messages" => log.flush_interval_messages = in_range(key, raw.as_i64(key)?, 1, i64::MAX)? as u64,
+        "flush.messages" => {
+            // Kafka's Long.MAX_VALUE means "never force a flush", as does u64::MAX here.
+            let v = in_range(key, raw.as_i64(key)?, 1, i64::MAX)?;
+            log.flush_interval_messages = if v == i64::MAX { u64::MAX } else { v as u64 };
+        }
         "flush.ms" => log.flush_interval_ms = in_range(key, raw.as_i64(key)?, 0, i64::MAX)?,
         "max.message.bytes" => log.max_message_bytes = in_range(key, raw.as_i64(key)?, 0, i32::MAX as i64)? as u32,
         "message.timestamp.type" => {
@@ -432,6 +436,17 @@ mod tests {
         assert_eq!(c.listener.port(), 19092);
         assert_eq!(c.advertised_port, 19092);
         assert_eq!(c.log_dir, PathBuf::from("/tmp/x"));
+        Ok(())
+    }
+
+    /// config/sluice.toml documents the embedded defaults: loading it must change nothing.
+    #[test]
+    fn shipped_config_file_is_the_defaults() -> Result<(), ConfigError> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sluice.toml");
+        let from_file = BrokerConfig::load(Some(&path), &[])?;
+        let defaults = BrokerConfig::default();
+        assert_eq!(from_file.log, defaults.log);
+        assert_eq!(format!("{from_file:?}"), format!("{defaults:?}"));
         Ok(())
     }
 

@@ -178,8 +178,10 @@ pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> Descri
                         .with_error_message(Some(StrBytes::from_static_str("unsupported resource type")))
                 }
             };
+            // Null (or, as Kafka treats it, an empty list) means every config.
             let wanted = r
                 .configuration_keys
+                .filter(|keys| !keys.is_empty())
                 .map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
             let configs = entries
                 .into_iter()

@@ -29,10 +29,15 @@ pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsR
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    match ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) {
+                    let mut resp = match ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) {
                         None => resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
                         Some(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, resp),
+                    };
+                    if ctx.version < 4 {
+                        // The field does not exist before v4 and must stay at its default.
+                        resp.leader_epoch = -1;
                     }
+                    resp
                 })
                 .collect();
             ListOffsetsTopicResponse::default()

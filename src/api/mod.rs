@@ -22,6 +22,9 @@ mod offset_for_leader_epoch;
 mod produce;
 pub mod versions;
 
+#[cfg(test)]
+mod tests;
+
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};

@@ -8,4 +8,4 @@ pub mod listener;
 pub use listener::serve;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -251,7 +251,7 @@ pub(crate) fn batch(
             offset: i as i64,
             // offset - sequence must be constant for the encoder to keep one batch.
             sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i as i64,
+            timestamp: crate::api::now_ms() + i as i64,
             key: Some(Bytes::from(format!("k{i}"))),
             value: Some(Bytes::from(v.to_string())),
             headers: IndexMap::new(),

@@ -158,16 +158,40 @@ impl BatchHeader {
         let mut out = [0u8; BATCH_HEADER_LEN];
         put(&mut out, 0, &self.base_offset.to_be_bytes());
         put(&mut out, 8, &self.batch_length.to_be_bytes());
-        put(&mut out, OFF_PARTITION_LEADER_EPOCH, &self.partition_leader_epoch.to_be_bytes());
+        put(
+            &mut out,
+            OFF_PARTITION_LEADER_EPOCH,
+            &self.partition_leader_epoch.to_be_bytes(),
+        );
         put(&mut out, OFF_MAGIC, &self.magic.to_be_bytes());
         put(&mut out, OFF_CRC, &self.crc.to_be_bytes());
         put(&mut out, OFF_ATTRIBUTES, &self.attributes.to_be_bytes());
-        put(&mut out, OFF_LAST_OFFSET_DELTA, &self.last_offset_delta.to_be_bytes());
-        put(&mut out, OFF_BASE_TIMESTAMP, &self.base_timestamp.to_be_bytes());
-        put(&mut out, OFF_MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
+        put(
+            &mut out,
+            OFF_LAST_OFFSET_DELTA,
+            &self.last_offset_delta.to_be_bytes(),
+        );
+        put(
+            &mut out,
+            OFF_BASE_TIMESTAMP,
+            &self.base_timestamp.to_be_bytes(),
+        );
+        put(
+            &mut out,
+            OFF_MAX_TIMESTAMP,
+            &self.max_timestamp.to_be_bytes(),
+        );
         put(&mut out, OFF_PRODUCER_ID, &self.producer_id.to_be_bytes());
-        put(&mut out, OFF_PRODUCER_EPOCH, &self.producer_epoch.to_be_bytes());
-        put(&mut out, OFF_BASE_SEQUENCE, &self.base_sequence.to_be_bytes());
+        put(
+            &mut out,
+            OFF_PRODUCER_EPOCH,
+            &self.producer_epoch.to_be_bytes(),
+        );
+        put(
+            &mut out,
+            OFF_BASE_SEQUENCE,
+            &self.base_sequence.to_be_bytes(),
+        );
         put(&mut out, OFF_RECORD_COUNT, &self.record_count.to_be_bytes());
         out
     }
@@ -179,7 +203,8 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after the last record.
@@ -277,7 +302,11 @@ pub(crate) fn rewritten_prefix(
 ) -> [u8; HEADER_PREFIX_LEN] {
     let mut out: [u8; HEADER_PREFIX_LEN] = field(original, 0);
     put(&mut out, 0, &base_offset.to_be_bytes());
-    put(&mut out, OFF_PARTITION_LEADER_EPOCH, &leader_epoch.to_be_bytes());
+    put(
+        &mut out,
+        OFF_PARTITION_LEADER_EPOCH,
+        &leader_epoch.to_be_bytes(),
+    );
     out
 }
 
@@ -407,7 +436,9 @@ pub(crate) mod tests {
                 producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i64::from(i),
-                sequence: if producer_id >= 0 { base_sequence.wrapping_add(i) } else { -1 },
+                // The encoder starts a new batch when offset - sequence changes, so the
+                // sequence advances even without a producer (base sequence stays -1).
+                sequence: base_sequence.wrapping_add(i),
                 timestamp: first_ts + i64::from(i),
                 key: None,
                 value: Some(bytes::Bytes::from(vec![b'v'; value_len])),
@@ -434,7 +465,10 @@ pub(crate) mod tests {
         assert_eq!(h.record_count, 3);
         assert_eq!(h.last_offset_delta, 2);
         assert_eq!(h.max_timestamp, 1002);
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 5));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (7, 1, 5)
+        );
         assert_eq!(h.last_sequence(), 7);
         assert_eq!(h.compression()?, Compression::None);
         validate_client_batch(&h, &b, 1 << 20)?;
@@ -489,21 +523,33 @@ pub(crate) mod tests {
         let b = make_batch(2, 0, 1);
         let mut m = b.clone();
         m[16] = 1;
-        assert!(matches!(BatchHeader::parse(&m), Err(StorageError::CorruptRecord(_))));
+        assert!(matches!(
+            BatchHeader::parse(&m),
+            Err(StorageError::CorruptRecord(_))
+        ));
         let mut l = b.clone();
         l[8..12].copy_from_slice(&10i32.to_be_bytes());
-        assert!(matches!(BatchHeader::parse(&l), Err(StorageError::CorruptRecord(_))));
+        assert!(matches!(
+            BatchHeader::parse(&l),
+            Err(StorageError::CorruptRecord(_))
+        ));
         assert!(BatchHeader::parse(&b[..30]).is_err());
         let h = BatchHeader {
             record_count: 3,
             ..BatchHeader::parse(&b)?
         };
-        assert!(matches!(h.check_counts(), Err(StorageError::InvalidRecord(_))));
+        assert!(matches!(
+            h.check_counts(),
+            Err(StorageError::InvalidRecord(_))
+        ));
         let h = BatchHeader {
             attributes: 5,
             ..BatchHeader::parse(&b)?
         };
-        assert!(matches!(h.compression(), Err(StorageError::InvalidRecord(_))));
+        assert!(matches!(
+            h.compression(),
+            Err(StorageError::InvalidRecord(_))
+        ));
         Ok(())
     }
 

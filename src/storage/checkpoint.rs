@@ -27,7 +27,10 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -193,10 +196,22 @@ mod tests {
     fn malformed_checkpoints_are_corruption() {
         let p = Path::new("x");
         for text in ["", "1\n5\n", "0\n", "0\nabc\n", "0\n-3\n", "0\n5\n6\n"] {
-            assert!(matches!(decode_offset(p, text), Err(StorageError::Corruption(_))), "{text:?}");
+            assert!(
+                matches!(decode_offset(p, text), Err(StorageError::Corruption(_))),
+                "{text:?}"
+            );
         }
-        for text in ["0\n2\n1 5\n", "0\n2\n2 5\n1 6\n", "0\n1\n1 5 7\n", "0\nx\n", "0\n1\n1 5\n2 7\n"] {
-            assert!(matches!(decode_epochs(p, text), Err(StorageError::Corruption(_))), "{text:?}");
+        for text in [
+            "0\n2\n1 5\n",
+            "0\n2\n2 5\n1 6\n",
+            "0\n1\n1 5 7\n",
+            "0\nx\n",
+            "0\n1\n1 5\n2 7\n",
+        ] {
+            assert!(
+                matches!(decode_epochs(p, text), Err(StorageError::Corruption(_))),
+                "{text:?}"
+            );
         }
     }
 

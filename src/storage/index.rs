@@ -170,7 +170,8 @@ impl<E: IndexEntry> Index<E> {
     }
 
     pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u32) {
-        self.max_entries = (usize::try_from(max_index_bytes).unwrap_or(usize::MAX) / E::SIZE).max(1);
+        self.max_entries =
+            (usize::try_from(max_index_bytes).unwrap_or(usize::MAX) / E::SIZE).max(1);
     }
 
     /// Absolute offset of an entry.
@@ -187,7 +188,9 @@ impl<E: IndexEntry> Index<E> {
     /// The last entry for which `before(entry)` holds, for a predicate that is true on a prefix.
     pub(crate) fn floor_by(&self, before: impl Fn(&E) -> bool) -> Option<E> {
         let idx = self.entries.partition_point(before);
-        idx.checked_sub(1).and_then(|i| self.entries.get(i)).copied()
+        idx.checked_sub(1)
+            .and_then(|i| self.entries.get(i))
+            .copied()
     }
 
     /// Adds an entry if it keeps the index strictly increasing and there is room.
@@ -195,7 +198,12 @@ impl<E: IndexEntry> Index<E> {
         self.push_inner(entry, increasing, false)
     }
 
-    fn push_inner(&mut self, entry: E, increasing: impl Fn(&E, &E) -> bool, ignore_full: bool) -> bool {
+    fn push_inner(
+        &mut self,
+        entry: E,
+        increasing: impl Fn(&E, &E) -> bool,
+        ignore_full: bool,
+    ) -> bool {
         if self.is_full() && !ignore_full {
             return false;
         }
@@ -275,16 +283,21 @@ impl OffsetIndex {
         max_index_bytes: u32,
         log_size: u64,
     ) -> io::Result<Option<Self>> {
-        Self::load(path, base_offset, max_index_bytes, |entries: &[OffsetEntry]| {
-            let in_file = entries.iter().all(|e| {
-                e.relative_offset >= 0 && e.position >= 0 && (e.position as u64) < log_size
-            });
-            in_file
-                && entries.windows(2).all(|w| match w {
-                    [a, b] => a.relative_offset < b.relative_offset && a.position < b.position,
-                    _ => true,
-                })
-        })
+        Self::load(
+            path,
+            base_offset,
+            max_index_bytes,
+            |entries: &[OffsetEntry]| {
+                let in_file = entries.iter().all(|e| {
+                    e.relative_offset >= 0 && e.position >= 0 && (e.position as u64) < log_size
+                });
+                in_file
+                    && entries.windows(2).all(|w| match w {
+                        [a, b] => a.relative_offset < b.relative_offset && a.position < b.position,
+                        _ => true,
+                    })
+            },
+        )
     }
 
     /// Adds (offset, position) if both increase.
@@ -306,10 +319,7 @@ impl OffsetIndex {
         }
         let rel = self.relative(target);
         match self.floor_by(|e| e.relative_offset <= rel) {
-            Some(e) => (
-                self.absolute(&e),
-                u32::try_from(e.position).unwrap_or(0),
-            ),
+            Some(e) => (self.absolute(&e), u32::try_from(e.position).unwrap_or(0)),
             None => (self.base_offset, 0),
         }
     }
@@ -323,13 +333,20 @@ impl TimeIndex {
         base_offset: i64,
         max_index_bytes: u32,
     ) -> io::Result<Option<Self>> {
-        Self::load(path, base_offset, max_index_bytes, |entries: &[TimeEntry]| {
-            entries.iter().all(|e| e.relative_offset >= 0)
-                && entries.windows(2).all(|w| match w {
-                    [a, b] => a.timestamp < b.timestamp && a.relative_offset <= b.relative_offset,
-                    _ => true,
-                })
-        })
+        Self::load(
+            path,
+            base_offset,
+            max_index_bytes,
+            |entries: &[TimeEntry]| {
+                entries.iter().all(|e| e.relative_offset >= 0)
+                    && entries.windows(2).all(|w| match w {
+                        [a, b] => {
+                            a.timestamp < b.timestamp && a.relative_offset <= b.relative_offset
+                        }
+                        _ => true,
+                    })
+            },
+        )
     }
 
     /// Adds (timestamp, offset) if the timestamp grows (the index is monotonic).
@@ -389,7 +406,10 @@ mod tests {
         assert_eq!(idx.lookup(i64::MAX), (130, 12000));
         idx.write_pending()?;
         let loaded = OffsetIndex::load_offsets(dir.path().join("a.index"), 100, 1024, 20000)?;
-        assert_eq!(loaded.map(|l| l.entries().to_vec()), Some(idx.entries().to_vec()));
+        assert_eq!(
+            loaded.map(|l| l.entries().to_vec()),
+            Some(idx.entries().to_vec())
+        );
         // An entry pointing past the log makes the file invalid.
         let loaded = OffsetIndex::load_offsets(dir.path().join("a.index"), 100, 1024, 10000)?;
         assert!(loaded.is_none());

@@ -21,7 +21,9 @@ use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POI
 use crate::storage::config::LogConfig;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
-use crate::storage::producer_state::{ProducerStateManager, StagedProducers, PRODUCER_ID_EXPIRATION_MS};
+use crate::storage::producer_state::{
+    ProducerStateManager, StagedProducers, PRODUCER_ID_EXPIRATION_MS,
+};
 use crate::storage::recovery;
 use crate::storage::segment::LogSegment;
 
@@ -110,7 +112,12 @@ impl UnifiedLog {
     /// Opens (or creates) the partition directory `dir`. Without a clean shutdown, everything
     /// after the recovery point is re-validated and a torn or corrupt tail is truncated. The high
     /// watermark starts at the log end offset.
-    pub fn open(dir: PathBuf, config: LogConfig, had_clean_shutdown: bool, now_ms: i64) -> Result<Self> {
+    pub fn open(
+        dir: PathBuf,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+    ) -> Result<Self> {
         let loaded = recovery::load(&dir, &config, had_clean_shutdown, now_ms)?;
         let mut log = Self {
             dir,
@@ -125,7 +132,10 @@ impl UnifiedLog {
             poisoned: Arc::new(AtomicBool::new(false)),
         };
         log.high_watermark = log.log_end_offset();
-        checkpoint::write_offset(&log.dir.join(LOG_START_OFFSET_CHECKPOINT), log.log_start_offset)?;
+        checkpoint::write_offset(
+            &log.dir.join(LOG_START_OFFSET_CHECKPOINT),
+            log.log_start_offset,
+        )?;
         tracing::debug!(dir = %log.dir.display(), log_start = log.log_start_offset,
             log_end = log.log_end_offset(), segments = log.segments.len(), "opened log");
         Ok(log)
@@ -153,7 +163,10 @@ impl UnifiedLog {
 
     /// The next offset to assign.
     pub fn log_end_offset(&self) -> i64 {
-        self.segments.last().map(LogSegment::next_offset).unwrap_or(self.log_start_offset)
+        self.segments
+            .last()
+            .map(LogSegment::next_offset)
+            .unwrap_or(self.log_start_offset)
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -162,7 +175,10 @@ impl UnifiedLog {
 
     /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`; returns it.
     pub fn update_high_watermark(&mut self, hw: i64) -> i64 {
-        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset().max(self.log_start_offset));
+        self.high_watermark = hw.clamp(
+            self.log_start_offset,
+            self.log_end_offset().max(self.log_start_offset),
+        );
         self.high_watermark
     }
 
@@ -208,11 +224,20 @@ impl UnifiedLog {
     /// Validates `records` (one or more v2 batches), checks idempotent producers, assigns offsets
     /// from the log end and appends all batches or none. A retried producer batch is answered
     /// with its original offsets and `duplicate = true`.
-    pub fn append_as_leader(&mut self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<LogAppendInfo> {
+    pub fn append_as_leader(
+        &mut self,
+        records: Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<LogAppendInfo> {
         self.check_writable()?;
-        let max_segment = usize::try_from(self.config.effective_segment_bytes()).unwrap_or(usize::MAX);
+        let max_segment =
+            usize::try_from(self.config.effective_segment_bytes()).unwrap_or(usize::MAX);
         if records.len() > max_segment {
-            return Err(StorageError::RecordTooLarge { size: records.len(), max: max_segment });
+            return Err(StorageError::RecordTooLarge {
+                size: records.len(),
+                max: max_segment,
+            });
         }
         let parsed = self.validate_batches(&records)?;
         let log_append_time = self.config.log_append_time;
@@ -246,8 +271,18 @@ impl UnifiedLog {
         let (Some(&(_, first)), Some(&(_, last))) = (assigned.first(), assigned.last()) else {
             return Err(StorageError::InvalidRecord("no record batches".into()));
         };
-        let max_timestamp = assigned.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1);
-        if self.active()?.should_roll(&self.config, records.len() as u64, max_timestamp, last.last_offset(), now_ms) {
+        let max_timestamp = assigned
+            .iter()
+            .map(|(_, h)| h.max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        if self.active()?.should_roll(
+            &self.config,
+            records.len() as u64,
+            max_timestamp,
+            last.last_offset(),
+            now_ms,
+        ) {
             self.roll(now_ms)?;
         }
         if leader_epoch >= 0 {
@@ -316,7 +351,9 @@ impl UnifiedLog {
             slices.extend(copies.iter().map(|c| IoSlice::new(c)));
         } else {
             for ((pos, h), prefix) in assigned.iter().zip(&prefixes) {
-                let rest = records.get(*pos + HEADER_PREFIX_LEN..*pos + h.total_size()).unwrap_or(&[]);
+                let rest = records
+                    .get(*pos + HEADER_PREFIX_LEN..*pos + h.total_size())
+                    .unwrap_or(&[]);
                 slices.push(IoSlice::new(prefix));
                 slices.push(IoSlice::new(rest));
             }
@@ -343,7 +380,10 @@ impl UnifiedLog {
         checkpoint::fsync_dir(&self.dir)?;
         self.segments.push(seg);
         self.producer_state.write_snapshot(log_end)?;
-        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), self.recovery_point)?;
+        checkpoint::write_offset(
+            &self.dir.join(RECOVERY_POINT_CHECKPOINT),
+            self.recovery_point,
+        )?;
         tracing::debug!(dir = %self.dir.display(), base_offset = log_end, "rolled segment");
         Ok(())
     }
@@ -351,7 +391,9 @@ impl UnifiedLog {
     /// Rolls the active segment if segment.ms has passed since its first batch; true if rolled.
     pub fn maybe_roll_by_time(&mut self, now_ms: i64) -> Result<bool> {
         let active = self.active()?;
-        if active.is_empty() || active.time_waited_for_roll(now_ms, now_ms) <= self.config.segment_ms {
+        if active.is_empty()
+            || active.time_waited_for_roll(now_ms, now_ms) <= self.config.segment_ms
+        {
             return Ok(false);
         }
         self.roll(now_ms)?;
@@ -379,10 +421,18 @@ impl UnifiedLog {
         }
         let recovery_point = self.recovery_point;
         let mut files = Vec::new();
-        for seg in self.segments.iter_mut().filter(|s| s.next_offset() > recovery_point) {
+        for seg in self
+            .segments
+            .iter_mut()
+            .filter(|s| s.next_offset() > recovery_point)
+        {
             files.extend(seg.flush_handles()?);
         }
-        Ok(Some(FlushRequest { files, up_to_offset, poisoned: Arc::clone(&self.poisoned) }))
+        Ok(Some(FlushRequest {
+            files,
+            up_to_offset,
+            poisoned: Arc::clone(&self.poisoned),
+        }))
     }
 
     /// Records that a `FlushRequest` covering `up_to_offset` was synced. The recovery point is
@@ -422,7 +472,13 @@ impl UnifiedLog {
     /// offset is >= `max_offset` (the high watermark for consumers) and within `max_bytes`, except
     /// that with `min_one_message` a first batch larger than `max_bytes` is returned whole. Reads
     /// stay within one segment per call, like Kafka.
-    pub fn read(&self, fetch_offset: i64, max_bytes: usize, max_offset: i64, min_one_message: bool) -> Result<FetchDataInfo> {
+    pub fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_message: bool,
+    ) -> Result<FetchDataInfo> {
         let log_end = self.log_end_offset();
         if fetch_offset < self.log_start_offset || fetch_offset > log_end {
             return Err(self.out_of_range(fetch_offset));
@@ -430,7 +486,10 @@ impl UnifiedLog {
         if fetch_offset == log_end || max_offset <= fetch_offset {
             return Ok(FetchDataInfo::default());
         }
-        let first = self.segments.partition_point(|s| s.base_offset() <= fetch_offset).saturating_sub(1);
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= fetch_offset)
+            .saturating_sub(1);
         for seg in self.segments.iter().skip(first) {
             if let Some(records) = seg.read(fetch_offset, max_bytes, max_offset, min_one_message)? {
                 return Ok(FetchDataInfo { records });
@@ -509,7 +568,9 @@ impl UnifiedLog {
             .ok()
             .and_then(|d| i64::try_from(d.as_millis()).ok())
             .unwrap_or(0);
-        self.delete_old_segments(now_ms, |seg, next_base, start| next_base.unwrap_or(seg.next_offset()) <= start)?;
+        self.delete_old_segments(now_ms, |seg, next_base, start| {
+            next_base.unwrap_or(seg.next_offset()) <= start
+        })?;
         self.after_log_start_moved()?;
         Ok(self.log_start_offset)
     }
@@ -518,7 +579,8 @@ impl UnifiedLog {
     /// stays at least retention.bytes without them, oldest first, never beyond the high
     /// watermark. An expired non-empty active segment is rolled first. Returns segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
-        self.producer_state.remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+        self.producer_state
+            .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
         let start_before = self.log_start_offset;
         let mut deleted = 0;
         let retention_ms = self.config.retention_ms;
@@ -529,7 +591,9 @@ impl UnifiedLog {
         }
         let retention_bytes = self.config.retention_bytes;
         if retention_bytes >= 0 {
-            let mut excess = i64::try_from(self.size_bytes()).unwrap_or(i64::MAX).saturating_sub(retention_bytes);
+            let mut excess = i64::try_from(self.size_bytes())
+                .unwrap_or(i64::MAX)
+                .saturating_sub(retention_bytes);
             deleted += self.delete_old_segments(now_ms, |seg, _, _| {
                 let size = i64::try_from(seg.size()).unwrap_or(i64::MAX);
                 if excess - size >= 0 {
@@ -562,7 +626,10 @@ impl UnifiedLog {
             let next_base = self.segments.get(i + 1).map(LogSegment::base_offset);
             let upper = next_base.unwrap_or(seg.next_offset());
             let last_and_empty = next_base.is_none() && seg.is_empty();
-            if last_and_empty || upper > self.high_watermark || !predicate(seg, next_base, self.log_start_offset) {
+            if last_and_empty
+                || upper > self.high_watermark
+                || !predicate(seg, next_base, self.log_start_offset)
+            {
                 break;
             }
             count += 1;
@@ -587,9 +654,14 @@ impl UnifiedLog {
 
     /// Persists the log start offset and trims what depends on it.
     fn after_log_start_moved(&mut self) -> Result<()> {
-        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
-        self.epoch_cache.truncate_from_start(self.log_start_offset)?;
-        self.producer_state.delete_snapshots_before(self.log_start_offset)?;
+        checkpoint::write_offset(
+            &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
+            self.log_start_offset,
+        )?;
+        self.epoch_cache
+            .truncate_from_start(self.log_start_offset)?;
+        self.producer_state
+            .delete_snapshots_before(self.log_start_offset)?;
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         Ok(())
     }
@@ -607,7 +679,8 @@ impl UnifiedLog {
     /// (largest epoch <= `epoch`, its end offset: the next epoch's start or the log end offset);
     /// `None` if no known epoch is <= `epoch`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
+        self.epoch_cache
+            .end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Flushes everything, finalises indexes, writes a producer snapshot and the checkpoints.
@@ -626,7 +699,10 @@ impl UnifiedLog {
             }
         }
         checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
-        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+        checkpoint::write_offset(
+            &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
+            self.log_start_offset,
+        )?;
         Ok(())
     }
 
@@ -654,11 +730,16 @@ fn first_record(
     if h.is_log_append_time() {
         // Every record of a LogAppendTime batch has the batch's max timestamp.
         let offset = h.base_offset.max(min_offset);
-        return Ok((want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset)));
+        return Ok((want(h.max_timestamp) && offset <= h.last_offset())
+            .then(|| hit(h.max_timestamp, offset)));
     }
     let mut buf = bytes;
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| StorageError::Corruption(format!("cannot decode batch at offset {}: {e}", h.base_offset)))?;
+    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
+        StorageError::Corruption(format!(
+            "cannot decode batch at offset {}: {e}",
+            h.base_offset
+        ))
+    })?;
     Ok(set
         .records
         .iter()

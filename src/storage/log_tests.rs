@@ -1,0 +1,817 @@
+//! Tests of `UnifiedLog` (a sibling file of log.rs to keep it short): append/read, rolling,
+//! recovery after unclean shutdown, idempotent producers, retention, timestamps, epochs, flush.
+
+#![allow(clippy::indexing_slicing)]
+
+use std::path::Path;
+
+use bytes::Bytes;
+
+use super::*;
+use crate::storage::batch::tests::{make_batch, make_producer_batch};
+use crate::storage::batch::{batches, verify_crc};
+
+const NOW: i64 = 1_700_000_000_000;
+
+fn small_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1024,
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    }
+}
+
+fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<UnifiedLog> {
+    UnifiedLog::open(dir.to_path_buf(), config, clean, NOW)
+}
+
+fn batch(count: i32, ts: i64) -> Bytes {
+    Bytes::from(make_batch(count, ts, 20))
+}
+
+fn pbatch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+    Bytes::from(make_producer_batch(count, NOW, 20, pid, epoch, seq))
+}
+
+/// Every batch header from the log start to the log end, checking CRCs and contiguity.
+fn read_all(log: &UnifiedLog) -> Result<Vec<BatchHeader>> {
+    let mut out: Vec<BatchHeader> = Vec::new();
+    let mut offset = log.log_start_offset();
+    while offset < log.log_end_offset() {
+        let data = log
+            .read(offset, 1 << 20, log.log_end_offset(), true)?
+            .records;
+        assert!(!data.is_empty(), "no data at {offset}");
+        for item in batches(&data) {
+            let (pos, h) = item?;
+            verify_crc(&h, &data[pos..pos + h.total_size()])?;
+            if let Some(prev) = out.last() {
+                assert_eq!(prev.next_offset(), h.base_offset, "offsets are contiguous");
+            }
+            offset = h.next_offset();
+            out.push(h);
+        }
+    }
+    Ok(out)
+}
+
+fn log_files(dir: &Path, suffix: &str) -> Result<Vec<std::path::PathBuf>> {
+    let mut files: Vec<_> = fs::read_dir(dir)?
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+#[test]
+fn append_and_read_round_trip_across_segment_roll() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    assert_eq!(
+        (
+            log.log_start_offset(),
+            log.log_end_offset(),
+            log.num_segments()
+        ),
+        (0, 0, 1)
+    );
+    let mut sizes = Vec::new();
+    for i in 0..20 {
+        let b = batch(3, NOW + i);
+        sizes.push(b.len());
+        let info = log.append_as_leader(b, 4, NOW)?;
+        assert_eq!((info.first_offset, info.last_offset), (i * 3, i * 3 + 2));
+        assert_eq!(info.record_count, 3);
+        assert!(!info.duplicate);
+        assert_eq!(info.log_append_time_ms, -1);
+    }
+    assert!(
+        log.num_segments() > 2,
+        "segments rolled: {}",
+        log.num_segments()
+    );
+    assert_eq!(log.log_end_offset(), 60);
+    assert_eq!(log.size_bytes(), sizes.iter().sum::<usize>() as u64);
+    let all = read_all(&log)?;
+    assert_eq!(all.len(), 20);
+    assert!(all.iter().all(|h| h.partition_leader_epoch == 4));
+    // Reading from an offset in the middle of a batch returns that whole batch.
+    let data = log.read(31, 1 << 20, 60, true)?.records;
+    let first = BatchHeader::parse(&data)?;
+    assert_eq!((first.base_offset, first.last_offset()), (30, 32));
+    // Log end: empty; beyond it or below the start: out of range.
+    assert!(log.read(60, 1000, 60, true)?.records.is_empty());
+    assert!(matches!(
+        log.read(61, 1000, 60, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert!(matches!(
+        log.read(-1, 1000, 60, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    // Segment files have 20-digit names.
+    assert!(dir.path().join("00000000000000000000.log").exists());
+    log.close(NOW)?;
+    let log = open(dir.path(), small_config(), true)?;
+    assert_eq!(log.log_end_offset(), 60);
+    assert_eq!(read_all(&log)?, all);
+    Ok(())
+}
+
+#[test]
+fn read_respects_max_offset_max_bytes_and_min_one_message() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    let size = batch(2, NOW).len();
+    for _ in 0..5 {
+        log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    }
+    // High watermark 5 falls inside batch [4, 5]: only batches 0-1 and 2-3 are visible.
+    let data = log.read(0, 1 << 20, 5, true)?.records;
+    assert_eq!(data.len(), 2 * size);
+    // max_bytes cuts at a batch boundary.
+    let data = log.read(0, 3 * size - 1, 10, true)?.records;
+    assert_eq!(data.len(), 2 * size);
+    // A first batch larger than max_bytes: whole with min_one_message, else nothing.
+    assert_eq!(log.read(2, 10, 10, true)?.records.len(), size);
+    assert!(log.read(2, 10, 10, false)?.records.is_empty());
+    // max_offset at or below the fetch offset: nothing.
+    assert!(log.read(4, 1 << 20, 4, true)?.records.is_empty());
+    Ok(())
+}
+
+#[test]
+fn offset_index_is_used_for_lookups() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        index_interval_bytes: 100,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config, true)?;
+    for i in 0..50 {
+        log.append_as_leader(batch(1, NOW + i), 0, NOW)?;
+    }
+    let seg = log
+        .segments
+        .last()
+        .ok_or_else(|| StorageError::Corruption("none".into()))?;
+    assert!(seg.offset_index().entries().len() > 10);
+    let (entry_offset, pos) = seg.offset_index().lookup(37);
+    assert!(entry_offset <= 37 && pos > 0);
+    for target in [0, 1, 17, 37, 49] {
+        let data = log.read(target, 1, 50, true)?.records;
+        assert_eq!(BatchHeader::parse(&data)?.base_offset, target);
+    }
+    Ok(())
+}
+
+#[test]
+fn rejects_invalid_batches_all_or_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    let good = make_batch(2, NOW, 5);
+    let mut bad_crc = make_batch(2, NOW, 5);
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 1;
+    let two = Bytes::from([good.clone(), bad_crc.clone()].concat());
+    assert!(matches!(
+        log.append_as_leader(two, 0, NOW),
+        Err(StorageError::CorruptRecord(_))
+    ));
+    assert_eq!(log.log_end_offset(), 0, "nothing appended");
+    let torn = Bytes::from([good.clone(), good[..30].to_vec()].concat());
+    assert!(matches!(
+        log.append_as_leader(torn, 0, NOW),
+        Err(StorageError::CorruptRecord(_))
+    ));
+    let mut control = good.clone();
+    control[22] |= 1 << 5;
+    let crc = crc32c::crc32c(&control[21..]);
+    control[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(control), 0, NOW),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    let mut count = good.clone();
+    count[57..61].copy_from_slice(&5i32.to_be_bytes());
+    let crc = crc32c::crc32c(&count[21..]);
+    count[17..21].copy_from_slice(&crc.to_be_bytes());
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(count), 0, NOW),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    let no_seq = Bytes::from(make_producer_batch(1, NOW, 5, 9, 0, -1));
+    assert!(matches!(
+        log.append_as_leader(no_seq, 0, NOW),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    log.set_config(LogConfig {
+        max_message_bytes: 50,
+        ..LogConfig::default()
+    });
+    assert!(matches!(
+        log.append_as_leader(Bytes::from(good.clone()), 0, NOW),
+        Err(StorageError::RecordTooLarge { .. })
+    ));
+    assert!(matches!(
+        log.append_as_leader(Bytes::new(), 0, NOW),
+        Err(StorageError::InvalidRecord(_))
+    ));
+    assert_eq!(log.log_end_offset(), 0);
+    assert_eq!(log.size_bytes(), 0);
+    Ok(())
+}
+
+#[test]
+fn multiple_batches_in_one_append_get_consecutive_offsets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    let two = Bytes::from([make_batch(2, NOW, 5), make_batch(3, NOW, 5)].concat());
+    let info = log.append_as_leader(two, 1, NOW)?;
+    assert_eq!(
+        (info.first_offset, info.last_offset, info.record_count),
+        (0, 4, 5)
+    );
+    let all = read_all(&log)?;
+    assert_eq!(
+        all.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    Ok(())
+}
+
+#[test]
+fn torn_tail_is_truncated_on_unclean_open() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..12 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    let segments = log.num_segments();
+    let last_size = log.segments.last().map(LogSegment::size).unwrap_or(0);
+    let last_batch_len = batch(2, NOW).len() as u64;
+    drop(log); // crash: no close
+    let files = log_files(dir.path(), ".log")?;
+    let active = files
+        .last()
+        .ok_or_else(|| StorageError::Corruption("no log".into()))?;
+    let f = fs::OpenOptions::new().write(true).open(active)?;
+    f.set_len(last_size - 7)?;
+    let log = open(dir.path(), small_config(), false)?;
+    assert_eq!(log.num_segments(), segments);
+    assert_eq!(
+        log.log_end_offset(),
+        22,
+        "the torn last batch [22, 23] is gone"
+    );
+    assert_eq!(fs::metadata(active)?.len(), last_size - last_batch_len);
+    assert_eq!(read_all(&log)?.len(), 11);
+    assert_eq!(log.high_watermark(), 22);
+    Ok(())
+}
+
+#[test]
+fn corrupt_crc_in_last_segment_truncates_there() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    let len = batch(2, NOW).len() as u64;
+    for i in 0..6 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    drop(log);
+    let path = dir.path().join("00000000000000000000.log");
+    let mut bytes = fs::read(&path)?;
+    let at = (2 * len + 40) as usize; // inside the third batch, after its CRC field
+    bytes[at] ^= 0xff;
+    fs::write(&path, &bytes)?;
+    // A clean open trusts the data.
+    let log = open(dir.path(), LogConfig::default(), true)?;
+    assert_eq!(log.log_end_offset(), 12);
+    drop(log);
+    let log = open(dir.path(), LogConfig::default(), false)?;
+    assert_eq!(log.log_end_offset(), 4);
+    assert_eq!(fs::metadata(&path)?.len(), 2 * len);
+    assert_eq!(read_all(&log)?.len(), 2);
+    Ok(())
+}
+
+#[test]
+fn unclean_open_deletes_segments_after_a_truncated_one() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..20 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    assert!(log.num_segments() >= 3);
+    drop(log);
+    // Recovery point 0: every segment is re-validated. Corrupt the first one.
+    fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), "0\n0\n")?;
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = fs::read(&first)?;
+    let len = batch(2, NOW).len();
+    bytes[len + 50] ^= 1;
+    fs::write(&first, &bytes)?;
+    let log = open(dir.path(), small_config(), false)?;
+    assert_eq!((log.num_segments(), log.log_end_offset()), (1, 2));
+    assert_eq!(log_files(dir.path(), ".log")?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn segments_below_recovery_point_are_not_truncated() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..20 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    log.flush(NOW)?;
+    log.append_as_leader(batch(2, NOW), 0, NOW)?; // forces a roll that persists the recovery point
+    while log.num_segments() < 5 {
+        log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    }
+    let end = log.log_end_offset();
+    drop(log);
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = fs::read(&first)?;
+    bytes[100] ^= 1;
+    fs::write(&first, &bytes)?;
+    // The damaged segment is below the persisted recovery point: trusted, not re-validated.
+    let log = open(dir.path(), small_config(), false)?;
+    assert_eq!(log.log_end_offset(), end);
+    // With its index gone it must be rebuilt, which finds the damage and refuses to load.
+    drop(log);
+    fs::remove_file(dir.path().join("00000000000000000000.index"))?;
+    assert!(matches!(
+        open(dir.path(), small_config(), false),
+        Err(StorageError::Corruption(_))
+    ));
+    Ok(())
+}
+
+#[test]
+fn missing_or_corrupt_index_is_rebuilt() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        },
+        true,
+    )?;
+    for i in 0..40 {
+        log.append_as_leader(batch(1, NOW + i), 0, NOW)?;
+    }
+    log.close(NOW)?;
+    let index = dir.path().join("00000000000000000000.index");
+    let time_index = dir.path().join("00000000000000000000.timeindex");
+    let original = fs::read(&index)?;
+    let original_time = fs::read(&time_index)?;
+    assert!(original.len() >= 8 * 10);
+    fs::remove_file(&index)?;
+    let log = open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        },
+        true,
+    )?;
+    assert_eq!(
+        fs::read(&index)?,
+        original,
+        "rebuilt index equals the original"
+    );
+    assert_eq!(
+        log.read(25, 1, 40, true)
+            .map(|d| BatchHeader::parse(&d.records).map(|h| h.base_offset))??,
+        25
+    );
+    log.close(NOW)?;
+    // A torn index file (not a multiple of 8 bytes) is rebuilt too.
+    fs::write(&index, &original[..original.len() - 3])?;
+    fs::write(&time_index, &original_time[..5])?;
+    let log = open(
+        dir.path(),
+        LogConfig {
+            index_interval_bytes: 100,
+            ..LogConfig::default()
+        },
+        true,
+    )?;
+    assert_eq!(fs::read(&index)?, original);
+    assert_eq!(
+        log.fetch_offset_by_timestamp(NOW + 30)?.map(|t| t.offset),
+        Some(30)
+    );
+    Ok(())
+}
+
+#[test]
+fn duplicate_batch_returns_original_offsets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    let first = log.append_as_leader(pbatch(7, 0, 0, 3), 0, NOW)?;
+    let second = log.append_as_leader(pbatch(7, 0, 3, 2), 0, NOW)?;
+    assert_eq!((first.first_offset, first.last_offset), (2, 4));
+    assert_eq!((second.first_offset, second.last_offset), (5, 6));
+    let size = log.size_bytes();
+    let dup = log.append_as_leader(pbatch(7, 0, 0, 3), 0, NOW)?;
+    assert!(dup.duplicate);
+    assert_eq!(
+        (dup.first_offset, dup.last_offset, dup.record_count),
+        (2, 4, 0)
+    );
+    let dup = log.append_as_leader(pbatch(7, 0, 3, 2), 0, NOW)?;
+    assert_eq!(
+        (dup.first_offset, dup.last_offset, dup.duplicate),
+        (5, 6, true)
+    );
+    assert_eq!(log.size_bytes(), size, "duplicates are not appended");
+    assert_eq!(log.log_end_offset(), 7);
+    Ok(())
+}
+
+#[test]
+fn out_of_order_sequence_and_bad_epoch_are_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    log.append_as_leader(pbatch(8, 2, 0, 2), 0, NOW)?;
+    assert!(matches!(
+        log.append_as_leader(pbatch(8, 2, 5, 1), 0, NOW),
+        Err(StorageError::OutOfOrderSequence(_))
+    ));
+    assert!(matches!(
+        log.append_as_leader(pbatch(8, 1, 2, 1), 0, NOW),
+        Err(StorageError::InvalidProducerEpoch(_))
+    ));
+    assert!(matches!(
+        log.append_as_leader(pbatch(8, 3, 2, 1), 0, NOW),
+        Err(StorageError::OutOfOrderSequence(_))
+    ));
+    // All-or-nothing: a good batch followed by an out-of-order one appends nothing.
+    let two = Bytes::from(
+        [
+            make_producer_batch(1, NOW, 5, 8, 2, 2),
+            make_producer_batch(1, NOW, 5, 8, 2, 9),
+        ]
+        .concat(),
+    );
+    assert!(matches!(
+        log.append_as_leader(two, 0, NOW),
+        Err(StorageError::OutOfOrderSequence(_))
+    ));
+    assert_eq!(log.log_end_offset(), 2);
+    log.append_as_leader(pbatch(8, 2, 2, 1), 0, NOW)?;
+    log.append_as_leader(pbatch(8, 3, 0, 1), 0, NOW)?;
+    assert_eq!(log.log_end_offset(), 4);
+    Ok(())
+}
+
+#[test]
+fn producer_state_survives_clean_and_unclean_reopen() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..10 {
+        log.append_as_leader(pbatch(11, 0, i * 2, 2), 0, NOW)?;
+    }
+    log.append_as_leader(pbatch(12, 4, 0, 1), 0, NOW)?;
+    assert!(log.num_segments() > 1);
+    log.close(NOW)?;
+    assert!(!log_files(dir.path(), ".snapshot")?.is_empty());
+
+    let mut log = open(dir.path(), small_config(), true)?;
+    assert_eq!(log.producer_count(), 2);
+    let dup = log.append_as_leader(pbatch(11, 0, 18, 2), 0, NOW)?;
+    assert_eq!((dup.duplicate, dup.first_offset), (true, 18));
+    assert!(matches!(
+        log.append_as_leader(pbatch(11, 0, 40, 1), 0, NOW),
+        Err(StorageError::OutOfOrderSequence(_))
+    ));
+    log.append_as_leader(pbatch(11, 0, 20, 1), 0, NOW)?;
+    drop(log); // crash: the newest batch is only in the log, not in any snapshot
+
+    let mut log = open(dir.path(), small_config(), false)?;
+    assert_eq!(log.producer_count(), 2);
+    let dup = log.append_as_leader(pbatch(11, 0, 20, 1), 0, NOW)?;
+    assert_eq!((dup.duplicate, dup.first_offset), (true, 21));
+    assert!(matches!(
+        log.append_as_leader(pbatch(12, 3, 1, 1), 0, NOW),
+        Err(StorageError::InvalidProducerEpoch(_))
+    ));
+    drop(log);
+
+    // Without any snapshot the state is rebuilt from the whole log.
+    for f in log_files(dir.path(), ".snapshot")? {
+        fs::remove_file(f)?;
+    }
+    let mut log = open(dir.path(), small_config(), false)?;
+    assert_eq!(log.producer_count(), 2);
+    let dup = log.append_as_leader(pbatch(11, 0, 16, 2), 0, NOW)?;
+    assert_eq!((dup.duplicate, dup.first_offset), (true, 16));
+    Ok(())
+}
+
+#[test]
+fn retention_by_size_moves_log_start() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..30 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    let segments = log.num_segments();
+    let total = log.size_bytes();
+    log.set_config(LogConfig {
+        retention_bytes: (total / 2) as i64,
+        ..small_config()
+    });
+    // Nothing is deleted above the high watermark.
+    log.update_high_watermark(0);
+    assert_eq!(log.apply_retention(NOW)?, 0);
+    log.update_high_watermark(log.log_end_offset());
+    let deleted = log.apply_retention(NOW)?;
+    assert!(deleted > 0 && deleted < segments);
+    assert!(log.size_bytes() >= total / 2);
+    let first_base = log
+        .segments
+        .first()
+        .map(LogSegment::base_offset)
+        .unwrap_or(-1);
+    assert_eq!(log.log_start_offset(), first_base);
+    assert!(matches!(
+        log.read(0, 100, 60, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(
+        read_all(&log)?.first().map(|h| h.base_offset),
+        Some(first_base)
+    );
+    log.close(NOW)?;
+    let log = open(dir.path(), small_config(), true)?;
+    assert_eq!(log.log_start_offset(), first_base);
+    Ok(())
+}
+
+#[test]
+fn retention_by_time_rolls_and_deletes_expired_active_segment() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(
+        dir.path(),
+        LogConfig {
+            retention_ms: 60_000,
+            ..small_config()
+        },
+        true,
+    )?;
+    for i in 0..10 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    for i in 0..10 {
+        log.append_as_leader(batch(2, NOW + 120_000 + i), 0, NOW)?;
+    }
+    log.update_high_watermark(log.log_end_offset());
+    // At NOW + 150s the first 10 batches (timestamps ~NOW) are older than 60 s.
+    let deleted = log.apply_retention(NOW + 150_000)?;
+    assert!(deleted >= 1);
+    let start = log.log_start_offset();
+    assert!(start > 0 && start <= 20, "start {start}");
+    // Later everything is expired: the active segment is rolled and deleted too.
+    log.apply_retention(NOW + 500_000)?;
+    assert_eq!(log.log_start_offset(), 40);
+    assert_eq!(log.log_end_offset(), 40);
+    assert_eq!(log.num_segments(), 1);
+    assert_eq!(log.size_bytes(), 0);
+    assert!(log.read(40, 100, 40, true)?.records.is_empty());
+    let info = log.append_as_leader(batch(1, NOW), 0, NOW)?;
+    assert_eq!(info.first_offset, 40);
+    Ok(())
+}
+
+#[test]
+fn delete_records_before_moves_start_and_deletes_segments() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..20 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    assert!(
+        matches!(
+            log.delete_records_before(10),
+            Err(StorageError::OffsetOutOfRange { .. })
+        ),
+        "above the HW"
+    );
+    log.update_high_watermark(30);
+    let segments = log.num_segments();
+    assert_eq!(log.delete_records_before(25)?, 25);
+    assert!(log.num_segments() < segments);
+    assert_eq!(log.log_start_offset(), 25);
+    assert!(matches!(
+        log.read(24, 100, 30, true),
+        Err(StorageError::OffsetOutOfRange { .. })
+    ));
+    let data = log.read(25, 1 << 20, 30, true)?.records;
+    assert_eq!(
+        BatchHeader::parse(&data)?.base_offset,
+        24,
+        "the batch holding offset 25"
+    );
+    assert_eq!(log.delete_records_before(5)?, 25, "never backwards");
+    assert_eq!(
+        fs::read_to_string(dir.path().join(LOG_START_OFFSET_CHECKPOINT))?,
+        "0\n25\n"
+    );
+    drop(log);
+    let log = open(dir.path(), small_config(), false)?;
+    assert_eq!(log.log_start_offset(), 25);
+    // Up to the log end: everything goes, the log continues at 40.
+    let mut log = log;
+    log.update_high_watermark(40);
+    assert_eq!(log.delete_records_before(40)?, 40);
+    assert_eq!(
+        (log.num_segments(), log.log_end_offset(), log.size_bytes()),
+        (1, 40, 0)
+    );
+    Ok(())
+}
+
+#[test]
+fn fetch_offset_by_timestamp_finds_first_record_at_or_after() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    // Batch i holds 3 records with timestamps 1000*i, 1000*i + 1, 1000*i + 2.
+    for i in 1..=20 {
+        log.append_as_leader(batch(3, 1000 * i), 5, NOW)?;
+    }
+    let hit = log.fetch_offset_by_timestamp(7001)?;
+    assert_eq!(
+        hit,
+        Some(TimestampOffset {
+            timestamp: 7001,
+            offset: 19,
+            leader_epoch: 5
+        })
+    );
+    assert_eq!(
+        log.fetch_offset_by_timestamp(7003)?
+            .map(|t| (t.offset, t.timestamp)),
+        Some((21, 8000))
+    );
+    assert_eq!(log.fetch_offset_by_timestamp(0)?.map(|t| t.offset), Some(0));
+    assert_eq!(log.fetch_offset_by_timestamp(20_003)?, None);
+    let max = log.offset_of_max_timestamp()?;
+    assert_eq!(
+        max,
+        Some(TimestampOffset {
+            timestamp: 20_002,
+            offset: 59,
+            leader_epoch: 5
+        })
+    );
+    Ok(())
+}
+
+#[test]
+fn log_append_time_stamps_batches() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(
+        dir.path(),
+        LogConfig {
+            log_append_time: true,
+            ..LogConfig::default()
+        },
+        true,
+    )?;
+    let info = log.append_as_leader(batch(3, 5), 0, NOW)?;
+    assert_eq!(info.log_append_time_ms, NOW);
+    let data = log.read(0, 1 << 20, 3, true)?.records;
+    let h = BatchHeader::parse(&data)?;
+    assert!(h.is_log_append_time());
+    assert_eq!(h.max_timestamp, NOW);
+    verify_crc(&h, &data)?;
+    assert_eq!(
+        log.fetch_offset_by_timestamp(NOW)?
+            .map(|t| (t.offset, t.timestamp)),
+        Some((0, NOW))
+    );
+    assert_eq!(log.offset_of_max_timestamp()?.map(|t| t.offset), Some(0));
+    Ok(())
+}
+
+#[test]
+fn end_offset_for_epoch_follows_leader_epochs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), LogConfig::default(), true)?;
+    assert_eq!(log.end_offset_for_epoch(0), None);
+    log.append_as_leader(batch(2, NOW), 1, NOW)?;
+    log.append_as_leader(batch(2, NOW), 1, NOW)?;
+    log.append_as_leader(batch(2, NOW), 3, NOW)?;
+    log.assign_epoch_start_offset(6, 6)?;
+    assert_eq!(log.latest_epoch(), Some(6));
+    assert_eq!(log.end_offset_for_epoch(0), None);
+    assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
+    assert_eq!(log.end_offset_for_epoch(3), Some((3, 6)));
+    assert_eq!(log.end_offset_for_epoch(6), Some((6, 6)));
+    log.append_as_leader(batch(2, NOW), 6, NOW)?;
+    assert_eq!(log.end_offset_for_epoch(9), Some((6, 8)));
+    assert_eq!(
+        fs::read_to_string(dir.path().join("leader-epoch-checkpoint"))?,
+        "0\n3\n1 0\n3 4\n6 6\n"
+    );
+    log.close(NOW)?;
+    let log = open(dir.path(), LogConfig::default(), true)?;
+    assert_eq!(log.end_offset_for_epoch(4), Some((3, 6)));
+    Ok(())
+}
+
+#[test]
+fn flush_policy_and_group_commit() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        flush_interval_messages: 5,
+        flush_interval_ms: 1000,
+        ..small_config()
+    };
+    let mut log = open(dir.path(), config, true)?;
+    assert!(!log.needs_flush(NOW + 10_000), "nothing unflushed");
+    assert!(log.prepare_flush()?.is_none());
+    log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    assert!(!log.needs_flush(NOW + 10));
+    assert!(log.needs_flush(NOW + 1000), "flush.ms");
+    log.append_as_leader(batch(3, NOW), 0, NOW)?;
+    assert!(log.needs_flush(NOW + 10), "flush.messages");
+    let req = log
+        .prepare_flush()?
+        .ok_or_else(|| StorageError::Corruption("expected a request".into()))?;
+    assert_eq!(req.up_to_offset(), 5);
+    // An append while the sync runs (outside the lock) is left for the next flush.
+    log.append_as_leader(batch(1, NOW), 0, NOW)?;
+    req.sync()?;
+    log.complete_flush(req.up_to_offset(), NOW + 20)?;
+    assert_eq!(log.recovery_point(), 5);
+    assert!(!log.needs_flush(NOW + 30));
+    log.flush(NOW + 40)?;
+    assert_eq!(log.recovery_point(), 6);
+    assert!(log.prepare_flush()?.is_none());
+    log.close(NOW)?;
+    assert_eq!(
+        checkpoint::read_offset(&dir.path().join(RECOVERY_POINT_CHECKPOINT))?,
+        Some(6)
+    );
+    Ok(())
+}
+
+#[test]
+fn rolls_by_time_and_by_index_size() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(
+        dir.path(),
+        LogConfig {
+            segment_ms: 1000,
+            ..LogConfig::default()
+        },
+        true,
+    )?;
+    assert!(
+        !log.maybe_roll_by_time(NOW + 5000)?,
+        "empty segments do not roll"
+    );
+    log.append_as_leader(batch(1, NOW), 0, NOW)?;
+    log.append_as_leader(batch(1, NOW + 500), 0, NOW)?;
+    assert_eq!(log.num_segments(), 1);
+    log.append_as_leader(batch(1, NOW + 1500), 0, NOW)?;
+    assert_eq!(log.num_segments(), 2, "message time passed segment.ms");
+    assert!(log.maybe_roll_by_time(NOW + 3000)?);
+    assert_eq!(log.num_segments(), 3);
+
+    let dir = tempfile::tempdir()?;
+    let config = LogConfig {
+        segment_index_bytes: 24,
+        index_interval_bytes: 1,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config, true)?;
+    for _ in 0..10 {
+        log.append_as_leader(batch(1, NOW), 0, NOW)?;
+    }
+    assert!(
+        log.num_segments() >= 3,
+        "index full rolls: {}",
+        log.num_segments()
+    );
+    Ok(())
+}
+
+#[test]
+fn delete_removes_the_directory() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("topic-0");
+    let mut log = open(&path, LogConfig::default(), false)?;
+    log.append_as_leader(batch(1, NOW), 0, NOW)?;
+    log.delete()?;
+    assert!(!path.exists());
+    Ok(())
+}

@@ -42,7 +42,8 @@ impl BatchMetadata {
         self.last_seq.wrapping_sub(self.offset_delta)
     }
     pub(crate) fn first_offset(&self) -> i64 {
-        self.last_offset.saturating_sub(i64::from(self.offset_delta))
+        self.last_offset
+            .saturating_sub(i64::from(self.offset_delta))
     }
 }
 
@@ -106,7 +107,10 @@ fn next_sequence(seq: i32) -> i32 {
 
 /// Kafka's checks for one client batch against the producer's current entry. `Ok(Some(batch))`
 /// means the batch is a duplicate of that cached batch (whose offsets are the original ones).
-pub(crate) fn check_batch(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Option<BatchMetadata>> {
+pub(crate) fn check_batch(
+    entry: Option<&ProducerEntry>,
+    h: &BatchHeader,
+) -> Result<Option<BatchMetadata>> {
     let Some(e) = entry else {
         return Ok(None);
     };
@@ -176,7 +180,11 @@ impl ProducerStateManager {
 
     /// Checks a client batch against the committed entries and the ones staged by earlier batches
     /// of the same append.
-    pub(crate) fn check(&self, staged: &StagedProducers, h: &BatchHeader) -> Result<Option<BatchMetadata>> {
+    pub(crate) fn check(
+        &self,
+        staged: &StagedProducers,
+        h: &BatchHeader,
+    ) -> Result<Option<BatchMetadata>> {
         let entry = staged
             .get(&h.producer_id)
             .or_else(|| self.producers.get(&h.producer_id));
@@ -213,7 +221,8 @@ impl ProducerStateManager {
     /// Forgets producers idle for `expiration_ms` that are not in a transaction.
     pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
         self.producers.retain(|_, e| {
-            e.current_txn_first_offset >= 0 || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+            e.current_txn_first_offset >= 0
+                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
         });
     }
 
@@ -258,7 +267,10 @@ impl ProducerStateManager {
                 fs::remove_file(&path)?;
                 continue;
             }
-            match fs::read(&path).map_err(StorageError::from).and_then(|b| decode_snapshot(&b)) {
+            match fs::read(&path)
+                .map_err(StorageError::from)
+                .and_then(|b| decode_snapshot(&b))
+            {
                 Ok(entries) => {
                     self.producers = entries.into_iter().map(|e| (e.producer_id, e)).collect();
                     return Ok(Some(offset));
@@ -277,7 +289,10 @@ impl ProducerStateManager {
     pub(crate) fn delete_snapshots_before(&self, offset: i64) -> Result<()> {
         let offsets = self.snapshot_offsets()?;
         let keep = offsets.iter().rev().find(|&&o| o <= offset).copied();
-        for o in offsets.into_iter().filter(|&o| o < offset && Some(o) != keep) {
+        for o in offsets
+            .into_iter()
+            .filter(|&o| o < offset && Some(o) != keep)
+        {
             fs::remove_file(self.snapshot_path(o))?;
         }
         Ok(())
@@ -286,14 +301,24 @@ impl ProducerStateManager {
 
 fn encode_snapshot(entries: &[&ProducerEntry]) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(&i32::try_from(entries.len()).unwrap_or(i32::MAX).to_be_bytes());
+    body.extend_from_slice(
+        &i32::try_from(entries.len())
+            .unwrap_or(i32::MAX)
+            .to_be_bytes(),
+    );
     for e in entries.iter().take(i32::MAX as usize) {
         body.extend_from_slice(&e.producer_id.to_be_bytes());
         body.extend_from_slice(&e.epoch.to_be_bytes());
         body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
         body.extend_from_slice(&e.current_txn_first_offset.to_be_bytes());
         body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-        let batches: Vec<&BatchMetadata> = e.batches.iter().rev().take(MAX_CACHED_BATCHES).rev().collect();
+        let batches: Vec<&BatchMetadata> = e
+            .batches
+            .iter()
+            .rev()
+            .take(MAX_CACHED_BATCHES)
+            .rev()
+            .collect();
         body.push(u8::try_from(batches.len()).unwrap_or(0));
         for b in batches {
             body.extend_from_slice(&b.last_seq.to_be_bytes());
@@ -334,30 +359,41 @@ impl Reader<'_> {
 fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ProducerEntry>> {
     let mut r = Reader { buf: bytes, pos: 0 };
     if r.take::<4>()? != SNAPSHOT_MAGIC {
-        return Err(StorageError::Corruption("producer snapshot has a bad magic".into()));
+        return Err(StorageError::Corruption(
+            "producer snapshot has a bad magic".into(),
+        ));
     }
     let version = i16::from_be_bytes(r.take()?);
     if version != SNAPSHOT_VERSION {
-        return Err(StorageError::Corruption(format!("producer snapshot version {version}")));
+        return Err(StorageError::Corruption(format!(
+            "producer snapshot version {version}"
+        )));
     }
     let crc = u32::from_be_bytes(r.take()?);
     if crc32c::crc32c(bytes.get(r.pos..).unwrap_or(&[])) != crc {
-        return Err(StorageError::Corruption("producer snapshot CRC mismatch".into()));
+        return Err(StorageError::Corruption(
+            "producer snapshot CRC mismatch".into(),
+        ));
     }
     let count = usize::try_from(i32::from_be_bytes(r.take()?))
         .map_err(|_| StorageError::Corruption("negative producer count".into()))?;
     if count > r.remaining() / ENTRY_FIXED_LEN {
-        return Err(StorageError::Corruption("producer count exceeds the file".into()));
+        return Err(StorageError::Corruption(
+            "producer count exceeds the file".into(),
+        ));
     }
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut e = ProducerEntry::new(i64::from_be_bytes(r.take()?), i16::from_be_bytes(r.take()?));
+        let mut e =
+            ProducerEntry::new(i64::from_be_bytes(r.take()?), i16::from_be_bytes(r.take()?));
         e.coordinator_epoch = i32::from_be_bytes(r.take()?);
         e.current_txn_first_offset = i64::from_be_bytes(r.take()?);
         e.last_timestamp = i64::from_be_bytes(r.take()?);
         let [n] = r.take::<1>()?;
         if usize::from(n) > MAX_CACHED_BATCHES || usize::from(n) * BATCH_LEN > r.remaining() {
-            return Err(StorageError::Corruption("bad batch count in producer snapshot".into()));
+            return Err(StorageError::Corruption(
+                "bad batch count in producer snapshot".into(),
+            ));
         }
         for _ in 0..n {
             e.batches.push_back(BatchMetadata {
@@ -370,7 +406,9 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ProducerEntry>> {
         entries.push(e);
     }
     if r.remaining() != 0 {
-        return Err(StorageError::Corruption("trailing bytes in producer snapshot".into()));
+        return Err(StorageError::Corruption(
+            "trailing bytes in producer snapshot".into(),
+        ));
     }
     Ok(entries)
 }
@@ -412,16 +450,44 @@ mod tests {
     fn kafka_sequence_rules() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut m = ProducerStateManager::new(dir.path());
-        assert_eq!(append(&mut m, &header(1, 0, 7, 3, 0))?, None, "unknown producer: any sequence");
+        assert_eq!(
+            append(&mut m, &header(1, 0, 7, 3, 0))?,
+            None,
+            "unknown producer: any sequence"
+        );
         assert_eq!(append(&mut m, &header(1, 0, 10, 2, 3))?, None);
-        assert_eq!(append(&mut m, &header(1, 0, 7, 3, 99))?, Some((0, 2)), "duplicate");
+        assert_eq!(
+            append(&mut m, &header(1, 0, 7, 3, 99))?,
+            Some((0, 2)),
+            "duplicate"
+        );
         assert_eq!(append(&mut m, &header(1, 0, 10, 2, 99))?, Some((3, 4)));
-        assert!(matches!(append(&mut m, &header(1, 0, 13, 1, 5)), Err(StorageError::OutOfOrderSequence(_))));
-        assert!(matches!(append(&mut m, &header(1, 0, 11, 1, 5)), Err(StorageError::OutOfOrderSequence(_))));
-        assert!(matches!(append(&mut m, &header(1, 1, 5, 1, 5)), Err(StorageError::OutOfOrderSequence(_))));
-        assert_eq!(append(&mut m, &header(1, 1, 0, 1, 5))?, None, "new epoch from 0");
-        assert!(matches!(append(&mut m, &header(1, 0, 12, 1, 6)), Err(StorageError::InvalidProducerEpoch(_))));
-        assert_eq!(m.entry(1).map(|e| e.batches.len()), Some(1), "new epoch cleared the cache");
+        assert!(matches!(
+            append(&mut m, &header(1, 0, 13, 1, 5)),
+            Err(StorageError::OutOfOrderSequence(_))
+        ));
+        assert!(matches!(
+            append(&mut m, &header(1, 0, 11, 1, 5)),
+            Err(StorageError::OutOfOrderSequence(_))
+        ));
+        assert!(matches!(
+            append(&mut m, &header(1, 1, 5, 1, 5)),
+            Err(StorageError::OutOfOrderSequence(_))
+        ));
+        assert_eq!(
+            append(&mut m, &header(1, 1, 0, 1, 5))?,
+            None,
+            "new epoch from 0"
+        );
+        assert!(matches!(
+            append(&mut m, &header(1, 0, 12, 1, 6)),
+            Err(StorageError::InvalidProducerEpoch(_))
+        ));
+        assert_eq!(
+            m.entry(1).map(|e| e.batches.len()),
+            Some(1),
+            "new epoch cleared the cache"
+        );
         Ok(())
     }
 
@@ -434,7 +500,10 @@ mod tests {
         for i in 1..10 {
             append(&mut m, &header(2, 0, i, 1, i64::from(i) + 1))?;
         }
-        assert_eq!(m.entry(2).map(|e| e.batches.len()), Some(MAX_CACHED_BATCHES));
+        assert_eq!(
+            m.entry(2).map(|e| e.batches.len()),
+            Some(MAX_CACHED_BATCHES)
+        );
         assert!(in_sequence(i32::MAX, 0));
         assert!(!in_sequence(i32::MAX, i32::MIN));
         assert!(in_sequence(4, 5));
@@ -455,7 +524,11 @@ mod tests {
         let mut loaded = ProducerStateManager::new(dir.path());
         assert_eq!(loaded.load_latest_snapshot(28)?, Some(21));
         assert_eq!(loaded.producers, m.producers);
-        assert_eq!(loaded.snapshot_offsets()?, vec![21], "stale and unreadable snapshots deleted");
+        assert_eq!(
+            loaded.snapshot_offsets()?,
+            vec![21],
+            "stale and unreadable snapshots deleted"
+        );
         Ok(())
     }
 

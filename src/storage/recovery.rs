@@ -51,7 +51,11 @@ fn clean_directory(dir: &Path, bases: &[i64]) -> Result<()> {
 fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>> {
     let mut bases = Vec::new();
     for dirent in fs::read_dir(dir)? {
-        if let Some(base) = dirent?.file_name().to_str().and_then(segment::parse_log_file_name) {
+        if let Some(base) = dirent?
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_log_file_name)
+        {
             bases.push(base);
         }
     }
@@ -90,7 +94,10 @@ fn load_segments(
             let cut = seg.recover(config, true)?;
             if cut > 0 {
                 for &later in bases.get(i + 1..).unwrap_or(&[]) {
-                    tracing::warn!(base_offset = later, "deleting segment after a truncated one");
+                    tracing::warn!(
+                        base_offset = later,
+                        "deleting segment after a truncated one"
+                    );
                     delete_segment_files(dir, later)?;
                 }
                 segments.push(seg);
@@ -119,7 +126,10 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
 
     let first_base = segments.first().map(LogSegment::base_offset);
     let mut log_start_offset = start_ckpt.max(first_base.unwrap_or(0));
-    let log_end = segments.last().map(LogSegment::next_offset).unwrap_or(log_start_offset);
+    let log_end = segments
+        .last()
+        .map(LogSegment::next_offset)
+        .unwrap_or(log_start_offset);
     if segments.is_empty() || log_start_offset > log_end {
         // No data, or recovery cut everything at or above the log start: start afresh there.
         for seg in segments.drain(..) {
@@ -129,7 +139,10 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
         segments.push(LogSegment::create(dir, log_start_offset, config, now_ms)?);
         checkpoint::fsync_dir(dir)?;
     }
-    let log_end = segments.last().map(LogSegment::next_offset).unwrap_or(log_start_offset);
+    let log_end = segments
+        .last()
+        .map(LogSegment::next_offset)
+        .unwrap_or(log_start_offset);
 
     let mut epoch_cache = LeaderEpochCache::load(dir)?;
     epoch_cache.truncate_from_end(log_end)?;
@@ -163,7 +176,9 @@ pub(crate) fn replay_producers(
     from: i64,
 ) -> Result<()> {
     for seg in segments.iter().filter(|s| s.next_offset() > from) {
-        let Some((pos, _)) = seg.find_batch(from)? else { continue };
+        let Some((pos, _)) = seg.find_batch(from)? else {
+            continue;
+        };
         seg.for_each_batch(pos, |h, _| {
             if h.base_offset >= from {
                 producer_state.replay(h);

@@ -112,7 +112,14 @@ pub(crate) struct LogSegment {
 }
 
 impl LogSegment {
-    fn with_files(dir: &Path, base_offset: i64, log: File, size: u64, config: &LogConfig, now_ms: i64) -> Self {
+    fn with_files(
+        dir: &Path,
+        base_offset: i64,
+        log: File,
+        size: u64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Self {
         Self {
             base_offset,
             log_path: segment_file(dir, base_offset, LOG_SUFFIX),
@@ -138,7 +145,12 @@ impl LogSegment {
     }
 
     /// Creates a new empty segment (its three files) at `base_offset`.
-    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let log = OpenOptions::new()
             .read(true)
@@ -146,10 +158,9 @@ impl LogSegment {
             .create_new(true)
             .open(&path)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => StorageError::Corruption(format!(
-                    "segment {} already exists",
-                    path.display()
-                )),
+                io::ErrorKind::AlreadyExists => {
+                    StorageError::Corruption(format!("segment {} already exists", path.display()))
+                }
                 _ => e.into(),
             })?;
         let mut seg = Self::with_files(dir, base_offset, log, 0, config, now_ms);
@@ -160,7 +171,12 @@ impl LogSegment {
 
     /// Opens an existing segment without reading it. The caller then runs `load_trusted` (clean
     /// shutdown, before the recovery point) or `recover`.
-    pub(crate) fn open(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Self> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let log = OpenOptions::new().read(true).append(true).open(&path)?;
         let meta = log.metadata()?;
@@ -170,7 +186,14 @@ impl LogSegment {
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_millis()).ok())
             .unwrap_or(now_ms);
-        Ok(Self::with_files(dir, base_offset, log, meta.len(), config, created_ms))
+        Ok(Self::with_files(
+            dir,
+            base_offset,
+            log,
+            meta.len(),
+            config,
+            created_ms,
+        ))
     }
 
     pub(crate) fn base_offset(&self) -> i64 {
@@ -209,15 +232,20 @@ impl LogSegment {
     }
 
     pub(crate) fn set_config(&mut self, config: &LogConfig) {
-        self.offset_index.set_max_index_bytes(config.segment_index_bytes);
-        self.time_index.set_max_index_bytes(config.segment_index_bytes);
+        self.offset_index
+            .set_max_index_bytes(config.segment_index_bytes);
+        self.time_index
+            .set_max_index_bytes(config.segment_index_bytes);
     }
 
     fn read_header_at(&self, pos: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; BATCH_HEADER_LEN];
         self.log.read_exact_at(&mut buf, pos)?;
         BatchHeader::parse(&buf).map_err(|e| {
-            StorageError::Corruption(format!("{} at position {pos}: {e}", self.log_path.display()))
+            StorageError::Corruption(format!(
+                "{} at position {pos}: {e}",
+                self.log_path.display()
+            ))
         })
     }
 
@@ -275,18 +303,27 @@ impl LogSegment {
             if h.base_offset < min_offset
                 || h.last_offset().saturating_sub(self.base_offset) > i64::from(i32::MAX)
             {
-                return Ok(fail(pos, format!("position {pos}: offset {} out of sequence", h.base_offset)));
+                return Ok(fail(
+                    pos,
+                    format!("position {pos}: offset {} out of sequence", h.base_offset),
+                ));
             }
             if verify_crc && scanner.crc(pos + CRC_START as u64, end)? != h.crc {
                 return Ok(fail(pos, format!("position {pos}: CRC mismatch")));
             }
             min_offset = h.next_offset();
             if !visit(&h, pos)? {
-                return Ok(ScanOutcome { valid_bytes: end, invalid: None });
+                return Ok(ScanOutcome {
+                    valid_bytes: end,
+                    invalid: None,
+                });
             }
             pos = end;
         }
-        Ok(ScanOutcome { valid_bytes: pos, invalid: None })
+        Ok(ScanOutcome {
+            valid_bytes: pos,
+            invalid: None,
+        })
     }
 
     /// Calls `visit` for each batch from position `from` (no CRC check) until it returns false.
@@ -297,7 +334,10 @@ impl LogSegment {
     ) -> Result<()> {
         let outcome = self.scan(from, false, visit)?;
         match outcome.invalid {
-            Some(why) => Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display()))),
+            Some(why) => Err(StorageError::Corruption(format!(
+                "{}: {why}",
+                self.log_path.display()
+            ))),
             None => Ok(()),
         }
     }
@@ -325,7 +365,10 @@ impl LogSegment {
         let cut = self.size - outcome.valid_bytes;
         if let Some(why) = outcome.invalid {
             if !truncate {
-                return Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display())));
+                return Err(StorageError::Corruption(format!(
+                    "{}: {why}",
+                    self.log_path.display()
+                )));
             }
             tracing::warn!(segment = %self.log_path.display(), reason = %why, bytes = cut,
                 "truncating invalid bytes at the end of the segment");
@@ -436,7 +479,9 @@ impl LogSegment {
         let start = self.size;
         if let Err(e) = write_all_vectored(&mut self.log, slices) {
             self.log.set_len(start).map_err(|e2| {
-                StorageError::Corruption(format!("write failed ({e}) and could not be undone: {e2}"))
+                StorageError::Corruption(format!(
+                    "write failed ({e}) and could not be undone: {e2}"
+                ))
             })?;
             return Err(e.into());
         }
@@ -515,7 +560,8 @@ impl LogSegment {
 
     /// (timestamp, base offset of the batch holding it) of the newest timestamp, if any batch.
     pub(crate) fn max_timestamp_and_batch(&self) -> Option<(i64, i64)> {
-        (self.offset_of_max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
+        (self.offset_of_max_timestamp >= 0)
+            .then_some((self.max_timestamp, self.offset_of_max_timestamp))
     }
 
     /// Writes pending index entries; returns dup'd handles of the log and index files for an
@@ -532,7 +578,8 @@ impl LogSegment {
     /// even if the index is full) and make both indexes durable.
     pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
         if self.offset_of_max_timestamp >= 0 {
-            self.time_index.force_append(self.max_timestamp, self.offset_of_max_timestamp);
+            self.time_index
+                .force_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
         self.offset_index.sync()?;
         self.time_index.sync()?;

@@ -1,0 +1,330 @@
+//! Every API at every version we accept, against a live broker: the response must encode (the
+//! crate refuses fields a version lacks), decode on the client side, and carry no error where
+//! the request was valid. Old versions are what kafka-python, kafkajs and old librdkafka send.
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::Compression;
+
+use super::versions::supported;
+use crate::server::tests::{batch, Client, TestBroker};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn range(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let r = supported(key).map(|r| (r.min, r.max)).unwrap_or((0, -1));
+    r.0..=r.1
+}
+
+async fn create(
+    c: &mut Client,
+    topic: &str,
+    partitions: i32,
+) -> Result<uuid::Uuid, Box<dyn std::error::Error + Send + Sync>> {
+    let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1),
+    ]);
+    let resp = c.request(&req, 7).await?.ok_or("closed")?;
+    let t = resp.topics.first().ok_or("no topic")?;
+    assert_eq!(t.error_code, 0, "{t:?}");
+    Ok(t.topic_id)
+}
+
+#[tokio::test]
+async fn every_api_at_every_version() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let topic_id = create(&mut c, "t", 1).await?;
+
+    for v in range(ApiKey::ApiVersions) {
+        let resp = c.request(&ApiVersionsRequest::default(), v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 0, "ApiVersions v{v}");
+    }
+    for v in range(ApiKey::Metadata) {
+        let req = MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name("t")))
+        ]));
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let t = resp.topics.first().ok_or("no topic")?;
+        assert_eq!(t.error_code, 0, "Metadata v{v}");
+        assert_eq!(t.partitions.len(), 1, "Metadata v{v}");
+        if v >= 10 {
+            assert_eq!(t.topic_id, topic_id);
+        }
+    }
+    for v in range(ApiKey::Produce) {
+        let topic = produce_request::TopicProduceData::default().with_partition_data(vec![
+            produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&["a", "b"], Compression::Gzip)?)),
+        ]);
+        let topic = if v >= 13 {
+            topic.with_topic_id(topic_id)
+        } else {
+            topic.with_name(name("t"))
+        };
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![topic]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partition_responses.first())
+            .ok_or("no partition")?;
+        assert_eq!(p.error_code, 0, "Produce v{v}: {p:?}");
+    }
+    for v in range(ApiKey::Fetch) {
+        let topic =
+            fetch_request::FetchTopic::default().with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)]);
+        let topic = if v >= 13 {
+            topic.with_topic_id(topic_id)
+        } else {
+            topic.with_topic(name("t"))
+        };
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_session_epoch(-1)
+            .with_topics(vec![topic]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 0, "Fetch v{v}");
+        let p = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("no partition")?;
+        assert_eq!(p.error_code, 0, "Fetch v{v} {p:?}");
+        assert!(p.records.as_ref().is_some_and(|r: &Bytes| !r.is_empty()), "Fetch v{v}");
+    }
+    for v in range(ApiKey::ListOffsets) {
+        for ts in [-1i64, -2, 0] {
+            let req = ListOffsetsRequest::default()
+                .with_replica_id(BrokerId(-1))
+                .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(name("t"))
+                    .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_timestamp(ts)])]);
+            let resp = c.request(&req, v).await?.ok_or("closed")?;
+            let p = resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .ok_or("no partition")?;
+            assert_eq!(p.error_code, 0, "ListOffsets v{v} ts {ts}");
+            let expected = if ts == -1 {
+                2 * (i64::from(*range(ApiKey::Produce).end()) - 2)
+            } else {
+                0
+            };
+            assert_eq!(p.offset, expected, "ListOffsets v{v} ts {ts}");
+        }
+    }
+    for v in range(ApiKey::InitProducerId) {
+        let resp = c
+            .request(
+                &InitProducerIdRequest::default()
+                    .with_transactional_id(None)
+                    .with_transaction_timeout_ms(1000),
+                v,
+            )
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(resp.error_code, 0, "InitProducerId v{v}");
+        assert!(resp.producer_id.0 >= 0);
+    }
+    for v in range(ApiKey::DescribeConfigs) {
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t")),
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(StrBytes::from_static_str("1")),
+        ]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        for r in &resp.results {
+            assert_eq!(r.error_code, 0, "DescribeConfigs v{v}");
+            assert!(!r.configs.is_empty(), "DescribeConfigs v{v} {r:?}");
+        }
+    }
+    for v in range(ApiKey::AlterConfigs) {
+        let req =
+            AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("retention.ms"))
+                    .with_value(Some(StrBytes::from_static_str("3600000")))])]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(
+            resp.responses.first().map(|r| r.error_code),
+            Some(0),
+            "AlterConfigs v{v}"
+        );
+    }
+    for v in range(ApiKey::IncrementalAlterConfigs) {
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("t"))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.bytes"))
+                    .with_config_operation(0)
+                    .with_value(Some(StrBytes::from_static_str("1048576")))]),
+        ]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(
+            resp.responses.first().map(|r| r.error_code),
+            Some(0),
+            "IncrementalAlterConfigs v{v}"
+        );
+    }
+    for v in range(ApiKey::DescribeCluster) {
+        let resp = c
+            .request(&DescribeClusterRequest::default(), v)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(resp.error_code, 0, "DescribeCluster v{v}");
+        assert_eq!(resp.brokers.len(), 1);
+    }
+    for v in range(ApiKey::OffsetForLeaderEpoch) {
+        let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            offset_for_leader_epoch_request::OffsetForLeaderTopic::default()
+                .with_topic(name("t"))
+                .with_partitions(vec![
+                    offset_for_leader_epoch_request::OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_leader_epoch(0),
+                ]),
+        ]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("no partition")?;
+        assert_eq!((p.error_code, p.leader_epoch), (0, 0), "OffsetForLeaderEpoch v{v}");
+        assert!(p.end_offset > 0);
+    }
+    for v in range(ApiKey::DeleteRecords) {
+        let req = DeleteRecordsRequest::default().with_timeout_ms(1000).with_topics(vec![
+            delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(i64::from(v) + 1)]),
+        ]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let p = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .ok_or("no partition")?;
+        assert_eq!(
+            (p.error_code, p.low_watermark),
+            (0, i64::from(v) + 1),
+            "DeleteRecords v{v}"
+        );
+    }
+    for v in range(ApiKey::CreatePartitions) {
+        let topic = format!("cp{v}");
+        create(&mut c, &topic, 1).await?;
+        let req = CreatePartitionsRequest::default()
+            .with_timeout_ms(1000)
+            .with_topics(vec![create_partitions_request::CreatePartitionsTopic::default()
+                .with_name(name(&topic))
+                .with_count(3)]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(
+            resp.results.first().map(|r| r.error_code),
+            Some(0),
+            "CreatePartitions v{v}"
+        );
+    }
+    for v in range(ApiKey::CreateTopics) {
+        let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(&format!("ct{v}")))
+                .with_num_partitions(2)
+                .with_replication_factor(1),
+        ]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(resp.topics.first().map(|t| t.error_code), Some(0), "CreateTopics v{v}");
+    }
+    for v in range(ApiKey::DeleteTopics) {
+        let topic = format!("ct{}", 2 + (v - 1).min(5));
+        let req = if v >= 6 {
+            DeleteTopicsRequest::default().with_topics(vec![
+                delete_topics_request::DeleteTopicState::default().with_name(Some(name(&topic)))
+            ])
+        } else {
+            DeleteTopicsRequest::default().with_topic_names(vec![name(&topic)])
+        };
+        let resp = c.request(&req.with_timeout_ms(1000), v).await?.ok_or("closed")?;
+        assert_eq!(
+            resp.responses.first().map(|t| t.error_code),
+            Some(0),
+            "DeleteTopics v{v} {topic}"
+        );
+    }
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn create_topics_reports_kafka_errors() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "dup", 1).await?;
+    let cases: Vec<(&str, i32, i16, i16)> = vec![
+        ("dup", 1, 1, 36),      // TOPIC_ALREADY_EXISTS
+        ("bad/name", 1, 1, 17), // INVALID_TOPIC_EXCEPTION
+        ("zero", 0, 1, 37),     // INVALID_PARTITIONS
+        ("rf3", 1, 3, 38),      // INVALID_REPLICATION_FACTOR
+    ];
+    for (topic, partitions, rf, code) in cases {
+        let req = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+            create_topics_request::CreatableTopic::default()
+                .with_name(name(topic))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf),
+        ]);
+        let resp = c.request(&req, 7).await?.ok_or("closed")?;
+        assert_eq!(resp.topics.first().map(|t| t.error_code), Some(code), "{topic}");
+    }
+    // validate_only creates nothing.
+    let req = CreateTopicsRequest::default()
+        .with_validate_only(true)
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(name("ghost"))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)]);
+    let resp = c.request(&req, 7).await?.ok_or("closed")?;
+    assert_eq!(
+        resp.topics.first().map(|t| (t.error_code, t.num_partitions)),
+        Some((0, 1))
+    );
+    let md = MetadataRequest::default()
+        .with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name("ghost")))
+        ]))
+        .with_allow_auto_topic_creation(false);
+    let resp = c.request(&md, 12).await?.ok_or("closed")?;
+    assert_eq!(resp.topics.first().map(|t| t.error_code), Some(3));
+    broker.stop().await
+}
