@@ -428,3 +428,58 @@ async fn long_poll_fetch_answers_when_data_arrives() -> TestResult {
     assert!(elapsed < Duration::from_secs(5), "answered on arrival, not at max_wait");
     broker.stop().await
 }
+
+/// With `log.flush.interval.messages=1`, acks=1 and acks=-1 are answered only once the group
+/// commit flusher has synced the append and advanced the high watermark; concurrent producers
+/// all get through (a stalled flusher would answer REQUEST_TIMED_OUT instead).
+#[tokio::test]
+async fn flush_policy_acks_wait_for_group_commit() -> TestResult {
+    let broker = TestBroker::start(&[
+        "log.flush.interval.messages=1",
+        "log.flush.scheduler.interval.ms=600000",
+        "num.partitions=1",
+    ])
+    .await?;
+    let mut admin = Client::connect(broker.addr).await?;
+    let md = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("durable"))))]))
+        .with_allow_auto_topic_creation(true);
+    admin.request(&md, 12).await?.ok_or("closed")?;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let addr = broker.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr).await?;
+            let mut offsets = Vec::new();
+            for j in 0..20 {
+                let acks = if (i + j) % 2 == 0 { -1 } else { 1 };
+                let resp = c
+                    .request(&produce_request("durable", batch(&["v"], Compression::None)?, acks), 9)
+                    .await?
+                    .ok_or("closed")?;
+                let (code, offset) = produce_error(&resp).ok_or("no partition")?;
+                assert_eq!(code, 0);
+                offsets.push(offset);
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(offsets)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort();
+    assert_eq!(all, (0..160).collect::<Vec<i64>>());
+    let lo = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("durable")))
+        .with_partitions(vec![
+            list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+        ])]);
+    let resp = admin.request(&lo, 7).await?.ok_or("closed")?;
+    assert_eq!(
+        resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.offset),
+        Some(160)
+    );
+    broker.stop().await
+}
