@@ -63,8 +63,9 @@ pub struct BrokerConfig {
     pub queued_max_requests: usize,
     /// `connections.max.idle.ms`: idle connections are closed after this long.
     pub connections_max_idle_ms: u64,
-    /// `producer.id.expiration.ms`.
-    pub producer_id_expiration_ms: i64,
+    /// `fetch.max.bytes`: the most bytes one fetch response carries (Kafka's 55 MiB), whatever
+    /// the client asks; bounds the memory of a fetch.
+    pub fetch_max_bytes: usize,
     /// `metrics.listener`: the Prometheus endpoint (empty = off).
     pub metrics_listener: Option<SocketAddr>,
     /// `log.format`: `text` or `json`.
@@ -90,7 +91,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             queued_max_requests: 16,
             connections_max_idle_ms: 600_000,
-            producer_id_expiration_ms: 86_400_000,
+            fetch_max_bytes: 57_671_680,
             metrics_listener: None,
             log_format_json: false,
             log: LogConfig::default(),
@@ -341,7 +342,8 @@ impl BrokerConfig {
             "max.connections" => self.max_connections = int(1, 1_000_000)? as usize,
             "queued.max.requests" => self.queued_max_requests = int(1, 10_000)? as usize,
             "connections.max.idle.ms" => self.connections_max_idle_ms = int(1, i64::MAX)? as u64,
-            "producer.id.expiration.ms" => self.producer_id_expiration_ms = int(1, i64::MAX)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = int(1024, i32::MAX as i64)? as usize,
+            "producer.id.expiration.ms" => self.log.producer_id_expiration_ms = int(1, i64::MAX)?,
             "metrics.listener" => {
                 let text = value.as_text();
                 self.metrics_listener = if text.trim().is_empty() {

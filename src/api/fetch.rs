@@ -49,7 +49,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                     targets.push(FetchTarget {
                         partition: broker.replicas.get_partition(n, p.partition),
                         fetch_offset: p.fetch_offset,
-                        partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0)).unwrap_or(0),
+                        partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0))
+                            .unwrap_or(0)
+                            .min(broker.config.fetch_max_bytes),
                     });
                 }
             }
@@ -60,7 +62,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     let params = FetchParams {
         max_wait_ms: i64::from(req.max_wait_ms),
         min_bytes: usize::try_from(req.min_bytes.max(0)).unwrap_or(0),
-        max_bytes: usize::try_from(req.max_bytes.max(0)).unwrap_or(0),
+        max_bytes: usize::try_from(req.max_bytes.max(0))
+            .unwrap_or(0)
+            .min(broker.config.fetch_max_bytes),
         hard_max_bytes_limit: ctx.version <= 2,
     };
     let results = broker.replicas.fetch_messages(params, &targets).await;

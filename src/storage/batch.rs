@@ -22,6 +22,10 @@ pub const MAGIC_V2: i8 = 2;
 /// The smallest legal value of the length field (a header with no records).
 const MIN_BATCH_LENGTH: i32 = (BATCH_HEADER_LEN - LOG_OVERHEAD) as i32;
 
+/// Smallest encoded v2 record: length, attributes, timestamp delta, offset delta, key length,
+/// value length and header count, one byte each.
+const MIN_RECORD_LEN: usize = 7;
+
 const OFF_PARTITION_LEADER_EPOCH: usize = 12;
 const OFF_MAGIC: usize = 16;
 const OFF_CRC: usize = 17;
@@ -35,7 +39,7 @@ const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORD_COUNT: usize = 57;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
-const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
+pub(crate) const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
 const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 const ATTR_CONTROL: i16 = 1 << 5;
 
@@ -166,32 +170,12 @@ impl BatchHeader {
         put(&mut out, OFF_MAGIC, &self.magic.to_be_bytes());
         put(&mut out, OFF_CRC, &self.crc.to_be_bytes());
         put(&mut out, OFF_ATTRIBUTES, &self.attributes.to_be_bytes());
-        put(
-            &mut out,
-            OFF_LAST_OFFSET_DELTA,
-            &self.last_offset_delta.to_be_bytes(),
-        );
-        put(
-            &mut out,
-            OFF_BASE_TIMESTAMP,
-            &self.base_timestamp.to_be_bytes(),
-        );
-        put(
-            &mut out,
-            OFF_MAX_TIMESTAMP,
-            &self.max_timestamp.to_be_bytes(),
-        );
+        put(&mut out, OFF_LAST_OFFSET_DELTA, &self.last_offset_delta.to_be_bytes());
+        put(&mut out, OFF_BASE_TIMESTAMP, &self.base_timestamp.to_be_bytes());
+        put(&mut out, OFF_MAX_TIMESTAMP, &self.max_timestamp.to_be_bytes());
         put(&mut out, OFF_PRODUCER_ID, &self.producer_id.to_be_bytes());
-        put(
-            &mut out,
-            OFF_PRODUCER_EPOCH,
-            &self.producer_epoch.to_be_bytes(),
-        );
-        put(
-            &mut out,
-            OFF_BASE_SEQUENCE,
-            &self.base_sequence.to_be_bytes(),
-        );
+        put(&mut out, OFF_PRODUCER_EPOCH, &self.producer_epoch.to_be_bytes());
+        put(&mut out, OFF_BASE_SEQUENCE, &self.base_sequence.to_be_bytes());
         put(&mut out, OFF_RECORD_COUNT, &self.record_count.to_be_bytes());
         out
     }
@@ -203,8 +187,7 @@ impl BatchHeader {
 
     /// Offset of the last record.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .saturating_add(i64::from(self.last_offset_delta))
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset after the last record.
@@ -295,18 +278,10 @@ pub(crate) fn set_log_append_time(batch: &mut [u8], now_ms: i64) {
 }
 
 /// The 17-byte prefix with base offset and partition leader epoch rewritten.
-pub(crate) fn rewritten_prefix(
-    original: &[u8],
-    base_offset: i64,
-    leader_epoch: i32,
-) -> [u8; HEADER_PREFIX_LEN] {
+pub(crate) fn rewritten_prefix(original: &[u8], base_offset: i64, leader_epoch: i32) -> [u8; HEADER_PREFIX_LEN] {
     let mut out: [u8; HEADER_PREFIX_LEN] = field(original, 0);
     put(&mut out, 0, &base_offset.to_be_bytes());
-    put(
-        &mut out,
-        OFF_PARTITION_LEADER_EPOCH,
-        &leader_epoch.to_be_bytes(),
-    );
+    put(&mut out, OFF_PARTITION_LEADER_EPOCH, &leader_epoch.to_be_bytes());
     out
 }
 
@@ -367,11 +342,7 @@ impl Iterator for BatchIter<'_> {
 
 /// Checks one batch from a client (the leader append path): framing, magic, size, CRC, counts,
 /// codec, no control batches, producer batches carry a sequence. `batch` is the whole batch.
-pub(crate) fn validate_client_batch(
-    header: &BatchHeader,
-    batch: &[u8],
-    max_message_bytes: u32,
-) -> Result<()> {
+pub(crate) fn validate_client_batch(header: &BatchHeader, batch: &[u8], max_message_bytes: u32) -> Result<()> {
     let max = usize::try_from(max_message_bytes).unwrap_or(usize::MAX);
     if header.total_size() > max {
         return Err(StorageError::RecordTooLarge {
@@ -381,7 +352,18 @@ pub(crate) fn validate_client_batch(
     }
     verify_crc(header, batch)?;
     header.check_counts()?;
-    header.compression()?;
+    if header.compression()? == Compression::None {
+        // An encoded record takes at least 7 bytes: a count the bytes cannot hold would make
+        // every decoder (ours for ListOffsets, the consumers') reserve memory for nothing.
+        let room = header.total_size().saturating_sub(BATCH_HEADER_LEN) / MIN_RECORD_LEN;
+        if usize::try_from(header.record_count).unwrap_or(usize::MAX) > room {
+            return Err(StorageError::InvalidRecord(format!(
+                "{} records cannot fit in {} bytes",
+                header.record_count,
+                header.total_size()
+            )));
+        }
+    }
     if header.is_control() {
         return Err(StorageError::InvalidRecord(
             "control batches may not be produced by clients".into(),
@@ -424,8 +406,7 @@ pub(crate) mod tests {
     ) -> Vec<u8> {
         use bytes::BytesMut;
         use kafka_protocol::records::{
-            Compression as KCompression, Record, RecordBatchEncoder, RecordEncodeOptions,
-            TimestampType,
+            Compression as KCompression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
         let records: Vec<Record> = (0..count)
             .map(|i| Record {
@@ -465,10 +446,7 @@ pub(crate) mod tests {
         assert_eq!(h.record_count, 3);
         assert_eq!(h.last_offset_delta, 2);
         assert_eq!(h.max_timestamp, 1002);
-        assert_eq!(
-            (h.producer_id, h.producer_epoch, h.base_sequence),
-            (7, 1, 5)
-        );
+        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (7, 1, 5));
         assert_eq!(h.last_sequence(), 7);
         assert_eq!(h.compression()?, Compression::None);
         validate_client_batch(&h, &b, 1 << 20)?;
@@ -483,6 +461,21 @@ pub(crate) mod tests {
         assert!(matches!(
             validate_client_batch(&h, &b, 10),
             Err(StorageError::RecordTooLarge { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn record_count_must_fit_in_the_bytes() -> Result<()> {
+        let mut b = make_batch(2, 0, 1);
+        b[23..27].copy_from_slice(&999i32.to_be_bytes());
+        b[57..61].copy_from_slice(&1000i32.to_be_bytes());
+        let crc = compute_crc(&b);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        let h = BatchHeader::parse(&b)?;
+        assert!(matches!(
+            validate_client_batch(&h, &b, 1 << 20),
+            Err(StorageError::InvalidRecord(_))
         ));
         Ok(())
     }
@@ -523,33 +516,21 @@ pub(crate) mod tests {
         let b = make_batch(2, 0, 1);
         let mut m = b.clone();
         m[16] = 1;
-        assert!(matches!(
-            BatchHeader::parse(&m),
-            Err(StorageError::CorruptRecord(_))
-        ));
+        assert!(matches!(BatchHeader::parse(&m), Err(StorageError::CorruptRecord(_))));
         let mut l = b.clone();
         l[8..12].copy_from_slice(&10i32.to_be_bytes());
-        assert!(matches!(
-            BatchHeader::parse(&l),
-            Err(StorageError::CorruptRecord(_))
-        ));
+        assert!(matches!(BatchHeader::parse(&l), Err(StorageError::CorruptRecord(_))));
         assert!(BatchHeader::parse(&b[..30]).is_err());
         let h = BatchHeader {
             record_count: 3,
             ..BatchHeader::parse(&b)?
         };
-        assert!(matches!(
-            h.check_counts(),
-            Err(StorageError::InvalidRecord(_))
-        ));
+        assert!(matches!(h.check_counts(), Err(StorageError::InvalidRecord(_))));
         let h = BatchHeader {
             attributes: 5,
             ..BatchHeader::parse(&b)?
         };
-        assert!(matches!(
-            h.compression(),
-            Err(StorageError::InvalidRecord(_))
-        ));
+        assert!(matches!(h.compression(), Err(StorageError::InvalidRecord(_))));
         Ok(())
     }
 

@@ -27,10 +27,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     path.with_file_name(name)
 }
@@ -54,10 +51,9 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(StorageError::Corruption(format!(
-            "{} is not text",
-            path.display()
-        ))),
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+            Err(StorageError::Corruption(format!("{} is not text", path.display())))
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -103,9 +99,7 @@ pub(crate) fn write_offset(path: &Path, offset: i64) -> Result<()> {
 
 /// Reads a single-offset checkpoint; `None` if the file does not exist.
 pub(crate) fn read_offset(path: &Path) -> Result<Option<i64>> {
-    read_optional(path)?
-        .map(|text| decode_offset(path, &text))
-        .transpose()
+    read_optional(path)?.map(|text| decode_offset(path, &text)).transpose()
 }
 
 /// Text of a leader epoch checkpoint.

@@ -26,6 +26,9 @@ pub struct LogConfig {
     pub max_message_bytes: u32,
     /// message.timestamp.type == LogAppendTime (default false = CreateTime).
     pub log_append_time: bool,
+    /// producer.id.expiration.ms (a broker setting in Kafka): idle producers' state is
+    /// forgotten after this long, at retention time. Default 1 day.
+    pub producer_id_expiration_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -41,6 +44,7 @@ impl Default for LogConfig {
             flush_interval_ms: i64::MAX,
             max_message_bytes: 1_048_588,
             log_append_time: false,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
         }
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn encode_entries<E: IndexEntry>(entries: &[E]) -> Vec<u8> {
 
 /// Decodes a whole index file; `None` if its size is not a multiple of the entry size.
 pub(crate) fn decode_entries<E: IndexEntry>(bytes: &[u8]) -> Option<Vec<E>> {
-    if bytes.len() % E::SIZE != 0 {
+    if !bytes.len().is_multiple_of(E::SIZE) {
         return None;
     }
     bytes.chunks_exact(E::SIZE).map(E::decode).collect()
@@ -170,8 +170,7 @@ impl<E: IndexEntry> Index<E> {
     }
 
     pub(crate) fn set_max_index_bytes(&mut self, max_index_bytes: u32) {
-        self.max_entries =
-            (usize::try_from(max_index_bytes).unwrap_or(usize::MAX) / E::SIZE).max(1);
+        self.max_entries = (usize::try_from(max_index_bytes).unwrap_or(usize::MAX) / E::SIZE).max(1);
     }
 
     /// Absolute offset of an entry.
@@ -188,9 +187,7 @@ impl<E: IndexEntry> Index<E> {
     /// The last entry for which `before(entry)` holds, for a predicate that is true on a prefix.
     pub(crate) fn floor_by(&self, before: impl Fn(&E) -> bool) -> Option<E> {
         let idx = self.entries.partition_point(before);
-        idx.checked_sub(1)
-            .and_then(|i| self.entries.get(i))
-            .copied()
+        idx.checked_sub(1).and_then(|i| self.entries.get(i)).copied()
     }
 
     /// Adds an entry if it keeps the index strictly increasing and there is room.
@@ -198,12 +195,7 @@ impl<E: IndexEntry> Index<E> {
         self.push_inner(entry, increasing, false)
     }
 
-    fn push_inner(
-        &mut self,
-        entry: E,
-        increasing: impl Fn(&E, &E) -> bool,
-        ignore_full: bool,
-    ) -> bool {
+    fn push_inner(&mut self, entry: E, increasing: impl Fn(&E, &E) -> bool, ignore_full: bool) -> bool {
         if self.is_full() && !ignore_full {
             return false;
         }
@@ -268,6 +260,14 @@ impl<E: IndexEntry> Index<E> {
         self.open_file(false)?.try_clone()
     }
 
+    /// Writes pending entries, fsyncs and closes the file handle (inactive segments keep only
+    /// their `.log` open; the handle is reopened on demand).
+    pub(crate) fn sync_and_close(&mut self) -> io::Result<()> {
+        self.sync()?;
+        self.file = None;
+        Ok(())
+    }
+
     /// Writes pending entries and fsyncs the file.
     pub(crate) fn sync(&mut self) -> io::Result<()> {
         self.write_pending()?;
@@ -283,21 +283,16 @@ impl OffsetIndex {
         max_index_bytes: u32,
         log_size: u64,
     ) -> io::Result<Option<Self>> {
-        Self::load(
-            path,
-            base_offset,
-            max_index_bytes,
-            |entries: &[OffsetEntry]| {
-                let in_file = entries.iter().all(|e| {
-                    e.relative_offset >= 0 && e.position >= 0 && (e.position as u64) < log_size
-                });
-                in_file
-                    && entries.windows(2).all(|w| match w {
-                        [a, b] => a.relative_offset < b.relative_offset && a.position < b.position,
-                        _ => true,
-                    })
-            },
-        )
+        Self::load(path, base_offset, max_index_bytes, |entries: &[OffsetEntry]| {
+            let in_file = entries
+                .iter()
+                .all(|e| e.relative_offset >= 0 && e.position >= 0 && (e.position as u64) < log_size);
+            in_file
+                && entries.windows(2).all(|w| match w {
+                    [a, b] => a.relative_offset < b.relative_offset && a.position < b.position,
+                    _ => true,
+                })
+        })
     }
 
     /// Adds (offset, position) if both increase.
@@ -328,25 +323,14 @@ impl OffsetIndex {
 impl TimeIndex {
     /// Loads a `.timeindex`, rejecting entries that are not increasing or point past `next_offset`
     /// (not known yet at load time: pass i64::MAX and re-check after the log is scanned).
-    pub(crate) fn load_times(
-        path: PathBuf,
-        base_offset: i64,
-        max_index_bytes: u32,
-    ) -> io::Result<Option<Self>> {
-        Self::load(
-            path,
-            base_offset,
-            max_index_bytes,
-            |entries: &[TimeEntry]| {
-                entries.iter().all(|e| e.relative_offset >= 0)
-                    && entries.windows(2).all(|w| match w {
-                        [a, b] => {
-                            a.timestamp < b.timestamp && a.relative_offset <= b.relative_offset
-                        }
-                        _ => true,
-                    })
-            },
-        )
+    pub(crate) fn load_times(path: PathBuf, base_offset: i64, max_index_bytes: u32) -> io::Result<Option<Self>> {
+        Self::load(path, base_offset, max_index_bytes, |entries: &[TimeEntry]| {
+            entries.iter().all(|e| e.relative_offset >= 0)
+                && entries.windows(2).all(|w| match w {
+                    [a, b] => a.timestamp < b.timestamp && a.relative_offset <= b.relative_offset,
+                    _ => true,
+                })
+        })
     }
 
     /// Adds (timestamp, offset) if the timestamp grows (the index is monotonic).
@@ -406,10 +390,7 @@ mod tests {
         assert_eq!(idx.lookup(i64::MAX), (130, 12000));
         idx.write_pending()?;
         let loaded = OffsetIndex::load_offsets(dir.path().join("a.index"), 100, 1024, 20000)?;
-        assert_eq!(
-            loaded.map(|l| l.entries().to_vec()),
-            Some(idx.entries().to_vec())
-        );
+        assert_eq!(loaded.map(|l| l.entries().to_vec()), Some(idx.entries().to_vec()));
         // An entry pointing past the log makes the file invalid.
         let loaded = OffsetIndex::load_offsets(dir.path().join("a.index"), 100, 1024, 10000)?;
         assert!(loaded.is_none());
@@ -481,7 +462,7 @@ mod tests {
             for (i, o) in sorted.iter().enumerate() {
                 idx.append(i64::from(*o), (i as u32 + 1) * 10);
             }
-            let expect = sorted.iter().enumerate().filter(|(_, o)| i64::from(**o) <= target).last()
+            let expect = sorted.iter().enumerate().rfind(|(_, o)| i64::from(**o) <= target)
                 .map(|(i, o)| (i64::from(*o), (i as u32 + 1) * 10)).unwrap_or((0, 0));
             prop_assert_eq!(idx.lookup(target), expect);
         }

@@ -47,11 +47,7 @@ impl LeaderEpochCache {
     pub(crate) fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
         let idx = self.entries.partition_point(|&(e, _)| e <= epoch);
         let &(found, _) = self.entries.get(idx.checked_sub(1)?)?;
-        let end = self
-            .entries
-            .get(idx)
-            .map(|&(_, s)| s)
-            .unwrap_or(log_end_offset);
+        let end = self.entries.get(idx).map(|&(_, s)| s).unwrap_or(log_end_offset);
         Some((found, end))
     }
 

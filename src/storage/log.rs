@@ -21,9 +21,7 @@ use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POI
 use crate::storage::config::LogConfig;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
-use crate::storage::producer_state::{
-    ProducerStateManager, StagedProducers, PRODUCER_ID_EXPIRATION_MS,
-};
+use crate::storage::producer_state::{ProducerStateManager, StagedProducers};
 use crate::storage::recovery;
 use crate::storage::segment::LogSegment;
 
@@ -112,12 +110,7 @@ impl UnifiedLog {
     /// Opens (or creates) the partition directory `dir`. Without a clean shutdown, everything
     /// after the recovery point is re-validated and a torn or corrupt tail is truncated. The high
     /// watermark starts at the log end offset.
-    pub fn open(
-        dir: PathBuf,
-        config: LogConfig,
-        had_clean_shutdown: bool,
-        now_ms: i64,
-    ) -> Result<Self> {
+    pub fn open(dir: PathBuf, config: LogConfig, had_clean_shutdown: bool, now_ms: i64) -> Result<Self> {
         let loaded = recovery::load(&dir, &config, had_clean_shutdown, now_ms)?;
         let mut log = Self {
             dir,
@@ -132,10 +125,7 @@ impl UnifiedLog {
             poisoned: Arc::new(AtomicBool::new(false)),
         };
         log.high_watermark = log.log_end_offset();
-        checkpoint::write_offset(
-            &log.dir.join(LOG_START_OFFSET_CHECKPOINT),
-            log.log_start_offset,
-        )?;
+        checkpoint::write_offset(&log.dir.join(LOG_START_OFFSET_CHECKPOINT), log.log_start_offset)?;
         tracing::debug!(dir = %log.dir.display(), log_start = log.log_start_offset,
             log_end = log.log_end_offset(), segments = log.segments.len(), "opened log");
         Ok(log)
@@ -175,10 +165,7 @@ impl UnifiedLog {
 
     /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`; returns it.
     pub fn update_high_watermark(&mut self, hw: i64) -> i64 {
-        self.high_watermark = hw.clamp(
-            self.log_start_offset,
-            self.log_end_offset().max(self.log_start_offset),
-        );
+        self.high_watermark = hw.clamp(self.log_start_offset, self.log_end_offset().max(self.log_start_offset));
         self.high_watermark
     }
 
@@ -224,15 +211,9 @@ impl UnifiedLog {
     /// Validates `records` (one or more v2 batches), checks idempotent producers, assigns offsets
     /// from the log end and appends all batches or none. A retried producer batch is answered
     /// with its original offsets and `duplicate = true`.
-    pub fn append_as_leader(
-        &mut self,
-        records: Bytes,
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<LogAppendInfo> {
+    pub fn append_as_leader(&mut self, records: Bytes, leader_epoch: i32, now_ms: i64) -> Result<LogAppendInfo> {
         self.check_writable()?;
-        let max_segment =
-            usize::try_from(self.config.effective_segment_bytes()).unwrap_or(usize::MAX);
+        let max_segment = usize::try_from(self.config.effective_segment_bytes()).unwrap_or(usize::MAX);
         if records.len() > max_segment {
             return Err(StorageError::RecordTooLarge {
                 size: records.len(),
@@ -250,6 +231,7 @@ impl UnifiedLog {
             h.partition_leader_epoch = leader_epoch;
             if log_append_time {
                 h.max_timestamp = now_ms;
+                h.attributes |= batch::ATTR_LOG_APPEND_TIME;
             }
             if h.has_producer_id() {
                 if let Some(dup) = self.producer_state.check(&staged, &h)? {
@@ -271,11 +253,7 @@ impl UnifiedLog {
         let (Some(&(_, first)), Some(&(_, last))) = (assigned.first(), assigned.last()) else {
             return Err(StorageError::InvalidRecord("no record batches".into()));
         };
-        let max_timestamp = assigned
-            .iter()
-            .map(|(_, h)| h.max_timestamp)
-            .max()
-            .unwrap_or(-1);
+        let max_timestamp = assigned.iter().map(|(_, h)| h.max_timestamp).max().unwrap_or(-1);
         if self.active()?.should_roll(
             &self.config,
             records.len() as u64,
@@ -359,8 +337,11 @@ impl UnifiedLog {
             }
         }
         let headers: Vec<BatchHeader> = assigned.iter().map(|(_, h)| *h).collect();
-        let config = self.config.clone();
-        let result = self.active_mut()?.append(&headers, &mut slices, &config);
+        let active = self
+            .segments
+            .last_mut()
+            .ok_or_else(|| StorageError::Corruption("log has no segments".into()))?;
+        let result = active.append(&headers, &mut slices, &self.config);
         if let Err(StorageError::Corruption(_)) = &result {
             self.poisoned.store(true, Ordering::SeqCst);
         }
@@ -380,10 +361,7 @@ impl UnifiedLog {
         checkpoint::fsync_dir(&self.dir)?;
         self.segments.push(seg);
         self.producer_state.write_snapshot(log_end)?;
-        checkpoint::write_offset(
-            &self.dir.join(RECOVERY_POINT_CHECKPOINT),
-            self.recovery_point,
-        )?;
+        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), self.recovery_point)?;
         tracing::debug!(dir = %self.dir.display(), base_offset = log_end, "rolled segment");
         Ok(())
     }
@@ -391,9 +369,7 @@ impl UnifiedLog {
     /// Rolls the active segment if segment.ms has passed since its first batch; true if rolled.
     pub fn maybe_roll_by_time(&mut self, now_ms: i64) -> Result<bool> {
         let active = self.active()?;
-        if active.is_empty()
-            || active.time_waited_for_roll(now_ms, now_ms) <= self.config.segment_ms
-        {
+        if active.is_empty() || active.time_waited_for_roll(now_ms, now_ms) <= self.config.segment_ms {
             return Ok(false);
         }
         self.roll(now_ms)?;
@@ -421,11 +397,7 @@ impl UnifiedLog {
         }
         let recovery_point = self.recovery_point;
         let mut files = Vec::new();
-        for seg in self
-            .segments
-            .iter_mut()
-            .filter(|s| s.next_offset() > recovery_point)
-        {
+        for seg in self.segments.iter_mut().filter(|s| s.next_offset() > recovery_point) {
             files.extend(seg.flush_handles()?);
         }
         Ok(Some(FlushRequest {
@@ -580,7 +552,7 @@ impl UnifiedLog {
     /// watermark. An expired non-empty active segment is rolled first. Returns segments deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
         self.producer_state
-            .remove_expired(now_ms, PRODUCER_ID_EXPIRATION_MS);
+            .remove_expired(now_ms, self.config.producer_id_expiration_ms);
         let start_before = self.log_start_offset;
         let mut deleted = 0;
         let retention_ms = self.config.retention_ms;
@@ -626,10 +598,7 @@ impl UnifiedLog {
             let next_base = self.segments.get(i + 1).map(LogSegment::base_offset);
             let upper = next_base.unwrap_or(seg.next_offset());
             let last_and_empty = next_base.is_none() && seg.is_empty();
-            if last_and_empty
-                || upper > self.high_watermark
-                || !predicate(seg, next_base, self.log_start_offset)
-            {
+            if last_and_empty || upper > self.high_watermark || !predicate(seg, next_base, self.log_start_offset) {
                 break;
             }
             count += 1;
@@ -654,14 +623,9 @@ impl UnifiedLog {
 
     /// Persists the log start offset and trims what depends on it.
     fn after_log_start_moved(&mut self) -> Result<()> {
-        checkpoint::write_offset(
-            &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
-            self.log_start_offset,
-        )?;
-        self.epoch_cache
-            .truncate_from_start(self.log_start_offset)?;
-        self.producer_state
-            .delete_snapshots_before(self.log_start_offset)?;
+        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+        self.epoch_cache.truncate_from_start(self.log_start_offset)?;
+        self.producer_state.delete_snapshots_before(self.log_start_offset)?;
         self.recovery_point = self.recovery_point.max(self.log_start_offset);
         Ok(())
     }
@@ -679,8 +643,7 @@ impl UnifiedLog {
     /// (largest epoch <= `epoch`, its end offset: the next epoch's start or the log end offset);
     /// `None` if no known epoch is <= `epoch`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
-        self.epoch_cache
-            .end_offset_for(epoch, self.log_end_offset())
+        self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
     }
 
     /// Flushes everything, finalises indexes, writes a producer snapshot and the checkpoints.
@@ -699,10 +662,7 @@ impl UnifiedLog {
             }
         }
         checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
-        checkpoint::write_offset(
-            &self.dir.join(LOG_START_OFFSET_CHECKPOINT),
-            self.log_start_offset,
-        )?;
+        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
         Ok(())
     }
 
@@ -730,16 +690,11 @@ fn first_record(
     if h.is_log_append_time() {
         // Every record of a LogAppendTime batch has the batch's max timestamp.
         let offset = h.base_offset.max(min_offset);
-        return Ok((want(h.max_timestamp) && offset <= h.last_offset())
-            .then(|| hit(h.max_timestamp, offset)));
+        return Ok((want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset)));
     }
     let mut buf = bytes;
-    let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| {
-        StorageError::Corruption(format!(
-            "cannot decode batch at offset {}: {e}",
-            h.base_offset
-        ))
-    })?;
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| StorageError::Corruption(format!("cannot decode batch at offset {}: {e}", h.base_offset)))?;
     Ok(set
         .records
         .iter()
@@ -749,4 +704,4 @@ fn first_record(
 
 #[cfg(test)]
 #[path = "log_tests.rs"]
-mod tests;
+pub(crate) mod tests;

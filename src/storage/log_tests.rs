@@ -11,9 +11,9 @@ use super::*;
 use crate::storage::batch::tests::{make_batch, make_producer_batch};
 use crate::storage::batch::{batches, verify_crc};
 
-const NOW: i64 = 1_700_000_000_000;
+pub(crate) const NOW: i64 = 1_700_000_000_000;
 
-fn small_config() -> LogConfig {
+pub(crate) fn small_config() -> LogConfig {
     LogConfig {
         segment_bytes: 1024,
         index_interval_bytes: 100,
@@ -21,26 +21,24 @@ fn small_config() -> LogConfig {
     }
 }
 
-fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<UnifiedLog> {
+pub(crate) fn open(dir: &Path, config: LogConfig, clean: bool) -> Result<UnifiedLog> {
     UnifiedLog::open(dir.to_path_buf(), config, clean, NOW)
 }
 
-fn batch(count: i32, ts: i64) -> Bytes {
+pub(crate) fn batch(count: i32, ts: i64) -> Bytes {
     Bytes::from(make_batch(count, ts, 20))
 }
 
-fn pbatch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
+pub(crate) fn pbatch(pid: i64, epoch: i16, seq: i32, count: i32) -> Bytes {
     Bytes::from(make_producer_batch(count, NOW, 20, pid, epoch, seq))
 }
 
 /// Every batch header from the log start to the log end, checking CRCs and contiguity.
-fn read_all(log: &UnifiedLog) -> Result<Vec<BatchHeader>> {
+pub(crate) fn read_all(log: &UnifiedLog) -> Result<Vec<BatchHeader>> {
     let mut out: Vec<BatchHeader> = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
-        let data = log
-            .read(offset, 1 << 20, log.log_end_offset(), true)?
-            .records;
+        let data = log.read(offset, 1 << 20, log.log_end_offset(), true)?.records;
         assert!(!data.is_empty(), "no data at {offset}");
         for item in batches(&data) {
             let (pos, h) = item?;
@@ -55,7 +53,7 @@ fn read_all(log: &UnifiedLog) -> Result<Vec<BatchHeader>> {
     Ok(out)
 }
 
-fn log_files(dir: &Path, suffix: &str) -> Result<Vec<std::path::PathBuf>> {
+pub(crate) fn log_files(dir: &Path, suffix: &str) -> Result<Vec<std::path::PathBuf>> {
     let mut files: Vec<_> = fs::read_dir(dir)?
         .filter_map(|d| d.ok().map(|d| d.path()))
         .filter(|p| p.to_string_lossy().ends_with(suffix))
@@ -69,11 +67,7 @@ fn append_and_read_round_trip_across_segment_roll() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut log = open(dir.path(), small_config(), true)?;
     assert_eq!(
-        (
-            log.log_start_offset(),
-            log.log_end_offset(),
-            log.num_segments()
-        ),
+        (log.log_start_offset(), log.log_end_offset(), log.num_segments()),
         (0, 0, 1)
     );
     let mut sizes = Vec::new();
@@ -86,11 +80,7 @@ fn append_and_read_round_trip_across_segment_roll() -> Result<()> {
         assert!(!info.duplicate);
         assert_eq!(info.log_append_time_ms, -1);
     }
-    assert!(
-        log.num_segments() > 2,
-        "segments rolled: {}",
-        log.num_segments()
-    );
+    assert!(log.num_segments() > 2, "segments rolled: {}", log.num_segments());
     assert_eq!(log.log_end_offset(), 60);
     assert_eq!(log.size_bytes(), sizes.iter().sum::<usize>() as u64);
     let all = read_all(&log)?;
@@ -229,182 +219,9 @@ fn multiple_batches_in_one_append_get_consecutive_offsets() -> Result<()> {
     let mut log = open(dir.path(), LogConfig::default(), true)?;
     let two = Bytes::from([make_batch(2, NOW, 5), make_batch(3, NOW, 5)].concat());
     let info = log.append_as_leader(two, 1, NOW)?;
-    assert_eq!(
-        (info.first_offset, info.last_offset, info.record_count),
-        (0, 4, 5)
-    );
+    assert_eq!((info.first_offset, info.last_offset, info.record_count), (0, 4, 5));
     let all = read_all(&log)?;
-    assert_eq!(
-        all.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
-        vec![0, 2]
-    );
-    Ok(())
-}
-
-#[test]
-fn torn_tail_is_truncated_on_unclean_open() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut log = open(dir.path(), small_config(), true)?;
-    for i in 0..12 {
-        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
-    }
-    let segments = log.num_segments();
-    let last_size = log.segments.last().map(LogSegment::size).unwrap_or(0);
-    let last_batch_len = batch(2, NOW).len() as u64;
-    drop(log); // crash: no close
-    let files = log_files(dir.path(), ".log")?;
-    let active = files
-        .last()
-        .ok_or_else(|| StorageError::Corruption("no log".into()))?;
-    let f = fs::OpenOptions::new().write(true).open(active)?;
-    f.set_len(last_size - 7)?;
-    let log = open(dir.path(), small_config(), false)?;
-    assert_eq!(log.num_segments(), segments);
-    assert_eq!(
-        log.log_end_offset(),
-        22,
-        "the torn last batch [22, 23] is gone"
-    );
-    assert_eq!(fs::metadata(active)?.len(), last_size - last_batch_len);
-    assert_eq!(read_all(&log)?.len(), 11);
-    assert_eq!(log.high_watermark(), 22);
-    Ok(())
-}
-
-#[test]
-fn corrupt_crc_in_last_segment_truncates_there() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut log = open(dir.path(), LogConfig::default(), true)?;
-    let len = batch(2, NOW).len() as u64;
-    for i in 0..6 {
-        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
-    }
-    drop(log);
-    let path = dir.path().join("00000000000000000000.log");
-    let mut bytes = fs::read(&path)?;
-    let at = (2 * len + 40) as usize; // inside the third batch, after its CRC field
-    bytes[at] ^= 0xff;
-    fs::write(&path, &bytes)?;
-    // A clean open trusts the data.
-    let log = open(dir.path(), LogConfig::default(), true)?;
-    assert_eq!(log.log_end_offset(), 12);
-    drop(log);
-    let log = open(dir.path(), LogConfig::default(), false)?;
-    assert_eq!(log.log_end_offset(), 4);
-    assert_eq!(fs::metadata(&path)?.len(), 2 * len);
-    assert_eq!(read_all(&log)?.len(), 2);
-    Ok(())
-}
-
-#[test]
-fn unclean_open_deletes_segments_after_a_truncated_one() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut log = open(dir.path(), small_config(), true)?;
-    for i in 0..20 {
-        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
-    }
-    assert!(log.num_segments() >= 3);
-    drop(log);
-    // Recovery point 0: every segment is re-validated. Corrupt the first one.
-    fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), "0\n0\n")?;
-    let first = dir.path().join("00000000000000000000.log");
-    let mut bytes = fs::read(&first)?;
-    let len = batch(2, NOW).len();
-    bytes[len + 50] ^= 1;
-    fs::write(&first, &bytes)?;
-    let log = open(dir.path(), small_config(), false)?;
-    assert_eq!((log.num_segments(), log.log_end_offset()), (1, 2));
-    assert_eq!(log_files(dir.path(), ".log")?.len(), 1);
-    Ok(())
-}
-
-#[test]
-fn segments_below_recovery_point_are_not_truncated() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut log = open(dir.path(), small_config(), true)?;
-    for i in 0..20 {
-        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
-    }
-    log.flush(NOW)?;
-    log.append_as_leader(batch(2, NOW), 0, NOW)?; // forces a roll that persists the recovery point
-    while log.num_segments() < 5 {
-        log.append_as_leader(batch(2, NOW), 0, NOW)?;
-    }
-    let end = log.log_end_offset();
-    drop(log);
-    let first = dir.path().join("00000000000000000000.log");
-    let mut bytes = fs::read(&first)?;
-    bytes[100] ^= 1;
-    fs::write(&first, &bytes)?;
-    // The damaged segment is below the persisted recovery point: trusted, not re-validated.
-    let log = open(dir.path(), small_config(), false)?;
-    assert_eq!(log.log_end_offset(), end);
-    // With its index gone it must be rebuilt, which finds the damage and refuses to load.
-    drop(log);
-    fs::remove_file(dir.path().join("00000000000000000000.index"))?;
-    assert!(matches!(
-        open(dir.path(), small_config(), false),
-        Err(StorageError::Corruption(_))
-    ));
-    Ok(())
-}
-
-#[test]
-fn missing_or_corrupt_index_is_rebuilt() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut log = open(
-        dir.path(),
-        LogConfig {
-            index_interval_bytes: 100,
-            ..LogConfig::default()
-        },
-        true,
-    )?;
-    for i in 0..40 {
-        log.append_as_leader(batch(1, NOW + i), 0, NOW)?;
-    }
-    log.close(NOW)?;
-    let index = dir.path().join("00000000000000000000.index");
-    let time_index = dir.path().join("00000000000000000000.timeindex");
-    let original = fs::read(&index)?;
-    let original_time = fs::read(&time_index)?;
-    assert!(original.len() >= 8 * 10);
-    fs::remove_file(&index)?;
-    let log = open(
-        dir.path(),
-        LogConfig {
-            index_interval_bytes: 100,
-            ..LogConfig::default()
-        },
-        true,
-    )?;
-    assert_eq!(
-        fs::read(&index)?,
-        original,
-        "rebuilt index equals the original"
-    );
-    assert_eq!(
-        log.read(25, 1, 40, true)
-            .map(|d| BatchHeader::parse(&d.records).map(|h| h.base_offset))??,
-        25
-    );
-    log.close(NOW)?;
-    // A torn index file (not a multiple of 8 bytes) is rebuilt too.
-    fs::write(&index, &original[..original.len() - 3])?;
-    fs::write(&time_index, &original_time[..5])?;
-    let log = open(
-        dir.path(),
-        LogConfig {
-            index_interval_bytes: 100,
-            ..LogConfig::default()
-        },
-        true,
-    )?;
-    assert_eq!(fs::read(&index)?, original);
-    assert_eq!(
-        log.fetch_offset_by_timestamp(NOW + 30)?.map(|t| t.offset),
-        Some(30)
-    );
+    assert_eq!(all.iter().map(|h| h.base_offset).collect::<Vec<_>>(), vec![0, 2]);
     Ok(())
 }
 
@@ -420,15 +237,9 @@ fn duplicate_batch_returns_original_offsets() -> Result<()> {
     let size = log.size_bytes();
     let dup = log.append_as_leader(pbatch(7, 0, 0, 3), 0, NOW)?;
     assert!(dup.duplicate);
-    assert_eq!(
-        (dup.first_offset, dup.last_offset, dup.record_count),
-        (2, 4, 0)
-    );
+    assert_eq!((dup.first_offset, dup.last_offset, dup.record_count), (2, 4, 0));
     let dup = log.append_as_leader(pbatch(7, 0, 3, 2), 0, NOW)?;
-    assert_eq!(
-        (dup.first_offset, dup.last_offset, dup.duplicate),
-        (5, 6, true)
-    );
+    assert_eq!((dup.first_offset, dup.last_offset, dup.duplicate), (5, 6, true));
     assert_eq!(log.size_bytes(), size, "duplicates are not appended");
     assert_eq!(log.log_end_offset(), 7);
     Ok(())
@@ -534,20 +345,13 @@ fn retention_by_size_moves_log_start() -> Result<()> {
     let deleted = log.apply_retention(NOW)?;
     assert!(deleted > 0 && deleted < segments);
     assert!(log.size_bytes() >= total / 2);
-    let first_base = log
-        .segments
-        .first()
-        .map(LogSegment::base_offset)
-        .unwrap_or(-1);
+    let first_base = log.segments.first().map(LogSegment::base_offset).unwrap_or(-1);
     assert_eq!(log.log_start_offset(), first_base);
     assert!(matches!(
         log.read(0, 100, 60, true),
         Err(StorageError::OffsetOutOfRange { .. })
     ));
-    assert_eq!(
-        read_all(&log)?.first().map(|h| h.base_offset),
-        Some(first_base)
-    );
+    assert_eq!(read_all(&log)?.first().map(|h| h.base_offset), Some(first_base));
     log.close(NOW)?;
     let log = open(dir.path(), small_config(), true)?;
     assert_eq!(log.log_start_offset(), first_base);
@@ -630,10 +434,7 @@ fn delete_records_before_moves_start_and_deletes_segments() -> Result<()> {
     let mut log = log;
     log.update_high_watermark(40);
     assert_eq!(log.delete_records_before(40)?, 40);
-    assert_eq!(
-        (log.num_segments(), log.log_end_offset(), log.size_bytes()),
-        (1, 40, 0)
-    );
+    assert_eq!((log.num_segments(), log.log_end_offset(), log.size_bytes()), (1, 40, 0));
     Ok(())
 }
 
@@ -655,8 +456,7 @@ fn fetch_offset_by_timestamp_finds_first_record_at_or_after() -> Result<()> {
         })
     );
     assert_eq!(
-        log.fetch_offset_by_timestamp(7003)?
-            .map(|t| (t.offset, t.timestamp)),
+        log.fetch_offset_by_timestamp(7003)?.map(|t| (t.offset, t.timestamp)),
         Some((21, 8000))
     );
     assert_eq!(log.fetch_offset_by_timestamp(0)?.map(|t| t.offset), Some(0));
@@ -692,8 +492,7 @@ fn log_append_time_stamps_batches() -> Result<()> {
     assert_eq!(h.max_timestamp, NOW);
     verify_crc(&h, &data)?;
     assert_eq!(
-        log.fetch_offset_by_timestamp(NOW)?
-            .map(|t| (t.offset, t.timestamp)),
+        log.fetch_offset_by_timestamp(NOW)?.map(|t| (t.offset, t.timestamp)),
         Some((0, NOW))
     );
     assert_eq!(log.offset_of_max_timestamp()?.map(|t| t.offset), Some(0));
@@ -775,10 +574,7 @@ fn rolls_by_time_and_by_index_size() -> Result<()> {
         },
         true,
     )?;
-    assert!(
-        !log.maybe_roll_by_time(NOW + 5000)?,
-        "empty segments do not roll"
-    );
+    assert!(!log.maybe_roll_by_time(NOW + 5000)?, "empty segments do not roll");
     log.append_as_leader(batch(1, NOW), 0, NOW)?;
     log.append_as_leader(batch(1, NOW + 500), 0, NOW)?;
     assert_eq!(log.num_segments(), 1);
@@ -797,11 +593,7 @@ fn rolls_by_time_and_by_index_size() -> Result<()> {
     for _ in 0..10 {
         log.append_as_leader(batch(1, NOW), 0, NOW)?;
     }
-    assert!(
-        log.num_segments() >= 3,
-        "index full rolls: {}",
-        log.num_segments()
-    );
+    assert!(log.num_segments() >= 3, "index full rolls: {}", log.num_segments());
     Ok(())
 }
 
@@ -814,4 +606,11 @@ fn delete_removes_the_directory() -> Result<()> {
     log.delete()?;
     assert!(!path.exists());
     Ok(())
+}
+
+#[test]
+fn log_and_flush_request_can_cross_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<UnifiedLog>();
+    assert_send_sync::<FlushRequest>();
 }

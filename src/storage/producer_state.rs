@@ -19,8 +19,6 @@ use crate::storage::error::{Result, StorageError};
 
 /// Batches remembered per producer for duplicate detection.
 pub(crate) const MAX_CACHED_BATCHES: usize = 5;
-/// producer.id.expiration.ms default (1 day): idle producers are forgotten after this.
-pub(crate) const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 pub(crate) const SNAPSHOT_SUFFIX: &str = ".snapshot";
 const SNAPSHOT_MAGIC: [u8; 4] = *b"SLPS";
 const SNAPSHOT_VERSION: i16 = 1;
@@ -42,8 +40,7 @@ impl BatchMetadata {
         self.last_seq.wrapping_sub(self.offset_delta)
     }
     pub(crate) fn first_offset(&self) -> i64 {
-        self.last_offset
-            .saturating_sub(i64::from(self.offset_delta))
+        self.last_offset.saturating_sub(i64::from(self.offset_delta))
     }
 }
 
@@ -107,10 +104,7 @@ fn next_sequence(seq: i32) -> i32 {
 
 /// Kafka's checks for one client batch against the producer's current entry. `Ok(Some(batch))`
 /// means the batch is a duplicate of that cached batch (whose offsets are the original ones).
-pub(crate) fn check_batch(
-    entry: Option<&ProducerEntry>,
-    h: &BatchHeader,
-) -> Result<Option<BatchMetadata>> {
+pub(crate) fn check_batch(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Result<Option<BatchMetadata>> {
     let Some(e) = entry else {
         return Ok(None);
     };
@@ -180,11 +174,7 @@ impl ProducerStateManager {
 
     /// Checks a client batch against the committed entries and the ones staged by earlier batches
     /// of the same append.
-    pub(crate) fn check(
-        &self,
-        staged: &StagedProducers,
-        h: &BatchHeader,
-    ) -> Result<Option<BatchMetadata>> {
+    pub(crate) fn check(&self, staged: &StagedProducers, h: &BatchHeader) -> Result<Option<BatchMetadata>> {
         let entry = staged
             .get(&h.producer_id)
             .or_else(|| self.producers.get(&h.producer_id));
@@ -220,10 +210,8 @@ impl ProducerStateManager {
 
     /// Forgets producers idle for `expiration_ms` that are not in a transaction.
     pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) {
-        self.producers.retain(|_, e| {
-            e.current_txn_first_offset >= 0
-                || now_ms.saturating_sub(e.last_timestamp) < expiration_ms
-        });
+        self.producers
+            .retain(|_, e| e.current_txn_first_offset >= 0 || now_ms.saturating_sub(e.last_timestamp) < expiration_ms);
     }
 
     fn snapshot_path(&self, offset: i64) -> PathBuf {
@@ -289,10 +277,7 @@ impl ProducerStateManager {
     pub(crate) fn delete_snapshots_before(&self, offset: i64) -> Result<()> {
         let offsets = self.snapshot_offsets()?;
         let keep = offsets.iter().rev().find(|&&o| o <= offset).copied();
-        for o in offsets
-            .into_iter()
-            .filter(|&o| o < offset && Some(o) != keep)
-        {
+        for o in offsets.into_iter().filter(|&o| o < offset && Some(o) != keep) {
             fs::remove_file(self.snapshot_path(o))?;
         }
         Ok(())
@@ -301,24 +286,14 @@ impl ProducerStateManager {
 
 fn encode_snapshot(entries: &[&ProducerEntry]) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(
-        &i32::try_from(entries.len())
-            .unwrap_or(i32::MAX)
-            .to_be_bytes(),
-    );
+    body.extend_from_slice(&i32::try_from(entries.len()).unwrap_or(i32::MAX).to_be_bytes());
     for e in entries.iter().take(i32::MAX as usize) {
         body.extend_from_slice(&e.producer_id.to_be_bytes());
         body.extend_from_slice(&e.epoch.to_be_bytes());
         body.extend_from_slice(&e.coordinator_epoch.to_be_bytes());
         body.extend_from_slice(&e.current_txn_first_offset.to_be_bytes());
         body.extend_from_slice(&e.last_timestamp.to_be_bytes());
-        let batches: Vec<&BatchMetadata> = e
-            .batches
-            .iter()
-            .rev()
-            .take(MAX_CACHED_BATCHES)
-            .rev()
-            .collect();
+        let batches: Vec<&BatchMetadata> = e.batches.iter().rev().take(MAX_CACHED_BATCHES).rev().collect();
         body.push(u8::try_from(batches.len()).unwrap_or(0));
         for b in batches {
             body.extend_from_slice(&b.last_seq.to_be_bytes());
@@ -359,41 +334,30 @@ impl Reader<'_> {
 fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ProducerEntry>> {
     let mut r = Reader { buf: bytes, pos: 0 };
     if r.take::<4>()? != SNAPSHOT_MAGIC {
-        return Err(StorageError::Corruption(
-            "producer snapshot has a bad magic".into(),
-        ));
+        return Err(StorageError::Corruption("producer snapshot has a bad magic".into()));
     }
     let version = i16::from_be_bytes(r.take()?);
     if version != SNAPSHOT_VERSION {
-        return Err(StorageError::Corruption(format!(
-            "producer snapshot version {version}"
-        )));
+        return Err(StorageError::Corruption(format!("producer snapshot version {version}")));
     }
     let crc = u32::from_be_bytes(r.take()?);
     if crc32c::crc32c(bytes.get(r.pos..).unwrap_or(&[])) != crc {
-        return Err(StorageError::Corruption(
-            "producer snapshot CRC mismatch".into(),
-        ));
+        return Err(StorageError::Corruption("producer snapshot CRC mismatch".into()));
     }
     let count = usize::try_from(i32::from_be_bytes(r.take()?))
         .map_err(|_| StorageError::Corruption("negative producer count".into()))?;
     if count > r.remaining() / ENTRY_FIXED_LEN {
-        return Err(StorageError::Corruption(
-            "producer count exceeds the file".into(),
-        ));
+        return Err(StorageError::Corruption("producer count exceeds the file".into()));
     }
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let mut e =
-            ProducerEntry::new(i64::from_be_bytes(r.take()?), i16::from_be_bytes(r.take()?));
+        let mut e = ProducerEntry::new(i64::from_be_bytes(r.take()?), i16::from_be_bytes(r.take()?));
         e.coordinator_epoch = i32::from_be_bytes(r.take()?);
         e.current_txn_first_offset = i64::from_be_bytes(r.take()?);
         e.last_timestamp = i64::from_be_bytes(r.take()?);
         let [n] = r.take::<1>()?;
         if usize::from(n) > MAX_CACHED_BATCHES || usize::from(n) * BATCH_LEN > r.remaining() {
-            return Err(StorageError::Corruption(
-                "bad batch count in producer snapshot".into(),
-            ));
+            return Err(StorageError::Corruption("bad batch count in producer snapshot".into()));
         }
         for _ in 0..n {
             e.batches.push_back(BatchMetadata {
@@ -406,9 +370,7 @@ fn decode_snapshot(bytes: &[u8]) -> Result<Vec<ProducerEntry>> {
         entries.push(e);
     }
     if r.remaining() != 0 {
-        return Err(StorageError::Corruption(
-            "trailing bytes in producer snapshot".into(),
-        ));
+        return Err(StorageError::Corruption("trailing bytes in producer snapshot".into()));
     }
     Ok(entries)
 }
@@ -456,11 +418,7 @@ mod tests {
             "unknown producer: any sequence"
         );
         assert_eq!(append(&mut m, &header(1, 0, 10, 2, 3))?, None);
-        assert_eq!(
-            append(&mut m, &header(1, 0, 7, 3, 99))?,
-            Some((0, 2)),
-            "duplicate"
-        );
+        assert_eq!(append(&mut m, &header(1, 0, 7, 3, 99))?, Some((0, 2)), "duplicate");
         assert_eq!(append(&mut m, &header(1, 0, 10, 2, 99))?, Some((3, 4)));
         assert!(matches!(
             append(&mut m, &header(1, 0, 13, 1, 5)),
@@ -474,11 +432,7 @@ mod tests {
             append(&mut m, &header(1, 1, 5, 1, 5)),
             Err(StorageError::OutOfOrderSequence(_))
         ));
-        assert_eq!(
-            append(&mut m, &header(1, 1, 0, 1, 5))?,
-            None,
-            "new epoch from 0"
-        );
+        assert_eq!(append(&mut m, &header(1, 1, 0, 1, 5))?, None, "new epoch from 0");
         assert!(matches!(
             append(&mut m, &header(1, 0, 12, 1, 6)),
             Err(StorageError::InvalidProducerEpoch(_))
@@ -500,10 +454,7 @@ mod tests {
         for i in 1..10 {
             append(&mut m, &header(2, 0, i, 1, i64::from(i) + 1))?;
         }
-        assert_eq!(
-            m.entry(2).map(|e| e.batches.len()),
-            Some(MAX_CACHED_BATCHES)
-        );
+        assert_eq!(m.entry(2).map(|e| e.batches.len()), Some(MAX_CACHED_BATCHES));
         assert!(in_sequence(i32::MAX, 0));
         assert!(!in_sequence(i32::MAX, i32::MIN));
         assert!(in_sequence(4, 5));

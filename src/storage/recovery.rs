@@ -51,11 +51,7 @@ fn clean_directory(dir: &Path, bases: &[i64]) -> Result<()> {
 fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>> {
     let mut bases = Vec::new();
     for dirent in fs::read_dir(dir)? {
-        if let Some(base) = dirent?
-            .file_name()
-            .to_str()
-            .and_then(segment::parse_log_file_name)
-        {
+        if let Some(base) = dirent?.file_name().to_str().and_then(segment::parse_log_file_name) {
             bases.push(base);
         }
     }
@@ -94,10 +90,7 @@ fn load_segments(
             let cut = seg.recover(config, true)?;
             if cut > 0 {
                 for &later in bases.get(i + 1..).unwrap_or(&[]) {
-                    tracing::warn!(
-                        base_offset = later,
-                        "deleting segment after a truncated one"
-                    );
+                    tracing::warn!(base_offset = later, "deleting segment after a truncated one");
                     delete_segment_files(dir, later)?;
                 }
                 segments.push(seg);
@@ -126,10 +119,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
 
     let first_base = segments.first().map(LogSegment::base_offset);
     let mut log_start_offset = start_ckpt.max(first_base.unwrap_or(0));
-    let log_end = segments
-        .last()
-        .map(LogSegment::next_offset)
-        .unwrap_or(log_start_offset);
+    let log_end = segments.last().map(LogSegment::next_offset).unwrap_or(log_start_offset);
     if segments.is_empty() || log_start_offset > log_end {
         // No data, or recovery cut everything at or above the log start: start afresh there.
         for seg in segments.drain(..) {
@@ -139,10 +129,7 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
         segments.push(LogSegment::create(dir, log_start_offset, config, now_ms)?);
         checkpoint::fsync_dir(dir)?;
     }
-    let log_end = segments
-        .last()
-        .map(LogSegment::next_offset)
-        .unwrap_or(log_start_offset);
+    let log_end = segments.last().map(LogSegment::next_offset).unwrap_or(log_start_offset);
 
     let mut epoch_cache = LeaderEpochCache::load(dir)?;
     epoch_cache.truncate_from_end(log_end)?;
@@ -187,4 +174,197 @@ pub(crate) fn replay_producers(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    //! Recovery scenarios driven through `UnifiedLog::open` (helpers shared with log_tests.rs).
+
+    use super::*;
+    use crate::storage::batch::BatchHeader;
+    use crate::storage::log::tests::{batch, log_files, open, read_all, small_config, NOW};
+
+    #[test]
+    fn torn_tail_is_truncated_on_unclean_open() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), small_config(), true)?;
+        for i in 0..12 {
+            log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+        }
+        let segments = log.num_segments();
+        let last_batch_len = batch(2, NOW).len() as u64;
+        drop(log); // crash: no close
+        let files = log_files(dir.path(), ".log")?;
+        let active = files.last().ok_or_else(|| StorageError::Corruption("no log".into()))?;
+        let last_size = fs::metadata(active)?.len();
+        let f = fs::OpenOptions::new().write(true).open(active)?;
+        f.set_len(last_size - 7)?;
+        let log = open(dir.path(), small_config(), false)?;
+        assert_eq!(log.num_segments(), segments);
+        assert_eq!(log.log_end_offset(), 22, "the torn last batch [22, 23] is gone");
+        assert_eq!(fs::metadata(active)?.len(), last_size - last_batch_len);
+        assert_eq!(read_all(&log)?.len(), 11);
+        assert_eq!(log.high_watermark(), 22);
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_crc_in_last_segment_truncates_there() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), LogConfig::default(), true)?;
+        let len = batch(2, NOW).len() as u64;
+        for i in 0..6 {
+            log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+        }
+        drop(log);
+        let path = dir.path().join("00000000000000000000.log");
+        let mut bytes = fs::read(&path)?;
+        let at = (2 * len + 40) as usize; // inside the third batch, after its CRC field
+        bytes[at] ^= 0xff;
+        fs::write(&path, &bytes)?;
+        // A clean open trusts the data.
+        let log = open(dir.path(), LogConfig::default(), true)?;
+        assert_eq!(log.log_end_offset(), 12);
+        drop(log);
+        let log = open(dir.path(), LogConfig::default(), false)?;
+        assert_eq!(log.log_end_offset(), 4);
+        assert_eq!(fs::metadata(&path)?.len(), 2 * len);
+        assert_eq!(read_all(&log)?.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn unclean_open_deletes_segments_after_a_truncated_one() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), small_config(), true)?;
+        for i in 0..20 {
+            log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+        }
+        assert!(log.num_segments() >= 3);
+        drop(log);
+        // Recovery point 0: every segment is re-validated. Corrupt the first one.
+        fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), "0\n0\n")?;
+        let first = dir.path().join("00000000000000000000.log");
+        let mut bytes = fs::read(&first)?;
+        let len = batch(2, NOW).len();
+        bytes[len + 50] ^= 1;
+        fs::write(&first, &bytes)?;
+        let log = open(dir.path(), small_config(), false)?;
+        assert_eq!((log.num_segments(), log.log_end_offset()), (1, 2));
+        assert_eq!(log_files(dir.path(), ".log")?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn segments_below_recovery_point_are_not_truncated() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(dir.path(), small_config(), true)?;
+        for i in 0..20 {
+            log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+        }
+        log.flush(NOW)?;
+        log.append_as_leader(batch(2, NOW), 0, NOW)?; // forces a roll that persists the recovery point
+        while log.num_segments() < 5 {
+            log.append_as_leader(batch(2, NOW), 0, NOW)?;
+        }
+        let end = log.log_end_offset();
+        drop(log);
+        let first = dir.path().join("00000000000000000000.log");
+        let mut bytes = fs::read(&first)?;
+        bytes[100] ^= 1;
+        fs::write(&first, &bytes)?;
+        // The damaged segment is below the persisted recovery point: trusted, not re-validated.
+        let log = open(dir.path(), small_config(), false)?;
+        assert_eq!(log.log_end_offset(), end);
+        // With its index gone it must be rebuilt, which finds the damage and refuses to load.
+        drop(log);
+        fs::remove_file(dir.path().join("00000000000000000000.index"))?;
+        assert!(matches!(
+            open(dir.path(), small_config(), false),
+            Err(StorageError::Corruption(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_or_corrupt_index_is_rebuilt() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut log = open(
+            dir.path(),
+            LogConfig {
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            },
+            true,
+        )?;
+        for i in 0..40 {
+            log.append_as_leader(batch(1, NOW + i), 0, NOW)?;
+        }
+        log.close(NOW)?;
+        let index = dir.path().join("00000000000000000000.index");
+        let time_index = dir.path().join("00000000000000000000.timeindex");
+        let original = fs::read(&index)?;
+        let original_time = fs::read(&time_index)?;
+        assert!(original.len() >= 8 * 10);
+        fs::remove_file(&index)?;
+        let log = open(
+            dir.path(),
+            LogConfig {
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            },
+            true,
+        )?;
+        assert_eq!(fs::read(&index)?, original, "rebuilt index equals the original");
+        assert_eq!(
+            log.read(25, 1, 40, true)
+                .map(|d| BatchHeader::parse(&d.records).map(|h| h.base_offset))??,
+            25
+        );
+        log.close(NOW)?;
+        // A torn index file (not a multiple of 8 bytes) is rebuilt too.
+        fs::write(&index, &original[..original.len() - 3])?;
+        fs::write(&time_index, &original_time[..5])?;
+        let log = open(
+            dir.path(),
+            LogConfig {
+                index_interval_bytes: 100,
+                ..LogConfig::default()
+            },
+            true,
+        )?;
+        assert_eq!(fs::read(&index)?, original);
+        assert_eq!(log.fetch_offset_by_timestamp(NOW + 30)?.map(|t| t.offset), Some(30));
+        Ok(())
+    }
+
+    #[test]
+    fn every_cut_point_recovers_the_whole_batch_prefix() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p-0");
+        let mut log = open(&path, LogConfig::default(), true)?;
+        let mut ends = vec![0u64];
+        for i in 0..8 {
+            log.append_as_leader(batch(1 + (i % 3), NOW + i64::from(i)), 0, NOW)?;
+            ends.push(log.size_bytes());
+        }
+        log.close(NOW)?;
+        let seg = path.join("00000000000000000000.log");
+        let pristine = fs::read(&seg)?;
+        for cut in (0..pristine.len()).step_by(7) {
+            fs::write(&seg, &pristine[..cut])?;
+            fs::write(path.join(RECOVERY_POINT_CHECKPOINT), "0\n0\n")?;
+            for f in log_files(&path, ".snapshot")? {
+                fs::remove_file(f)?;
+            }
+            let log = open(&path, LogConfig::default(), false)?;
+            let whole = ends.iter().rev().find(|&&e| e <= cut as u64).copied().unwrap_or(0);
+            assert_eq!(log.size_bytes(), whole, "cut at {cut}");
+            let batches_kept = ends.iter().filter(|&&e| e > 0 && e <= whole).count();
+            assert_eq!(read_all(&log)?.len(), batches_kept);
+            drop(log);
+        }
+        Ok(())
+    }
 }

@@ -112,14 +112,7 @@ pub(crate) struct LogSegment {
 }
 
 impl LogSegment {
-    fn with_files(
-        dir: &Path,
-        base_offset: i64,
-        log: File,
-        size: u64,
-        config: &LogConfig,
-        now_ms: i64,
-    ) -> Self {
+    fn with_files(dir: &Path, base_offset: i64, log: File, size: u64, config: &LogConfig, now_ms: i64) -> Self {
         Self {
             base_offset,
             log_path: segment_file(dir, base_offset, LOG_SUFFIX),
@@ -145,12 +138,7 @@ impl LogSegment {
     }
 
     /// Creates a new empty segment (its three files) at `base_offset`.
-    pub(crate) fn create(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-        now_ms: i64,
-    ) -> Result<Self> {
+    pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let log = OpenOptions::new()
             .read(true)
@@ -171,12 +159,7 @@ impl LogSegment {
 
     /// Opens an existing segment without reading it. The caller then runs `load_trusted` (clean
     /// shutdown, before the recovery point) or `recover`.
-    pub(crate) fn open(
-        dir: &Path,
-        base_offset: i64,
-        config: &LogConfig,
-        now_ms: i64,
-    ) -> Result<Self> {
+    pub(crate) fn open(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
         let path = segment_file(dir, base_offset, LOG_SUFFIX);
         let log = OpenOptions::new().read(true).append(true).open(&path)?;
         let meta = log.metadata()?;
@@ -186,14 +169,7 @@ impl LogSegment {
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_millis()).ok())
             .unwrap_or(now_ms);
-        Ok(Self::with_files(
-            dir,
-            base_offset,
-            log,
-            meta.len(),
-            config,
-            created_ms,
-        ))
+        Ok(Self::with_files(dir, base_offset, log, meta.len(), config, created_ms))
     }
 
     pub(crate) fn base_offset(&self) -> i64 {
@@ -232,21 +208,15 @@ impl LogSegment {
     }
 
     pub(crate) fn set_config(&mut self, config: &LogConfig) {
-        self.offset_index
-            .set_max_index_bytes(config.segment_index_bytes);
-        self.time_index
-            .set_max_index_bytes(config.segment_index_bytes);
+        self.offset_index.set_max_index_bytes(config.segment_index_bytes);
+        self.time_index.set_max_index_bytes(config.segment_index_bytes);
     }
 
     fn read_header_at(&self, pos: u64) -> Result<BatchHeader> {
         let mut buf = [0u8; BATCH_HEADER_LEN];
         self.log.read_exact_at(&mut buf, pos)?;
-        BatchHeader::parse(&buf).map_err(|e| {
-            StorageError::Corruption(format!(
-                "{} at position {pos}: {e}",
-                self.log_path.display()
-            ))
-        })
+        BatchHeader::parse(&buf)
+            .map_err(|e| StorageError::Corruption(format!("{} at position {pos}: {e}", self.log_path.display())))
     }
 
     /// Records a batch (already in the file at `position`) in the indexes and running stats.
@@ -300,9 +270,7 @@ impl LogSegment {
             if let Err(e) = h.check_counts() {
                 return Ok(fail(pos, format!("position {pos}: {e}")));
             }
-            if h.base_offset < min_offset
-                || h.last_offset().saturating_sub(self.base_offset) > i64::from(i32::MAX)
-            {
+            if h.base_offset < min_offset || h.last_offset().saturating_sub(self.base_offset) > i64::from(i32::MAX) {
                 return Ok(fail(
                     pos,
                     format!("position {pos}: offset {} out of sequence", h.base_offset),
@@ -327,17 +295,10 @@ impl LogSegment {
     }
 
     /// Calls `visit` for each batch from position `from` (no CRC check) until it returns false.
-    pub(crate) fn for_each_batch(
-        &self,
-        from: u64,
-        visit: impl FnMut(&BatchHeader, u64) -> Result<bool>,
-    ) -> Result<()> {
+    pub(crate) fn for_each_batch(&self, from: u64, visit: impl FnMut(&BatchHeader, u64) -> Result<bool>) -> Result<()> {
         let outcome = self.scan(from, false, visit)?;
         match outcome.invalid {
-            Some(why) => Err(StorageError::Corruption(format!(
-                "{}: {why}",
-                self.log_path.display()
-            ))),
+            Some(why) => Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display()))),
             None => Ok(()),
         }
     }
@@ -365,10 +326,7 @@ impl LogSegment {
         let cut = self.size - outcome.valid_bytes;
         if let Some(why) = outcome.invalid {
             if !truncate {
-                return Err(StorageError::Corruption(format!(
-                    "{}: {why}",
-                    self.log_path.display()
-                )));
+                return Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display())));
             }
             tracing::warn!(segment = %self.log_path.display(), reason = %why, bytes = cut,
                 "truncating invalid bytes at the end of the segment");
@@ -432,7 +390,12 @@ impl LogSegment {
             .time_index
             .last()
             .is_none_or(|e| self.time_index.absolute(&e) < self.next_offset);
-        if outcome.invalid.is_some() || !time_index_ok || (self.size > 0 && tail.is_empty()) {
+        // The last offset index entry must name the batch found at its position.
+        let offset_index_ok = self
+            .offset_index
+            .last()
+            .is_none_or(|e| tail.first().map(BatchHeader::last_offset) == Some(self.offset_index.absolute(&e)));
+        if outcome.invalid.is_some() || !time_index_ok || !offset_index_ok || (self.size > 0 && tail.is_empty()) {
             tracing::info!(segment = %self.log_path.display(), "index inconsistent with the log, rebuilding");
             self.recover(config, false)?;
         }
@@ -478,11 +441,9 @@ impl LogSegment {
     ) -> Result<()> {
         let start = self.size;
         if let Err(e) = write_all_vectored(&mut self.log, slices) {
-            self.log.set_len(start).map_err(|e2| {
-                StorageError::Corruption(format!(
-                    "write failed ({e}) and could not be undone: {e2}"
-                ))
-            })?;
+            self.log
+                .set_len(start)
+                .map_err(|e2| StorageError::Corruption(format!("write failed ({e}) and could not be undone: {e2}")))?;
             return Err(e.into());
         }
         let interval = u64::from(config.index_interval_bytes);
@@ -560,8 +521,7 @@ impl LogSegment {
 
     /// (timestamp, base offset of the batch holding it) of the newest timestamp, if any batch.
     pub(crate) fn max_timestamp_and_batch(&self) -> Option<(i64, i64)> {
-        (self.offset_of_max_timestamp >= 0)
-            .then_some((self.max_timestamp, self.offset_of_max_timestamp))
+        (self.offset_of_max_timestamp >= 0).then_some((self.max_timestamp, self.offset_of_max_timestamp))
     }
 
     /// Writes pending index entries; returns dup'd handles of the log and index files for an
@@ -581,8 +541,8 @@ impl LogSegment {
             self.time_index
                 .force_append(self.max_timestamp, self.offset_of_max_timestamp);
         }
-        self.offset_index.sync()?;
-        self.time_index.sync()?;
+        self.offset_index.sync_and_close()?;
+        self.time_index.sync_and_close()?;
         Ok(())
     }
 
@@ -622,4 +582,72 @@ fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::batch::tests::make_batch;
+
+    fn append_raw(seg: &mut LogSegment, base_offset: i64, bytes: &[u8], config: &LogConfig) -> Result<()> {
+        let mut h = BatchHeader::parse(bytes)?;
+        h.base_offset = base_offset;
+        let prefix = batch::rewritten_prefix(bytes, base_offset, 0);
+        let rest = bytes.get(batch::HEADER_PREFIX_LEN..).unwrap_or(&[]);
+        let mut slices = [IoSlice::new(&prefix), IoSlice::new(rest)];
+        seg.append(&[h], &mut slices, config)
+    }
+
+    #[test]
+    fn append_read_and_recover_a_segment() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let config = LogConfig {
+            index_interval_bytes: 50,
+            ..LogConfig::default()
+        };
+        let mut seg = LogSegment::create(dir.path(), 100, &config, 0)?;
+        assert!(matches!(
+            LogSegment::create(dir.path(), 100, &config, 0),
+            Err(StorageError::Corruption(_))
+        ));
+        let b = make_batch(2, 1000, 10);
+        for i in 0..10 {
+            append_raw(&mut seg, 100 + 2 * i, &b, &config)?;
+        }
+        assert_eq!((seg.next_offset(), seg.size()), (120, 10 * b.len() as u64));
+        assert_eq!(seg.max_timestamp_and_batch(), Some((1001, 100)));
+        assert_eq!(
+            seg.find_batch(107)?.map(|(pos, h)| (pos, h.base_offset)),
+            Some((3 * b.len() as u64, 106))
+        );
+        let data = seg.read(107, 2 * b.len(), 200, false)?.unwrap_or_default();
+        assert_eq!(data.len(), 2 * b.len());
+        assert!(seg.read(120, 100, 200, true)?.is_none(), "past the segment");
+        let entries = seg.offset_index().entries().to_vec();
+        assert!(!entries.is_empty());
+        assert_eq!(seg.recover(&config, false)?, 0);
+        assert_eq!(
+            seg.offset_index().entries(),
+            entries.as_slice(),
+            "rebuild gives the same index"
+        );
+        seg.log.set_len(seg.size - 1)?;
+        seg.size -= 1;
+        assert!(matches!(seg.recover(&config, false), Err(StorageError::Corruption(_))));
+        assert_eq!(seg.recover(&config, true)?, b.len() as u64 - 1);
+        assert_eq!(seg.next_offset(), 118);
+        Ok(())
+    }
+
+    #[test]
+    fn log_file_names_are_twenty_digits() {
+        assert_eq!(parse_log_file_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_log_file_name("42.log"), None);
+        assert_eq!(parse_log_file_name("0000000000000000004x.log"), None);
+        assert_eq!(parse_log_file_name("00000000000000000042.index"), None);
+        assert_eq!(
+            segment_file(Path::new("/d"), 7, LOG_SUFFIX),
+            PathBuf::from("/d/00000000000000000007.log")
+        );
+    }
 }
