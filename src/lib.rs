@@ -18,6 +18,7 @@
 //! - [`metrics`]: every metric name, declared once.
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod alloc;
 pub mod api;
