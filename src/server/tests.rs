@@ -27,7 +27,14 @@ pub(crate) struct TestBroker {
 
 impl TestBroker {
     pub async fn start(overrides: &[&str]) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let dir = tempfile::tempdir()?;
+        Self::start_in(tempfile::tempdir()?, overrides).await
+    }
+
+    /// Starts a broker on an existing data directory (restart tests).
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        overrides: &[&str],
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut all = vec![
@@ -48,12 +55,27 @@ impl TestBroker {
         })
     }
 
-    pub async fn stop(mut self) -> TestResult {
+    pub async fn stop(self) -> TestResult {
+        self.stop_keeping_dir().await.map(|_| ())
+    }
+
+    /// Clean shutdown; hands back the data directory.
+    pub async fn stop_keeping_dir(mut self) -> Result<tempfile::TempDir, Box<dyn std::error::Error + Send + Sync>> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         (&mut self.task).await??;
-        Ok(())
+        Ok(self._dir)
+    }
+
+    /// Stops without any shutdown work (no flush, no marker), as a crash would; the files are
+    /// as the OS has them.
+    pub async fn crash(self) -> tempfile::TempDir {
+        self.task.abort();
+        let _ = self.task.await;
+        // Give the runtime's blocking threads a moment to let go of the directory lock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self._dir
     }
 }
 
@@ -480,6 +502,72 @@ async fn flush_policy_acks_wait_for_group_commit() -> TestResult {
     assert_eq!(
         resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.offset),
         Some(160)
+    );
+    broker.stop().await
+}
+
+#[tokio::test]
+async fn restart_keeps_data_after_clean_and_unclean_stops() -> TestResult {
+    let broker = TestBroker::start(&["num.partitions=1"]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let resp = c
+        .request(&produce_request("keep", batch(&["a", "b"], Compression::Lz4)?, -1), 9)
+        .await?;
+    // The topic does not exist until someone asks for its metadata.
+    assert_eq!(resp.and_then(|r| produce_error(&r)).map(|e| e.0), Some(3));
+    let md = MetadataRequest::default()
+        .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("keep"))))]))
+        .with_allow_auto_topic_creation(true);
+    let before = c.request(&md, 12).await?.ok_or("closed")?;
+    let resp = c
+        .request(&produce_request("keep", batch(&["a", "b"], Compression::Lz4)?, -1), 9)
+        .await?
+        .ok_or("closed")?;
+    assert_eq!(produce_error(&resp), Some((0, 0)));
+    let pid = c
+        .request(&InitProducerIdRequest::default().with_transactional_id(None), 4)
+        .await?
+        .ok_or("closed")?;
+    drop(c);
+    let dir = broker.stop_keeping_dir().await?;
+    assert!(dir.path().join(".kafka_cleanshutdown").exists());
+
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let after = c.request(&md, 12).await?.ok_or("closed")?;
+    assert!(
+        !broker._dir.path().join(".kafka_cleanshutdown").exists(),
+        "marker removed while running"
+    );
+    assert_eq!(
+        before.topics.first().map(|t| t.topic_id),
+        after.topics.first().map(|t| t.topic_id)
+    );
+    let pid2 = c
+        .request(&InitProducerIdRequest::default().with_transactional_id(None), 4)
+        .await?
+        .ok_or("closed")?;
+    assert!(pid2.producer_id.0 > pid.producer_id.0, "producer ids are never reused");
+    let resp = c
+        .request(&produce_request("keep", batch(&["c"], Compression::None)?, 1), 9)
+        .await?
+        .ok_or("closed")?;
+    assert_eq!(produce_error(&resp), Some((0, 2)));
+    drop(c);
+    let dir = broker.crash().await;
+
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let lo = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+        .with_name(TopicName(StrBytes::from_static_str("keep")))
+        .with_partitions(vec![
+            list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1)
+        ])]);
+    let resp = c.request(&lo, 7).await?.ok_or("closed")?;
+    assert_eq!(
+        resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.offset),
+        Some(3)
     );
     broker.stop().await
 }
