@@ -61,6 +61,54 @@ pub fn partition_dir(log_dir: &Path, topic: &str, index: i32) -> PathBuf {
     log_dir.join(format!("{topic}-{index}"))
 }
 
+/// Kafka's `partition.metadata` file: which topic id a partition directory belongs to.
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// Makes `dir` the directory of topic `id`'s partition: a directory left by a deleted topic of
+/// the same name (its `partition.metadata` names another id) is removed first, so a new topic
+/// never inherits old data.
+fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
+    let file = dir.join(PARTITION_METADATA);
+    let wanted = format!("version: 0\ntopic_id: {}\n", id.simple());
+    match std::fs::read_to_string(&file) {
+        Ok(text) if text == wanted => return Ok(()),
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "partition directory belongs to another topic id; removing it");
+            std::fs::remove_dir_all(dir)?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    std::fs::create_dir_all(dir)?;
+    crate::metadata::write_atomically(&file, wanted.as_bytes())?;
+    Ok(())
+}
+
+/// Removes what a crash can leave behind: directories of deletions in progress (`*-delete`)
+/// and partition directories of topics (or partitions) the metadata no longer has.
+fn remove_stray_dirs(log_dir: &Path, topics: &[TopicMeta]) -> Result<(), BrokerError> {
+    let wanted: std::collections::HashSet<String> = topics
+        .iter()
+        .flat_map(|t| (0..t.partitions).map(move |i| format!("{}-{i}", t.name)))
+        .collect();
+    for entry in std::fs::read_dir(log_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !entry.file_type()?.is_dir() || name.starts_with("__cluster_metadata") || wanted.contains(&name) {
+            continue;
+        }
+        let is_partition = name.ends_with("-delete")
+            || name
+                .rsplit_once('-')
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if is_partition {
+            tracing::warn!(dir = %name, "removing partition directory not in the metadata");
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -96,6 +144,7 @@ impl ReplicaManager {
             topics: RwLock::new(HashMap::new()),
             flush_tx,
         };
+        remove_stray_dirs(log_dir, topics)?;
         for meta in topics {
             rm.open_topic(meta, had_clean_shutdown)?;
         }
@@ -114,6 +163,7 @@ impl ReplicaManager {
         let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
         for index in (partitions.len() as i32)..meta.partitions {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
+            claim_partition_dir(&dir, meta.id)?;
             let log = UnifiedLog::open(dir, config.clone(), had_clean_shutdown, now_ms())?;
             partitions.push(Arc::new(Partition::new(name.clone(), meta.id, index, log)?));
         }
@@ -363,5 +413,45 @@ pub async fn run_flusher(mut queue: FlushQueue) {
                 Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn meta(name: &str, partitions: i32) -> TopicMeta {
+        TopicMeta {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions,
+            replication_factor: 1,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    /// A crash between forgetting a topic and removing its files must not hand the old data to
+    /// a new topic of the same name.
+    #[test]
+    fn stale_directories_never_reach_a_new_topic() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let old = meta("t", 2);
+        {
+            let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[old.clone()], true, 16)?;
+            let p = rm.get_partition("t", 0).ok_or("no partition")?;
+            let records = crate::server::tests::batch(&["old"], kafka_protocol::records::Compression::None)
+                .map_err(|e| e.to_string())?;
+            p.append_records_to_leader(records, now_ms())?;
+            rm.shutdown()?;
+        }
+        std::fs::create_dir_all(dir.path().join("gone-0.abc-delete"))?;
+        // Same name, new id (deleted and recreated before the files went away).
+        let new = meta("t", 1);
+        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[new], false, 16)?;
+        assert_eq!(rm.get_partition("t", 0).map(|p| p.offsets().log_end_offset), Some(0));
+        assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
+        assert!(!dir.path().join("gone-0.abc-delete").exists());
+        Ok(())
     }
 }
