@@ -159,7 +159,7 @@ fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response:
     } else {
         api_key.response_header_version(version)
     };
-    let mut out = BytesMut::with_capacity(256);
+    let mut out = BytesMut::with_capacity(size_hint(response));
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     if let Err(e) = header.encode(&mut out, header_version) {
         tracing::error!(error = %e, "encoding response header failed");
@@ -172,6 +172,23 @@ fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response:
         return Outcome::Close;
     }
     Outcome::Respond(out.freeze())
+}
+
+/// Room for the whole response up front, so fetched records are copied once, not re-copied as
+/// the buffer grows.
+fn size_hint(response: &ResponseKind) -> usize {
+    match response {
+        ResponseKind::Fetch(f) => {
+            let records: usize = f
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter())
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len()) + 64)
+                .sum();
+            records + 256 + f.responses.len() * 64
+        }
+        _ => 256,
+    }
 }
 
 /// A stable label for metrics.
