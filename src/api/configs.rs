@@ -231,47 +231,76 @@ fn broker_alter_refused() -> BrokerError {
     BrokerError::InvalidRequest("dynamic broker configs are not supported; set them at startup".into())
 }
 
+/// What an alter request does to one resource's overrides.
+enum ConfigChange {
+    /// AlterConfigs: the given set replaces all overrides.
+    Replace(Vec<(String, Option<String>)>),
+    /// IncrementalAlterConfigs: (name, operation, value) edits.
+    Edit(Vec<(String, i8, Option<String>)>),
+}
+
+/// Applies a change to one resource's config overrides.
+fn alter_resource(
+    ctx: &RequestContext<'_>,
+    resource_type: i8,
+    name: &str,
+    change: ConfigChange,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    match resource_type {
+        RESOURCE_TOPIC => match change {
+            ConfigChange::Replace(pairs) => {
+                let mut next = BTreeMap::new();
+                for (key, value) in pairs {
+                    let value = value
+                        .ok_or_else(|| BrokerError::InvalidConfig(format!("Null value not supported for {key}")))?;
+                    next.insert(key, value);
+                }
+                ctx.broker
+                    .alter_topic_configs(name, |configs| *configs = next, validate_only)
+            }
+            ConfigChange::Edit(ops) => {
+                validate_ops(&ops)?;
+                ctx.broker
+                    .alter_topic_configs(name, |configs| apply_ops(configs, &ops), validate_only)
+            }
+        },
+        RESOURCE_BROKER => Err(broker_alter_refused()),
+        _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
+    }
+}
+
+fn outcome_fields(outcome: Result<(), BrokerError>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err(e) => (e.code(), Some(StrBytes::from_string(e.to_string()))),
+    }
+}
+
 /// AlterConfigs: the given set replaces all of a topic's overrides.
 pub fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let responses = req
         .resources
         .into_iter()
         .map(|r| {
-            let outcome = match r.resource_type {
-                RESOURCE_TOPIC => {
-                    let mut next = BTreeMap::new();
-                    let mut null_value = None;
-                    for c in r.configs {
-                        match c.value {
-                            Some(v) => {
-                                next.insert(c.name.to_string(), v.to_string());
-                            }
-                            None => null_value = Some(c.name.to_string()),
-                        }
-                    }
-                    match null_value {
-                        Some(name) => Err(BrokerError::InvalidConfig(format!(
-                            "Null value not supported for {name}"
-                        ))),
-                        None => ctx.broker.alter_topic_configs(
-                            r.resource_name.as_str(),
-                            |configs| *configs = next,
-                            req.validate_only,
-                        ),
-                    }
-                }
-                RESOURCE_BROKER => Err(broker_alter_refused()),
-                _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
-            };
-            let resp = alter_configs_response::AlterConfigsResourceResponse::default()
+            let pairs = r
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())));
+            let change = ConfigChange::Replace(pairs.collect());
+            let outcome = alter_resource(
+                ctx,
+                r.resource_type,
+                r.resource_name.as_str(),
+                change,
+                req.validate_only,
+            );
+            let (code, message) = outcome_fields(outcome);
+            alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            match outcome {
-                Ok(()) => resp,
-                Err(e) => resp
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-            }
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     AlterConfigsResponse::default().with_responses(responses)
@@ -287,39 +316,27 @@ pub fn incremental_alter(
         .resources
         .into_iter()
         .map(|r| {
-            let outcome = match r.resource_type {
-                RESOURCE_TOPIC => {
-                    let ops: Vec<(String, i8, Option<String>)> = r
-                        .configs
-                        .iter()
-                        .map(|c| {
-                            (
-                                c.name.to_string(),
-                                c.config_operation,
-                                c.value.as_ref().map(|v| v.to_string()),
-                            )
-                        })
-                        .collect();
-                    validate_ops(&ops).and_then(|()| {
-                        ctx.broker.alter_topic_configs(
-                            r.resource_name.as_str(),
-                            |configs| apply_ops(configs, &ops),
-                            req.validate_only,
-                        )
-                    })
-                }
-                RESOURCE_BROKER => Err(broker_alter_refused()),
-                _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
-            };
-            let resp = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            let ops = r.configs.iter().map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            });
+            let change = ConfigChange::Edit(ops.collect());
+            let outcome = alter_resource(
+                ctx,
+                r.resource_type,
+                r.resource_name.as_str(),
+                change,
+                req.validate_only,
+            );
+            let (code, message) = outcome_fields(outcome);
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name);
-            match outcome {
-                Ok(()) => resp,
-                Err(e) => resp
-                    .with_error_code(e.code())
-                    .with_error_message(Some(StrBytes::from_string(e.to_string()))),
-            }
+                .with_resource_name(r.resource_name)
+                .with_error_code(code)
+                .with_error_message(message)
         })
         .collect();
     IncrementalAlterConfigsResponse::default().with_responses(responses)

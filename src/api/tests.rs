@@ -397,3 +397,109 @@ mod fuzz {
         }
     }
 }
+
+async fn describe_topic_config(
+    c: &mut Client,
+    topic: &str,
+    key: &str,
+) -> Result<(String, i8), Box<dyn std::error::Error + Send + Sync>> {
+    let req = DescribeConfigsRequest::default().with_resources(vec![
+        describe_configs_request::DescribeConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.into()))
+            .with_configuration_keys(Some(vec![StrBytes::from_string(key.into())])),
+    ]);
+    let resp = c.request(&req, 4).await?.ok_or("closed")?;
+    let entry = resp.results.first().and_then(|r| r.configs.first()).ok_or("no entry")?;
+    Ok((
+        entry.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+        entry.config_source,
+    ))
+}
+
+async fn incremental(
+    c: &mut Client,
+    topic: &str,
+    key: &str,
+    op: i8,
+    value: Option<&str>,
+) -> Result<i16, Box<dyn std::error::Error + Send + Sync>> {
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_string(topic.into()))
+            .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_string(key.into()))
+                .with_config_operation(op)
+                .with_value(value.map(|v| StrBytes::from_string(v.into())))]),
+    ]);
+    let resp = c.request(&req, 1).await?.ok_or("closed")?;
+    Ok(resp.responses.first().map(|r| r.error_code).unwrap_or(-1))
+}
+
+#[tokio::test]
+async fn topic_configs_alter_persist_and_apply_live() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "cfg", 1).await?;
+    assert_eq!(
+        describe_topic_config(&mut c, "cfg", "max.message.bytes").await?,
+        ("1048588".into(), 5)
+    );
+    // SET, visible as a topic override, and applied to the open log at once.
+    assert_eq!(
+        incremental(&mut c, "cfg", "max.message.bytes", 0, Some("100")).await?,
+        0
+    );
+    assert_eq!(
+        describe_topic_config(&mut c, "cfg", "max.message.bytes").await?,
+        ("100".into(), 1)
+    );
+    let big = batch(&["x".repeat(300).as_str()], Compression::None)?;
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name("cfg"))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(big.clone()))])]);
+    let code = |r: Option<ProduceResponse>| {
+        r.and_then(|r| r.responses.first()?.partition_responses.first().map(|p| p.error_code))
+    };
+    assert_eq!(code(c.request(&req, 9).await?), Some(10), "MESSAGE_TOO_LARGE");
+    // Bad values and unknown keys are refused with INVALID_CONFIG; unknown topics with 3.
+    assert_eq!(incremental(&mut c, "cfg", "retention.ms", 0, Some("soon")).await?, 40);
+    assert_eq!(incremental(&mut c, "cfg", "no.such.key", 0, Some("1")).await?, 40);
+    assert_eq!(incremental(&mut c, "nope", "retention.ms", 0, Some("1")).await?, 3);
+    // DELETE reverts to the default.
+    assert_eq!(incremental(&mut c, "cfg", "max.message.bytes", 1, None).await?, 0);
+    assert_eq!(
+        describe_topic_config(&mut c, "cfg", "max.message.bytes").await?,
+        ("1048588".into(), 5)
+    );
+    assert_eq!(code(c.request(&req, 9).await?), Some(0));
+    // AlterConfigs replaces the whole set; the override survives a restart.
+    let req =
+        AlterConfigsRequest::default().with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("cfg"))
+            .with_configs(vec![alter_configs_request::AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.ms"))
+                .with_value(Some(StrBytes::from_static_str("60000")))])]);
+    assert_eq!(
+        c.request(&req, 2)
+            .await?
+            .and_then(|r| r.responses.first().map(|x| x.error_code)),
+        Some(0)
+    );
+    drop(c);
+    let dir = broker.stop_keeping_dir().await?;
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    assert_eq!(
+        describe_topic_config(&mut c, "cfg", "retention.ms").await?,
+        ("60000".into(), 1)
+    );
+    broker.stop().await
+}
