@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::storage::batch::{self, BatchHeader, HEADER_PREFIX_LEN};
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
+use crate::storage::decompress::{self, MAX_UNCOMPRESSED_BATCH_BYTES};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::producer_state::{ProducerStateManager, StagedProducers};
@@ -487,7 +487,7 @@ impl UnifiedLog {
             })?;
             if let Some((h, pos)) = found {
                 let bytes = seg.read_batch(pos, &h)?;
-                if let Some(hit) = first_record(bytes, &h, start, |ts| ts >= target_ms)? {
+                if let Some(hit) = first_record(&self.dir, &bytes, &h, start, |ts| ts >= target_ms) {
                     return Ok(Some(hit));
                 }
             }
@@ -513,7 +513,7 @@ impl UnifiedLog {
             return Ok(None);
         };
         let bytes = seg.read_batch(pos, &h)?;
-        let hit = first_record(bytes, &h, self.log_start_offset, |t| t == ts)?;
+        let hit = first_record(&self.dir, &bytes, &h, self.log_start_offset, |t| t == ts);
         Ok(hit.or(Some(TimestampOffset {
             timestamp: ts,
             offset: h.last_offset(),
@@ -676,30 +676,42 @@ impl UnifiedLog {
 }
 
 /// The first record of a stored batch at offset >= `min_offset` whose timestamp satisfies `want`.
+///
+/// Compressed batches are stored unread, so a client can store one that inflates past
+/// `MAX_UNCOMPRESSED_BATCH_BYTES` (a bomb) or does not decode at all. Such a batch is answered at
+/// batch level, with a warning, instead of failing the partition's ListOffsets: as for a
+/// LogAppendTime batch, every record is taken to carry the batch's max timestamp, so the answer
+/// is the batch's first offset (>= `min_offset`), never later than the true one.
 fn first_record(
-    bytes: Bytes,
+    dir: &Path,
+    bytes: &[u8],
     h: &BatchHeader,
     min_offset: i64,
     want: impl Fn(i64) -> bool,
-) -> Result<Option<TimestampOffset>> {
+) -> Option<TimestampOffset> {
     let hit = |timestamp, offset| TimestampOffset {
         timestamp,
         offset,
         leader_epoch: h.partition_leader_epoch,
     };
-    if h.is_log_append_time() {
-        // Every record of a LogAppendTime batch has the batch's max timestamp.
+    let batch_level = || {
         let offset = h.base_offset.max(min_offset);
-        return Ok((want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset)));
+        (want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset))
+    };
+    if h.is_log_append_time() {
+        return batch_level();
     }
-    let mut buf = bytes;
-    let set = RecordBatchDecoder::decode(&mut buf)
-        .map_err(|e| StorageError::Corruption(format!("cannot decode batch at offset {}: {e}", h.base_offset)))?;
-    Ok(set
-        .records
-        .iter()
-        .find(|r| r.offset >= min_offset && want(r.timestamp))
-        .map(|r| hit(r.timestamp, r.offset)))
+    let found = decompress::find_record(bytes, h, MAX_UNCOMPRESSED_BATCH_BYTES, |offset, ts| {
+        offset >= min_offset && want(ts)
+    });
+    match found {
+        Ok(found) => found.map(|(offset, timestamp)| hit(timestamp, offset)),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), base_offset = h.base_offset, error = %e,
+                "unreadable records, answering ListOffsets at batch level");
+            batch_level()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - `error`: `StorageError`, the one error type of this module.
 //! - `batch`: the v2 record batch header (61 bytes), CRC32C, client batch checks.
 //! - `index`: sparse offset (`.index`) and time (`.timeindex`) indexes.
+//! - `decompress`: capped, streaming reads of the records inside one batch (ListOffsets).
 //! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover.
 //! - `producer_state`: idempotent producer state and its `.snapshot` files.
 //! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
@@ -18,6 +19,7 @@
 pub mod batch;
 mod checkpoint;
 pub mod config;
+mod decompress;
 pub mod error;
 mod index;
 mod leader_epoch;
