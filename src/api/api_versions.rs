@@ -25,7 +25,7 @@ pub fn handle(_ctx: &RequestContext<'_>, _req: ApiVersionsRequest) -> ApiVersion
 
 /// A client asked with a version newer than ours: answer in v0 (header and body) with
 /// UNSUPPORTED_VERSION and our ApiVersions range; the client retries with our max.
-pub fn unsupported_version_response(correlation_id: i32) -> Outcome {
+pub fn unsupported_version_response(correlation_id: i32, out: &mut BytesMut) -> Outcome {
     let range = versions::supported(ApiKey::ApiVersions).unwrap_or(versions::Range { min: 0, max: 0 });
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())
@@ -33,13 +33,12 @@ pub fn unsupported_version_response(correlation_id: i32) -> Outcome {
             .with_api_key(ApiKey::ApiVersions as i16)
             .with_min_version(range.min)
             .with_max_version(range.max)]);
-    let mut out = BytesMut::new();
     let encoded = ResponseHeader::default()
         .with_correlation_id(correlation_id)
-        .encode(&mut out, 0)
-        .and_then(|()| body.encode(&mut out, 0));
+        .encode(out, 0)
+        .and_then(|()| body.encode(out, 0));
     match encoded {
-        Ok(()) => Outcome::Respond(out.freeze()),
+        Ok(()) => Outcome::Respond,
         Err(_) => Outcome::Close,
     }
 }

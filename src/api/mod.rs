@@ -36,8 +36,8 @@ use crate::server::connection::ConnectionInfo;
 /// What the connection does after a request.
 #[derive(Debug)]
 pub enum Outcome {
-    /// Send this response frame body (without the length prefix).
-    Respond(Bytes),
+    /// Send the response frame now in the caller's buffer (length prefix included).
+    Respond,
     /// acks=0 produce: nothing is sent back.
     NoResponse,
     /// Close the connection (Kafka's answer to malformed or unsupported requests).
@@ -57,8 +57,10 @@ pub enum Reply {
     None,
 }
 
-/// Handles one request frame end to end.
-pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo) -> Outcome {
+/// Handles one request frame end to end. A response is encoded into `out` (cleared first),
+/// which the connection reuses, so responses are not built in freshly allocated memory.
+pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, out: &mut BytesMut) -> Outcome {
+    out.clear();
     if frame.len() < 8 {
         return Outcome::Close;
     }
@@ -75,7 +77,7 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo) 
         return Outcome::Close;
     };
     if api_key == ApiKey::ApiVersions && version > range.max {
-        return api_versions::unsupported_version_response(correlation_id);
+        return api_versions::unsupported_version_response(correlation_id, out);
     }
     if version < range.min || version > range.max {
         tracing::debug!(peer = %conn.peer, ?api_key, version, "unsupported version; closing");
@@ -117,7 +119,7 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo) 
             Reply::None => return Outcome::NoResponse,
             Reply::Response(r) => r,
         };
-        encode_response(api_key, version, correlation_id, &response)
+        encode_response(api_key, version, correlation_id, &response, out)
     }
     .instrument(span)
     .await
@@ -153,25 +155,32 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Reply {
     Reply::Response(r)
 }
 
-fn encode_response(api_key: ApiKey, version: i16, correlation_id: i32, response: &ResponseKind) -> Outcome {
+fn encode_response(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+    out: &mut BytesMut,
+) -> Outcome {
     let header_version = if api_key == ApiKey::ApiVersions {
         0
     } else {
         api_key.response_header_version(version)
     };
-    let mut out = BytesMut::with_capacity(size_hint(response));
+    out.reserve(size_hint(response) + 4);
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    if let Err(e) = header.encode(&mut out, header_version) {
-        tracing::error!(error = %e, "encoding response header failed");
-        return Outcome::Close;
+    let encoded = header
+        .encode(out, header_version)
+        .and_then(|()| response.encode(out, version));
+    match encoded {
+        Ok(()) => Outcome::Respond,
+        Err(e) => {
+            // A response we built for the wrong version is our bug; the client would hang on a
+            // missing response, so closing is the honest answer.
+            tracing::error!(?api_key, version, error = %e, "encoding response failed");
+            Outcome::Close
+        }
     }
-    if let Err(e) = response.encode(&mut out, version) {
-        // A response we built for the wrong version is our bug; the client would hang on a
-        // missing response, so closing is the honest answer.
-        tracing::error!(?api_key, version, error = %e, "encoding response failed");
-        return Outcome::Close;
-    }
-    Outcome::Respond(out.freeze())
 }
 
 /// Room for the whole response up front, so fetched records are copied once, not re-copied as

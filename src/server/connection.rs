@@ -22,6 +22,9 @@ use tokio::sync::{mpsc, watch};
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 
+/// The response buffer capacity a connection keeps between requests.
+const RETAINED_BUFFER_BYTES: usize = 4 << 20;
+
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
@@ -55,18 +58,24 @@ pub async fn run(
     let info = ConnectionInfo { peer };
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     let mut result = Ok(());
+    // One response buffer per connection, reused: big fetch responses are not built in fresh
+    // memory each time. Its capacity is kept only up to a bound.
+    let mut out = BytesMut::new();
     while let Some(frame) = rx.recv().await {
-        match api::handle_frame(&broker, frame, &info).await {
-            Outcome::Respond(bytes) => {
-                let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+        match api::handle_frame(&broker, frame, &info, &mut out).await {
+            Outcome::Respond => {
+                let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
                 writer.write_all(&len.to_be_bytes()).await?;
-                writer.write_all(&bytes).await?;
+                writer.write_all(&out).await?;
             }
             Outcome::NoResponse => {}
             Outcome::Close => {
                 result = Err(ConnectionError::InvalidRequest);
                 break;
             }
+        }
+        if out.capacity() > RETAINED_BUFFER_BYTES {
+            out = BytesMut::new();
         }
         // Batch responses of pipelined requests into one write; flush when caught up.
         if rx.is_empty() {
