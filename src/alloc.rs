@@ -20,6 +20,22 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
+/// Tunes glibc's allocator for a broker's allocation pattern; call once at startup.
+///
+/// Fetch reads and response buffers are 1 MiB-class blocks allocated and freed at high rates.
+/// By default glibc serves blocks above its mmap threshold with a fresh mapping and unmaps them
+/// on free, so every fetch paid page faults and kernel page clearing for its read buffer (about
+/// 30% of the broker's time in the C1 benchmark profile). Serving blocks up to 32 MiB from the
+/// heap and keeping up to 64 MiB of freed memory there makes them warm, reused memory instead.
+pub fn tune_system_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the runtime starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+    }
+}
+
 /// Allocations at least this large are mapped with `MAP_NORESERVE`.
 pub const LARGE: usize = 256 << 20;
 const PAGE: usize = 4096;

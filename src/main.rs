@@ -76,6 +76,7 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(config.log_format_json);
+    sluice::alloc::tune_system_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -1,11 +1,11 @@
 //! ApiVersions (key 18): the versions table, and the v0 fallback for clients newer than us.
 
-use bytes::BytesMut;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 
+use super::response_buf::ResponseBuf;
 use super::{versions, Outcome, RequestContext};
 
 fn api_versions() -> Vec<ApiVersion> {
@@ -25,7 +25,7 @@ pub fn handle(_ctx: &RequestContext<'_>, _req: ApiVersionsRequest) -> ApiVersion
 
 /// A client asked with a version newer than ours: answer in v0 (header and body) with
 /// UNSUPPORTED_VERSION and our ApiVersions range; the client retries with our max.
-pub fn unsupported_version_response(correlation_id: i32, out: &mut BytesMut) -> Outcome {
+pub fn unsupported_version_response(correlation_id: i32, out: &mut ResponseBuf) -> Outcome {
     let range = versions::supported(ApiKey::ApiVersions).unwrap_or(versions::Range { min: 0, max: 0 });
     let body = ApiVersionsResponse::default()
         .with_error_code(ResponseError::UnsupportedVersion.code())

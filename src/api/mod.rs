@@ -20,18 +20,20 @@ mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod produce;
+pub mod response_buf;
 pub mod versions;
 
 #[cfg(test)]
 mod tests;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::Instrument;
 
 use crate::broker::Broker;
 use crate::server::connection::ConnectionInfo;
+use response_buf::ResponseBuf;
 
 /// What the connection does after a request.
 #[derive(Debug)]
@@ -59,7 +61,7 @@ pub enum Reply {
 
 /// Handles one request frame end to end. A response is encoded into `out` (cleared first),
 /// which the connection reuses, so responses are not built in freshly allocated memory.
-pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, out: &mut BytesMut) -> Outcome {
+pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, out: &mut ResponseBuf) -> Outcome {
     out.clear();
     if frame.len() < 8 {
         return Outcome::Close;
@@ -160,18 +162,22 @@ fn encode_response(
     version: i16,
     correlation_id: i32,
     response: &ResponseKind,
-    out: &mut BytesMut,
+    out: &mut ResponseBuf,
 ) -> Outcome {
     let header_version = if api_key == ApiKey::ApiVersions {
         0
     } else {
         api_key.response_header_version(version)
     };
-    out.reserve(size_hint(response) + 4);
+    if let ResponseKind::Fetch(f) = response {
+        // Fetched record sets go out by reference, not copied into the response.
+        for r in f.responses.iter().flat_map(|t| t.partitions.iter()).filter_map(|p| p.records.as_ref()) {
+            out.share(r);
+        }
+    }
+    out.reserve(size_hint(response));
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encoded = header
-        .encode(out, header_version)
-        .and_then(|()| response.encode(out, version));
+    let encoded = header.encode(out, header_version).and_then(|()| encode_body(response, out, version));
     match encoded {
         Ok(()) => Outcome::Respond,
         Err(e) => {
@@ -183,18 +189,40 @@ fn encode_response(
     }
 }
 
-/// Room for the whole response up front, so fetched records are copied once, not re-copied as
-/// the buffer grows.
+/// `ResponseKind::encode` only writes into a `BytesMut`; each message's own encoder takes any
+/// buffer, so the rope is used through them.
+fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> anyhow::Result<()> {
+    match response {
+        ResponseKind::ApiVersions(r) => r.encode(out, version),
+        ResponseKind::Metadata(r) => r.encode(out, version),
+        ResponseKind::CreateTopics(r) => r.encode(out, version),
+        ResponseKind::DeleteTopics(r) => r.encode(out, version),
+        ResponseKind::CreatePartitions(r) => r.encode(out, version),
+        ResponseKind::Produce(r) => r.encode(out, version),
+        ResponseKind::Fetch(r) => r.encode(out, version),
+        ResponseKind::ListOffsets(r) => r.encode(out, version),
+        ResponseKind::InitProducerId(r) => r.encode(out, version),
+        ResponseKind::DescribeConfigs(r) => r.encode(out, version),
+        ResponseKind::AlterConfigs(r) => r.encode(out, version),
+        ResponseKind::IncrementalAlterConfigs(r) => r.encode(out, version),
+        ResponseKind::DescribeCluster(r) => r.encode(out, version),
+        ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
+        ResponseKind::DeleteRecords(r) => r.encode(out, version),
+        _ => anyhow::bail!("no encoder wired for this response"),
+    }
+}
+
+/// Room for the copied part of a response up front (large record sets are shared, not copied).
 fn size_hint(response: &ResponseKind) -> usize {
     match response {
         ResponseKind::Fetch(f) => {
-            let records: usize = f
+            let copied: usize = f
                 .responses
                 .iter()
                 .flat_map(|t| t.partitions.iter())
-                .map(|p| p.records.as_ref().map_or(0, |r| r.len()) + 64)
+                .map(|p| p.records.as_ref().map_or(0, |r| if r.len() < 16 * 1024 { r.len() } else { 0 }) + 64)
                 .sum();
-            records + 256 + f.responses.len() * 64
+            copied + 256 + f.responses.len() * 64
         }
         _ => 256,
     }

@@ -391,7 +391,7 @@ mod fuzz {
                 // A produce with acks=-1 could wait on the flusher, which is not running here:
                 // bound every request.
                 let _ = rt.block_on(async {
-                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &mut BytesMut::new())).await
+                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &mut crate::api::response_buf::ResponseBuf::new())).await
                 });
             });
         }

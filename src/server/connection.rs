@@ -19,6 +19,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+use crate::api::response_buf::ResponseBuf;
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
 
@@ -60,13 +61,15 @@ pub async fn run(
     let mut result = Ok(());
     // One response buffer per connection, reused: big fetch responses are not built in fresh
     // memory each time. Its capacity is kept only up to a bound.
-    let mut out = BytesMut::new();
+    let mut out = ResponseBuf::new();
     while let Some(frame) = rx.recv().await {
         match api::handle_frame(&broker, frame, &info, &mut out).await {
             Outcome::Respond => {
                 let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
                 writer.write_all(&len.to_be_bytes()).await?;
-                writer.write_all(&out).await?;
+                for piece in out.pieces() {
+                    writer.write_all(piece).await?;
+                }
             }
             Outcome::NoResponse => {}
             Outcome::Close => {
@@ -75,7 +78,7 @@ pub async fn run(
             }
         }
         if out.capacity() > RETAINED_BUFFER_BYTES {
-            out = BytesMut::new();
+            out = ResponseBuf::new();
         }
         // Batch responses of pipelined requests into one write; flush when caught up.
         if rx.is_empty() {
