@@ -341,6 +341,24 @@ async fn corrupt_batches_get_kafka_errors_and_good_ones_round_trip() -> TestResu
         .await?
         .ok_or("closed")?;
     assert_eq!(produce_error(&resp).map(|e| e.0), Some(87), "INVALID_RECORD");
+    // Wrong record count (with a valid CRC, so only the count check can catch it).
+    let mut bad_count = BytesMut::from(&good[..]);
+    if let Some(count) = bad_count.get_mut(57..61) {
+        count.copy_from_slice(&7i32.to_be_bytes());
+    }
+    let crc = crc32c::crc32c(bad_count.get(21..).unwrap_or_default());
+    if let Some(field) = bad_count.get_mut(17..21) {
+        field.copy_from_slice(&crc.to_be_bytes());
+    }
+    let resp = c
+        .request(&produce_request("t", bad_count.freeze(), 1), 9)
+        .await?
+        .ok_or("closed")?;
+    assert_eq!(
+        produce_error(&resp).map(|e| e.0),
+        Some(87),
+        "INVALID_RECORD for a wrong count"
+    );
     // Two batches in one partition entry.
     let mut two = BytesMut::from(&good[..]);
     two.extend_from_slice(&good);
