@@ -53,12 +53,6 @@ pub struct RequestContext<'a> {
     pub version: i16,
 }
 
-/// What a handler returns: a response, or no response at all (acks=0).
-pub enum Reply {
-    Response(ResponseKind),
-    None,
-}
-
 /// Handles one request frame end to end. A response is encoded into `out` (cleared first),
 /// which the connection reuses, so responses are not built in freshly allocated memory.
 pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, out: &mut ResponseBuf) -> Outcome {
@@ -118,8 +112,8 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, 
         };
         let reply = dispatch(&ctx, body).await;
         let response = match reply {
-            Reply::None => return Outcome::NoResponse,
-            Reply::Response(r) => r,
+            None => return Outcome::NoResponse,
+            Some(r) => r,
         };
         encode_response(api_key, version, correlation_id, &response, out)
     }
@@ -127,7 +121,8 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, 
     .await
 }
 
-async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Reply {
+/// One `match` from request to handler; `None` means no response at all (acks=0).
+async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<ResponseKind> {
     let r = match body {
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req)),
@@ -136,7 +131,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Reply {
         RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, req)),
         RequestKind::Produce(req) => match produce::handle(ctx, req).await {
             Some(r) => ResponseKind::Produce(r),
-            None => return Reply::None,
+            None => return None,
         },
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
@@ -151,10 +146,13 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Reply {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(delete_records::handle(ctx, req)),
-        // versions::supported() admits only the APIs above.
-        _ => return Reply::None,
+        // versions::supported() admits only the APIs above; reaching this is our bug.
+        other => {
+            tracing::error!(request = ?std::mem::discriminant(&other), "request admitted without a handler");
+            return None;
+        }
     };
-    Reply::Response(r)
+    Some(r)
 }
 
 fn encode_response(
@@ -171,13 +169,20 @@ fn encode_response(
     };
     if let ResponseKind::Fetch(f) = response {
         // Fetched record sets go out by reference, not copied into the response.
-        for r in f.responses.iter().flat_map(|t| t.partitions.iter()).filter_map(|p| p.records.as_ref()) {
+        for r in f
+            .responses
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter_map(|p| p.records.as_ref())
+        {
             out.share(r);
         }
     }
     out.reserve(size_hint(response));
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let encoded = header.encode(out, header_version).and_then(|()| encode_body(response, out, version));
+    let encoded = header
+        .encode(out, header_version)
+        .and_then(|()| encode_body(response, out, version));
     match encoded {
         Ok(()) => Outcome::Respond,
         Err(e) => {
@@ -220,7 +225,12 @@ fn size_hint(response: &ResponseKind) -> usize {
                 .responses
                 .iter()
                 .flat_map(|t| t.partitions.iter())
-                .map(|p| p.records.as_ref().map_or(0, |r| if r.len() < 16 * 1024 { r.len() } else { 0 }) + 64)
+                .map(|p| {
+                    p.records
+                        .as_ref()
+                        .map_or(0, |r| if r.len() < 16 * 1024 { r.len() } else { 0 })
+                        + 64
+                })
                 .sum();
             copied + 256 + f.responses.len() * 64
         }

@@ -73,7 +73,10 @@ impl ResponseBuf {
 
     /// The response, piece by piece, in order.
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
-        self.pieces.iter().map(|b| b.as_ref()).chain(std::iter::once(self.head.as_ref()))
+        self.pieces
+            .iter()
+            .map(|b| b.as_ref())
+            .chain(std::iter::once(self.head.as_ref()))
     }
 
     fn finish_head(&mut self) {
@@ -152,11 +155,16 @@ mod tests {
     fn rope_matches_contiguous_encoding() -> anyhow::Result<()> {
         let big = Bytes::from(vec![7u8; 100_000]);
         let small = Bytes::from(vec![9u8; 100]);
-        let resp = FetchResponse::default().with_responses(vec![FetchableTopicResponse::default().with_partitions(vec![
-            PartitionData::default().with_records(Some(big.clone())),
-            PartitionData::default().with_partition_index(1).with_records(Some(small.clone())),
-            PartitionData::default().with_partition_index(2).with_records(Some(big.clone())),
-        ])]);
+        let resp =
+            FetchResponse::default().with_responses(vec![FetchableTopicResponse::default().with_partitions(vec![
+                PartitionData::default().with_records(Some(big.clone())),
+                PartitionData::default()
+                    .with_partition_index(1)
+                    .with_records(Some(small.clone())),
+                PartitionData::default()
+                    .with_partition_index(2)
+                    .with_records(Some(big.clone())),
+            ])]);
         for version in [4i16, 11, 12, 16] {
             let mut flat = BytesMut::new();
             resp.encode(&mut flat, version)?;
@@ -166,7 +174,10 @@ mod tests {
             resp.encode(&mut rope, version)?;
             let joined: Vec<u8> = rope.pieces().flat_map(|p| p.iter().copied()).collect();
             assert_eq!(joined, flat.to_vec(), "v{version}");
-            assert!(rope.pieces.iter().any(|p| std::ptr::eq(p.as_ptr(), big.as_ptr())), "shared, not copied");
+            assert!(
+                rope.pieces.iter().any(|p| std::ptr::eq(p.as_ptr(), big.as_ptr())),
+                "shared, not copied"
+            );
             rope.clear();
             assert!(rope.is_empty());
         }

@@ -111,7 +111,7 @@ impl Partition {
 
     fn publish_high_watermark(&self, hw: i64) {
         self.high_watermark.send_if_modified(|current| {
-            if hw > *current || hw < *current {
+            if hw != *current {
                 *current = hw;
                 true
             } else {

@@ -438,7 +438,8 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let old = meta("t", 2);
         {
-            let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[old.clone()], true, 16)?;
+            let (rm, _q) =
+                ReplicaManager::open(dir.path(), LogConfig::default(), std::slice::from_ref(&old), true, 16)?;
             let p = rm.get_partition("t", 0).ok_or("no partition")?;
             let records = crate::server::tests::batch(&["old"], kafka_protocol::records::Compression::None)
                 .map_err(|e| e.to_string())?;
