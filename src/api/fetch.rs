@@ -12,6 +12,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
+use super::list_offsets::check_leader_epoch;
 use super::RequestContext;
 use crate::replication::replica_manager::{FetchParams, FetchTarget};
 
@@ -42,12 +43,21 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
-            match &name {
-                None => pd.error_code = ResponseError::UnknownTopicId.code(),
-                Some(n) => {
+            let partition = name
+                .as_deref()
+                .and_then(|n| broker.replicas.get_partition(n, p.partition));
+            // v9+: the consumer's view of the leader epoch must match ours.
+            let epoch_check = match &partition {
+                Some(part) if ctx.version >= 9 => check_leader_epoch(part, p.current_leader_epoch),
+                _ => Ok(()),
+            };
+            match (&name, epoch_check) {
+                (None, _) => pd.error_code = ResponseError::UnknownTopicId.code(),
+                (Some(_), Err(e)) => pd.error_code = e.code(),
+                (Some(_), Ok(())) => {
                     slots.push((ti, resp.partitions.len()));
                     targets.push(FetchTarget {
-                        partition: broker.replicas.get_partition(n, p.partition),
+                        partition,
                         fetch_offset: p.fetch_offset,
                         partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0))
                             .unwrap_or(0)

@@ -503,3 +503,41 @@ async fn topic_configs_alter_persist_and_apply_live() -> TestResult {
     );
     broker.stop().await
 }
+
+#[tokio::test]
+async fn fetch_and_list_offsets_check_the_leader_epoch() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "ep", 1).await?;
+    for (epoch, code) in [(-1, 0i16), (0, 0), (5, 75)] {
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(name("ep"))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(epoch)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp = c.request(&req, 12).await?.ok_or("closed")?;
+        let got = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.error_code);
+        assert_eq!(got, Some(code), "Fetch with current leader epoch {epoch}");
+        let req = ListOffsetsRequest::default().with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(name("ep"))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_current_leader_epoch(epoch)
+                .with_timestamp(-1)])]);
+        let resp = c.request(&req, 7).await?.ok_or("closed")?;
+        let got = resp
+            .topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.error_code);
+        assert_eq!(got, Some(code), "ListOffsets with current leader epoch {epoch}");
+    }
+    broker.stop().await
+}
