@@ -6,8 +6,11 @@
 //! order matters: an idempotent producer's in-flight batches must be appended in the order sent.
 //!
 //! The frame length is checked (negative, or above `socket.request.max.bytes`) before any
-//! allocation; Kafka closes the connection in both cases, and so do we. Idle connections close
-//! after `connections.max.idle.ms`.
+//! allocation; Kafka closes the connection in both cases, and so do we. Read-ahead is bounded
+//! twice: by count (`queued.max.requests`) and by bytes: a frame's size is taken from a
+//! per-connection budget of `socket.request.max.bytes` before its buffer is allocated and given
+//! back once its request is handled, so a connection holds at most one maximum-size request's
+//! worth of unprocessed frames. Idle connections close after `connections.max.idle.ms`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::api::response_buf::ResponseBuf;
 use crate::api::{self, Outcome};
@@ -51,7 +54,7 @@ pub async fn run(
 ) -> Result<(), ConnectionError> {
     socket.set_nodelay(true)?;
     let (read_half, write_half) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(broker.config.queued_max_requests);
+    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(broker.config.queued_max_requests);
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let reader = tokio::spawn(read_frames(read_half, tx, max, idle, shutdown));
@@ -62,8 +65,10 @@ pub async fn run(
     // One response buffer per connection, reused: big fetch responses are not built in fresh
     // memory each time. Its capacity is kept only up to a bound.
     let mut out = ResponseBuf::new();
-    while let Some(frame) = rx.recv().await {
-        match api::handle_frame(&broker, frame, &info, &mut out).await {
+    while let Some((frame, budget)) = rx.recv().await {
+        let outcome = api::handle_frame(&broker, frame, &info, &mut out).await;
+        drop(budget);
+        match outcome {
             Outcome::Respond => {
                 let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
                 writer.write_all(&len.to_be_bytes()).await?;
@@ -95,11 +100,12 @@ pub async fn run(
 
 async fn read_frames(
     mut read_half: OwnedReadHalf,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
     max: usize,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
+    let budget = Arc::new(Semaphore::new(max));
     loop {
         let mut len_buf = [0u8; 4];
         let read = tokio::select! {
@@ -117,6 +123,11 @@ async fn read_frames(
         if len > max {
             return Err(ConnectionError::FrameSize { size: size.into(), max });
         }
+        // Wait until the frames already queued leave room for this one (len <= max, so it fits).
+        let permits = u32::try_from(len).unwrap_or(u32::MAX);
+        let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
+            return Ok(());
+        };
         let mut frame = BytesMut::zeroed(len);
         // A peer that sends a header and stalls is bounded by the idle timeout too.
         match tokio::time::timeout(idle, read_half.read_exact(&mut frame)).await {
@@ -125,7 +136,7 @@ async fn read_frames(
                 r?;
             }
         }
-        if tx.send(frame.freeze()).await.is_err() {
+        if tx.send((frame.freeze(), permit)).await.is_err() {
             return Ok(());
         }
     }
