@@ -7,6 +7,8 @@
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
 //!   module per Kafka API, the versions table, response encoding.
 //! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown.
+//! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
+//!   leave, rebalance timers), not yet wired to the API layer.
 //! - [`metadata`]: topics (ids, partition counts, config overrides) and producer-id blocks,
 //!   persisted atomically.
 //! - [`replication`]: `Partition` (LEO, high watermark, leader epoch) and `ReplicaManager`
@@ -24,6 +26,7 @@ pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod metadata;
 pub mod metrics;
