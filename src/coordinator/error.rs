@@ -1,5 +1,8 @@
 //! `GroupError`: the ways a group request can fail, each one a Kafka error code. The API layer
-//! copies [`GroupError::code`] into its responses; no handler picks a group error code by hand.
+//! copies [`GroupError::code`] into its responses (or takes [`GroupError::response_error`]); no
+//! handler picks a group error code by hand.
+
+use kafka_protocol::ResponseError;
 
 /// A group request's failure, as Kafka reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +37,12 @@ pub enum GroupError {
     /// Another member with the same `group.instance.id` replaced this one.
     #[error("the group instance id is used by a newer member")]
     FencedInstanceId,
+    /// DeleteGroups: the group does not exist.
+    #[error("the group id does not exist")]
+    GroupIdNotFound,
+    /// DeleteGroups: the group still has members.
+    #[error("the group is not empty")]
+    NonEmptyGroup,
 }
 
 impl GroupError {
@@ -50,6 +59,26 @@ impl GroupError {
             GroupError::MemberIdRequired => 79,
             GroupError::GroupMaxSizeReached => 81,
             GroupError::FencedInstanceId => 82,
+            GroupError::NonEmptyGroup => 68,
+            GroupError::GroupIdNotFound => 69,
+        }
+    }
+
+    /// The same error as kafka-protocol's [`ResponseError`], for the API layer's responses.
+    pub fn response_error(self) -> ResponseError {
+        match self {
+            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+            GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+            GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+            GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         }
     }
 }
@@ -57,4 +86,31 @@ impl GroupError {
 /// The Kafka error code of an optional error (0 = none).
 pub fn error_code(error: Option<GroupError>) -> i16 {
     error.map_or(0, GroupError::code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_error_has_the_same_code() {
+        let all = [
+            GroupError::CoordinatorNotAvailable,
+            GroupError::IllegalGeneration,
+            GroupError::InconsistentGroupProtocol,
+            GroupError::InvalidGroupId,
+            GroupError::UnknownMemberId,
+            GroupError::InvalidSessionTimeout,
+            GroupError::RebalanceInProgress,
+            GroupError::MemberIdRequired,
+            GroupError::GroupMaxSizeReached,
+            GroupError::FencedInstanceId,
+            GroupError::NonEmptyGroup,
+            GroupError::GroupIdNotFound,
+        ];
+        for error in all {
+            assert_eq!(error.response_error().code(), error.code(), "{error:?}");
+        }
+        assert_eq!(error_code(None), 0);
+    }
 }

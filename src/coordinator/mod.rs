@@ -13,7 +13,7 @@
 //! - [`member`]: `MemberMetadata`, one member (protocols, assignment, liveness rules).
 //! - [`messages`]: the plain inputs and outputs (no kafka-protocol types).
 //! - [`error`]: `GroupError`, each variant one Kafka error code.
-//! - Next: a `GroupCoordinator` actor, one tokio task per broker owning every group
+//! - [`actor`]: `GroupCoordinator`, one tokio task per broker owning every group
 //!   (`HashMap<String, GroupMetadata>`), fed by a bounded channel of requests that carry
 //!   oneshot reply senders, sleeping until the earliest `next_deadline_ms()`; it parks the
 //!   senders of `Pending` calls by (group, member id) and answers them from completions. One
@@ -23,11 +23,13 @@
 
 #![deny(clippy::indexing_slicing)]
 
+pub mod actor;
 pub mod error;
 pub mod group;
 pub mod member;
 pub mod messages;
 
+pub use actor::{spawn, DeletedGroup, DescribedGroup, GroupCoordinator};
 pub use error::{error_code, GroupError};
 pub use group::GroupMetadata;
 pub use member::{MemberMetadata, Protocol, NEW_MEMBER_JOIN_TIMEOUT_MS};
