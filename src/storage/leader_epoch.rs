@@ -43,12 +43,25 @@ impl LeaderEpochCache {
     }
 
     /// (largest epoch <= `epoch`, start offset of the next epoch or `log_end_offset` if it is the
-    /// latest); `None` if every known epoch is larger (or none is known).
+    /// latest); `(epoch, first start)` below the first epoch; `None` (UNDEFINED) for -1, above the
+    /// latest epoch, or when none is known.
     pub(crate) fn end_offset_for(&self, epoch: i32, log_end_offset: i64) -> Option<(i32, i64)> {
+        // Kafka's rules (LeaderEpochFileCache.endOffsetFor): UNDEFINED asks nothing; the latest
+        // epoch ends at the log end; an epoch above every known one is UNDEFINED; one below the
+        // first answers itself with the first epoch's start offset; otherwise the largest epoch
+        // <= it, ending where the next epoch starts.
+        if epoch < 0 {
+            return None;
+        }
+        if self.latest_epoch() == Some(epoch) {
+            return Some((epoch, log_end_offset));
+        }
         let idx = self.entries.partition_point(|&(e, _)| e <= epoch);
-        let &(found, _) = self.entries.get(idx.checked_sub(1)?)?;
-        let end = self.entries.get(idx).map(|&(_, s)| s).unwrap_or(log_end_offset);
-        Some((found, end))
+        let &(_, next_start) = self.entries.get(idx)?;
+        match idx.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            Some(&(floor, _)) => Some((floor, next_start)),
+            None => Some((epoch, next_start)),
+        }
     }
 
     /// Drops epochs that start after the log end (after recovery truncated the log).
@@ -97,12 +110,17 @@ mod tests {
         assert!(!c.assign(0, 5)?);
         assert!(c.assign(3, 20)?);
         assert!(c.assign(5, 40)?);
-        assert_eq!(c.end_offset_for(0, 50), None);
+        assert_eq!(
+            c.end_offset_for(0, 50),
+            Some((0, 0)),
+            "below the first: itself, first start"
+        );
+        assert_eq!(c.end_offset_for(-1, 50), None, "UNDEFINED");
         assert_eq!(c.end_offset_for(1, 50), Some((1, 20)));
         assert_eq!(c.end_offset_for(2, 50), Some((1, 20)));
         assert_eq!(c.end_offset_for(4, 50), Some((3, 40)));
         assert_eq!(c.end_offset_for(5, 50), Some((5, 50)));
-        assert_eq!(c.end_offset_for(9, 50), Some((5, 50)));
+        assert_eq!(c.end_offset_for(9, 50), None, "above the latest: UNDEFINED");
         let reloaded = LeaderEpochCache::load(dir.path())?;
         assert_eq!(reloaded.entries(), c.entries());
         c.truncate_from_start(25)?;

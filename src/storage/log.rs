@@ -640,8 +640,8 @@ impl UnifiedLog {
         self.epoch_cache.latest_epoch()
     }
 
-    /// (largest epoch <= `epoch`, its end offset: the next epoch's start or the log end offset);
-    /// `None` if no known epoch is <= `epoch`.
+    /// (largest epoch <= `epoch`, its end offset: the next epoch's start or the log end offset),
+    /// with Kafka's edge cases: see `LeaderEpochCache::end_offset_for`.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> Option<(i32, i64)> {
         self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
     }

@@ -509,13 +509,14 @@ fn end_offset_for_epoch_follows_leader_epochs() -> Result<()> {
     log.append_as_leader(batch(2, NOW), 3, NOW)?;
     log.assign_epoch_start_offset(6, 6)?;
     assert_eq!(log.latest_epoch(), Some(6));
-    assert_eq!(log.end_offset_for_epoch(0), None);
+    assert_eq!(log.end_offset_for_epoch(0), Some((0, 0)));
     assert_eq!(log.end_offset_for_epoch(1), Some((1, 4)));
     assert_eq!(log.end_offset_for_epoch(2), Some((1, 4)));
     assert_eq!(log.end_offset_for_epoch(3), Some((3, 6)));
     assert_eq!(log.end_offset_for_epoch(6), Some((6, 6)));
     log.append_as_leader(batch(2, NOW), 6, NOW)?;
-    assert_eq!(log.end_offset_for_epoch(9), Some((6, 8)));
+    assert_eq!(log.end_offset_for_epoch(6), Some((6, 8)));
+    assert_eq!(log.end_offset_for_epoch(9), None);
     assert_eq!(
         fs::read_to_string(dir.path().join("leader-epoch-checkpoint"))?,
         "0\n3\n1 0\n3 4\n6 6\n"
