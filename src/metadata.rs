@@ -48,6 +48,14 @@ struct Document {
 struct Inner {
     doc: Document,
     next_producer_id: i64,
+    /// Topic id -> name, derived from `doc` (Produce v13+ and Fetch v13+ name topics by id).
+    names_by_id: std::collections::HashMap<Uuid, String>,
+}
+
+impl Inner {
+    fn reindex(&mut self) {
+        self.names_by_id = self.doc.topics.values().map(|t| (t.id, t.name.clone())).collect();
+    }
 }
 
 /// The persisted topic registry and producer-id allocator.
@@ -86,9 +94,15 @@ impl MetadataStore {
             Err(e) => return Err(e.into()),
         };
         let next_producer_id = doc.producer_id_block_end;
+        let mut inner = Inner {
+            doc,
+            next_producer_id,
+            names_by_id: Default::default(),
+        };
+        inner.reindex();
         let store = MetadataStore {
             path,
-            inner: Mutex::new(Inner { doc, next_producer_id }),
+            inner: Mutex::new(inner),
         };
         store.persist_locked(&store.lock().doc)?;
         Ok(store)
@@ -115,7 +129,14 @@ impl MetadataStore {
     }
 
     pub fn topic_by_id(&self, id: Uuid) -> Option<TopicMeta> {
-        self.lock().doc.topics.values().find(|t| t.id == id).cloned()
+        let inner = self.lock();
+        let name = inner.names_by_id.get(&id)?;
+        inner.doc.topics.get(name).cloned()
+    }
+
+    /// The name of the topic with this id (cheap: no copy of its definition).
+    pub fn topic_name_by_id(&self, id: Uuid) -> Option<String> {
+        self.lock().names_by_id.get(&id).cloned()
     }
 
     /// Adds a topic; fails if the name (or a name colliding with it, as Kafka checks for `.`
@@ -142,6 +163,7 @@ impl MetadataStore {
             inner.doc.topics.remove(&topic.name);
             return Err(e);
         }
+        inner.reindex();
         Ok(topic)
     }
 
@@ -157,6 +179,7 @@ impl MetadataStore {
             inner.doc.topics.insert(name.to_string(), removed);
             return Err(e);
         }
+        inner.reindex();
         Ok(removed)
     }
 
@@ -276,9 +299,11 @@ mod tests {
         }
         let s = MetadataStore::open(dir.path())?;
         assert_eq!(s.topic("a.b").map(|t| t.id), Some(id));
+        assert_eq!(s.topic_name_by_id(id).as_deref(), Some("a.b"));
         assert!(s.allocate_producer_id()? > first_pid + 1);
         s.delete_topic("a.b")?;
         assert!(s.topic("a.b").is_none());
+        assert!(s.topic_name_by_id(id).is_none() && s.topic_by_id(id).is_none());
         Ok(())
     }
 }

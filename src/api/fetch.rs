@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     let mut slots: Vec<(usize, usize)> = Vec::new();
     for t in req.topics {
         let name = if ctx.version >= 13 {
-            broker.metadata.topic_by_id(t.topic_id).map(|m| m.name)
+            broker.metadata.topic_name_by_id(t.topic_id)
         } else {
             Some(t.topic.to_string())
         };

@@ -56,7 +56,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     for t in req.topic_data {
         // v13 names topics by id.
         let name = if ctx.version >= 13 {
-            broker.metadata.topic_by_id(t.topic_id).map(|m| m.name)
+            broker.metadata.topic_name_by_id(t.topic_id)
         } else {
             Some(t.name.to_string())
         };
