@@ -18,8 +18,9 @@
 //!   oneshot reply senders, sleeping until the earliest `next_deadline_ms()`; it parks the
 //!   senders of `Pending` calls by (group, member id) and answers them from completions. One
 //!   owner, no shared lock, and no network task ever blocks on a forming group.
-//! - Later: committed offsets and group metadata persisted in an internal compacted log (as
-//!   Kafka's `__consumer_offsets`), in their own file here.
+//! - [`offsets`]: `OffsetStore`, committed offsets persisted in an internal compacted log (as
+//!   Kafka's `__consumer_offsets`), replayed at open; owned by the actor once wired. Group
+//!   metadata is not persisted yet.
 
 #![deny(clippy::indexing_slicing)]
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod group;
 pub mod member;
 pub mod messages;
+pub mod offsets;
 
 pub use actor::{spawn, DeletedGroup, DescribedGroup, GroupCoordinator};
 pub use error::{error_code, GroupError};
@@ -38,6 +40,7 @@ pub use messages::{
     JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, SyncGroupParams, SyncGroupResult,
     SyncOutcome,
 };
+pub use offsets::{CommittedOffset, FetchedOffset, OffsetCommitEntry, OffsetStore, StoreError};
 
 /// The coordinator's settings, named after Kafka's broker configs, with Kafka's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,0 +1,934 @@
+//! `OffsetStore`: consumer groups' committed offsets, kept in memory and persisted in an internal
+//! log (Kafka's `__consumer_offsets`, one partition on one node), replayed at open and compacted
+//! by key. Synchronous and lock-free: the group coordinator actor owns it. Not wired to the API
+//! layer yet.
+//!
+//! Why a log and not a checkpoint file: every commit is one append (cheap, ordered, the write
+//! reaches the OS before `commit` returns, as `UnifiedLog` guarantees), and a log can be
+//! replicated later like any partition. Like Kafka we do not fsync per commit; the log's own
+//! flush policy and clean shutdown do.
+//!
+//! Record format. Each commit is ONE uncompressed v2 batch (built by kafka-protocol's
+//! `RecordBatchEncoder`, producer id -1) with one record per partition. This is our own format,
+//! not Kafka's `OffsetCommitKey`/`OffsetCommitValue` schemas; the leading version lets it
+//! evolve. All integers big-endian:
+//! - key v1: `u16 version = 1`, `u16 len + group (UTF-8)`, `u16 len + topic (UTF-8)`, `i32 partition`.
+//! - value v1: `u16 version = 1`, `i64 offset`, `i32 leader_epoch`, `i64 commit_timestamp_ms`,
+//!   `u32 len + metadata (UTF-8)`.
+//! - tombstone: the key with a null value (the offset is deleted).
+//!
+//! Replay reads the whole log from its start and applies records in order (last write per key
+//! wins, a tombstone deletes). A record that does not decode is an error at open: the log's own
+//! recovery already truncated a torn tail, so anything else is corruption we refuse to hide.
+//!
+//! Compaction: when the records written since the last compaction exceed
+//! `4 * live offsets + slack` (slack 10,000 by default), the live set is written as fresh
+//! batches into `__consumer_offsets-0.compacting`, which is closed (fsynced) and its directory
+//! entry fsynced; then `__consumer_offsets-0` is renamed to `.delete`, `.compacting` renamed to
+//! `__consumer_offsets-0`, the parent fsynced, `.delete` removed, and the log reopened.
+//! Crash rules at open (each state the sequence can stop in has one answer):
+//! - main present: any `.compacting` is an unfinished rewrite (the swap never started): deleted.
+//!   Any `.delete` is the old log of a finished swap: deleted.
+//! - main missing, `.compacting` present: the crash fell between the two renames. `.compacting`
+//!   was complete and durable before the first rename, so it is promoted to main.
+//! - main missing, only `.delete` present (not reachable by our sequence): restored to main.
+//!
+//! If a swap fails half way the store is poisoned: writes fail, fetches keep working from memory,
+//! and the next open repairs the directories by the rules above.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use crate::storage::batch::batches;
+use crate::storage::{LogConfig, StorageError, UnifiedLog};
+
+/// Directory name of the offsets log under the broker's log dir.
+pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
+/// Records beyond `4 * live offsets` tolerated before a compaction (see the module note).
+pub const DEFAULT_COMPACTION_SLACK_RECORDS: u64 = 10_000;
+/// Kafka's `offsets.retention.minutes` default (7 days), in milliseconds.
+pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
+
+const KEY_VERSION: u16 = 1;
+const VALUE_VERSION: u16 = 1;
+/// Tombstones and compaction output are split into batches of about this size.
+const CHUNK_BYTES: usize = 512 * 1024;
+/// Bytes asked per read during replay (a read stays within one segment anyway).
+const REPLAY_READ_BYTES: usize = 16 * 1024 * 1024;
+/// Leader epoch stamped on our batches (a single node; replication may change it later).
+const LEADER_EPOCH: i32 = 0;
+
+/// A committed offset, as OffsetCommit stores and OffsetFetch answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// The next offset the group will consume.
+    pub offset: i64,
+    /// The leader epoch of the last consumed record, -1 if unknown.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: String,
+    /// When the commit was stored (broker time).
+    pub commit_timestamp_ms: i64,
+}
+
+impl CommittedOffset {
+    /// What OffsetFetch answers for a partition without a committed offset.
+    pub fn unknown() -> Self {
+        CommittedOffset {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: -1,
+        }
+    }
+}
+
+/// One partition of an OffsetCommit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitEntry {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The offset to commit.
+    pub offset: i64,
+    /// The leader epoch, -1 if unknown.
+    pub leader_epoch: i32,
+    /// The client's metadata string.
+    pub metadata: String,
+}
+
+/// One partition of an OffsetFetch answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedOffset {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: i32,
+    /// The committed offset, or [`CommittedOffset::unknown`].
+    pub committed: CommittedOffset,
+}
+
+/// What the offset store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The offsets log failed.
+    #[error("offsets log: {0}")]
+    Storage(#[from] StorageError),
+    /// An I/O error outside the log (directory renames and removals of a compaction).
+    #[error("offsets log I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored batch or record that does not decode: refused at open.
+    #[error("corrupt offsets record at offset {offset}: {reason}")]
+    Decode {
+        /// Log offset of the batch or record.
+        offset: i64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A record that cannot be encoded (a name longer than 65535 bytes, an encoder failure).
+    #[error("cannot encode offsets record: {0}")]
+    Encode(String),
+    /// A compaction failed half way; writes are refused until the store is reopened.
+    #[error("offset store is poisoned by a failed compaction; reopen it")]
+    Poisoned,
+}
+
+type Key = (String, String, i32);
+type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+
+/// Committed offsets of every group, backed by the `__consumer_offsets-0` log.
+pub struct OffsetStore {
+    log_dir: PathBuf,
+    log: UnifiedLog,
+    groups: HashMap<String, GroupOffsets>,
+    records_since_compaction: u64,
+    compaction_slack_records: u64,
+    poisoned: bool,
+}
+
+/// The offsets log's config: Kafka's `offsets.topic.segment.bytes` (100 MiB), no time or size
+/// retention (compaction is ours), the rest the defaults.
+fn log_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 100 * 1024 * 1024,
+        retention_ms: -1,
+        retention_bytes: -1,
+        ..LogConfig::default()
+    }
+}
+
+fn dir_with_suffix(log_dir: &Path, suffix: &str) -> PathBuf {
+    log_dir.join(format!("{OFFSETS_LOG_DIR}{suffix}"))
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
+}
+
+impl OffsetStore {
+    /// Opens (or creates) `<log_dir>/__consumer_offsets-0`, repairing an interrupted compaction
+    /// first, and replays it into memory.
+    pub fn open(log_dir: &Path, had_clean_shutdown: bool, now_ms: i64) -> Result<Self, StoreError> {
+        fs::create_dir_all(log_dir)?;
+        repair_dirs(log_dir)?;
+        let log = UnifiedLog::open(log_dir.join(OFFSETS_LOG_DIR), log_config(), had_clean_shutdown, now_ms)?;
+        let mut store = OffsetStore {
+            log_dir: log_dir.to_path_buf(),
+            log,
+            groups: HashMap::new(),
+            records_since_compaction: 0,
+            compaction_slack_records: DEFAULT_COMPACTION_SLACK_RECORDS,
+            poisoned: false,
+        };
+        store.replay()?;
+        store.records_since_compaction = store.log_record_span();
+        tracing::debug!(
+            groups = store.groups.len(),
+            offsets = store.live_count(),
+            "replayed offsets log"
+        );
+        Ok(store)
+    }
+
+    /// Sets the slack of the compaction trigger (records beyond `4 * live offsets`).
+    pub fn set_compaction_slack_records(&mut self, slack: u64) {
+        self.compaction_slack_records = slack;
+    }
+
+    /// Stores `entries` for `group` as one batch, then in memory. The batch has reached the OS
+    /// when this returns.
+    pub fn commit(&mut self, group: &str, entries: &[OffsetCommitEntry], now_ms: i64) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let committed = |e: &OffsetCommitEntry| CommittedOffset {
+            offset: e.offset,
+            leader_epoch: e.leader_epoch,
+            metadata: e.metadata.clone(),
+            commit_timestamp_ms: now_ms,
+        };
+        let mut kvs = Vec::with_capacity(entries.len());
+        for e in entries {
+            kvs.push((
+                encode_key(group, &e.topic, e.partition)?,
+                Some(encode_value(&committed(e))?),
+            ));
+        }
+        self.append(&kvs, now_ms)?;
+        let offsets = self.groups.entry(group.to_string()).or_default();
+        for e in entries {
+            offsets.insert((e.topic.clone(), e.partition), committed(e));
+        }
+        self.maybe_compact(now_ms);
+        Ok(())
+    }
+
+    /// The group's offsets for `partitions` (unknown ones answer offset -1), or all of them
+    /// (sorted by topic and partition) for `None`.
+    pub fn fetch(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<FetchedOffset> {
+        let offsets = self.groups.get(group);
+        match partitions {
+            None => offsets
+                .into_iter()
+                .flatten()
+                .map(|((topic, partition), c)| FetchedOffset {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    committed: c.clone(),
+                })
+                .collect(),
+            Some(wanted) => wanted
+                .iter()
+                .map(|(topic, partition)| FetchedOffset {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    committed: offsets
+                        .and_then(|o| o.get(&(topic.clone(), *partition)))
+                        .cloned()
+                        .unwrap_or_else(CommittedOffset::unknown),
+                })
+                .collect(),
+        }
+    }
+
+    /// Whether `group` has any committed offset.
+    pub fn has_offsets(&self, group: &str) -> bool {
+        self.groups.get(group).is_some_and(|o| !o.is_empty())
+    }
+
+    /// Number of live committed offsets across all groups.
+    pub fn live_count(&self) -> usize {
+        self.groups.values().map(BTreeMap::len).sum()
+    }
+
+    /// Deletes every offset of `group` (DeleteGroups). Returns how many were removed.
+    pub fn delete_group(&mut self, group: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let keys: Vec<Key> = self
+            .groups
+            .get(group)
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .map(|(t, p)| (group.to_string(), t.clone(), *p))
+            .collect();
+        self.write_tombstones(keys, now_ms)
+    }
+
+    /// Deletes the group's offsets of `partitions` (OffsetDelete). Returns how many were removed.
+    pub fn delete_offsets(
+        &mut self,
+        group: &str,
+        partitions: &[(String, i32)],
+        now_ms: i64,
+    ) -> Result<usize, StoreError> {
+        let keys: Vec<Key> = match self.groups.get(group) {
+            None => Vec::new(),
+            Some(o) => partitions
+                .iter()
+                .filter(|tp| o.contains_key(*tp))
+                .map(|(t, p)| (group.to_string(), t.clone(), *p))
+                .collect(),
+        };
+        self.write_tombstones(keys, now_ms)
+    }
+
+    /// Deletes every group's offsets of a deleted topic. Returns how many were removed.
+    pub fn remove_topic(&mut self, topic: &str, now_ms: i64) -> Result<usize, StoreError> {
+        let keys: Vec<Key> = self
+            .groups
+            .iter()
+            .flat_map(|(g, o)| {
+                o.keys()
+                    .filter(|(t, _)| t == topic)
+                    .map(move |(t, p)| (g.clone(), t.clone(), *p))
+            })
+            .collect();
+        self.write_tombstones(keys, now_ms)
+    }
+
+    /// Kafka's offsets retention: in groups that `is_group_empty` says have no members, removes
+    /// offsets committed at least `retention_ms` before `now_ms`. Returns how many were removed.
+    pub fn expire(
+        &mut self,
+        now_ms: i64,
+        retention_ms: i64,
+        is_group_empty: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
+        let keys: Vec<Key> = self
+            .groups
+            .iter()
+            .filter(|(g, _)| is_group_empty(g))
+            .flat_map(|(g, o)| {
+                o.iter()
+                    .filter(|(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms) >= retention_ms)
+                    .map(move |((t, p), _)| (g.clone(), t.clone(), *p))
+            })
+            .collect();
+        let removed = self.write_tombstones(keys, now_ms)?;
+        if removed > 0 {
+            tracing::info!(removed, "expired committed offsets");
+        }
+        Ok(removed)
+    }
+
+    /// Flushes the log to disk (fsync).
+    pub fn flush(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        self.check_writable()?;
+        Ok(self.log.flush(now_ms)?)
+    }
+
+    /// Closes the log cleanly (flush, checkpoints).
+    pub fn close(self, now_ms: i64) -> Result<(), StoreError> {
+        self.check_writable()?;
+        Ok(self.log.close(now_ms)?)
+    }
+
+    /// Size of the offsets log in bytes.
+    pub fn log_size_bytes(&self) -> u64 {
+        self.log.size_bytes()
+    }
+
+    /// Rewrites the log with only the live offsets (see the module note).
+    pub fn compact(&mut self, now_ms: i64) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let compacting = dir_with_suffix(&self.log_dir, ".compacting");
+        if compacting.exists() {
+            fs::remove_dir_all(&compacting)?;
+        }
+        if let Err(e) = self.write_live_set(&compacting, now_ms) {
+            // Nothing was swapped: the current log stays valid; a leftover goes at next open.
+            let _ = fs::remove_dir_all(&compacting);
+            return Err(e);
+        }
+        let main = self.log_dir.join(OFFSETS_LOG_DIR);
+        let old = dir_with_suffix(&self.log_dir, ".delete");
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        // From the first rename on, `self.log` points at a moved directory: a failure poisons.
+        let swapped = (|| -> Result<UnifiedLog, StoreError> {
+            fs::rename(&main, &old)?;
+            fs::rename(&compacting, &main)?;
+            fsync_dir(&self.log_dir)?;
+            Ok(UnifiedLog::open(main.clone(), log_config(), true, now_ms)?)
+        })();
+        match swapped {
+            Ok(log) => {
+                // The old log is dropped, not closed: closing would write its checkpoints into
+                // `main`, which is now the new log's directory.
+                drop(std::mem::replace(&mut self.log, log));
+                self.records_since_compaction = self.log_record_span();
+                fs::remove_dir_all(&old)?;
+                fsync_dir(&self.log_dir)?;
+                tracing::info!(
+                    offsets = self.live_count(),
+                    bytes = self.log.size_bytes(),
+                    "compacted offsets log"
+                );
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                tracing::error!(error = %e, "offsets log compaction failed during the swap");
+                Err(e)
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self, now_ms: i64) {
+        let live = u64::try_from(self.live_count()).unwrap_or(u64::MAX);
+        let limit = live.saturating_mul(4).saturating_add(self.compaction_slack_records);
+        if self.records_since_compaction > limit {
+            // The caller's write is already durable; a failed compaction is retried next time.
+            if let Err(e) = self.compact(now_ms) {
+                tracing::warn!(error = %e, "offsets log compaction failed");
+            }
+        }
+    }
+
+    fn write_live_set(&self, dir: &Path, now_ms: i64) -> Result<(), StoreError> {
+        let mut log = UnifiedLog::open(dir.to_path_buf(), log_config(), false, now_ms)?;
+        let mut kvs = Vec::new();
+        for (group, offsets) in &self.groups {
+            for ((topic, partition), c) in offsets {
+                kvs.push((encode_key(group, topic, *partition)?, Some(encode_value(c)?)));
+            }
+        }
+        for chunk in chunks(&kvs) {
+            log.append_as_leader(encode_batch(chunk, now_ms)?, LEADER_EPOCH, now_ms)?;
+        }
+        log.close(now_ms)?;
+        fsync_dir(&self.log_dir)?;
+        Ok(())
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        if self.poisoned {
+            Err(StoreError::Poisoned)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn log_record_span(&self) -> u64 {
+        u64::try_from(self.log.log_end_offset() - self.log.log_start_offset()).unwrap_or(0)
+    }
+
+    /// Appends `kvs` as one batch.
+    fn append(&mut self, kvs: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<(), StoreError> {
+        self.check_writable()?;
+        let info = self
+            .log
+            .append_as_leader(encode_batch(kvs, now_ms)?, LEADER_EPOCH, now_ms)?;
+        self.records_since_compaction += u64::from(info.record_count);
+        Ok(())
+    }
+
+    /// Writes tombstones for `keys` in batches of about `CHUNK_BYTES`, removing each batch's
+    /// keys from memory once it is appended.
+    fn write_tombstones(&mut self, keys: Vec<Key>, now_ms: i64) -> Result<usize, StoreError> {
+        let mut kvs = Vec::with_capacity(keys.len());
+        for (g, t, p) in &keys {
+            kvs.push((encode_key(g, t, *p)?, None));
+        }
+        let mut done = 0;
+        for chunk in chunks(&kvs) {
+            self.append(chunk, now_ms)?;
+            for (g, t, p) in keys.iter().skip(done).take(chunk.len()) {
+                self.remove_key(g, t, *p);
+            }
+            done += chunk.len();
+        }
+        if done > 0 {
+            self.maybe_compact(now_ms);
+        }
+        Ok(done)
+    }
+
+    fn remove_key(&mut self, group: &str, topic: &str, partition: i32) {
+        if let Some(offsets) = self.groups.get_mut(group) {
+            offsets.remove(&(topic.to_string(), partition));
+            if offsets.is_empty() {
+                self.groups.remove(group);
+            }
+        }
+    }
+
+    /// Reads the whole log from its start and applies every record in order.
+    fn replay(&mut self) -> Result<(), StoreError> {
+        let mut offset = self.log.log_start_offset();
+        let end = self.log.log_end_offset();
+        while offset < end {
+            let data = self.log.read(offset, REPLAY_READ_BYTES, i64::MAX, true)?.records;
+            let mut next = offset;
+            for header in batches(&data) {
+                next = header?.1.next_offset();
+            }
+            if next <= offset {
+                return Err(StoreError::Decode {
+                    offset,
+                    reason: "read returned no batch before the log end".into(),
+                });
+            }
+            let mut buf = data.clone();
+            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| StoreError::Decode {
+                offset,
+                reason: e.to_string(),
+            })?;
+            for record in sets.into_iter().flat_map(|s| s.records) {
+                self.apply(record)?;
+            }
+            offset = next;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, record: Record) -> Result<(), StoreError> {
+        let bad = |reason: String| StoreError::Decode {
+            offset: record.offset,
+            reason,
+        };
+        let key = record.key.as_ref().ok_or_else(|| bad("record without a key".into()))?;
+        let (group, topic, partition) = decode_key(key).map_err(bad)?;
+        match &record.value {
+            None => self.remove_key(&group, &topic, partition),
+            Some(value) => {
+                let committed = decode_value(value).map_err(bad)?;
+                self.groups
+                    .entry(group)
+                    .or_default()
+                    .insert((topic, partition), committed);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Applies the crash rules of the module note to the directories of `log_dir`.
+fn repair_dirs(log_dir: &Path) -> Result<(), StoreError> {
+    let main = log_dir.join(OFFSETS_LOG_DIR);
+    let compacting = dir_with_suffix(log_dir, ".compacting");
+    let old = dir_with_suffix(log_dir, ".delete");
+    let mut changed = false;
+    if !main.exists() && compacting.exists() {
+        tracing::warn!("finishing an interrupted offsets log compaction");
+        fs::rename(&compacting, &main)?;
+        changed = true;
+    } else if !main.exists() && old.exists() {
+        tracing::warn!("restoring the offsets log from its .delete directory");
+        fs::rename(&old, &main)?;
+        changed = true;
+    }
+    if compacting.exists() {
+        tracing::warn!("removing an unfinished offsets log compaction");
+        fs::remove_dir_all(&compacting)?;
+        changed = true;
+    }
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+        changed = true;
+    }
+    if changed {
+        fsync_dir(log_dir)?;
+    }
+    Ok(())
+}
+
+/// Splits `kvs` into runs of about `CHUNK_BYTES` (at least one record each).
+fn chunks(kvs: &[(Bytes, Option<Bytes>)]) -> Vec<&[(Bytes, Option<Bytes>)]> {
+    let mut out = Vec::new();
+    let mut rest = kvs;
+    while !rest.is_empty() {
+        let mut size = 0;
+        let mut n = 0;
+        for (k, v) in rest {
+            let len = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
+            if n > 0 && size + len > CHUNK_BYTES {
+                break;
+            }
+            size += len;
+            n += 1;
+        }
+        let (head, tail) = rest.split_at(n);
+        out.push(head);
+        rest = tail;
+    }
+    out
+}
+
+/// One uncompressed v2 batch without a producer, one record per key.
+fn encode_batch(kvs: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
+    let mut records = Vec::with_capacity(kvs.len());
+    for (i, (key, value)) in kvs.iter().enumerate() {
+        let i = i32::try_from(i).map_err(|_| StoreError::Encode("too many records in one batch".into()))?;
+        records.push(Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: LEADER_EPOCH,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            // The encoder starts a new batch whenever offset - sequence changes; this keeps one
+            // batch with base sequence -1 (no producer).
+            sequence: i - 1,
+            timestamp: now_ms,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        });
+    }
+    let mut buf = BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
+fn put_str16(buf: &mut BytesMut, s: &str) -> Result<(), StoreError> {
+    let len = u16::try_from(s.len()).map_err(|_| StoreError::Encode(format!("name of {} bytes", s.len())))?;
+    buf.put_u16(len);
+    buf.put_slice(s.as_bytes());
+    Ok(())
+}
+
+fn encode_key(group: &str, topic: &str, partition: i32) -> Result<Bytes, StoreError> {
+    let mut buf = BytesMut::with_capacity(10 + group.len() + topic.len());
+    buf.put_u16(KEY_VERSION);
+    put_str16(&mut buf, group)?;
+    put_str16(&mut buf, topic)?;
+    buf.put_i32(partition);
+    Ok(buf.freeze())
+}
+
+fn encode_value(c: &CommittedOffset) -> Result<Bytes, StoreError> {
+    let len = u32::try_from(c.metadata.len()).map_err(|_| StoreError::Encode("metadata too long".into()))?;
+    let mut buf = BytesMut::with_capacity(26 + c.metadata.len());
+    buf.put_u16(VALUE_VERSION);
+    buf.put_i64(c.offset);
+    buf.put_i32(c.leader_epoch);
+    buf.put_i64(c.commit_timestamp_ms);
+    buf.put_u32(len);
+    buf.put_slice(c.metadata.as_bytes());
+    Ok(buf.freeze())
+}
+
+/// A bounds-checked reader over a record's key or value.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err(format!("truncated: wanted {n} bytes, {} left", self.0.len()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        self.take(N)?.try_into().map_err(|_| "short read".to_string())
+    }
+    fn string(&mut self, len: usize) -> Result<String, String> {
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
+    }
+    fn version(&mut self, want: u16) -> Result<(), String> {
+        match u16::from_be_bytes(self.array()?) {
+            v if v == want => Ok(()),
+            v => Err(format!("unknown format version {v}")),
+        }
+    }
+    fn finish(&self) -> Result<(), String> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{} trailing bytes", self.0.len()))
+        }
+    }
+}
+
+fn decode_key(bytes: &[u8]) -> Result<Key, String> {
+    let mut r = Reader(bytes);
+    r.version(KEY_VERSION)?;
+    let len = u16::from_be_bytes(r.array()?);
+    let group = r.string(usize::from(len))?;
+    let len = u16::from_be_bytes(r.array()?);
+    let topic = r.string(usize::from(len))?;
+    let partition = i32::from_be_bytes(r.array()?);
+    r.finish()?;
+    Ok((group, topic, partition))
+}
+
+fn decode_value(bytes: &[u8]) -> Result<CommittedOffset, String> {
+    let mut r = Reader(bytes);
+    r.version(VALUE_VERSION)?;
+    let offset = i64::from_be_bytes(r.array()?);
+    let leader_epoch = i32::from_be_bytes(r.array()?);
+    let commit_timestamp_ms = i64::from_be_bytes(r.array()?);
+    let len = usize::try_from(u32::from_be_bytes(r.array()?)).map_err(|e| e.to_string())?;
+    let metadata = r.string(len)?;
+    r.finish()?;
+    Ok(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+    const DAY_MS: i64 = 86_400_000;
+
+    fn entry(topic: &str, partition: i32, offset: i64) -> OffsetCommitEntry {
+        OffsetCommitEntry {
+            topic: topic.into(),
+            partition,
+            offset,
+            leader_epoch: 3,
+            metadata: format!("m{offset}"),
+        }
+    }
+
+    fn offset_of(store: &OffsetStore, group: &str, topic: &str, partition: i32) -> i64 {
+        let wanted = [(topic.to_string(), partition)];
+        store
+            .fetch(group, Some(&wanted))
+            .first()
+            .map_or(-2, |f| f.committed.offset)
+    }
+
+    #[test]
+    fn commit_then_fetch_and_overwrite_wins() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 1000)?;
+        store.commit("g", &[entry("t", 0, 5), entry("t", 1, 7)], 1000)?;
+        store.commit("g", &[entry("t", 0, 9)], 2000)?;
+        let all = store.fetch("g", None);
+        assert_eq!(all.len(), 2);
+        let first = all.first().ok_or("empty")?;
+        assert_eq!((first.topic.as_str(), first.partition), ("t", 0));
+        let expected = CommittedOffset {
+            offset: 9,
+            leader_epoch: 3,
+            metadata: "m9".into(),
+            commit_timestamp_ms: 2000,
+        };
+        assert_eq!(first.committed, expected);
+        assert_eq!(offset_of(&store, "g", "t", 1), 7);
+        assert_eq!(offset_of(&store, "g", "t", 2), -1);
+        assert_eq!(offset_of(&store, "other", "t", 0), -1);
+        assert!(store.fetch("other", None).is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn survives_clean_and_unclean_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 1000)?;
+        store.commit("g", &[entry("t", 0, 5), entry("u", 2, 8)], 1000)?;
+        store.commit("g", &[entry("t", 0, 6)], 1001)?;
+        let before = store.fetch("g", None);
+        store.close(1002)?;
+        let mut store = OffsetStore::open(dir.path(), true, 1003)?;
+        assert_eq!(store.fetch("g", None), before);
+        store.commit("h", &[entry("t", 0, 1)], 1004)?;
+        drop(store); // a crash: no close, no flush
+        let store = OffsetStore::open(dir.path(), false, 1005)?;
+        assert_eq!(store.fetch("g", None), before);
+        assert_eq!(offset_of(&store, "h", "t", 0), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn tombstones_survive_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.commit("a", &[entry("t", 0, 1), entry("t", 1, 2), entry("gone", 0, 3)], 0)?;
+        store.commit("b", &[entry("t", 0, 4), entry("gone", 1, 5)], 0)?;
+        store.commit("c", &[entry("t", 0, 6)], 0)?;
+        assert_eq!(store.delete_offsets("a", &[("t".into(), 1), ("t".into(), 9)], 1)?, 1);
+        assert_eq!(store.remove_topic("gone", 1)?, 2);
+        assert_eq!(store.delete_group("c", 1)?, 1);
+        assert_eq!(store.delete_group("missing", 1)?, 0);
+        let check = |s: &OffsetStore| {
+            assert_eq!(offset_of(s, "a", "t", 0), 1);
+            assert_eq!(offset_of(s, "a", "t", 1), -1);
+            assert_eq!(offset_of(s, "a", "gone", 0), -1);
+            assert_eq!(offset_of(s, "b", "gone", 1), -1);
+            assert_eq!(offset_of(s, "b", "t", 0), 4);
+            assert!(!s.has_offsets("c"));
+            assert_eq!(s.live_count(), 2);
+        };
+        check(&store);
+        drop(store);
+        check(&OffsetStore::open(dir.path(), false, 2)?);
+        Ok(())
+    }
+
+    #[test]
+    fn expire_only_old_commits_of_empty_groups() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.commit("empty", &[entry("t", 0, 1)], 0)?;
+        store.commit("empty", &[entry("t", 1, 2)], 6 * DAY_MS)?;
+        store.commit("active", &[entry("t", 0, 3)], 0)?;
+        let now = 7 * DAY_MS;
+        let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| g == "empty")?;
+        assert_eq!(removed, 1);
+        assert_eq!(offset_of(&store, "empty", "t", 0), -1);
+        assert_eq!(offset_of(&store, "empty", "t", 1), 2);
+        assert_eq!(offset_of(&store, "active", "t", 0), 3);
+        drop(store);
+        let store = OffsetStore::open(dir.path(), false, now)?;
+        assert_eq!(offset_of(&store, "empty", "t", 0), -1);
+        assert_eq!(store.live_count(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn compaction_keeps_live_offsets_shrinks_and_survives_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.set_compaction_slack_records(u64::MAX);
+        for round in 0..50 {
+            let entries: Vec<_> = (0..20).map(|p| entry("t", p, round * 100 + i64::from(p))).collect();
+            store.commit("g", &entries, round)?;
+            store.commit("h", &[entry("u", 0, round)], round)?;
+        }
+        store.delete_group("h", 60)?;
+        let before = store.fetch("g", None);
+        let size_before = store.log_size_bytes();
+        store.compact(61)?;
+        assert!(
+            store.log_size_bytes() * 10 < size_before,
+            "{} vs {size_before}",
+            store.log_size_bytes()
+        );
+        assert_eq!(store.fetch("g", None), before);
+        assert!(!dir.path().join("__consumer_offsets-0.compacting").exists());
+        assert!(!dir.path().join("__consumer_offsets-0.delete").exists());
+        store.commit("g", &[entry("t", 0, 1)], 62)?;
+        drop(store);
+        let store = OffsetStore::open(dir.path(), false, 63)?;
+        assert_eq!(store.live_count(), 20);
+        assert_eq!(offset_of(&store, "g", "t", 0), 1);
+        assert_eq!(store.fetch("g", None).get(1..), before.get(1..));
+        assert!(!store.has_offsets("h"));
+        Ok(())
+    }
+
+    #[test]
+    fn compaction_triggers_by_record_count() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.set_compaction_slack_records(10);
+        for i in 0..30 {
+            store.commit("g", &[entry("t", 0, i)], i)?;
+        }
+        // Compacted whenever more than 4 * 1 + 10 records had accumulated.
+        assert!(store.log.log_end_offset() <= 15);
+        store.close(31)?;
+        let store = OffsetStore::open(dir.path(), true, 32)?;
+        assert_eq!(offset_of(&store, "g", "t", 0), 29);
+        Ok(())
+    }
+
+    #[test]
+    fn interrupted_compactions_are_repaired_at_open() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.commit("g", &[entry("t", 0, 5)], 0)?;
+        store.close(1)?;
+        // A rewrite that never swapped (contents stale on purpose): thrown away.
+        let compacting = dir.path().join("__consumer_offsets-0.compacting");
+        let mut stale = OffsetStore::open(&dir.path().join("elsewhere"), true, 0)?;
+        stale.commit("g", &[entry("t", 0, 1)], 0)?;
+        stale.close(1)?;
+        fs::rename(dir.path().join("elsewhere").join(OFFSETS_LOG_DIR), &compacting)?;
+        let store = OffsetStore::open(dir.path(), true, 2)?;
+        assert!(!compacting.exists());
+        assert_eq!(offset_of(&store, "g", "t", 0), 5);
+        store.close(3)?;
+        // A crash between the two renames: the complete rewrite is promoted.
+        let main = dir.path().join(OFFSETS_LOG_DIR);
+        let old = dir.path().join("__consumer_offsets-0.delete");
+        fs::rename(&main, &compacting)?;
+        fs::create_dir(&old)?;
+        let store = OffsetStore::open(dir.path(), false, 4)?;
+        assert!(!compacting.exists() && !old.exists());
+        assert_eq!(offset_of(&store, "g", "t", 0), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn corrupt_record_is_refused_at_open() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut log = UnifiedLog::open(dir.path().join(OFFSETS_LOG_DIR), log_config(), true, 0)?;
+        let bad = [(Bytes::from_static(b"\x00\x09junk"), None)];
+        log.append_as_leader(encode_batch(&bad, 0)?, LEADER_EPOCH, 0)?;
+        log.close(1)?;
+        let err = OffsetStore::open(dir.path(), true, 2).err().ok_or("opened")?;
+        assert!(matches!(err, StoreError::Decode { offset: 0, .. }), "{err}");
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn codec_round_trips(group in ".{0,20}", topic in ".{0,20}", partition: i32, offset: i64,
+                             leader_epoch: i32, metadata in ".{0,40}", commit_timestamp_ms: i64) {
+            let key = encode_key(&group, &topic, partition).map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(key.and_then(|k| decode_key(&k)), Ok((group, topic, partition)));
+            let c = CommittedOffset { offset, leader_epoch, metadata, commit_timestamp_ms };
+            let value = encode_value(&c).map_err(|e| e.to_string());
+            proptest::prop_assert_eq!(value.and_then(|v| decode_value(&v)), Ok(c));
+        }
+    }
+
+    #[test]
+    fn key_and_value_round_trip() -> TestResult {
+        let key = encode_key("grp", "tópic", -1)?;
+        assert_eq!(decode_key(&key)?, ("grp".into(), "tópic".into(), -1));
+        let c = CommittedOffset {
+            offset: i64::MAX,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 42,
+        };
+        assert_eq!(decode_value(&encode_value(&c)?)?, c);
+        assert!(decode_value(encode_value(&c)?.get(..10).ok_or("short")?).is_err());
+        assert!(encode_key(&"x".repeat(70_000), "t", 0).is_err());
+        Ok(())
+    }
+}
