@@ -84,6 +84,13 @@ fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Internal logs the broker owns outside the topic metadata (Kafka's names).
+fn is_internal_log(dir_name: &str) -> bool {
+    ["__cluster_metadata", "__consumer_offsets", "__transaction_state"]
+        .iter()
+        .any(|prefix| dir_name.starts_with(prefix))
+}
+
 /// Removes what a crash can leave behind: directories of deletions in progress (`*-delete`)
 /// and partition directories of topics (or partitions) the metadata no longer has.
 fn remove_stray_dirs(log_dir: &Path, topics: &[TopicMeta]) -> Result<(), BrokerError> {
@@ -94,7 +101,7 @@ fn remove_stray_dirs(log_dir: &Path, topics: &[TopicMeta]) -> Result<(), BrokerE
     for entry in std::fs::read_dir(log_dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if !entry.file_type()?.is_dir() || name.starts_with("__cluster_metadata") || wanted.contains(&name) {
+        if !entry.file_type()?.is_dir() || is_internal_log(&name) || wanted.contains(&name) {
             continue;
         }
         let is_partition = name.ends_with("-delete")
@@ -447,12 +454,17 @@ mod tests {
             rm.shutdown()?;
         }
         std::fs::create_dir_all(dir.path().join("gone-0.abc-delete"))?;
+        std::fs::create_dir_all(dir.path().join("__consumer_offsets-0"))?;
         // Same name, new id (deleted and recreated before the files went away).
         let new = meta("t", 1);
         let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[new], false, 16)?;
         assert_eq!(rm.get_partition("t", 0).map(|p| p.offsets().log_end_offset), Some(0));
         assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
         assert!(!dir.path().join("gone-0.abc-delete").exists());
+        assert!(
+            dir.path().join("__consumer_offsets-0").exists(),
+            "internal logs are not strays"
+        );
         Ok(())
     }
 }
