@@ -8,12 +8,14 @@ every delivery report, Consumer assign() per partition from offset 0, AdminClien
 
 import os
 import sys
+from types import SimpleNamespace
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 
 import confluent_kafka  # noqa: E402
 from confluent_kafka import Consumer, KafkaError, Producer, TopicCollection, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec  # noqa: E402
+
 
 import compat  # noqa: E402
 from compat import NUM_PARTITIONS, Rec, fail  # noqa: E402
@@ -174,39 +176,28 @@ def verify_list_offsets(a, topic, msgs, per_partition, base_ts, n):
 
 def run_codec(s, a, bs, codec, acks, idem, n):
     topic = f"compat-confluent-{codec}"
-    pre = f"{codec}."
     print(f"# topic {topic}: compression.type={codec} acks={acks} enable.idempotence={idem}", flush=True)
-    ok, _ = s.check(pre + "create-topic", create_topic, a, topic)
-    if not ok:
-        return
-    s.check(pre + "list-topics", list_topics_check, a, topic)
-    s.check(pre + "describe-topic", describe_topic, a, topic)
-    s.check(pre + "describe-configs", describe_configs, a, topic)
-    base_ts = compat.base_timestamp()
-    msgs = compat.make_messages(codec, n, base_ts=base_ts)
+    ops = SimpleNamespace(
+        create_topic=lambda t: create_topic(a, t),
+        list_topics_check=lambda t: list_topics_check(a, t),
+        describe_topic=lambda t: describe_topic(a, t),
+        describe_configs=lambda t: describe_configs(a, t),
+        produce=lambda t, msgs, c, ak, i: produce(bs, t, msgs, c, ak, i),
+        consume_partition=lambda t, p, start, count: consume_partition(bs, t, p, start, count),
+        verify_list_offsets=lambda *args: verify_list_offsets(a, *args),
+        delete_topic=lambda t: delete_topic(a, t),
+    )
 
-    def produce_check():
-        produce(bs, topic, msgs, codec, acks, idem)
-        return compat.verify_deliveries(msgs)
-
-    ok, per_partition = s.check(pre + "produce", produce_check)
-    if ok:
-        def consume_check():
-            for p in range(NUM_PARTITIONS):
-                recs = consume_partition(bs, topic, p, 0, per_partition[p])
-                compat.verify_partition(msgs, p, recs, per_partition[p])
-
-        s.check(pre + "consume", consume_check)
-        s.check(pre + "list-offsets", verify_list_offsets, a, topic, msgs, per_partition, base_ts, n)
-
+    def extra(topic, msgs, per_partition):
         def middle():
             start = per_partition[0] // 2
             recs = consume_partition(bs, topic, 0, start, 10)
             if not recs or recs[0].offset != start:
                 fail(f"assign at offset {start}: first record {recs[0].offset if recs else None}")
 
-        s.check(pre + "consume-from-middle", middle)
-    s.check(pre + "delete-topic", delete_topic, a, topic)
+        s.check(f"{codec}.consume-from-middle", middle)
+
+    compat.run_codec_checks(s, ops, topic, codec, acks, idem, n, extra)
 
 
 def run_acks0(s, a, bs):

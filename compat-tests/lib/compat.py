@@ -220,3 +220,40 @@ def deadline_loop(seconds, step=0.2):
     while time.monotonic() < end:
         yield
         time.sleep(step)
+
+
+def run_codec_checks(s, ops, topic, codec, acks, idem, n, extra=None):
+    """The per-codec check sequence the admin-capable Python suites share.
+
+    `ops` names the client's own calls (a namespace or module-like object): create_topic(topic),
+    list_topics_check(topic), describe_topic(topic), describe_configs(topic),
+    produce(topic, msgs, codec, acks, idem), consume_partition(topic, p, start, count),
+    verify_list_offsets(topic, msgs, per_partition, base_ts, n), delete_topic(topic).
+    `extra(topic, msgs, per_partition)` adds client-specific checks after list-offsets.
+    """
+    pre = f"{codec}."
+    ok, _ = s.check(pre + "create-topic", ops.create_topic, topic)
+    if not ok:
+        return
+    s.check(pre + "list-topics", ops.list_topics_check, topic)
+    s.check(pre + "describe-topic", ops.describe_topic, topic)
+    s.check(pre + "describe-configs", ops.describe_configs, topic)
+    base_ts = base_timestamp()
+    msgs = make_messages(codec, n, base_ts=base_ts)
+
+    def produce_check():
+        ops.produce(topic, msgs, codec, acks, idem)
+        return verify_deliveries(msgs)
+
+    ok, per_partition = s.check(pre + "produce", produce_check)
+    if ok:
+        def consume_check():
+            for p in range(NUM_PARTITIONS):
+                recs = ops.consume_partition(topic, p, 0, per_partition[p])
+                verify_partition(msgs, p, recs, per_partition[p])
+
+        s.check(pre + "consume", consume_check)
+        s.check(pre + "list-offsets", ops.verify_list_offsets, topic, msgs, per_partition, base_ts, n)
+        if extra is not None:
+            extra(topic, msgs, per_partition)
+    s.check(pre + "delete-topic", ops.delete_topic, topic)
