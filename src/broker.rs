@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::coordinator::{GroupCoordinator, OffsetStore};
 use crate::error::BrokerError;
 use crate::metadata::{MetadataStore, TopicMeta};
 use crate::replication::replica_manager::{now_ms, run_flusher, FlushQueue, ReplicaManager};
@@ -31,6 +32,8 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub metadata: MetadataStore,
     pub replicas: ReplicaManager,
+    /// The group coordinator (an actor owning every group and the committed offsets).
+    pub groups: GroupCoordinator,
     _lock: File,
 }
 
@@ -72,7 +75,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 }
 
 impl Broker {
-    /// Opens the data directory and every log in it.
+    /// Opens the data directory and every log in it, and starts the group coordinator (so it
+    /// must run inside a tokio runtime).
     pub fn open(config: BrokerConfig) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
         let dir = config.log_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
@@ -93,6 +97,8 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "logs loaded"
         );
+        let offsets = OffsetStore::open(&dir, had_clean_shutdown, now_ms()).context("opening the offsets log")?;
+        let (groups, _actor) = crate::coordinator::spawn(config.groups, offsets);
         if had_clean_shutdown {
             std::fs::remove_file(&marker).context("removing clean shutdown marker")?;
             File::open(&dir)?.sync_all()?;
@@ -102,6 +108,7 @@ impl Broker {
                 config,
                 metadata,
                 replicas,
+                groups,
                 _lock: lock,
             }),
             queue,
@@ -296,6 +303,7 @@ pub async fn run_on(
     let _ = server.await;
     let _ = ticks.await;
     flusher.abort();
+    broker.groups.shutdown().await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
     tracing::info!("clean shutdown complete");

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::coordinator::GroupCoordinatorConfig;
 use crate::storage::LogConfig;
 
 /// Why a configuration was refused; always names the key.
@@ -72,6 +73,8 @@ pub struct BrokerConfig {
     pub log_format_json: bool,
     /// Defaults for every topic's log (`log.segment.bytes`, `log.retention.ms`, ...).
     pub log: LogConfig,
+    /// The group coordinator's settings (`group.*`, `offsets.*`, `offset.metadata.max.bytes`).
+    pub groups: GroupCoordinatorConfig,
 }
 
 impl Default for BrokerConfig {
@@ -95,6 +98,7 @@ impl Default for BrokerConfig {
             metrics_listener: None,
             log_format_json: false,
             log: LogConfig::default(),
+            groups: GroupCoordinatorConfig::default(),
         }
     }
 }
@@ -314,6 +318,10 @@ impl BrokerConfig {
             host
         };
         config.advertised_port = i32::from(port);
+        config
+            .groups
+            .validate()
+            .map_err(|e| invalid("group.min.session.timeout.ms", e.to_string()))?;
         Ok(config)
     }
 
@@ -344,6 +352,28 @@ impl BrokerConfig {
             "connections.max.idle.ms" => self.connections_max_idle_ms = int(1, i64::MAX)? as u64,
             "fetch.max.bytes" => self.fetch_max_bytes = int(1024, i32::MAX as i64)? as usize,
             "producer.id.expiration.ms" => self.log.producer_id_expiration_ms = int(1, i64::MAX)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.groups.group_initial_rebalance_delay_ms = int(0, i32::MAX as i64)? as u64
+            }
+            "group.min.session.timeout.ms" => {
+                self.groups.group_min_session_timeout_ms = int(0, i32::MAX as i64)? as i32
+            }
+            "group.max.session.timeout.ms" => {
+                self.groups.group_max_session_timeout_ms = int(0, i32::MAX as i64)? as i32
+            }
+            "group.max.size" => {
+                let size = int(1, i32::MAX as i64)?;
+                self.groups.group_max_size = if size == i32::MAX as i64 {
+                    None
+                } else {
+                    Some(size as u32)
+                };
+            }
+            "offsets.retention.minutes" => self.groups.offsets_retention_ms = int(1, i32::MAX as i64)? * 60_000,
+            "offsets.retention.check.interval.ms" => {
+                self.groups.offsets_retention_check_interval_ms = int(1, i64::MAX)? as u64
+            }
+            "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = int(0, i32::MAX as i64)? as usize,
             "metrics.listener" => {
                 let text = value.as_text();
                 self.metrics_listener = if text.trim().is_empty() {

@@ -5,6 +5,7 @@
 
 use kafka_protocol::ResponseError;
 
+use crate::coordinator::GroupError;
 use crate::storage::StorageError;
 
 /// Errors of the broker layer (topic registry, replica manager).
@@ -87,3 +88,28 @@ pub fn storage_error_code(e: &StorageError) -> i16 {
 
 /// Shorthand for "no error".
 pub const NONE: i16 = 0;
+
+/// Group coordinator failures as Kafka reports them.
+pub fn group_response_error(e: GroupError) -> ResponseError {
+    match e {
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+    }
+}
+
+/// The wire code of an optional group failure (0 = none).
+pub fn group_error_code(e: Option<GroupError>) -> i16 {
+    e.map_or(NONE, |e| group_response_error(e).code())
+}

@@ -8,7 +8,9 @@ use uuid::Uuid;
 use super::RequestContext;
 use crate::error::BrokerError;
 
-pub fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+/// Deletes the topics, then every group's committed offsets of them (as Kafka does).
+pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut deleted = Vec::new();
     let mut targets: Vec<(Option<TopicName>, Uuid)> =
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
@@ -28,6 +30,7 @@ pub fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopic
             let mut result = DeletableTopicResult::default().with_name(name).with_topic_id(id);
             match outcome {
                 Ok(meta) => {
+                    deleted.push(meta.name.clone());
                     result.topic_id = meta.id;
                     if result.name.is_none() {
                         result.name = Some(TopicName(StrBytes::from_string(meta.name)));
@@ -46,5 +49,8 @@ pub fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopic
             result
         })
         .collect();
+    if !deleted.is_empty() {
+        ctx.broker.groups.remove_topics(deleted).await;
+    }
     DeleteTopicsResponse::default().with_responses(responses)
 }

@@ -15,10 +15,12 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod fetch;
+mod groups;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
+mod offsets;
 mod produce;
 pub mod response_buf;
 pub mod versions;
@@ -51,6 +53,8 @@ pub struct RequestContext<'a> {
     pub broker: &'a Broker,
     pub header: &'a RequestHeader,
     pub version: i16,
+    /// The client's address (JoinGroup records it as the member's host).
+    pub peer: std::net::SocketAddr,
 }
 
 /// Handles one request frame end to end. A response is encoded into `out` (cleared first),
@@ -109,6 +113,7 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, 
             broker,
             header: &header,
             version,
+            peer: conn.peer,
         };
         let reply = dispatch(&ctx, body).await;
         let response = match reply {
@@ -127,7 +132,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req)),
         RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(ctx, req)),
-        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, req)),
+        RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, req).await),
         RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, req)),
         RequestKind::Produce(req) => match produce::handle(ctx, req).await {
             Some(r) => ResponseKind::Produce(r),
@@ -146,6 +151,17 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(delete_records::handle(ctx, req)),
+        RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(groups::find_coordinator(ctx, req)),
+        RequestKind::JoinGroup(req) => ResponseKind::JoinGroup(groups::join_group(ctx, req).await),
+        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups::sync_group(ctx, req).await),
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups::heartbeat(ctx, req).await),
+        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(groups::leave_group(ctx, req).await),
+        RequestKind::DescribeGroups(req) => ResponseKind::DescribeGroups(groups::describe_groups(ctx, req).await),
+        RequestKind::ListGroups(req) => ResponseKind::ListGroups(groups::list_groups(ctx, req).await),
+        RequestKind::DeleteGroups(req) => ResponseKind::DeleteGroups(groups::delete_groups(ctx, req).await),
+        RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offsets::offset_commit(ctx, req).await),
+        RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offsets::offset_fetch(ctx, req).await),
+        RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offsets::offset_delete(ctx, req).await),
         // versions::supported() admits only the APIs above; reaching this is our bug.
         other => {
             tracing::error!(request = ?std::mem::discriminant(&other), "request admitted without a handler");
@@ -213,6 +229,17 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::DescribeCluster(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
+        ResponseKind::FindCoordinator(r) => r.encode(out, version),
+        ResponseKind::JoinGroup(r) => r.encode(out, version),
+        ResponseKind::SyncGroup(r) => r.encode(out, version),
+        ResponseKind::Heartbeat(r) => r.encode(out, version),
+        ResponseKind::LeaveGroup(r) => r.encode(out, version),
+        ResponseKind::DescribeGroups(r) => r.encode(out, version),
+        ResponseKind::ListGroups(r) => r.encode(out, version),
+        ResponseKind::DeleteGroups(r) => r.encode(out, version),
+        ResponseKind::OffsetCommit(r) => r.encode(out, version),
+        ResponseKind::OffsetFetch(r) => r.encode(out, version),
+        ResponseKind::OffsetDelete(r) => r.encode(out, version),
         _ => anyhow::bail!("no encoder wired for this response"),
     }
 }

@@ -381,8 +381,11 @@ mod fuzz {
                 static FIXTURE: (tokio::runtime::Runtime, Arc<Broker>, tempfile::TempDir) = {
                     let dir = tempfile::tempdir().expect("tempdir");
                     let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())]).expect("config");
-                    let (broker, _queue) = Broker::open(config).expect("broker");
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                    let (broker, _queue) = {
+                        let _entered = rt.enter();
+                        Broker::open(config).expect("broker")
+                    };
                     (rt, broker, dir)
                 };
             }
@@ -539,5 +542,292 @@ async fn fetch_and_list_offsets_check_the_leader_epoch() -> TestResult {
             .map(|p| p.error_code);
         assert_eq!(got, Some(code), "ListOffsets with current leader epoch {epoch}");
     }
+    broker.stop().await
+}
+
+/// One consumer's whole group life at every version of each group API: find the coordinator,
+/// join (with MEMBER_ID_REQUIRED from v4), sync, heartbeat, commit and fetch offsets, describe
+/// and list, leave, then delete offsets and the group. Version v of each API gets its own group.
+#[tokio::test]
+async fn group_apis_at_every_version() -> TestResult {
+    let broker = TestBroker::start(&["group.initial.rebalance.delay.ms=0"]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "t", 2).await?;
+    let group = |prefix: &str, v: i16| GroupId(StrBytes::from_string(format!("{prefix}{v}")));
+
+    for v in range(ApiKey::FindCoordinator) {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![StrBytes::from_static_str("g")])
+        } else {
+            FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("g"))
+        };
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let (code, port) = match resp.coordinators.first() {
+            Some(k) if v >= 4 => (k.error_code, k.port),
+            _ => (resp.error_code, resp.port),
+        };
+        assert_eq!((code, port), (0, i32::from(broker.addr.port())), "FindCoordinator v{v}");
+    }
+
+    // A full join + sync + heartbeat + commit for each JoinGroup version; the others cycle
+    // through their versions alongside (clamped to their own range).
+    let clamp = |key: ApiKey, v: i16| {
+        let r = range(key);
+        v.clamp(*r.start(), *r.end())
+    };
+    for v in range(ApiKey::JoinGroup) {
+        let g = group("g", v);
+        let protocol = join_group_request::JoinGroupRequestProtocol::default()
+            .with_name(StrBytes::from_static_str("range"))
+            .with_metadata(Bytes::from_static(b"\x00\x00\x00\x00\x00\x01\x00\x01t\xff\xff\xff\xff"));
+        let join = |member: &str| {
+            JoinGroupRequest::default()
+                .with_group_id(g.clone())
+                .with_session_timeout_ms(10_000)
+                .with_rebalance_timeout_ms(if v >= 1 { 10_000 } else { -1 })
+                .with_member_id(StrBytes::from_string(member.to_string()))
+                .with_protocol_type(StrBytes::from_static_str("consumer"))
+                .with_protocols(vec![protocol.clone()])
+        };
+        let mut resp = c.request(&join(""), v).await?.ok_or("closed")?;
+        if v >= 4 {
+            assert_eq!(resp.error_code, 79, "JoinGroup v{v}: MEMBER_ID_REQUIRED first");
+            let id = resp.member_id.to_string();
+            resp = c.request(&join(&id), v).await?.ok_or("closed")?;
+        }
+        assert_eq!(resp.error_code, 0, "JoinGroup v{v}: {resp:?}");
+        assert_eq!(resp.generation_id, 1, "JoinGroup v{v}");
+        assert_eq!(resp.leader, resp.member_id, "JoinGroup v{v}");
+        assert_eq!(resp.members.len(), 1, "JoinGroup v{v}");
+        assert_eq!(resp.protocol_name.as_deref(), Some("range"), "JoinGroup v{v}");
+        let member = resp.member_id.clone();
+
+        let sv = clamp(ApiKey::SyncGroup, v);
+        let mut sync = SyncGroupRequest::default()
+            .with_group_id(g.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone())
+            .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
+                .with_member_id(member.clone())
+                .with_assignment(Bytes::from_static(b"assigned"))]);
+        if sv >= 5 {
+            sync.protocol_type = Some(StrBytes::from_static_str("consumer"));
+            sync.protocol_name = Some(StrBytes::from_static_str("range"));
+        }
+        let synced = c.request(&sync, sv).await?.ok_or("closed")?;
+        assert_eq!(synced.error_code, 0, "SyncGroup v{sv}");
+        assert_eq!(synced.assignment, Bytes::from_static(b"assigned"), "SyncGroup v{sv}");
+
+        let hv = clamp(ApiKey::Heartbeat, v);
+        let hb = HeartbeatRequest::default()
+            .with_group_id(g.clone())
+            .with_generation_id(1)
+            .with_member_id(member.clone());
+        let beat = c.request(&hb, hv).await?.ok_or("closed")?;
+        assert_eq!(beat.error_code, 0, "Heartbeat v{hv}");
+        let stale = c
+            .request(&hb.clone().with_generation_id(7), hv)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(stale.error_code, 22, "Heartbeat v{hv}: ILLEGAL_GENERATION");
+
+        let cv = clamp(ApiKey::OffsetCommit, v);
+        let commit = OffsetCommitRequest::default()
+            .with_group_id(g.clone())
+            .with_generation_id_or_member_epoch(1)
+            .with_member_id(member.clone())
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m"))),
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(9)
+                        .with_committed_offset(1),
+                ])]);
+        let committed = c.request(&commit, cv).await?.ok_or("closed")?;
+        let codes: Vec<i16> = committed
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .collect();
+        assert_eq!(codes, vec![0, 3], "OffsetCommit v{cv}: partition 9 does not exist");
+        let wrong_gen = c
+            .request(&commit.clone().with_generation_id_or_member_epoch(5), cv)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(
+            wrong_gen
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.error_code),
+            Some(22),
+            "OffsetCommit v{cv}: ILLEGAL_GENERATION"
+        );
+
+        let fv = clamp(ApiKey::OffsetFetch, v);
+        let topics = vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(name("t"))
+            .with_partition_indexes(vec![0, 1])];
+        let fetch = if fv >= 8 {
+            OffsetFetchRequest::default().with_groups(vec![offset_fetch_request::OffsetFetchRequestGroup::default()
+                .with_group_id(g.clone())
+                .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopics::default()
+                    .with_name(name("t"))
+                    .with_partition_indexes(vec![0, 1])]))])
+        } else {
+            OffsetFetchRequest::default()
+                .with_group_id(g.clone())
+                .with_topics(Some(topics))
+        };
+        let fetched = c.request(&fetch, fv).await?.ok_or("closed")?;
+        let offsets: Vec<i64> = if fv >= 8 {
+            fetched
+                .groups
+                .iter()
+                .flat_map(|g| {
+                    g.topics
+                        .iter()
+                        .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+                })
+                .collect()
+        } else {
+            fetched
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.committed_offset))
+                .collect()
+        };
+        assert_eq!(offsets, vec![42, -1], "OffsetFetch v{fv}");
+
+        let dv = clamp(ApiKey::DescribeGroups, v);
+        let described = c
+            .request(&DescribeGroupsRequest::default().with_groups(vec![g.clone()]), dv)
+            .await?
+            .ok_or("closed")?;
+        let d = described.groups.first().ok_or("no group")?;
+        assert_eq!(
+            (d.error_code, d.group_state.as_str()),
+            (0, "Stable"),
+            "DescribeGroups v{dv}"
+        );
+        assert_eq!(d.members.len(), 1, "DescribeGroups v{dv}");
+
+        let lv = clamp(ApiKey::ListGroups, v);
+        let mut list = ListGroupsRequest::default();
+        if lv >= 4 {
+            list.states_filter = vec![StrBytes::from_static_str("Stable")];
+        }
+        let listed = c.request(&list, lv).await?.ok_or("closed")?;
+        assert!(listed.groups.iter().any(|l| l.group_id == g), "ListGroups v{lv}");
+
+        let gv = clamp(ApiKey::LeaveGroup, v);
+        let leave = if gv >= 3 {
+            LeaveGroupRequest::default().with_group_id(g.clone()).with_members(vec![
+                leave_group_request::MemberIdentity::default().with_member_id(member.clone()),
+            ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(g.clone())
+                .with_member_id(member.clone())
+        };
+        let left = c.request(&leave, gv).await?.ok_or("closed")?;
+        assert_eq!(left.error_code, 0, "LeaveGroup v{gv}");
+        assert!(left.members.iter().all(|m| m.error_code == 0), "LeaveGroup v{gv}");
+    }
+
+    // Groups are Empty now, with offsets: OffsetDelete then DeleteGroups at every version.
+    let od = OffsetDeleteRequest::default()
+        .with_group_id(group("g", 0))
+        .with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
+            .with_name(name("t"))
+            .with_partitions(vec![
+                offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0),
+            ])]);
+    let deleted = c.request(&od, 0).await?.ok_or("closed")?;
+    assert_eq!(deleted.error_code, 0);
+    let missing = c
+        .request(&od.clone().with_group_id(group("none", 0)), 0)
+        .await?
+        .ok_or("closed")?;
+    assert_eq!(missing.error_code, 69, "GROUP_ID_NOT_FOUND");
+    for v in range(ApiKey::DeleteGroups) {
+        let req = DeleteGroupsRequest::default().with_groups_names(vec![group("g", v), group("none", v)]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let codes: Vec<i16> = resp.results.iter().map(|r| r.error_code).collect();
+        assert_eq!(codes, vec![0, 69], "DeleteGroups v{v}");
+    }
+    Ok(())
+}
+
+/// Offsets committed (and acknowledged) survive both a clean restart and a crash, and deleting
+/// the topic takes them away.
+#[tokio::test]
+async fn committed_offsets_survive_restart_and_crash() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "t", 1).await?;
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(StrBytes::from_static_str("g")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(name("t"))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(offset),
+                ])])
+    };
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("g")))
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(name("t"))
+            .with_partition_indexes(vec![0])]));
+    let committed = |resp: &OffsetFetchResponse| {
+        resp.topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.committed_offset)
+    };
+    let resp = c.request(&commit(5), 7).await?.ok_or("closed")?;
+    assert_eq!(
+        resp.topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.error_code),
+        Some(0)
+    );
+
+    let dir = broker.stop_keeping_dir().await?;
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    assert_eq!(
+        committed(&c.request(&fetch, 7).await?.ok_or("closed")?),
+        Some(5),
+        "clean restart"
+    );
+    c.request(&commit(9), 7).await?.ok_or("closed")?;
+
+    let dir = broker.crash().await;
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    assert_eq!(
+        committed(&c.request(&fetch, 7).await?.ok_or("closed")?),
+        Some(9),
+        "after a crash"
+    );
+
+    let delete = DeleteTopicsRequest::default().with_topic_names(vec![name("t")]);
+    c.request(&delete, 4).await?.ok_or("closed")?;
+    create(&mut c, "t", 1).await?;
+    assert_eq!(
+        committed(&c.request(&fetch, 7).await?.ok_or("closed")?),
+        Some(-1),
+        "topic deleted"
+    );
     broker.stop().await
 }

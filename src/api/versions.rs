@@ -30,6 +30,18 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 2),
+    (ApiKey::OffsetCommit, 2, 2, 9),
+    (ApiKey::OffsetFetch, 1, 1, 9),
+    // v0 of FindCoordinator and JoinGroup: librdkafka before 2.11 enables groups only if it sees them.
+    (ApiKey::FindCoordinator, 0, 0, 6),
+    (ApiKey::JoinGroup, 0, 0, 9),
+    (ApiKey::Heartbeat, 0, 0, 4),
+    (ApiKey::LeaveGroup, 0, 0, 5),
+    (ApiKey::SyncGroup, 0, 0, 5),
+    (ApiKey::DescribeGroups, 0, 0, 6),
+    (ApiKey::ListGroups, 0, 0, 5),
+    (ApiKey::DeleteGroups, 0, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0, 0),
 ];
 
 /// The versions we accept for `key`, or None if we do not serve it.
@@ -63,6 +75,17 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::OffsetCommit => "OffsetCommit",
+        ApiKey::OffsetFetch => "OffsetFetch",
+        ApiKey::FindCoordinator => "FindCoordinator",
+        ApiKey::JoinGroup => "JoinGroup",
+        ApiKey::Heartbeat => "Heartbeat",
+        ApiKey::LeaveGroup => "LeaveGroup",
+        ApiKey::SyncGroup => "SyncGroup",
+        ApiKey::DescribeGroups => "DescribeGroups",
+        ApiKey::ListGroups => "ListGroups",
+        ApiKey::DeleteGroups => "DeleteGroups",
+        ApiKey::OffsetDelete => "OffsetDelete",
         _ => "Other",
     }
 }
@@ -95,5 +118,16 @@ mod tests {
         check::<CreatePartitionsRequest>(ApiKey::CreatePartitions);
         check::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs);
         check::<DescribeClusterRequest>(ApiKey::DescribeCluster);
+        check::<OffsetCommitRequest>(ApiKey::OffsetCommit);
+        check::<OffsetFetchRequest>(ApiKey::OffsetFetch);
+        check::<FindCoordinatorRequest>(ApiKey::FindCoordinator);
+        check::<JoinGroupRequest>(ApiKey::JoinGroup);
+        check::<HeartbeatRequest>(ApiKey::Heartbeat);
+        check::<LeaveGroupRequest>(ApiKey::LeaveGroup);
+        check::<SyncGroupRequest>(ApiKey::SyncGroup);
+        check::<DescribeGroupsRequest>(ApiKey::DescribeGroups);
+        check::<ListGroupsRequest>(ApiKey::ListGroups);
+        check::<DeleteGroupsRequest>(ApiKey::DeleteGroups);
+        check::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
     }
 }

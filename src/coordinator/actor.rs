@@ -26,8 +26,12 @@
 //! reports state "Dead" without error; DeleteGroups gets GROUP_ID_NOT_FOUND (NON_EMPTY_GROUP if
 //! the group has members). Empty group ids get INVALID_GROUP_ID except in DescribeGroups.
 //!
-//! Not yet: committed offsets, persistence (`__consumer_offsets`), and removal of Empty groups
-//! other than by DeleteGroups (Kafka drops them with their expired offsets).
+//! Committed offsets: the actor owns the [`OffsetStore`] too, so an OffsetCommit is validated
+//! against the group's generation and stored in one step, with no lock between them. Groups
+//! that only have offsets (simple consumers, or every member gone before a restart) exist as
+//! Empty groups. Every `offsets.retention.check.interval.ms` the actor expires the offsets of
+//! groups without members (Kafka's retention rule: measured from the later of the commit and the
+//! group becoming Empty) and removes Empty groups left without offsets, as Kafka does.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,8 +44,10 @@ use super::error::GroupError;
 use super::group::GroupMetadata;
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupParams, JoinGroupResult,
-    JoinOutcome, LeaveGroupMember, LeaveMemberResult, SyncGroupParams, SyncGroupResult, SyncOutcome,
+    JoinOutcome, LeaveGroupMember, LeaveMemberResult, OffsetCommitParams, SyncGroupParams, SyncGroupResult,
+    SyncOutcome,
 };
+use super::offsets::{FetchedOffset, OffsetStore, StoreError};
 use super::GroupCoordinatorConfig;
 
 /// Requests queued for the actor before callers wait (back-pressure, not loss).
@@ -70,6 +76,13 @@ pub struct DeletedGroup {
 }
 
 type Reply<T> = oneshot::Sender<T>;
+
+/// Reads the topics a member subscribes to from its protocol metadata (the API layer knows the
+/// consumer protocol's encoding; the coordinator does not). Used by OffsetDelete.
+pub type SubscribedTopics = fn(&bytes::Bytes) -> Vec<String>;
+
+/// A (topic, partition) pair.
+pub type TopicPartition = (String, i32);
 
 /// A request to the actor, with the sender for its answer.
 #[derive(Debug)]
@@ -106,6 +119,29 @@ enum Command {
         group_ids: Vec<String>,
         reply: Reply<Vec<DeletedGroup>>,
     },
+    CommitOffsets {
+        group_id: String,
+        params: OffsetCommitParams,
+        reply: Reply<Result<(), GroupError>>,
+    },
+    FetchOffsets {
+        group_id: String,
+        partitions: Option<Vec<TopicPartition>>,
+        reply: Reply<Result<Vec<FetchedOffset>, GroupError>>,
+    },
+    DeleteOffsets {
+        group_id: String,
+        partitions: Vec<TopicPartition>,
+        subscribed_topics: SubscribedTopics,
+        reply: Reply<Result<Vec<Option<GroupError>>, GroupError>>,
+    },
+    RemoveTopics {
+        topics: Vec<String>,
+        reply: Reply<()>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
 }
 
 /// The handle to the coordinator actor. Clone it freely; the actor stops when every handle is
@@ -115,11 +151,11 @@ pub struct GroupCoordinator {
     commands: mpsc::Sender<Command>,
 }
 
-/// Starts the actor on the current tokio runtime. `config` should have passed
+/// Starts the actor on the current tokio runtime, owning `store`. `config` should have passed
 /// [`GroupCoordinatorConfig::validate`] (done where the broker config is loaded).
-pub fn spawn(config: GroupCoordinatorConfig) -> (GroupCoordinator, JoinHandle<()>) {
+pub fn spawn(config: GroupCoordinatorConfig, store: OffsetStore) -> (GroupCoordinator, JoinHandle<()>) {
     let (commands, receiver) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
-    let actor = Actor::new(config, Clock::start());
+    let actor = Actor::new(config, Clock::start(), store);
     let task = tokio::spawn(actor.run(receiver));
     (GroupCoordinator { commands }, task)
 }
@@ -219,6 +255,68 @@ impl GroupCoordinator {
         self.call(|reply| Command::Delete { group_ids, reply })
             .await
             .unwrap_or(fallback)
+    }
+
+    /// OffsetCommit for one group: validated against the group (generation, member) and stored.
+    pub async fn commit_offsets(
+        &self,
+        group_id: impl Into<String>,
+        params: OffsetCommitParams,
+    ) -> Result<(), GroupError> {
+        let group_id = group_id.into();
+        self.call(|reply| Command::CommitOffsets {
+            group_id,
+            params,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// OffsetFetch for one group: the given partitions (-1 where nothing is committed), or every
+    /// committed one for `None`.
+    pub async fn fetch_offsets(
+        &self,
+        group_id: impl Into<String>,
+        partitions: Option<Vec<TopicPartition>>,
+    ) -> Result<Vec<FetchedOffset>, GroupError> {
+        let group_id = group_id.into();
+        self.call(|reply| Command::FetchOffsets {
+            group_id,
+            partitions,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// OffsetDelete: one result per partition, or a group-level error.
+    pub async fn delete_offsets(
+        &self,
+        group_id: impl Into<String>,
+        partitions: Vec<TopicPartition>,
+        subscribed_topics: SubscribedTopics,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        let group_id = group_id.into();
+        self.call(|reply| Command::DeleteOffsets {
+            group_id,
+            partitions,
+            subscribed_topics,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// Forgets every group's offsets of deleted topics.
+    pub async fn remove_topics(&self, topics: Vec<String>) {
+        let _ = self.call(|reply| Command::RemoveTopics { topics, reply }).await;
+    }
+
+    /// Closes the offsets log cleanly and stops the actor; later calls get
+    /// COORDINATOR_NOT_AVAILABLE.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
     }
 }
 
@@ -357,40 +455,110 @@ impl Waiters {
     }
 }
 
-/// The task that owns every group.
-#[derive(Debug)]
+/// The task that owns every group and the offset store.
 struct Actor {
     config: GroupCoordinatorConfig,
     clock: Clock,
     groups: HashMap<String, GroupMetadata>,
     waiters: Waiters,
     deadlines: Deadlines,
+    /// `None` once shut down.
+    store: Option<OffsetStore>,
+    /// When each Empty group became Empty (for offsets retention).
+    empty_since_ms: HashMap<String, u64>,
+    /// What was last persisted of each group: (state, generation, member ids).
+    persisted: HashMap<String, Signature>,
+}
+
+/// The facts whose change makes the actor persist a group's metadata.
+type Signature = (GroupState, i32, Vec<String>);
+
+fn signature(group: &GroupMetadata) -> Signature {
+    (
+        group.state(),
+        group.generation_id(),
+        group.members().iter().map(|m| m.member_id.clone()).collect(),
+    )
 }
 
 impl Actor {
-    fn new(config: GroupCoordinatorConfig, clock: Clock) -> Self {
+    /// Loads every persisted group (Stable with its members, or Empty) and every group that
+    /// only has offsets (Empty).
+    fn new(config: GroupCoordinatorConfig, clock: Clock, store: OffsetStore) -> Self {
+        let now_ms = clock.now_ms();
+        let mut groups = HashMap::new();
+        let mut persisted = HashMap::new();
+        for (group_id, record) in store.group_records() {
+            let group = GroupMetadata::restore(group_id.clone(), config, record, now_ms);
+            persisted.insert(group_id.clone(), signature(&group));
+            groups.insert(group_id.clone(), group);
+        }
+        for group_id in store.group_ids() {
+            groups
+                .entry(group_id.clone())
+                .or_insert_with(|| GroupMetadata::new(group_id, config));
+        }
+        let mut deadlines = Deadlines::default();
+        for (group_id, group) in &groups {
+            deadlines.set(group_id, group.next_deadline_ms());
+        }
+        let loaded = groups.values().filter(|g| g.state() == GroupState::Stable).count();
+        if !groups.is_empty() {
+            tracing::info!(groups = groups.len(), stable = loaded, "loaded consumer groups");
+        }
         Actor {
             config,
             clock,
-            groups: HashMap::new(),
+            groups,
             waiters: Waiters::default(),
-            deadlines: Deadlines::default(),
+            deadlines,
+            store: Some(store),
+            empty_since_ms: HashMap::new(),
+            persisted,
         }
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let every = Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1));
+        let mut expiry = tokio::time::interval_at(Instant::now() + every, every);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake_at = self.deadlines.earliest_ms().and_then(|ms| self.clock.instant_at(ms));
             tokio::select! {
                 command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.close_store();
+                        let _ = reply.send(());
+                        break;
+                    }
                     Some(command) => self.handle(command),
                     None => break,
                 },
                 () = sleep_until(wake_at) => self.tick_due(),
+                _ = expiry.tick() => self.expire_offsets(),
             }
         }
+        self.close_store();
         self.waiters.abandon(None);
         tracing::debug!("group coordinator stopped");
+    }
+
+    fn close_store(&mut self) {
+        if let Some(store) = self.store.take() {
+            let now_ms = self.now_ms_i64();
+            if let Err(e) = store.close(now_ms) {
+                tracing::error!(error = %e, "closing the offsets log failed");
+            }
+        }
+    }
+
+    fn now_ms_i64(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
+    }
+
+    /// The store, or COORDINATOR_NOT_AVAILABLE after shutdown.
+    fn store_mut(&mut self) -> Result<&mut OffsetStore, GroupError> {
+        self.store.as_mut().ok_or(GroupError::CoordinatorNotAvailable)
     }
 
     fn handle(&mut self, command: Command) {
@@ -428,6 +596,162 @@ impl Actor {
             Command::Delete { group_ids, reply } => {
                 let _ = reply.send(group_ids.into_iter().map(|id| self.delete(id)).collect());
             }
+            Command::CommitOffsets {
+                group_id,
+                params,
+                reply,
+            } => {
+                let _ = reply.send(self.commit_offsets(&group_id, params));
+            }
+            Command::FetchOffsets {
+                group_id,
+                partitions,
+                reply,
+            } => {
+                let result = match &self.store {
+                    None => Err(GroupError::CoordinatorNotAvailable),
+                    Some(store) => Ok(store.fetch(&group_id, partitions.as_deref())),
+                };
+                let _ = reply.send(result);
+            }
+            Command::DeleteOffsets {
+                group_id,
+                partitions,
+                subscribed_topics,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_offsets(&group_id, &partitions, subscribed_topics));
+            }
+            Command::RemoveTopics { topics, reply } => {
+                self.remove_topics(&topics);
+                let _ = reply.send(());
+            }
+            Command::Shutdown { reply } => {
+                self.close_store();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn commit_offsets(&mut self, group_id: &str, params: OffsetCommitParams) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let now_ms = self.clock.now_ms();
+        match self.groups.get_mut(group_id) {
+            Some(group) => group.validate_offset_commit(
+                &params.member_id,
+                &params.group_instance_id,
+                params.generation_id,
+                now_ms,
+            )?,
+            // Kafka: only a simple consumer or admin (no generation) creates a group by committing.
+            None if params.generation_id < 0 => {
+                self.groups
+                    .insert(group_id.to_string(), GroupMetadata::new(group_id, self.config));
+            }
+            None => return Err(GroupError::IllegalGeneration),
+        }
+        let now = self.now_ms_i64();
+        let stored = self.store_mut()?.commit(group_id, &params.entries, now);
+        self.after_call(group_id);
+        stored.map_err(|e| store_failed("commit", &e))
+    }
+
+    fn delete_offsets(
+        &mut self,
+        group_id: &str,
+        partitions: &[TopicPartition],
+        subscribed_topics: SubscribedTopics,
+    ) -> Result<Vec<Option<GroupError>>, GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let group = self.groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
+        if group.state() == GroupState::Dead {
+            return Err(GroupError::GroupIdNotFound);
+        }
+        // Kafka: while the group has members, offsets of topics they subscribe to stay.
+        let subscribed: BTreeSet<String> = match (group.state(), group.protocol_name()) {
+            (GroupState::Empty, _) | (_, None) => BTreeSet::new(),
+            (_, Some(protocol)) if group.protocol_type() == Some("consumer") => group
+                .members()
+                .iter()
+                .filter_map(|m| m.metadata(protocol))
+                .flat_map(subscribed_topics)
+                .collect(),
+            // A group of another protocol type: its members' metadata means nothing to us.
+            (_, Some(_)) => return Err(GroupError::NonEmptyGroup),
+        };
+        let results: Vec<Option<GroupError>> = partitions
+            .iter()
+            .map(|(topic, _)| subscribed.contains(topic).then_some(GroupError::GroupSubscribedToTopic))
+            .collect();
+        let deletable: Vec<TopicPartition> = partitions
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        let now = self.now_ms_i64();
+        self.store_mut()?
+            .delete_offsets(group_id, &deletable, now)
+            .map_err(|e| store_failed("offset delete", &e))?;
+        Ok(results)
+    }
+
+    fn remove_topics(&mut self, topics: &[String]) {
+        let now = self.now_ms_i64();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        for topic in topics {
+            match store.remove_topic(topic, now) {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(topic = %topic, removed, "removed committed offsets of a deleted topic"),
+                Err(e) => tracing::error!(topic = %topic, error = %e, "removing offsets of a deleted topic failed"),
+            }
+        }
+    }
+
+    /// Kafka's offsets retention and group cleanup (`cleanupGroupMetadata`).
+    fn expire_offsets(&mut self) {
+        let now = self.now_ms_i64();
+        let retention_ms = self.config.offsets_retention_ms;
+        let groups = &self.groups;
+        let empty_since = &self.empty_since_ms;
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let base = |group_id: &str| -> Option<i64> {
+            match groups.get(group_id) {
+                Some(g) if g.state() != GroupState::Empty => None,
+                _ => Some(
+                    empty_since
+                        .get(group_id)
+                        .map_or(i64::MIN, |&ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+                ),
+            }
+        };
+        if let Err(e) = store.expire(now, retention_ms, base) {
+            tracing::error!(error = %e, "expiring committed offsets failed");
+        }
+        let gone: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(id, g)| g.state() == GroupState::Empty && !store.has_offsets(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for group_id in gone {
+            if let Some(mut group) = self.groups.remove(&group_id) {
+                group.mark_dead();
+                self.waiters.complete(&group_id, group.take_completions());
+            }
+            self.waiters.abandon(Some(&group_id));
+            self.deadlines.set(&group_id, None);
+            self.empty_since_ms.remove(&group_id);
+            self.unpersist(&group_id);
+            tracing::info!(group = %group_id, "removed empty group without offsets");
         }
     }
 
@@ -560,12 +884,20 @@ impl Actor {
         if !group.members().is_empty() {
             return Err(GroupError::NonEmptyGroup);
         }
-        group.mark_dead();
-        let completions = group.take_completions();
-        self.waiters.complete(group_id, completions);
+        let now = self.now_ms_i64();
+        self.store_mut()?
+            .delete_group(group_id, now)
+            .map_err(|e| store_failed("group delete", &e))?;
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.mark_dead();
+            let completions = group.take_completions();
+            self.waiters.complete(group_id, completions);
+        }
         self.waiters.abandon(Some(group_id));
         self.groups.remove(group_id);
         self.deadlines.set(group_id, None);
+        self.empty_since_ms.remove(group_id);
+        self.persisted.remove(group_id);
         tracing::info!(group = %group_id, "group deleted");
         Ok(())
     }
@@ -578,8 +910,60 @@ impl Actor {
         };
         let completions = group.take_completions();
         let deadline_ms = group.next_deadline_ms();
+        let empty = group.state() == GroupState::Empty;
         self.waiters.complete(group_id, completions);
         self.deadlines.set(group_id, deadline_ms);
+        self.note_state(group_id, empty);
+        self.persist_if_changed(group_id);
+    }
+
+    /// Persists the group's metadata when it reached Stable or Empty with different facts than
+    /// last stored (Kafka stores it after the leader's SyncGroup and when the group empties).
+    /// Groups that never had a generation are not stored (Kafka neither).
+    fn persist_if_changed(&mut self, group_id: &str) {
+        let Some(group) = self.groups.get(group_id) else {
+            return;
+        };
+        if !matches!(group.state(), GroupState::Stable | GroupState::Empty) || group.generation_id() == 0 {
+            return;
+        }
+        let current = signature(group);
+        if self.persisted.get(group_id) == Some(&current) {
+            return;
+        }
+        let record = group.snapshot();
+        let now = self.now_ms_i64();
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        match store.store_group(group_id, Some(&record), now) {
+            Ok(()) => {
+                self.persisted.insert(group_id.to_string(), current);
+            }
+            Err(e) => tracing::error!(group = %group_id, error = %e, "persisting group metadata failed"),
+        }
+    }
+
+    /// Forgets a removed group's persisted metadata (a tombstone in the log).
+    fn unpersist(&mut self, group_id: &str) {
+        self.persisted.remove(group_id);
+        let now = self.now_ms_i64();
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.store_group(group_id, None, now) {
+                tracing::error!(group = %group_id, error = %e, "removing group metadata failed");
+            }
+        }
+    }
+
+    /// Tracks when a group became Empty (offsets retention counts from then).
+    fn note_state(&mut self, group_id: &str, empty: bool) {
+        if empty {
+            if !self.empty_since_ms.contains_key(group_id) {
+                self.empty_since_ms.insert(group_id.to_string(), self.clock.now_ms());
+            }
+        } else {
+            self.empty_since_ms.remove(group_id);
+        }
     }
 
     /// Ticks the groups whose deadline has passed (at most [`MAX_GROUPS_PER_TICK`]).
@@ -593,10 +977,20 @@ impl Actor {
             completions.extend(group.take_completions());
             // A deadline that did not move would wake us in a loop: never earlier than 1 ms on.
             let deadline_ms = group.next_deadline_ms().map(|d| d.max(now_ms.saturating_add(1)));
+            let empty = group.state() == GroupState::Empty;
             self.waiters.complete(&group_id, completions);
             self.deadlines.set(&group_id, deadline_ms);
+            self.note_state(&group_id, empty);
+            self.persist_if_changed(&group_id);
         }
     }
+}
+
+/// A store failure, logged, as the client sees it: the coordinator is not available (it retries
+/// and looks the coordinator up again), as Kafka answers when its offsets log cannot be written.
+fn store_failed(what: &str, error: &StoreError) -> GroupError {
+    tracing::error!(error = %error, "offsets log {what} failed");
+    GroupError::CoordinatorNotAvailable
 }
 
 /// Sleeps until `at`, or forever for `None`.
@@ -618,6 +1012,15 @@ mod tests {
 
     const SESSION_MS: i32 = 10_000;
     const REBALANCE_MS: i32 = 30_000;
+
+    /// An actor with a default config and an offset store in a fresh temp dir (kept alive by
+    /// the returned guard).
+    fn spawn_for_test() -> Result<(GroupCoordinator, JoinHandle<()>, tempfile::TempDir), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let store = OffsetStore::open(dir.path(), true, 0)?;
+        let (coordinator, task) = spawn(GroupCoordinatorConfig::default(), store);
+        Ok((coordinator, task, dir))
+    }
 
     fn join_params(member_id: &str, client_id: &str) -> JoinGroupParams {
         JoinGroupParams {
@@ -692,7 +1095,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn lone_consumer_is_answered_right_after_the_initial_delay() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         let start = Instant::now();
         let joined = join_new(&coordinator, "g", "c1").await;
         let waited = start.elapsed();
@@ -715,7 +1118,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn three_concurrent_consumers_all_join_and_get_their_assignments() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         let start = Instant::now();
         let results = three_consumer_group(&coordinator, "g").await;
         // As Kafka's InitialDelayedJoin: members arriving during the 3 s delay extend it once more.
@@ -746,7 +1149,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn silent_member_expires_and_the_others_are_told_to_rebalance() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         let results = three_consumer_group(&coordinator, "g").await;
         let stable_at = Instant::now();
         let ids: Vec<String> = results.iter().map(|(j, _)| j.member_id.clone()).collect();
@@ -794,7 +1197,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_second_join_of_a_waiting_member_releases_the_first() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         let first = coordinator.join_group("g", join_params("", "c1")).await;
         let params = join_params(&first.member_id, "c1");
         let (old, new) = tokio::join!(coordinator.join_group("g", params.clone()), async {
@@ -809,7 +1212,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn unknown_groups_follow_kafka() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         assert_eq!(
             coordinator.heartbeat("nope", hb("m", 1)).await,
             Err(GroupError::UnknownMemberId)
@@ -839,7 +1242,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn list_describe_and_delete_groups() -> TestResult {
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, _task, _dir) = spawn_for_test()?;
         let results = three_consumer_group(&coordinator, "busy").await;
         let quiet = join_new(&coordinator, "quiet", "q1").await;
         let leaving = vec![LeaveGroupMember {
@@ -889,7 +1292,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_stopped_actor_answers_coordinator_not_available() -> TestResult {
-        let (coordinator, task) = spawn(GroupCoordinatorConfig::default());
+        let (coordinator, task, _dir) = spawn_for_test()?;
         let first = coordinator.join_group("g", join_params("", "c1")).await;
         let waiting = {
             let coordinator = coordinator.clone();
@@ -904,6 +1307,107 @@ mod tests {
             coordinator.heartbeat("g", hb(&first.member_id, 0)).await,
             Err(GroupError::CoordinatorNotAvailable)
         );
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn groups_and_offsets_survive_a_restart() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = OffsetStore::open(dir.path(), true, 0)?;
+        let (coordinator, task) = spawn(GroupCoordinatorConfig::default(), store);
+        let results = three_consumer_group(&coordinator, "g").await;
+        let (leader, _) = results.first().ok_or("no member")?;
+        let commit = |member_id: &str, generation_id: i32| OffsetCommitParams {
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            generation_id,
+            entries: vec![crate::coordinator::OffsetCommitEntry {
+                topic: "t".into(),
+                partition: 0,
+                offset: 17,
+                leader_epoch: 0,
+                metadata: String::new(),
+            }],
+        };
+        assert_eq!(
+            coordinator.commit_offsets("g", commit(&leader.member_id, 9)).await,
+            Err(GroupError::IllegalGeneration)
+        );
+        assert_eq!(
+            coordinator.commit_offsets("g", commit("", -1)).await,
+            Err(GroupError::UnknownMemberId),
+            "a simple consumer cannot commit into a live group"
+        );
+        coordinator.commit_offsets("g", commit(&leader.member_id, 1)).await?;
+        coordinator.commit_offsets("simple", commit("", -1)).await?;
+        coordinator.shutdown().await;
+        task.await?;
+
+        let store = OffsetStore::open(dir.path(), true, 0)?;
+        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default(), store);
+        // The members carry on with their generation: no rebalance after the restart.
+        for (joined, _) in &results {
+            coordinator.heartbeat("g", hb(&joined.member_id, 1)).await?;
+        }
+        let described = coordinator.describe_groups(vec!["g".to_string()]).await;
+        let summary = described.first().ok_or("no answer")?.result.clone()?;
+        assert_eq!(summary.state, GroupState::Stable);
+        for (joined, assignment) in &results {
+            let member = summary
+                .members
+                .iter()
+                .find(|m| m.member_id == joined.member_id)
+                .ok_or("member lost")?;
+            assert_eq!(member.assignment, *assignment);
+        }
+        let fetched = coordinator.fetch_offsets("g", Some(vec![("t".into(), 0)])).await?;
+        assert_eq!(fetched.first().map(|f| f.committed.offset), Some(17));
+        let listed = coordinator.list_groups(Vec::new()).await?;
+        let names: Vec<(&str, GroupState)> = listed.iter().map(|g| (g.group_id.as_str(), g.state)).collect();
+        assert_eq!(names, vec![("g", GroupState::Stable), ("simple", GroupState::Empty)]);
+        // Members that never come back expire after their session timeout, and the group empties.
+        tokio::time::sleep(Duration::from_millis(u64::try_from(SESSION_MS)? + 100)).await;
+        let described = coordinator.describe_groups(vec!["g".to_string()]).await;
+        assert_eq!(
+            described.first().ok_or("no answer")?.result.clone()?.state,
+            GroupState::Empty
+        );
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_removes_old_offsets_and_then_the_empty_group() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let store = OffsetStore::open(dir.path(), true, 0)?;
+        let config = GroupCoordinatorConfig {
+            offsets_retention_ms: 60_000,
+            offsets_retention_check_interval_ms: 10_000,
+            ..Default::default()
+        };
+        let (coordinator, _task) = spawn(config, store);
+        let entry = crate::coordinator::OffsetCommitEntry {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+            leader_epoch: -1,
+            metadata: String::new(),
+        };
+        let params = OffsetCommitParams {
+            member_id: String::new(),
+            group_instance_id: None,
+            generation_id: -1,
+            entries: vec![entry],
+        };
+        coordinator.commit_offsets("old", params).await?;
+        tokio::time::sleep(Duration::from_millis(30_000)).await;
+        assert_eq!(coordinator.list_groups(Vec::new()).await?.len(), 1, "not yet expired");
+        tokio::time::sleep(Duration::from_millis(45_000)).await;
+        assert!(
+            coordinator.list_groups(Vec::new()).await?.is_empty(),
+            "expired with its offsets"
+        );
+        let fetched = coordinator.fetch_offsets("old", Some(vec![("t".into(), 0)])).await?;
+        assert_eq!(fetched.first().map(|f| f.committed.offset), Some(-1));
         Ok(())
     }
 }

@@ -1,6 +1,6 @@
-//! `GroupError`: the ways a group request can fail, each one a Kafka error code. The API layer
-//! copies [`GroupError::code`] into its responses (or takes [`GroupError::response_error`]); no
-//! handler picks a group error code by hand.
+//! `GroupError`: the ways a group request can fail, each one a Kafka error code (mapped in
+//! `crate::error::group_response_error`, the one place errors become codes). No handler picks a
+//! group error code by hand.
 
 use kafka_protocol::ResponseError;
 
@@ -43,43 +43,23 @@ pub enum GroupError {
     /// DeleteGroups: the group still has members.
     #[error("the group is not empty")]
     NonEmptyGroup,
+    /// OffsetDelete: a member of the (non-empty) group is subscribed to the topic.
+    #[error("the group is subscribed to the topic")]
+    GroupSubscribedToTopic,
+    /// OffsetCommit: the metadata string is longer than `offset.metadata.max.bytes`.
+    #[error("the offset metadata is larger than offset.metadata.max.bytes")]
+    OffsetMetadataTooLarge,
 }
 
 impl GroupError {
-    /// The Kafka error code.
+    /// The Kafka error code (the mapping lives in `crate::error`, with every other one).
     pub fn code(self) -> i16 {
-        match self {
-            GroupError::CoordinatorNotAvailable => 15,
-            GroupError::IllegalGeneration => 22,
-            GroupError::InconsistentGroupProtocol => 23,
-            GroupError::InvalidGroupId => 24,
-            GroupError::UnknownMemberId => 25,
-            GroupError::InvalidSessionTimeout => 26,
-            GroupError::RebalanceInProgress => 27,
-            GroupError::MemberIdRequired => 79,
-            GroupError::GroupMaxSizeReached => 81,
-            GroupError::FencedInstanceId => 82,
-            GroupError::NonEmptyGroup => 68,
-            GroupError::GroupIdNotFound => 69,
-        }
+        crate::error::group_response_error(self).code()
     }
 
-    /// The same error as kafka-protocol's [`ResponseError`], for the API layer's responses.
+    /// The same error as kafka-protocol's [`ResponseError`].
     pub fn response_error(self) -> ResponseError {
-        match self {
-            GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
-            GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
-            GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
-            GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
-            GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
-            GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
-            GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
-            GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
-            GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
-            GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
-            GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
-            GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
-        }
+        crate::error::group_response_error(self)
     }
 }
 
@@ -107,9 +87,12 @@ mod tests {
             GroupError::FencedInstanceId,
             GroupError::NonEmptyGroup,
             GroupError::GroupIdNotFound,
+            GroupError::GroupSubscribedToTopic,
+            GroupError::OffsetMetadataTooLarge,
         ];
         for error in all {
             assert_eq!(error.response_error().code(), error.code(), "{error:?}");
+            assert_ne!(error.code(), 0, "{error:?}");
         }
         assert_eq!(error_code(None), 0);
     }

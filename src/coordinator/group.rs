@@ -24,14 +24,16 @@
 //!   UNKNOWN_MEMBER_ID (Kafka throws an IllegalStateException);
 //! - protocol selection breaks vote ties by the first member's preference (Kafka: hash order);
 //! - members are kept in join order (a `Vec`: linear lookups, fine for groups of hundreds);
-//! - assignments are "stored" synchronously; persisting them (`__consumer_offsets`) comes later.
+//! - the coordinator persists [`GroupMetadata::snapshot`] when the group is Stable or Empty and
+//!   [`GroupMetadata::restore`]s it at startup.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
 use super::error::GroupError;
-use super::member::{MemberMetadata, NEW_MEMBER_JOIN_TIMEOUT_MS};
+use super::group_record::{GroupRecord, MemberRecord};
+use super::member::{MemberMetadata, Protocol, NEW_MEMBER_JOIN_TIMEOUT_MS};
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupMember, JoinGroupParams,
     JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, SyncGroupParams, SyncGroupResult,
@@ -298,6 +300,113 @@ impl GroupMetadata {
             .collect();
         self.maybe_complete_join(now_ms);
         Ok(results)
+    }
+
+    /// What is persisted of the group (Kafka's `GroupMetadataValue`): meaningful when Stable
+    /// or Empty, the states the coordinator stores it in.
+    pub fn snapshot(&self) -> GroupRecord {
+        let protocol = self.protocol_name.clone().unwrap_or_default();
+        GroupRecord {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation_id: self.generation_id,
+            protocol_name: self.protocol_name.clone(),
+            leader_id: self.leader_id.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberRecord {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscription: m.metadata(&protocol).cloned().unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A group as persisted, loaded at startup (Kafka's `GroupMetadata.loadGroup`): Stable with
+    /// its members if it had any, else Empty. Every member gets a full session timeout from
+    /// `now_ms` to show it is still there, as Kafka schedules their heartbeats on load.
+    pub fn restore(
+        group_id: impl Into<String>,
+        config: GroupCoordinatorConfig,
+        record: &GroupRecord,
+        now_ms: u64,
+    ) -> Self {
+        let mut group = GroupMetadata::new(group_id, config);
+        group.generation_id = record.generation_id;
+        group.protocol_type = (!record.protocol_type.is_empty()).then(|| record.protocol_type.clone());
+        group.protocol_name = record.protocol_name.clone();
+        group.leader_id = record.leader_id.clone();
+        let protocol = record.protocol_name.clone().unwrap_or_default();
+        for m in &record.members {
+            let mut member = MemberMetadata {
+                member_id: m.member_id.clone(),
+                group_instance_id: m.group_instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                protocol_type: record.protocol_type.clone(),
+                protocols: vec![Protocol::new(protocol.clone(), m.subscription.clone())],
+                assignment: m.assignment.clone(),
+                last_heartbeat_ms: now_ms,
+                heartbeat_deadline_ms: now_ms,
+                awaiting_join: false,
+                awaiting_sync: false,
+                is_new: false,
+            };
+            member.heartbeat(now_ms);
+            if let Some(instance_id) = &m.group_instance_id {
+                group.static_members.insert(instance_id.clone(), m.member_id.clone());
+            }
+            group.members.push(member);
+        }
+        if group.members.is_empty() {
+            group.leader_id = None;
+        } else {
+            group.state = GroupState::Stable;
+        }
+        group
+    }
+
+    /// Kafka's `validateOffsetCommit` for classic groups: an admin or simple consumer
+    /// (generation < 0, no member id, no instance id) may commit to an Empty group only; a member
+    /// must be known (or is fenced), of the current generation, and not mid-sync. A member's valid
+    /// commit counts as a heartbeat, as in Kafka.
+    pub fn validate_offset_commit(
+        &mut self,
+        member_id: &str,
+        group_instance_id: &Option<String>,
+        generation_id: i32,
+        now_ms: u64,
+    ) -> Result<(), GroupError> {
+        if self.state == GroupState::Dead {
+            return Err(GroupError::CoordinatorNotAvailable);
+        }
+        if generation_id < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation_id >= 0 || !member_id.is_empty() || group_instance_id.is_some() {
+            self.validate_member(member_id, group_instance_id)?;
+            if generation_id != self.generation_id {
+                return Err(GroupError::IllegalGeneration);
+            }
+        } else {
+            // A simple consumer committing into a group that has members.
+            return Err(GroupError::UnknownMemberId);
+        }
+        if self.state == GroupState::CompletingRebalance {
+            return Err(GroupError::RebalanceInProgress);
+        }
+        if let Some(member) = self.member_mut(member_id) {
+            member.heartbeat(now_ms);
+        }
+        Ok(())
     }
 
     /// Marks the group Dead (deleted or unloaded): parked requests get COORDINATOR_NOT_AVAILABLE.

@@ -272,3 +272,17 @@ pub struct GroupOverview {
     /// State.
     pub state: GroupState,
 }
+
+/// An OffsetCommit for one group, after the API layer checked each partition (known topic,
+/// metadata size).
+#[derive(Debug, Clone)]
+pub struct OffsetCommitParams {
+    /// Member id; empty for a simple consumer or an admin.
+    pub member_id: String,
+    /// `group.instance.id` (v7+).
+    pub group_instance_id: Option<String>,
+    /// The member's generation; -1 for a simple consumer or an admin.
+    pub generation_id: i32,
+    /// The offsets to store.
+    pub entries: Vec<super::offsets::OffsetCommitEntry>,
+}

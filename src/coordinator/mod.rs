@@ -5,7 +5,7 @@
 //! are the hard part, and they are only trustworthy if they can be tested exhaustively without
 //! sockets or clocks. So the rules live in a pure state machine, and time and I/O live around it.
 //!
-//! How the pieces fit (this module is not wired to the API layer yet):
+//! How the pieces fit (the API layer's group handlers call the actor through `Broker::groups`):
 //! - [`group`]: `GroupMetadata`, one group's state machine (Kafka's `GroupMetadata` plus the
 //!   join/sync logic of `GroupCoordinator`). Synchronous and deterministic: every call takes
 //!   `now_ms`; requests that must wait return `Pending` and their answers come out of
@@ -27,18 +27,20 @@
 pub mod actor;
 pub mod error;
 pub mod group;
+pub mod group_record;
 pub mod member;
 pub mod messages;
 pub mod offsets;
 
-pub use actor::{spawn, DeletedGroup, DescribedGroup, GroupCoordinator};
+pub use actor::{spawn, DeletedGroup, DescribedGroup, GroupCoordinator, SubscribedTopics, TopicPartition};
 pub use error::{error_code, GroupError};
 pub use group::GroupMetadata;
+pub use group_record::{GroupRecord, MemberRecord};
 pub use member::{MemberMetadata, Protocol, NEW_MEMBER_JOIN_TIMEOUT_MS};
 pub use messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupMember, JoinGroupParams,
-    JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, SyncGroupParams, SyncGroupResult,
-    SyncOutcome,
+    JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, OffsetCommitParams,
+    SyncGroupParams, SyncGroupResult, SyncOutcome,
 };
 pub use offsets::{CommittedOffset, FetchedOffset, OffsetCommitEntry, OffsetStore, StoreError};
 
@@ -58,6 +60,14 @@ pub struct GroupCoordinatorConfig {
     pub group_max_session_timeout_ms: i32,
     /// `group.max.size` (unlimited): more members get GROUP_MAX_SIZE_REACHED.
     pub group_max_size: Option<u32>,
+    /// `offsets.retention.minutes` (7 days), in ms: committed offsets of a group without
+    /// members are removed this long after their commit (or after the group became empty,
+    /// whichever is later), and the group with them.
+    pub offsets_retention_ms: i64,
+    /// `offsets.retention.check.interval.ms` (600000): how often expiry runs.
+    pub offsets_retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes` (4096): longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
+    pub offset_metadata_max_bytes: usize,
 }
 
 impl Default for GroupCoordinatorConfig {
@@ -67,6 +77,9 @@ impl Default for GroupCoordinatorConfig {
             group_min_session_timeout_ms: 6000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: None,
+            offsets_retention_ms: offsets::DEFAULT_OFFSETS_RETENTION_MS,
+            offsets_retention_check_interval_ms: 600_000,
+            offset_metadata_max_bytes: 4096,
         }
     }
 }

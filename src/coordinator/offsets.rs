@@ -1,7 +1,7 @@
-//! `OffsetStore`: consumer groups' committed offsets, kept in memory and persisted in an internal
-//! log (Kafka's `__consumer_offsets`, one partition on one node), replayed at open and compacted
-//! by key. Synchronous and lock-free: the group coordinator actor owns it. Not wired to the API
-//! layer yet.
+//! `OffsetStore`: consumer groups' committed offsets and group metadata, kept in memory and
+//! persisted in an internal log (Kafka's `__consumer_offsets`, one partition on one node),
+//! replayed at open and compacted by key. Synchronous and lock-free: the group coordinator actor
+//! owns it. Group metadata records (key version 2) are described in `group_record.rs`.
 //!
 //! Why a log and not a checkpoint file: every commit is one append (cheap, ordered, the write
 //! reaches the OS before `commit` returns, as `UnifiedLog` guarantees), and a log can be
@@ -16,6 +16,8 @@
 //! - value v1: `u16 version = 1`, `i64 offset`, `i32 leader_epoch`, `i64 commit_timestamp_ms`,
 //!   `u32 len + metadata (UTF-8)`.
 //! - tombstone: the key with a null value (the offset is deleted).
+//! - group metadata: key version 2, see `group_record.rs`; replay tells the two apart by the
+//!   key's leading version.
 //!
 //! Replay reads the whole log from its start and applies records in order (last write per key
 //! wins, a tombstone deletes). A record that does not decode is an error at open: the log's own
@@ -45,6 +47,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use super::group_record::{
+    decode_group_key, decode_group_value, encode_group_key, encode_group_value, GroupRecord, GROUP_KEY_VERSION,
+};
 use crate::storage::batch::batches;
 use crate::storage::{LogConfig, StorageError, UnifiedLog};
 
@@ -148,6 +153,8 @@ pub struct OffsetStore {
     log_dir: PathBuf,
     log: UnifiedLog,
     groups: HashMap<String, GroupOffsets>,
+    /// Each group's persisted metadata (see `group_record.rs`).
+    group_records: HashMap<String, GroupRecord>,
     records_since_compaction: u64,
     compaction_slack_records: u64,
     poisoned: bool,
@@ -183,6 +190,7 @@ impl OffsetStore {
             log_dir: log_dir.to_path_buf(),
             log,
             groups: HashMap::new(),
+            group_records: HashMap::new(),
             records_since_compaction: 0,
             compaction_slack_records: DEFAULT_COMPACTION_SLACK_RECORDS,
             poisoned: false,
@@ -258,6 +266,32 @@ impl OffsetStore {
         }
     }
 
+    /// Persists a group's metadata (`Some`), or removes it (`None`, a tombstone if there was
+    /// one). The record has reached the OS when this returns.
+    pub fn store_group(&mut self, group: &str, record: Option<&GroupRecord>, now_ms: i64) -> Result<(), StoreError> {
+        match record {
+            Some(record) => {
+                let kv = (encode_group_key(group)?, Some(encode_group_value(record)?));
+                self.append(&[kv], now_ms)?;
+                self.group_records.insert(group.to_string(), record.clone());
+            }
+            None => {
+                if !self.group_records.contains_key(group) {
+                    return Ok(());
+                }
+                self.append(&[(encode_group_key(group)?, None)], now_ms)?;
+                self.group_records.remove(group);
+            }
+        }
+        self.maybe_compact(now_ms);
+        Ok(())
+    }
+
+    /// Every group's persisted metadata, as replayed or stored since.
+    pub fn group_records(&self) -> &HashMap<String, GroupRecord> {
+        &self.group_records
+    }
+
     /// Whether `group` has any committed offset.
     pub fn has_offsets(&self, group: &str) -> bool {
         self.groups.get(group).is_some_and(|o| !o.is_empty())
@@ -277,7 +311,9 @@ impl OffsetStore {
             .flat_map(|o| o.keys())
             .map(|(t, p)| (group.to_string(), t.clone(), *p))
             .collect();
-        self.write_tombstones(keys, now_ms)
+        let removed = self.write_tombstones(keys, now_ms)?;
+        self.store_group(group, None, now_ms)?;
+        Ok(removed)
     }
 
     /// Deletes the group's offsets of `partitions` (OffsetDelete). Returns how many were removed.
@@ -312,21 +348,23 @@ impl OffsetStore {
         self.write_tombstones(keys, now_ms)
     }
 
-    /// Kafka's offsets retention: in groups that `is_group_empty` says have no members, removes
-    /// offsets committed at least `retention_ms` before `now_ms`. Returns how many were removed.
+    /// Kafka's offsets retention (KIP-211): for each group `empty_since` says has no members
+    /// (`Some(when it became empty)`, `i64::MIN` if unknown), removes offsets whose later of
+    /// commit time and that moment is at least `retention_ms` before `now_ms`. Groups with
+    /// members (`None`) keep their offsets. Returns how many were removed.
     pub fn expire(
         &mut self,
         now_ms: i64,
         retention_ms: i64,
-        is_group_empty: impl Fn(&str) -> bool,
+        empty_since: impl Fn(&str) -> Option<i64>,
     ) -> Result<usize, StoreError> {
         let keys: Vec<Key> = self
             .groups
             .iter()
-            .filter(|(g, _)| is_group_empty(g))
-            .flat_map(|(g, o)| {
+            .filter_map(|(g, o)| empty_since(g).map(|since| (g, o, since)))
+            .flat_map(|(g, o, since)| {
                 o.iter()
-                    .filter(|(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms) >= retention_ms)
+                    .filter(move |(_, c)| now_ms.saturating_sub(c.commit_timestamp_ms.max(since)) >= retention_ms)
                     .map(move |((t, p), _)| (g.clone(), t.clone(), *p))
             })
             .collect();
@@ -335,6 +373,15 @@ impl OffsetStore {
             tracing::info!(removed, "expired committed offsets");
         }
         Ok(removed)
+    }
+
+    /// The groups that have committed offsets.
+    pub fn group_ids(&self) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, o)| !o.is_empty())
+            .map(|(g, _)| g.clone())
+            .collect()
     }
 
     /// Flushes the log to disk (fsync).
@@ -402,7 +449,7 @@ impl OffsetStore {
     }
 
     fn maybe_compact(&mut self, now_ms: i64) {
-        let live = u64::try_from(self.live_count()).unwrap_or(u64::MAX);
+        let live = u64::try_from(self.live_count() + self.group_records.len()).unwrap_or(u64::MAX);
         let limit = live.saturating_mul(4).saturating_add(self.compaction_slack_records);
         if self.records_since_compaction > limit {
             // The caller's write is already durable; a failed compaction is retried next time.
@@ -419,6 +466,9 @@ impl OffsetStore {
             for ((topic, partition), c) in offsets {
                 kvs.push((encode_key(group, topic, *partition)?, Some(encode_value(c)?)));
             }
+        }
+        for (group, record) in &self.group_records {
+            kvs.push((encode_group_key(group)?, Some(encode_group_value(record)?)));
         }
         for chunk in chunks(&kvs) {
             log.append_as_leader(encode_batch(chunk, now_ms)?, LEADER_EPOCH, now_ms)?;
@@ -515,6 +565,16 @@ impl OffsetStore {
             reason,
         };
         let key = record.key.as_ref().ok_or_else(|| bad("record without a key".into()))?;
+        if key.get(..2) == Some(&GROUP_KEY_VERSION.to_be_bytes()[..]) {
+            let group = decode_group_key(key).map_err(bad)?;
+            match &record.value {
+                None => self.group_records.remove(&group),
+                Some(value) => self
+                    .group_records
+                    .insert(group, decode_group_value(value).map_err(bad)?),
+            };
+            return Ok(());
+        }
         let (group, topic, partition) = decode_key(key).map_err(bad)?;
         match &record.value {
             None => self.remove_key(&group, &topic, partition),
@@ -614,7 +674,7 @@ fn encode_batch(kvs: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, St
     Ok(buf.freeze())
 }
 
-fn put_str16(buf: &mut BytesMut, s: &str) -> Result<(), StoreError> {
+pub(super) fn put_str16(buf: &mut BytesMut, s: &str) -> Result<(), StoreError> {
     let len = u16::try_from(s.len()).map_err(|_| StoreError::Encode(format!("name of {} bytes", s.len())))?;
     buf.put_u16(len);
     buf.put_slice(s.as_bytes());
@@ -643,9 +703,24 @@ fn encode_value(c: &CommittedOffset) -> Result<Bytes, StoreError> {
 }
 
 /// A bounds-checked reader over a record's key or value.
-struct Reader<'a>(&'a [u8]);
+pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
 impl<'a> Reader<'a> {
+    pub(super) fn str16(&mut self) -> Result<String, String> {
+        let len = u16::from_be_bytes(self.array()?);
+        self.string(usize::from(len))
+    }
+    pub(super) fn opt_str16(&mut self) -> Result<Option<String>, String> {
+        match self.array::<1>()? {
+            [0] => Ok(None),
+            [1] => Ok(Some(self.str16()?)),
+            [flag] => Err(format!("bad optional-string flag {flag}")),
+        }
+    }
+    pub(super) fn bytes32(&mut self) -> Result<Bytes, String> {
+        let len = usize::try_from(u32::from_be_bytes(self.array()?)).map_err(|e| e.to_string())?;
+        Ok(Bytes::copy_from_slice(self.take(len)?))
+    }
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         if self.0.len() < n {
             return Err(format!("truncated: wanted {n} bytes, {} left", self.0.len()));
@@ -654,19 +729,19 @@ impl<'a> Reader<'a> {
         self.0 = tail;
         Ok(head)
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    pub(super) fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
         self.take(N)?.try_into().map_err(|_| "short read".to_string())
     }
     fn string(&mut self, len: usize) -> Result<String, String> {
         String::from_utf8(self.take(len)?.to_vec()).map_err(|e| format!("invalid UTF-8: {e}"))
     }
-    fn version(&mut self, want: u16) -> Result<(), String> {
+    pub(super) fn version(&mut self, want: u16) -> Result<(), String> {
         match u16::from_be_bytes(self.array()?) {
             v if v == want => Ok(()),
             v => Err(format!("unknown format version {v}")),
         }
     }
-    fn finish(&self) -> Result<(), String> {
+    pub(super) fn finish(&self) -> Result<(), String> {
         if self.0.is_empty() {
             Ok(())
         } else {
@@ -805,8 +880,18 @@ mod tests {
         store.commit("empty", &[entry("t", 1, 2)], 6 * DAY_MS)?;
         store.commit("active", &[entry("t", 0, 3)], 0)?;
         let now = 7 * DAY_MS;
-        let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| g == "empty")?;
+        let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| {
+            (g == "empty").then_some(i64::MIN)
+        })?;
         assert_eq!(removed, 1);
+        // Retention counts from when the group became empty if that is later than the commit.
+        store.commit("late", &[entry("t", 0, 4)], 0)?;
+        let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| {
+            (g == "late").then_some(3 * DAY_MS)
+        })?;
+        assert_eq!(removed, 0);
+        assert_eq!(offset_of(&store, "late", "t", 0), 4);
+        store.delete_group("late", now)?;
         assert_eq!(offset_of(&store, "empty", "t", 0), -1);
         assert_eq!(offset_of(&store, "empty", "t", 1), 2);
         assert_eq!(offset_of(&store, "active", "t", 0), 3);

@@ -1,0 +1,335 @@
+//! The classic group APIs: FindCoordinator (10), JoinGroup (11), Heartbeat (12), LeaveGroup
+//! (13), SyncGroup (14), DescribeGroups (15), ListGroups (16), DeleteGroups (42).
+//!
+//! Each handler only translates between the wire types and the coordinator's plain messages;
+//! the rules live in `crate::coordinator` and its errors become codes through
+//! `crate::error::group_error_code`. Fields a version does not have are left at their defaults
+//! (the crate refuses to encode them otherwise).
+
+use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, SyncGroupRequest,
+    SyncGroupResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::RequestContext;
+use crate::coordinator::{HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams};
+use crate::error::{group_error_code, group_response_error};
+
+/// FindCoordinator key types.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
+/// The group type ListGroups v5 reports for classic groups (KIP-848 names).
+const GROUP_TYPE_CLASSIC: &str = "classic";
+
+fn s(text: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(text.into())
+}
+
+fn opt(text: Option<StrBytes>) -> Option<String> {
+    text.map(|t| t.to_string())
+}
+
+/// FindCoordinator: this broker coordinates every group. Transactions are not implemented yet
+/// (issue #5): their coordinator is reported not available, so clients retry and time out.
+pub fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let config = &ctx.broker.config;
+    let answer = |key: StrBytes| -> Coordinator {
+        let base = Coordinator::default().with_key(key);
+        let error = match req.key_type {
+            KEY_TYPE_GROUP => None,
+            KEY_TYPE_TRANSACTION => Some(ResponseError::CoordinatorNotAvailable),
+            _ => Some(ResponseError::InvalidRequest),
+        };
+        match error {
+            None => base
+                .with_node_id(BrokerId(config.node_id))
+                .with_host(s(config.advertised_host.clone()))
+                .with_port(config.advertised_port)
+                .with_error_message(None),
+            Some(e) => base
+                .with_node_id(BrokerId(-1))
+                .with_host(s(""))
+                .with_port(-1)
+                .with_error_code(e.code())
+                .with_error_message(Some(s(match e {
+                    ResponseError::CoordinatorNotAvailable => "transactions are not supported yet",
+                    _ => "unknown coordinator key type",
+                }))),
+        }
+    };
+    if ctx.version >= 4 {
+        let coordinators = req.coordinator_keys.into_iter().map(answer).collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let one = answer(req.key);
+    let mut resp = FindCoordinatorResponse::default()
+        .with_error_code(one.error_code)
+        .with_node_id(one.node_id)
+        .with_host(one.host)
+        .with_port(one.port);
+    if ctx.version >= 1 {
+        resp.error_message = one.error_message;
+    }
+    resp
+}
+
+/// JoinGroup: waits (without blocking anything else) until the rebalance completes.
+pub async fn join_group(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
+    let version = ctx.version;
+    let params = JoinGroupParams {
+        member_id: req.member_id.to_string(),
+        group_instance_id: opt(req.group_instance_id),
+        client_id: ctx.header.client_id.as_deref().unwrap_or("").to_string(),
+        client_host: format!("/{}", ctx.peer.ip()),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout: Kafka uses the session timeout.
+        rebalance_timeout_ms: if version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| Protocol::new(p.name.to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: version >= 4,
+        supports_skip_assignment: version >= 9,
+    };
+    let result = ctx.broker.groups.join_group(req.group_id.to_string(), params).await;
+    let members = result
+        .members
+        .into_iter()
+        .map(|m| {
+            let member = JoinGroupResponseMember::default()
+                .with_member_id(s(m.member_id))
+                .with_metadata(m.metadata);
+            if version >= 5 {
+                member.with_group_instance_id(m.group_instance_id.map(s))
+            } else {
+                member
+            }
+        })
+        .collect();
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(group_error_code(result.error))
+        .with_generation_id(result.generation_id)
+        .with_leader(s(result.leader_id))
+        .with_member_id(s(result.member_id))
+        .with_members(members);
+    // Nullable from v7; before that an absent name is the empty string.
+    resp.protocol_name = match (result.protocol_name, version >= 7) {
+        (Some(name), _) => Some(s(name)),
+        (None, true) => None,
+        (None, false) => Some(s("")),
+    };
+    if version >= 7 {
+        resp.protocol_type = result.protocol_type.map(s);
+    }
+    if version >= 9 {
+        resp.skip_assignment = result.skip_assignment;
+    }
+    resp
+}
+
+/// SyncGroup: followers wait for the leader's assignment.
+pub async fn sync_group(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    let params = SyncGroupParams {
+        member_id: req.member_id.to_string(),
+        group_instance_id: opt(req.group_instance_id),
+        generation_id: req.generation_id,
+        protocol_type: opt(req.protocol_type),
+        protocol_name: opt(req.protocol_name),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
+    let result = ctx.broker.groups.sync_group(req.group_id.to_string(), params).await;
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(group_error_code(result.error))
+        .with_assignment(result.assignment);
+    if ctx.version >= 5 {
+        resp.protocol_type = result.protocol_type.map(s);
+        resp.protocol_name = result.protocol_name.map(s);
+    }
+    resp
+}
+
+pub async fn heartbeat(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let params = HeartbeatParams {
+        member_id: req.member_id.to_string(),
+        group_instance_id: opt(req.group_instance_id),
+        generation_id: req.generation_id,
+    };
+    let result = ctx.broker.groups.heartbeat(req.group_id.to_string(), params).await;
+    HeartbeatResponse::default().with_error_code(group_error_code(result.err()))
+}
+
+/// LeaveGroup: v0-2 carry one member id, v3+ a batch of members (each answered).
+pub async fn leave_group(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let batched = ctx.version >= 3;
+    let members: Vec<LeaveGroupMember> = if batched {
+        req.members
+            .into_iter()
+            .map(|m| LeaveGroupMember {
+                member_id: m.member_id.to_string(),
+                group_instance_id: opt(m.group_instance_id),
+            })
+            .collect()
+    } else {
+        vec![LeaveGroupMember {
+            member_id: req.member_id.to_string(),
+            group_instance_id: None,
+        }]
+    };
+    let result = ctx.broker.groups.leave_group(req.group_id.to_string(), members).await;
+    match result {
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code()),
+        Ok(results) if !batched => {
+            let code = group_error_code(results.first().and_then(|r| r.error));
+            LeaveGroupResponse::default().with_error_code(code)
+        }
+        Ok(results) => LeaveGroupResponse::default().with_members(
+            results
+                .into_iter()
+                .map(|r| {
+                    MemberResponse::default()
+                        .with_member_id(s(r.member_id))
+                        .with_group_instance_id(r.group_instance_id.map(s))
+                        .with_error_code(group_error_code(r.error))
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub async fn describe_groups(ctx: &RequestContext<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let version = ctx.version;
+    let ids = req.groups.iter().map(|g| g.to_string()).collect();
+    let described = ctx.broker.groups.describe_groups(ids).await;
+    let groups = described
+        .into_iter()
+        .map(|d| {
+            let base = DescribedGroup::default()
+                .with_group_id(GroupId(s(d.group_id)))
+                .with_authorized_operations(i32::MIN);
+            match d.result {
+                Err(e) => {
+                    let mut group = base.with_error_code(e.code()).with_group_state(s("Dead"));
+                    if version >= 6 {
+                        group.error_message = Some(s(e.to_string()));
+                    }
+                    group
+                }
+                Ok(summary) => base
+                    .with_group_state(s(summary.state.as_str()))
+                    .with_protocol_type(s(summary.protocol_type))
+                    .with_protocol_data(s(summary.protocol_name))
+                    .with_members(
+                        summary
+                            .members
+                            .into_iter()
+                            .map(|m| {
+                                let member = DescribedGroupMember::default()
+                                    .with_member_id(s(m.member_id))
+                                    .with_client_id(s(m.client_id))
+                                    .with_client_host(s(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment);
+                                if version >= 4 {
+                                    member.with_group_instance_id(m.group_instance_id.map(s))
+                                } else {
+                                    member
+                                }
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// ListGroups: states filter from v4, types filter from v5 (every group here is "classic").
+pub async fn list_groups(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
+    let version = ctx.version;
+    let wants_classic = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(GROUP_TYPE_CLASSIC));
+    if !wants_classic {
+        return ListGroupsResponse::default();
+    }
+    let states = req.states_filter.iter().map(|s| s.to_string()).collect();
+    match ctx.broker.groups.list_groups(states).await {
+        Err(e) => ListGroupsResponse::default().with_error_code(e.code()),
+        Ok(groups) => ListGroupsResponse::default().with_groups(
+            groups
+                .into_iter()
+                .map(|g| {
+                    let mut listed = ListedGroup::default()
+                        .with_group_id(GroupId(s(g.group_id)))
+                        .with_protocol_type(s(g.protocol_type));
+                    if version >= 4 {
+                        listed.group_state = s(g.state.as_str());
+                    }
+                    if version >= 5 {
+                        listed.group_type = s(GROUP_TYPE_CLASSIC);
+                    }
+                    listed
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// DeleteGroups: groups without members go, with their committed offsets.
+pub async fn delete_groups(ctx: &RequestContext<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let ids = req.groups_names.iter().map(|g| g.to_string()).collect();
+    let results = ctx.broker.groups.delete_groups(ids).await;
+    DeleteGroupsResponse::default().with_results(
+        results
+            .into_iter()
+            .map(|d| {
+                DeletableGroupResult::default()
+                    .with_group_id(GroupId(s(d.group_id)))
+                    .with_error_code(d.result.err().map_or(0, |e| group_response_error(e).code()))
+            })
+            .collect(),
+    )
+}
+
+/// The topics a consumer-protocol member subscribes to (for OffsetDelete); nothing if its
+/// metadata does not decode.
+pub fn subscribed_topics(metadata: &Bytes) -> Vec<String> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Decodable, Message};
+    let mut buf = metadata.clone();
+    let Some(&[hi, lo]) = metadata.get(..2) else {
+        return Vec::new();
+    };
+    let version = i16::from_be_bytes([hi, lo]);
+    bytes::Buf::advance(&mut buf, 2);
+    // Newer versions than we know are read as the newest we know: their fields come first.
+    let version = version.clamp(0, ConsumerProtocolSubscription::VERSIONS.max);
+    match ConsumerProtocolSubscription::decode(&mut buf, version) {
+        Ok(sub) => sub.topics.into_iter().map(|t| t.to_string()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
