@@ -285,6 +285,16 @@ pub async fn run_on(
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // The recorder goes in before the logs open, so partitions register live counters.
+    let metrics = match config.metrics_listener {
+        None => None,
+        Some(addr) => {
+            let bound = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding metrics.listener {addr}"))?;
+            crate::metrics::install().map(|handle| (bound, handle))
+        }
+    };
     let (broker, queue) = Broker::open(config)?;
     let flusher = tokio::spawn(run_flusher(queue));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -296,6 +306,15 @@ pub async fn run_on(
         startup_ms = started.elapsed().as_millis() as u64,
         "sluice started"
     );
+    if let Some((bound, handle)) = metrics {
+        tracing::info!(metrics = %bound.local_addr()?, "serving Prometheus metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(
+            bound,
+            broker.clone(),
+            handle,
+            shutdown_rx.clone(),
+        ));
+    }
     let server = tokio::spawn(crate::server::serve(listener, broker.clone(), shutdown_rx));
     stop.await;
     tracing::info!("shutting down");

@@ -67,7 +67,7 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: the most bytes one fetch response carries (Kafka's 55 MiB), whatever
     /// the client asks; bounds the memory of a fetch.
     pub fetch_max_bytes: usize,
-    /// `metrics.listener`: the Prometheus endpoint (empty = off).
+    /// `metrics.listener`: the Prometheus endpoint (127.0.0.1:9644; empty = off).
     pub metrics_listener: Option<SocketAddr>,
     /// `log.format`: `text` or `json`.
     pub log_format_json: bool,
@@ -95,7 +95,7 @@ impl Default for BrokerConfig {
             queued_max_requests: 16,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 57_671_680,
-            metrics_listener: None,
+            metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_format_json: false,
             log: LogConfig::default(),
             groups: GroupCoordinatorConfig::default(),

@@ -1,19 +1,161 @@
-//! Every metric the broker records, declared once here. Call sites use these functions, never
-//! metric name strings, so the names exported and the names the dashboard uses stay in one file.
+//! Every metric the broker exports, declared once here: the names below are the only place a
+//! metric name is spelled, and `grafana/sluice.json` and `grafana/alerts.yml` use exactly these
+//! (a compat test checks every dashboard and alert expression against a live `/metrics`).
 //!
-//! Recording goes through the `metrics` facade: with no exporter installed it costs a few
-//! atomic loads.
+//! Two kinds, by how they are produced:
+//! - **Recorded** on the request path through the `metrics` facade and rendered by
+//!   `metrics-exporter-prometheus`: request counts, errors, latencies, bytes and messages per topic,
+//!   connections, fsync latency, group rebalances. Hot paths hold pre-registered handles
+//!   ([`ApiMetrics`], [`TopicMetrics`]): one atomic add per event, no name lookup, no allocation.
+//!   With `metrics.listener` empty no recorder is installed and every handle is a no-op.
+//! - **Sampled at scrape time** from the broker's state ([`render_state`]): per-partition log end
+//!   offset, log start offset and size, consumer-group lag, groups by state, producer ids,
+//!   partition counts, replication health. Nothing on the request path pays for them, a deleted
+//!   partition simply stops appearing, and their cost is one pass over the partitions per scrape.
+//!
+//! Kafka's request metrics split a request's time into queue time (read, waiting for the
+//! connection's processor), local time (handling), remote time (waiting in purgatory: acks=-1
+//! produce for the high watermark, fetch long-polls) and the total; so do these, per API.
 
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::broker::Broker;
+
+// ---- recorded ----------------------------------------------------------------------------
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
+pub const REQUEST_SECONDS: &str = "sluice_request_seconds";
+pub const REQUEST_QUEUE_SECONDS: &str = "sluice_request_queue_seconds";
+pub const REQUEST_LOCAL_SECONDS: &str = "sluice_request_local_seconds";
+pub const REQUEST_REMOTE_SECONDS: &str = "sluice_request_remote_seconds";
+pub const MESSAGES_IN_TOTAL: &str = "sluice_topic_messages_in_total";
+pub const BYTES_IN_TOTAL: &str = "sluice_topic_bytes_in_total";
+pub const MESSAGES_OUT_TOTAL: &str = "sluice_topic_messages_out_total";
+pub const BYTES_OUT_TOTAL: &str = "sluice_topic_bytes_out_total";
 pub const FSYNC_SECONDS: &str = "sluice_log_flush_seconds";
-pub const MESSAGES_IN_TOTAL: &str = "sluice_messages_in_total";
-pub const BYTES_IN_TOTAL: &str = "sluice_bytes_in_total";
-pub const BYTES_OUT_TOTAL: &str = "sluice_bytes_out_total";
+pub const GROUP_REBALANCES_TOTAL: &str = "sluice_consumer_group_rebalances_total";
+pub const ISR_SHRINKS_TOTAL: &str = "sluice_isr_shrinks_total";
+pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
+
+// ---- sampled at scrape time --------------------------------------------------------------
+pub const UP: &str = "sluice_up";
+pub const PARTITIONS: &str = "sluice_partitions";
+pub const UNDER_REPLICATED_PARTITIONS: &str = "sluice_under_replicated_partitions";
+pub const OFFLINE_PARTITIONS: &str = "sluice_offline_partitions";
+pub const LOG_END_OFFSET: &str = "sluice_partition_log_end_offset";
+pub const LOG_START_OFFSET: &str = "sluice_partition_log_start_offset";
+pub const HIGH_WATERMARK: &str = "sluice_partition_high_watermark";
+pub const LOG_SIZE_BYTES: &str = "sluice_partition_size_bytes";
+pub const PRODUCER_IDS: &str = "sluice_producer_ids";
+pub const CONSUMER_GROUPS: &str = "sluice_consumer_groups";
+pub const GROUP_COMMITTED_OFFSET: &str = "sluice_consumer_group_committed_offset";
+pub const GROUP_LAG: &str = "sluice_consumer_group_lag";
+
+/// Histogram buckets in seconds: 50 us to 60 s, so both sub-millisecond produce latencies and
+/// multi-second JoinGroup waits and long polls resolve.
+const BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0, 60.0,
+];
+
+/// The largest HTTP request head read from a scraper.
+const MAX_HTTP_REQUEST_BYTES: usize = 8192;
+/// Scrapes served at once; more wait for the accept loop.
+const MAX_SCRAPE_SECONDS: u64 = 30;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the Prometheus recorder, once per process (later calls get the same handle).
+/// `None` if another recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = match PrometheusBuilder::new().set_buckets(BUCKETS) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(error = %e, "metrics buckets refused");
+                    return None;
+                }
+            };
+            match builder.install_recorder() {
+                Ok(handle) => {
+                    describe();
+                    register_apis();
+                    Some(handle)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "installing the metrics recorder failed");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// HELP texts for the recorded metrics.
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections.");
+    describe_counter!(CONNECTIONS_TOTAL, "Client connections accepted.");
+    describe_counter!(REQUESTS_TOTAL, "Requests handled, by API.");
+    describe_counter!(
+        REQUEST_ERRORS_TOTAL,
+        "Error codes in responses, by API and Kafka error name."
+    );
+    describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "Total request time, read to response built, by API."
+    );
+    describe_histogram!(
+        REQUEST_QUEUE_SECONDS,
+        Unit::Seconds,
+        "Time a request waited for its connection's processor."
+    );
+    describe_histogram!(
+        REQUEST_LOCAL_SECONDS,
+        Unit::Seconds,
+        "Time spent handling a request, without remote waits."
+    );
+    describe_histogram!(
+        REQUEST_REMOTE_SECONDS,
+        Unit::Seconds,
+        "Time a request waited in purgatory (acks=-1 produce, fetch long poll)."
+    );
+    describe_counter!(MESSAGES_IN_TOTAL, "Records appended, by topic.");
+    describe_counter!(BYTES_IN_TOTAL, "Record batch bytes appended, by topic.");
+    describe_counter!(MESSAGES_OUT_TOTAL, "Records sent to consumers, by topic.");
+    describe_counter!(BYTES_OUT_TOTAL, "Record batch bytes sent to consumers, by topic.");
+    describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Log flush (fsync) latency.");
+    describe_counter!(GROUP_REBALANCES_TOTAL, "Consumer group rebalances started.");
+    describe_counter!(ISR_SHRINKS_TOTAL, "In-sync replica set shrinks (always 0 on one node).");
+    describe_counter!(
+        ISR_EXPANDS_TOTAL,
+        "In-sync replica set expansions (always 0 on one node)."
+    );
+    // Created at 0 so the series exist before the first event.
+    metrics::counter!(ISR_SHRINKS_TOTAL).absolute(0);
+    metrics::counter!(ISR_EXPANDS_TOTAL).absolute(0);
+    metrics::counter!(GROUP_REBALANCES_TOTAL).absolute(0);
+    metrics::counter!(CONNECTIONS_TOTAL).absolute(0);
+    metrics::gauge!(CONNECTIONS_ACTIVE).set(0.0);
+    // Registered now so the series exists before the first fsync (none by default: Kafka's
+    // flush policy leaves write-back to the OS).
+    let _ = metrics::histogram!(FSYNC_SECONDS);
+}
+
+// ---- connections ---------------------------------------------------------------------------
 
 pub fn connection_opened() {
     metrics::gauge!(CONNECTIONS_ACTIVE).increment(1.0);
@@ -24,23 +166,384 @@ pub fn connection_closed() {
     metrics::gauge!(CONNECTIONS_ACTIVE).decrement(1.0);
 }
 
-pub fn request(api: &'static str) {
-    metrics::counter!(REQUESTS_TOTAL, "api" => api).increment(1);
+// ---- requests ----------------------------------------------------------------------------
+
+/// One API's request metrics, registered once.
+pub struct ApiMetrics {
+    name: &'static str,
+    requests: Counter,
+    total: Histogram,
+    queue: Histogram,
+    local: Histogram,
+    remote: Histogram,
 }
 
-pub fn request_error(api: &'static str, code: i16) {
-    metrics::counter!(REQUEST_ERRORS_TOTAL, "api" => api, "error" => code.to_string()).increment(1);
+impl ApiMetrics {
+    fn new(name: &'static str) -> Self {
+        ApiMetrics {
+            name,
+            requests: metrics::counter!(REQUESTS_TOTAL, "api" => name),
+            total: metrics::histogram!(REQUEST_SECONDS, "api" => name),
+            queue: metrics::histogram!(REQUEST_QUEUE_SECONDS, "api" => name),
+            local: metrics::histogram!(REQUEST_LOCAL_SECONDS, "api" => name),
+            remote: metrics::histogram!(REQUEST_REMOTE_SECONDS, "api" => name),
+        }
+    }
+
+    /// Records one request: `queue` before processing began, `handled` from then to the response
+    /// being built, of which `remote` was spent waiting in purgatory.
+    pub fn record(&self, queue: Duration, handled: Duration, remote: Duration) {
+        self.requests.increment(1);
+        self.queue.record(queue.as_secs_f64());
+        self.local.record(handled.saturating_sub(remote).as_secs_f64());
+        self.remote.record(remote.as_secs_f64());
+        self.total.record((queue + handled).as_secs_f64());
+    }
+
+    /// Counts an error code found in a response (Kafka's per-error request metric).
+    pub fn error(&self, code: i16) {
+        metrics::counter!(REQUEST_ERRORS_TOTAL, "api" => self.name, "error" => error_name(code)).increment(1);
+    }
+}
+
+static APIS: OnceLock<Vec<Option<ApiMetrics>>> = OnceLock::new();
+
+/// Registers every served API's request metrics (after the recorder is installed).
+fn register_apis() {
+    APIS.get_or_init(|| {
+        let mut all: Vec<Option<ApiMetrics>> = Vec::new();
+        for (key, _, _) in crate::api::versions::advertised() {
+            let Ok(index) = usize::try_from(key as i16) else {
+                continue;
+            };
+            if all.len() <= index {
+                all.resize_with(index + 1, || None);
+            }
+            if let Some(slot) = all.get_mut(index) {
+                *slot = Some(ApiMetrics::new(crate::api::versions::name(key)));
+            }
+        }
+        all
+    });
+}
+
+/// The request metrics of API `key`; `None` when metrics are off (nothing is recorded then).
+pub fn api(key: i16) -> Option<&'static ApiMetrics> {
+    APIS.get()?.get(usize::try_from(key).ok()?)?.as_ref()
+}
+
+/// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`), or the number if unknown.
+fn error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(e) if !format!("{e:?}").starts_with("Unknown(") => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, ch) in camel.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        }
+        _ => code.to_string(),
+    }
+}
+
+tokio::task_local! {
+    /// Purgatory time of the request being handled on this task.
+    static REMOTE_WAIT: Cell<Duration>;
+}
+
+/// Runs `f` (one request's handling) and returns its output with the time it spent in
+/// [`remote_wait`]s.
+pub async fn with_remote_timer<F: std::future::Future>(f: F) -> (F::Output, Duration) {
+    REMOTE_WAIT
+        .scope(Cell::new(Duration::ZERO), async move {
+            let out = f.await;
+            let remote = REMOTE_WAIT.try_with(Cell::get).unwrap_or_default();
+            (out, remote)
+        })
+        .await
+}
+
+/// Adds `waited` to the current request's remote time (no-op outside a request).
+pub fn remote_wait(waited: Duration) {
+    let _ = REMOTE_WAIT.try_with(|c| c.set(c.get() + waited));
+}
+
+// ---- topics, logs, groups ------------------------------------------------------------------
+
+/// A topic's byte and message counters, held by each of its partitions.
+#[derive(Debug, Clone)]
+pub struct TopicMetrics {
+    messages_in: Counter,
+    bytes_in: Counter,
+    messages_out: Counter,
+    bytes_out: Counter,
+}
+
+impl TopicMetrics {
+    pub fn new(topic: &str) -> Self {
+        let topic = topic.to_string();
+        TopicMetrics {
+            messages_in: metrics::counter!(MESSAGES_IN_TOTAL, "topic" => topic.clone()),
+            bytes_in: metrics::counter!(BYTES_IN_TOTAL, "topic" => topic.clone()),
+            messages_out: metrics::counter!(MESSAGES_OUT_TOTAL, "topic" => topic.clone()),
+            bytes_out: metrics::counter!(BYTES_OUT_TOTAL, "topic" => topic),
+        }
+    }
+
+    pub fn appended(&self, messages: u64, bytes: u64) {
+        self.messages_in.increment(messages);
+        self.bytes_in.increment(bytes);
+    }
+
+    pub fn sent(&self, messages: u64, bytes: u64) {
+        self.messages_out.increment(messages);
+        self.bytes_out.increment(bytes);
+    }
 }
 
 pub fn record_fsync(elapsed: Duration) {
     metrics::histogram!(FSYNC_SECONDS).record(elapsed.as_secs_f64());
 }
 
-pub fn produced(messages: u64, bytes: u64) {
-    metrics::counter!(MESSAGES_IN_TOTAL).increment(messages);
-    metrics::counter!(BYTES_IN_TOTAL).increment(bytes);
+pub fn group_rebalance() {
+    metrics::counter!(GROUP_REBALANCES_TOTAL).increment(1);
 }
 
-pub fn fetched(bytes: u64) {
-    metrics::counter!(BYTES_OUT_TOTAL).increment(bytes);
+/// Writes the scrape-time metrics (module note) in Prometheus text format.
+pub async fn render_state(broker: &Broker, out: &mut String) {
+    let partitions = broker.replicas.all_partitions();
+    let _ = writeln!(out, "# HELP {UP} 1 while the broker serves.\n# TYPE {UP} gauge\n{UP} 1");
+    gauge_header(out, PARTITIONS, "Partitions hosted (led) by this broker.");
+    let _ = writeln!(out, "{PARTITIONS} {}", partitions.len());
+    gauge_header(
+        out,
+        UNDER_REPLICATED_PARTITIONS,
+        "Partitions with fewer in-sync replicas than replicas.",
+    );
+    let _ = writeln!(out, "{UNDER_REPLICATED_PARTITIONS} 0");
+    gauge_header(
+        out,
+        OFFLINE_PARTITIONS,
+        "Partitions without a leader (or whose log failed).",
+    );
+    let _ = writeln!(out, "{OFFLINE_PARTITIONS} 0");
+
+    // One pass: each partition's lock is taken once.
+    let mut leo = String::new();
+    let mut lso = String::new();
+    let mut hw = String::new();
+    let mut size = String::new();
+    let mut producers = 0usize;
+    let mut ends = std::collections::HashMap::with_capacity(partitions.len());
+    for p in &partitions {
+        let stats = p.stats();
+        let labels = format!("topic=\"{}\",partition=\"{}\"", escape(&p.topic), p.index);
+        let _ = writeln!(leo, "{LOG_END_OFFSET}{{{labels}}} {}", stats.log_end_offset);
+        let _ = writeln!(lso, "{LOG_START_OFFSET}{{{labels}}} {}", stats.log_start_offset);
+        let _ = writeln!(hw, "{HIGH_WATERMARK}{{{labels}}} {}", stats.high_watermark);
+        let _ = writeln!(size, "{LOG_SIZE_BYTES}{{{labels}}} {}", stats.size_bytes);
+        producers += stats.producer_ids;
+        ends.insert((Arc::clone(&p.topic), p.index), stats.log_end_offset);
+    }
+    gauge_header(
+        out,
+        LOG_END_OFFSET,
+        "Offset of the next record appended to the partition.",
+    );
+    out.push_str(&leo);
+    gauge_header(out, LOG_START_OFFSET, "First offset still in the partition's log.");
+    out.push_str(&lso);
+    gauge_header(out, HIGH_WATERMARK, "Offset up to which consumers may read.");
+    out.push_str(&hw);
+    gauge_header(out, LOG_SIZE_BYTES, "Bytes of the partition's log segments.");
+    out.push_str(&size);
+    gauge_header(
+        out,
+        PRODUCER_IDS,
+        "Producer ids with state in some partition (summed over partitions).",
+    );
+    let _ = writeln!(out, "{PRODUCER_IDS} {producers}");
+
+    let stats = broker.groups.stats().await;
+    gauge_header(out, CONSUMER_GROUPS, "Consumer groups, by state.");
+    for (state, count) in &stats.groups_by_state {
+        let _ = writeln!(out, "{CONSUMER_GROUPS}{{state=\"{state}\"}} {count}");
+    }
+    gauge_header(
+        out,
+        GROUP_COMMITTED_OFFSET,
+        "A group's committed offset of a partition.",
+    );
+    for c in &stats.committed {
+        let _ = writeln!(
+            out,
+            "{GROUP_COMMITTED_OFFSET}{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+            escape(&c.group),
+            escape(&c.topic),
+            c.partition,
+            c.offset
+        );
+    }
+    gauge_header(
+        out,
+        GROUP_LAG,
+        "Log end offset minus the group's committed offset, per partition of existing topics.",
+    );
+    for c in &stats.committed {
+        let Some(end) = ends.get(&(Arc::from(c.topic.as_str()), c.partition)) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "{GROUP_LAG}{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {}",
+            escape(&c.group),
+            escape(&c.topic),
+            c.partition,
+            (end - c.offset).max(0)
+        );
+    }
+}
+
+fn gauge_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+}
+
+/// Escapes a label value (group ids may hold any character).
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
+}
+
+/// The whole `/metrics` page.
+pub async fn render(broker: &Broker, handle: &PrometheusHandle) -> String {
+    handle.run_upkeep();
+    let mut out = handle.render();
+    render_state(broker, &mut out).await;
+    out
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` flips. A minimal HTTP/1.1 responder: one
+/// request per connection, request head capped at 8 KiB, each scrape bounded in time.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    handle: PrometheusHandle,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let (mut socket, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "metrics accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let broker = Arc::clone(&broker);
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let served = tokio::time::timeout(
+                Duration::from_secs(MAX_SCRAPE_SECONDS),
+                answer(&mut socket, peer, &broker, &handle),
+            )
+            .await;
+            if !matches!(served, Ok(Ok(()))) {
+                tracing::debug!(%peer, "metrics request failed or timed out");
+            }
+        });
+    }
+}
+
+async fn answer(
+    socket: &mut tokio::net::TcpStream,
+    peer: SocketAddr,
+    broker: &Broker,
+    handle: &PrometheusHandle,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = socket.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        head.extend_from_slice(buf.get(..n).unwrap_or_default());
+        if head.len() > MAX_HTTP_REQUEST_BYTES {
+            return respond(
+                socket,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"too large\n",
+            )
+            .await;
+        }
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|b| *b == b' ');
+    let (method, path) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+    let path = path.split(|b| *b == b'?').next().unwrap_or_default();
+    match (method, path) {
+        (b"GET", b"/metrics") => {
+            let body = render(broker, handle).await;
+            tracing::trace!(%peer, bytes = body.len(), "metrics scraped");
+            respond(
+                socket,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                body.as_bytes(),
+            )
+            .await
+        }
+        (b"GET", _) => respond(socket, "404 Not Found", "text/plain", b"see /metrics\n").await,
+        _ => respond(socket, "405 Method Not Allowed", "text/plain", b"GET only\n").await,
+    }
+}
+
+async fn respond(
+    socket: &mut tokio::net::TcpStream,
+    status: &str,
+    content_type: &str,
+    body: &[u8],
+) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(body).await?;
+    socket.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(error_name(79), "MEMBER_ID_REQUIRED");
+        assert_eq!(error_name(-1), "UNKNOWN_SERVER_ERROR");
+        assert_eq!(error_name(31_000), "31000");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("plain"), "plain");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

@@ -79,7 +79,6 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     };
     let results = broker.replicas.fetch_messages(params, &targets).await;
     let read_committed = req.isolation_level == READ_COMMITTED;
-    let mut total = 0u64;
     for ((ti, pi), (result, target)) in slots.into_iter().zip(results.into_iter().zip(targets.iter())) {
         let Some(pd) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) else {
             continue;
@@ -89,7 +88,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
         }
         match result {
             Ok(read) => {
-                total += read.records.len() as u64;
+                if let Some(p) = &target.partition {
+                    let messages: u64 = crate::storage::batch::batches(&read.records)
+                        .filter_map(Result::ok)
+                        .map(|(_, h)| u64::try_from(h.record_count).unwrap_or(0))
+                        .sum();
+                    p.metrics.sent(messages, read.records.len() as u64);
+                }
                 pd.high_watermark = read.high_watermark;
                 pd.last_stable_offset = read.last_stable_offset;
                 pd.log_start_offset = read.log_start_offset;
@@ -106,6 +111,5 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             }
         }
     }
-    crate::metrics::fetched(total);
     FetchResponse::default().with_responses(topics)
 }

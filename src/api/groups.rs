@@ -23,7 +23,9 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
-use crate::coordinator::{HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams};
+use crate::coordinator::{
+    GroupError, GroupState, HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams,
+};
 use crate::error::{group_error_code, group_response_error};
 
 /// FindCoordinator key types.
@@ -228,7 +230,12 @@ pub async fn describe_groups(ctx: &RequestContext<'_>, req: DescribeGroupsReques
             let base = DescribedGroup::default()
                 .with_group_id(GroupId(s(d.group_id)))
                 .with_authorized_operations(i32::MIN);
-            match d.result {
+            // v6+ (KIP-1043): a group that does not exist is an error, not just state Dead.
+            let result = match d.result {
+                Ok(summary) if version >= 6 && summary.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
+                other => other,
+            };
+            match result {
                 Err(e) => {
                     let mut group = base.with_error_code(e.code()).with_group_state(s("Dead"));
                     if version >= 6 {

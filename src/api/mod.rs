@@ -14,6 +14,7 @@ mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod errors;
 mod fetch;
 mod groups;
 mod init_producer_id;
@@ -59,7 +60,16 @@ pub struct RequestContext<'a> {
 
 /// Handles one request frame end to end. A response is encoded into `out` (cleared first),
 /// which the connection reuses, so responses are not built in freshly allocated memory.
-pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, out: &mut ResponseBuf) -> Outcome {
+///
+/// `received` is when the frame was read off the socket: the time until handling starts is the
+/// request's queue time in the metrics.
+pub async fn handle_frame(
+    broker: &Broker,
+    frame: Bytes,
+    conn: &ConnectionInfo,
+    out: &mut ResponseBuf,
+    received: std::time::Instant,
+) -> Outcome {
     out.clear();
     if frame.len() < 8 {
         return Outcome::Close;
@@ -107,20 +117,32 @@ pub async fn handle_frame(broker: &Broker, frame: Bytes, conn: &ConnectionInfo, 
                 return Outcome::Close;
             }
         };
-        let api_name = api_key_name(api_key);
-        crate::metrics::request(api_name);
+        let started = std::time::Instant::now();
         let ctx = RequestContext {
             broker,
             header: &header,
             version,
             peer: conn.peer,
         };
-        let reply = dispatch(&ctx, body).await;
+        let (reply, remote) = crate::metrics::with_remote_timer(dispatch(&ctx, body)).await;
+        let metrics = crate::metrics::api(key_raw);
+        if let (Some(m), Some(response)) = (metrics, &reply) {
+            errors::for_each_error(response, |code| m.error(code));
+        }
         let response = match reply {
-            None => return Outcome::NoResponse,
+            None => {
+                if let Some(m) = metrics {
+                    m.record(started.saturating_duration_since(received), started.elapsed(), remote);
+                }
+                return Outcome::NoResponse;
+            }
             Some(r) => r,
         };
-        encode_response(api_key, version, correlation_id, &response, out)
+        let outcome = encode_response(api_key, version, correlation_id, &response, out);
+        if let Some(m) = metrics {
+            m.record(started.saturating_duration_since(received), started.elapsed(), remote);
+        }
+        outcome
     }
     .instrument(span)
     .await

@@ -52,6 +52,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     // Layout of the response, in request order: (topic response, per-partition slot).
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
     let mut entries: Vec<(Option<Arc<Partition>>, Bytes)> = Vec::new();
+    let mut counted: Vec<Option<Arc<Partition>>> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
     for t in req.topic_data {
         // v13 names topics by id.
@@ -86,6 +87,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
                 (Some(n), Ok(())) => {
                     let partition = broker.replicas.get_partition(n, p.index);
                     slots.push((topic_index, resp.partition_responses.len()));
+                    counted.push(partition.clone());
                     entries.push((partition, p.records.unwrap_or_default()));
                 }
             }
@@ -94,20 +96,21 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
         topics.push(resp);
     }
     let results = broker.replicas.append_records(acks, req.timeout_ms, entries).await;
-    for ((ti, pi), result) in slots.into_iter().zip(results) {
+    for (((ti, pi), result), partition) in slots.into_iter().zip(results).zip(counted) {
         let Some(pr) = topics.get_mut(ti).and_then(|t| t.partition_responses.get_mut(pi)) else {
             continue;
         };
         match result {
             Ok(info) => {
-                crate::metrics::produced(u64::from(info.record_count), info.bytes as u64);
+                if let Some(p) = &partition {
+                    p.metrics.appended(u64::from(info.record_count), info.bytes as u64);
+                }
                 pr.base_offset = info.first_offset;
                 pr.log_append_time_ms = info.log_append_time_ms;
                 pr.log_start_offset = info.log_start_offset;
             }
             Err(e) => {
                 pr.error_code = e.code();
-                crate::metrics::request_error("Produce", pr.error_code);
                 if ctx.version >= 8 {
                     pr.error_message = Some(StrBytes::from_string(e.to_string()));
                 }

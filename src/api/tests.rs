@@ -394,7 +394,7 @@ mod fuzz {
                 // A produce with acks=-1 could wait on the flusher, which is not running here:
                 // bound every request.
                 let _ = rt.block_on(async {
-                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &mut crate::api::response_buf::ResponseBuf::new())).await
+                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &mut crate::api::response_buf::ResponseBuf::new(), std::time::Instant::now())).await
                 });
             });
         }
@@ -739,6 +739,18 @@ async fn group_apis_at_every_version() -> TestResult {
         assert!(left.members.iter().all(|m| m.error_code == 0), "LeaveGroup v{gv}");
     }
 
+    for v in range(ApiKey::DescribeGroups) {
+        let req = DescribeGroupsRequest::default().with_groups(vec![group("none", v)]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        let d = resp.groups.first().ok_or("no group")?;
+        let want = if v >= 6 { 69 } else { 0 };
+        assert_eq!(
+            (d.error_code, d.group_state.as_str()),
+            (want, "Dead"),
+            "DescribeGroups v{v} unknown group"
+        );
+    }
+
     // Groups are Empty now, with offsets: OffsetDelete then DeleteGroups at every version.
     let od = OffsetDeleteRequest::default()
         .with_group_id(group("g", 0))
@@ -829,5 +841,87 @@ async fn committed_offsets_survive_restart_and_crash() -> TestResult {
         Some(-1),
         "topic deleted"
     );
+    broker.stop().await
+}
+
+/// The Prometheus endpoint of a live broker: recorded request metrics, per-topic counters, and
+/// the scrape-time partition and group figures, in text format; unknown paths get 404.
+#[tokio::test]
+async fn metrics_endpoint_reports_traffic_and_lag() -> TestResult {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    let listener = format!("metrics.listener=127.0.0.1:{port}");
+    let broker = TestBroker::start(&[listener.as_str()]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "metered", 2).await?;
+    let produce = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(name("metered"))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(1)
+                .with_records(Some(batch(&["a", "b", "c"], Compression::None)?))])]);
+    c.request(&produce, 9).await?.ok_or("closed")?;
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("lagging")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(name("metered"))
+            .with_partitions(vec![
+                offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(1)
+                    .with_committed_offset(1),
+            ])]);
+    c.request(&commit, 8).await?.ok_or("closed")?;
+    // An error to count: a partition that does not exist.
+    let bad = commit
+        .clone()
+        .with_topics(vec![offset_commit_request::OffsetCommitRequestTopic::default()
+            .with_name(name("metered"))
+            .with_partitions(vec![
+                offset_commit_request::OffsetCommitRequestPartition::default().with_partition_index(7),
+            ])]);
+    c.request(&bad, 8).await?.ok_or("closed")?;
+
+    let get = |path: &'static str| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).await?;
+        Ok::<String, std::io::Error>(body)
+    };
+    let page = get("/metrics").await?;
+    assert!(page.starts_with("HTTP/1.1 200 OK"), "{page:.200}");
+    for line in [
+        "sluice_up 1",
+        "sluice_topic_messages_in_total{topic=\"metered\"} 3",
+        "sluice_partition_log_end_offset{topic=\"metered\",partition=\"1\"} 3",
+        "sluice_partition_log_end_offset{topic=\"metered\",partition=\"0\"} 0",
+        "sluice_consumer_group_committed_offset{group=\"lagging\",topic=\"metered\",partition=\"1\"} 1",
+        "sluice_consumer_group_lag{group=\"lagging\",topic=\"metered\",partition=\"1\"} 2",
+        "sluice_under_replicated_partitions 0",
+    ] {
+        assert!(page.lines().any(|l| l == line), "missing `{line}` in:\n{page}");
+    }
+    // The recorder is process-wide: other tests' brokers count too, so these are lower bounds.
+    for series in [
+        "sluice_partitions ",
+        "sluice_consumer_groups{state=\"Empty\"} ",
+        "sluice_requests_total{api=\"Produce\"} ",
+        "sluice_request_errors_total{api=\"OffsetCommit\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"} ",
+    ] {
+        let value = page
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .ok_or_else(|| format!("missing {series}"))?;
+        assert!(value.parse::<f64>()? >= 1.0, "{series}{value}");
+    }
+    assert!(page.contains("sluice_request_seconds_bucket{api=\"Produce\",le=\"0.001\"}"));
+    assert!(get("/nope").await?.starts_with("HTTP/1.1 404"));
     broker.stop().await
 }

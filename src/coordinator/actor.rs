@@ -142,6 +142,27 @@ enum Command {
     Shutdown {
         reply: Reply<()>,
     },
+    Stats {
+        reply: Reply<CoordinatorStats>,
+    },
+}
+
+/// What the metrics endpoint shows of the coordinator.
+#[derive(Debug, Clone, Default)]
+pub struct CoordinatorStats {
+    /// Groups per state name (every state listed, zeros included).
+    pub groups_by_state: Vec<(&'static str, usize)>,
+    /// Every committed offset.
+    pub committed: Vec<CommittedEntry>,
+}
+
+/// One committed offset, for the metrics.
+#[derive(Debug, Clone)]
+pub struct CommittedEntry {
+    pub group: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
 }
 
 /// The handle to the coordinator actor. Clone it freely; the actor stops when every handle is
@@ -308,6 +329,11 @@ impl GroupCoordinator {
         .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
     }
 
+    /// Group counts and committed offsets for the metrics endpoint.
+    pub async fn stats(&self) -> CoordinatorStats {
+        self.call(|reply| Command::Stats { reply }).await.unwrap_or_default()
+    }
+
     /// Forgets every group's offsets of deleted topics.
     pub async fn remove_topics(&self, topics: Vec<String>) {
         let _ = self.call(|reply| Command::RemoveTopics { topics, reply }).await;
@@ -468,6 +494,8 @@ struct Actor {
     empty_since_ms: HashMap<String, u64>,
     /// What was last persisted of each group: (state, generation, member ids).
     persisted: HashMap<String, Signature>,
+    /// Each group's state after the last call (to count rebalances).
+    last_state: HashMap<String, GroupState>,
 }
 
 /// The facts whose change makes the actor persist a group's metadata.
@@ -515,6 +543,7 @@ impl Actor {
             store: Some(store),
             empty_since_ms: HashMap::new(),
             persisted,
+            last_state: HashMap::new(),
         }
     }
 
@@ -630,6 +659,42 @@ impl Actor {
                 self.close_store();
                 let _ = reply.send(());
             }
+            Command::Stats { reply } => {
+                let _ = reply.send(self.stats());
+            }
+        }
+    }
+
+    fn stats(&self) -> CoordinatorStats {
+        let states = [
+            GroupState::Empty,
+            GroupState::PreparingRebalance,
+            GroupState::CompletingRebalance,
+            GroupState::Stable,
+            GroupState::Dead,
+        ];
+        let groups_by_state = states
+            .iter()
+            .map(|s| (s.as_str(), self.groups.values().filter(|g| g.state() == *s).count()))
+            .collect();
+        let committed = self
+            .store
+            .as_ref()
+            .map(|store| {
+                store
+                    .all_committed()
+                    .map(|(group, topic, partition, offset)| CommittedEntry {
+                        group: group.to_string(),
+                        topic: topic.to_string(),
+                        partition,
+                        offset,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        CoordinatorStats {
+            groups_by_state,
+            committed,
         }
     }
 
@@ -750,6 +815,7 @@ impl Actor {
             self.waiters.abandon(Some(&group_id));
             self.deadlines.set(&group_id, None);
             self.empty_since_ms.remove(&group_id);
+            self.last_state.remove(&group_id);
             self.unpersist(&group_id);
             tracing::info!(group = %group_id, "removed empty group without offsets");
         }
@@ -897,6 +963,7 @@ impl Actor {
         self.groups.remove(group_id);
         self.deadlines.set(group_id, None);
         self.empty_since_ms.remove(group_id);
+        self.last_state.remove(group_id);
         self.persisted.remove(group_id);
         tracing::info!(group = %group_id, "group deleted");
         Ok(())
@@ -910,10 +977,10 @@ impl Actor {
         };
         let completions = group.take_completions();
         let deadline_ms = group.next_deadline_ms();
-        let empty = group.state() == GroupState::Empty;
+        let state = group.state();
         self.waiters.complete(group_id, completions);
         self.deadlines.set(group_id, deadline_ms);
-        self.note_state(group_id, empty);
+        self.note_state(group_id, state);
         self.persist_if_changed(group_id);
     }
 
@@ -955,9 +1022,14 @@ impl Actor {
         }
     }
 
-    /// Tracks when a group became Empty (offsets retention counts from then).
-    fn note_state(&mut self, group_id: &str, empty: bool) {
-        if empty {
+    /// Tracks when a group became Empty (offsets retention counts from then) and counts
+    /// rebalances (entries into PreparingRebalance) for the metrics.
+    fn note_state(&mut self, group_id: &str, state: GroupState) {
+        let previous = self.last_state.insert(group_id.to_string(), state);
+        if state == GroupState::PreparingRebalance && previous != Some(GroupState::PreparingRebalance) {
+            crate::metrics::group_rebalance();
+        }
+        if state == GroupState::Empty {
             if !self.empty_since_ms.contains_key(group_id) {
                 self.empty_since_ms.insert(group_id.to_string(), self.clock.now_ms());
             }
@@ -977,10 +1049,10 @@ impl Actor {
             completions.extend(group.take_completions());
             // A deadline that did not move would wake us in a loop: never earlier than 1 ms on.
             let deadline_ms = group.next_deadline_ms().map(|d| d.max(now_ms.saturating_add(1)));
-            let empty = group.state() == GroupState::Empty;
+            let state = group.state();
             self.waiters.complete(&group_id, completions);
             self.deadlines.set(&group_id, deadline_ms);
-            self.note_state(&group_id, empty);
+            self.note_state(&group_id, state);
             self.persist_if_changed(&group_id);
         }
     }

@@ -32,7 +32,10 @@ pub mod member;
 pub mod messages;
 pub mod offsets;
 
-pub use actor::{spawn, DeletedGroup, DescribedGroup, GroupCoordinator, SubscribedTopics, TopicPartition};
+pub use actor::{
+    spawn, CommittedEntry, CoordinatorStats, DeletedGroup, DescribedGroup, GroupCoordinator, SubscribedTopics,
+    TopicPartition,
+};
 pub use error::{error_code, GroupError};
 pub use group::GroupMetadata;
 pub use group_record::{GroupRecord, MemberRecord};

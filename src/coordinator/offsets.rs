@@ -292,6 +292,13 @@ impl OffsetStore {
         &self.group_records
     }
 
+    /// Every committed offset: (group, topic, partition, offset).
+    pub fn all_committed(&self) -> impl Iterator<Item = (&str, &str, i32, i64)> {
+        self.groups
+            .iter()
+            .flat_map(|(g, o)| o.iter().map(move |((t, p), c)| (g.as_str(), t.as_str(), *p, c.offset)))
+    }
+
     /// Whether `group` has any committed offset.
     pub fn has_offsets(&self, group: &str) -> bool {
         self.groups.get(group).is_some_and(|o| !o.is_empty())

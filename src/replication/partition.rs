@@ -57,6 +57,18 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// Set while this partition waits in the flusher's queue (at most one entry each).
     pub(crate) flush_scheduled: AtomicBool,
+    /// Its topic's byte and message counters.
+    pub metrics: crate::metrics::TopicMetrics,
+}
+
+/// A partition's figures for the metrics endpoint, taken under one lock.
+#[derive(Debug, Clone, Copy)]
+pub struct PartitionStats {
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub producer_ids: usize,
 }
 
 impl Partition {
@@ -69,7 +81,9 @@ impl Partition {
         }
         let hw = log.high_watermark();
         let (tx, _) = watch::channel(hw);
+        let metrics = crate::metrics::TopicMetrics::new(&topic);
         Ok(Partition {
+            metrics,
             topic,
             topic_id,
             index,
@@ -158,6 +172,17 @@ impl Partition {
 
     pub fn size_bytes(&self) -> u64 {
         self.log().size_bytes()
+    }
+
+    pub fn stats(&self) -> PartitionStats {
+        let log = self.log();
+        PartitionStats {
+            log_start_offset: log.log_start_offset(),
+            log_end_offset: log.log_end_offset(),
+            high_watermark: log.high_watermark(),
+            size_bytes: log.size_bytes(),
+            producer_ids: log.producer_count(),
+        }
     }
 
     pub fn fetch_offset_by_timestamp(&self, target_ms: i64) -> Result<Option<TimestampOffset>, StorageError> {

@@ -274,7 +274,8 @@ impl ReplicaManager {
         if pending.is_empty() {
             return results;
         }
-        let deadline = Instant::now() + Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
+        let waiting = Instant::now();
+        let deadline = waiting + Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
         for (i, p, required) in pending {
             let mut rx = p.subscribe_high_watermark();
             let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
@@ -284,6 +285,7 @@ impl ReplicaManager {
                 }
             }
         }
+        crate::metrics::remote_wait(waiting.elapsed());
         results
     }
 
@@ -310,7 +312,10 @@ impl ReplicaManager {
                 return results;
             }
             let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
-            match tokio::time::timeout_at(deadline, changed).await {
+            let waiting = Instant::now();
+            let woke = tokio::time::timeout_at(deadline, changed).await;
+            crate::metrics::remote_wait(waiting.elapsed());
+            match woke {
                 Ok((Ok(()), _, _)) => continue,
                 // A sender dropped (topic deleted) or the deadline passed: answer with what we have.
                 Ok((Err(_), _, _)) | Err(_) => return read_all(params, targets),

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -54,7 +54,7 @@ pub async fn run(
 ) -> Result<(), ConnectionError> {
     socket.set_nodelay(true)?;
     let (read_half, write_half) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit)>(broker.config.queued_max_requests);
+    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit, Instant)>(broker.config.queued_max_requests);
     let max = broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
     let reader = tokio::spawn(read_frames(read_half, tx, max, idle, shutdown));
@@ -65,8 +65,8 @@ pub async fn run(
     // One response buffer per connection, reused: big fetch responses are not built in fresh
     // memory each time. Its capacity is kept only up to a bound.
     let mut out = ResponseBuf::new();
-    while let Some((frame, budget)) = rx.recv().await {
-        let outcome = api::handle_frame(&broker, frame, &info, &mut out).await;
+    while let Some((frame, budget, received)) = rx.recv().await {
+        let outcome = api::handle_frame(&broker, frame, &info, &mut out, received).await;
         drop(budget);
         match outcome {
             Outcome::Respond => {
@@ -100,7 +100,7 @@ pub async fn run(
 
 async fn read_frames(
     mut read_half: OwnedReadHalf,
-    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
+    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit, Instant)>,
     max: usize,
     idle: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -136,7 +136,7 @@ async fn read_frames(
                 r?;
             }
         }
-        if tx.send((frame.freeze(), permit)).await.is_err() {
+        if tx.send((frame.freeze(), permit, Instant::now())).await.is_err() {
             return Ok(());
         }
     }

@@ -40,6 +40,8 @@ impl TestBroker {
         let mut all = vec![
             format!("listeners=PLAINTEXT://{addr}"),
             format!("log.dirs={}", dir.path().display()),
+            // Off unless a test asks (many test brokers share the process and its port space).
+            "metrics.listener=".to_string(),
         ];
         all.extend(overrides.iter().map(|s| s.to_string()));
         let config = BrokerConfig::load(None, &all)?;
