@@ -19,13 +19,18 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
-ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash)
+ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
+  java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart)
+# Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir).
+SELF_MANAGED=" crash groups-restart "
 
 suite_cmd() {
   case "$1" in
     java-4.3.0) echo "$CT/java/run.sh 4.3.0" ;;
     java-3.9.1) echo "$CT/java/run.sh 3.9.1" ;;
-    kcat | confluent-kafka | kafka-python | kafkajs | crash) echo "$CT/$1/run.sh" ;;
+    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart) echo "$CT/$1/run.sh" ;;
+    java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
+    confluent-kafka-groups | kafka-python-groups | kafkajs-groups) echo "$CT/${1%-groups}/groups.sh" ;;
     *) return 1 ;;
   esac
 }
@@ -167,8 +172,9 @@ run_suite() {
   t0=$SECONDS
   say "---- $suite (port $port, timeout ${tmo}s)"
 
-  local tap_pid="" bport="$port"
-  if [[ "$suite" != crash ]]; then
+  local tap_pid="" bport="$port" mport
+  mport="$(free_port)"
+  if [[ "$SELF_MANAGED" != *" $suite "* ]]; then
     if [[ "${SLUICE_WIRETAP:-}" == 1 ]]; then
       # Clients talk to the relay (port), the broker listens on bport and advertises the relay.
       bport="$(free_port)"
@@ -177,7 +183,7 @@ run_suite() {
     fi
     "$BIN" --override "listeners=PLAINTEXT://127.0.0.1:$bport" \
       --override "advertised.listeners=PLAINTEXT://127.0.0.1:$port" \
-      --override "log.dirs=$data" </dev/null >"$log" 2>&1 &
+      --override "log.dirs=$data" --override "metrics.listener=127.0.0.1:$mport" </dev/null >"$log" 2>&1 &
     BROKER_PID=$!
     if ! wait_listening "$BROKER_PID" "$bport" || { [[ -n "$tap_pid" ]] && ! wait_listening "$tap_pid" "$port"; }; then
       RESULT[$suite]=FAIL
@@ -197,7 +203,7 @@ run_suite() {
   fi
 
   # The crash suite manages its own broker (kill -9, restart) with these.
-  SLUICE_BOOTSTRAP="127.0.0.1:$port" SLUICE_BIN="$BIN" SLUICE_PORT="$port" SLUICE_DATA_DIR="$data" \
+  SLUICE_BOOTSTRAP="127.0.0.1:$port" SLUICE_BIN="$BIN" SLUICE_PORT="$port" SLUICE_DATA_DIR="$data" SLUICE_METRICS_PORT="$mport" \
     SLUICE_BROKER_LOG="$log" SLUICE_PID_FILE="$dir/broker.pid" \
     timeout --kill-after=10 "$tmo" $cmd </dev/null 2>&1 | tee "$out" | grep --line-buffered -E '^(PASS|FAIL|#)'
   rc=${PIPESTATUS[0]}

@@ -14,9 +14,6 @@ Then the same once more with an idempotent producer, which must see no duplicate
 """
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 
@@ -26,6 +23,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from confluent_kafka import Producer  # noqa: E402
 
 import compat  # noqa: E402
+from broker import Broker  # noqa: E402
 from compat import NUM_PARTITIONS, fail  # noqa: E402
 
 import importlib.util  # noqa: E402
@@ -38,58 +36,6 @@ ROUNDS = int(os.environ.get("SLUICE_CRASH_ROUNDS", "2"))
 ACKS_BEFORE_KILL = int(os.environ.get("SLUICE_CRASH_ACKS_PER_ROUND", "20000"))
 IN_FLIGHT_TARGET = 5000
 TOPIC = "compat-crash"
-
-
-class Broker:
-    """The broker process under test, started and killed by PID only."""
-
-    def __init__(self):
-        self.bin = os.environ["SLUICE_BIN"]
-        self.port = int(os.environ["SLUICE_PORT"])
-        self.data = os.environ["SLUICE_DATA_DIR"]
-        self.log_path = os.environ["SLUICE_BROKER_LOG"]
-        self.pid_file = os.environ.get("SLUICE_PID_FILE")
-        self.proc = None
-        self.starts = 0
-
-    def start(self):
-        self.starts += 1
-        listener = f"PLAINTEXT://127.0.0.1:{self.port}"
-        log = open(self.log_path, "ab")
-        log.write(f"\n===== crash suite: broker start #{self.starts} =====\n".encode())
-        log.flush()
-        self.proc = subprocess.Popen(
-            [self.bin, "--override", f"listeners={listener}", "--override", f"advertised.listeners={listener}",
-             "--override", f"log.dirs={self.data}"],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        log.close()
-        if self.pid_file:
-            with open(self.pid_file, "w") as f:
-                f.write(str(self.proc.pid))
-        for _ in compat.deadline_loop(30, step=0.1):
-            if self.proc.poll() is not None:
-                fail(f"broker exited with {self.proc.returncode} during start #{self.starts}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                pass
-        fail(f"broker not listening on port {self.port} 30 s after start #{self.starts}")
-
-    def kill9(self):
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            return "killed after 10 s"
 
 
 def value_for(i):
@@ -243,7 +189,7 @@ def phase(s, broker, a, bs, name, topic, idempotent, rounds):
 def main():
     bs = compat.bootstrap()
     s = compat.Suite("crash")
-    broker = Broker()
+    broker = Broker("crash suite")
     try:
         ok, _ = s.check("start", broker.start)
         if not ok:

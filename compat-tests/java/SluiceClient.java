@@ -3,10 +3,16 @@
 // Subcommands mirror the tools with their exact default client configs:
 //   produce   like kafka-console-producer (idempotence on, acks=all, linger.ms=1000, batch.size=16384,
 //             retries=3, request.timeout.ms=1500, client.id=console-producer)
-//   consume   like kafka-console-consumer --partition P --offset N (assign + seek, never a group)
+//   consume   like kafka-console-consumer: with --partition P [--offset N] assign + seek, never a group;
+//             without --partition it subscribe()s as the tool does: no --group = a random
+//             console-consumer-NNNNN group with enable.auto.commit=false; --group G = auto commit
+//             every 5 s and close() (commit + LeaveGroup) on exit
 //   topics    like kafka-topics (create / list / describe via describeTopics + describeConfigs / delete)
 //   suite     the compat checks: per codec, create a 3-partition topic, produce keyed messages with
 //             headers, read them back by partition, list offsets, delete the topic. Also acks=0.
+//   groups-suite  the classic consumer-group checks: console consumer with and without --group,
+//             consumers sharing a group (threads), failover, a joining member, two groups,
+//             static membership, and the Admin group APIs.
 //
 // Every check prints "PASS <check>" or "FAIL <check>: <reason>"; the exit code is non-zero on any FAIL.
 // It compiles against kafka-clients 3.9.x and 4.x alike (only APIs present in both are used).
@@ -15,11 +21,16 @@ import java.time.Duration;
 import java.util.*;
 import java.util.concurrent.*;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.function.BooleanSupplier;
 import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.*;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.GroupNotEmptyException;
+import org.apache.kafka.common.errors.GroupSubscribedToTopicException;
+import org.apache.kafka.common.errors.RebalanceInProgressException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.header.internals.RecordHeader;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -68,7 +79,10 @@ public final class SluiceClient {
             + "  produce --topic T [--num-messages N] [--size BYTES] [--compression-type C] [--acks A]\n"
             + "          [--idempotence true|false] [--no-keys] [--no-headers]\n"
             + "  consume --topic T --partition P [--offset N|earliest|latest] [--max-messages M]\n"
-            + "  suite [--name NAME] [--num-messages N]");
+            + "  consume --topic T [--group G] [--auto-offset-reset earliest|latest] [--max-messages M]\n"
+            + "          [--timeout-ms IDLE_MS]\n"
+            + "  suite [--name NAME] [--num-messages N]\n"
+            + "  groups-suite");
         System.exit(2);
     }
 
@@ -106,6 +120,21 @@ public final class SluiceClient {
         p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, "30000");
         p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        return p;
+    }
+
+    /** kafka-console-consumer without --partition (it subscribe()s): with no group, the random
+     *  console-consumer-NNNNN group and enable.auto.commit=false above; with --group, the Java
+     *  defaults the tool leaves alone (auto commit every 5 s). The tool itself defaults
+     *  auto.offset.reset to latest unless --from-beginning; this command defaults to earliest. */
+    static Properties consoleConsumerProps(String bootstrap, String group, String autoOffsetReset) {
+        Properties p = consumerProps(bootstrap);
+        if (group != null) {
+            p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+            p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "true");
+            p.put(ConsumerConfig.AUTO_COMMIT_INTERVAL_MS_CONFIG, "5000");
+        }
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, autoOffsetReset);
         return p;
     }
 
@@ -199,6 +228,30 @@ public final class SluiceClient {
             long deadline = System.currentTimeMillis() + CONSUME_TIMEOUT_MS;
             while (got.size() < count && System.currentTimeMillis() < deadline) {
                 for (ConsumerRecord<byte[], byte[]> r : c.poll(Duration.ofMillis(500))) got.add(r);
+            }
+        }
+        return got;
+    }
+
+    /** kafka-console-consumer without --partition: subscribe() (so the group protocol runs) and
+     *  read until `max` records arrived or none came for idleMs; close() on the way out, as the
+     *  tool does (with auto commit on, close commits the positions and sends LeaveGroup). */
+    static List<ConsumerRecord<byte[], byte[]>> consumeSubscribed(Properties props, String topic, long max, long idleMs) {
+        List<ConsumerRecord<byte[], byte[]>> got = new ArrayList<>();
+        try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(props)) {
+            c.subscribe(Collections.singletonList(topic));
+            long last = System.currentTimeMillis();
+            while (got.size() < max) {
+                ConsumerRecords<byte[], byte[]> recs = c.poll(Duration.ofMillis(200));
+                if (recs.isEmpty()) {
+                    if (System.currentTimeMillis() - last > idleMs) break;
+                    continue;
+                }
+                last = System.currentTimeMillis();
+                for (ConsumerRecord<byte[], byte[]> r : recs) {
+                    if (got.size() >= max) break;
+                    got.add(r);
+                }
             }
         }
         return got;
@@ -523,6 +576,18 @@ public final class SluiceClient {
     }
 
     static int cmdConsume(String bootstrap, Args a) {
+        if (!a.opts.containsKey("partition")) {
+            // kafka-console-consumer without --partition: subscribe, a group (given or random).
+            if (a.opts.containsKey("offset")) usage("--offset needs --partition (as in kafka-console-consumer)");
+            Properties p = consoleConsumerProps(bootstrap, a.opts.get("group"), a.get("auto-offset-reset", "earliest"));
+            List<ConsumerRecord<byte[], byte[]>> recs = consumeSubscribed(p, a.need("topic"),
+                Long.parseLong(a.get("max-messages", "10")), Long.parseLong(a.get("timeout-ms", "15000")));
+            for (ConsumerRecord<byte[], byte[]> r : recs)
+                System.out.printf("%d\t%d\t%d\t%s\t%s%n", r.partition(), r.offset(), r.timestamp(), str(r.key()), str(r.value()));
+            System.err.printf("Processed a total of %d messages (group %s)%n", recs.size(), p.getProperty(ConsumerConfig.GROUP_ID_CONFIG));
+            return 0;
+        }
+        if (a.opts.containsKey("group")) usage("--group and --partition cannot be given together (as in kafka-console-consumer)");
         String off = a.get("offset", "earliest");
         long from = off.equals("earliest") ? EARLIEST : off.equals("latest") ? LATEST : Long.parseLong(off);
         List<ConsumerRecord<byte[], byte[]>> recs = consume(bootstrap, a.need("topic"), a.getInt("partition", 0),
@@ -559,6 +624,675 @@ public final class SluiceClient {
         return s.failures == 0 ? 0 : 1;
     }
 
+    // ------------------------------------------------------------------ consumer groups (groups-suite)
+    /** Message i of a group check: key "key-i", value "msg-i" (maps a record back to its index). */
+    static byte[] groupValue(int i) { return utf8("msg-" + i); }
+
+    static int groupIndex(byte[] value) {
+        String s = value == null ? "" : new String(value, StandardCharsets.UTF_8);
+        if (!s.startsWith("msg-")) fail("unexpected record value %s", str(value));
+        return Integer.parseInt(s.substring(4));
+    }
+
+    /** Produces n messages, message i to partition i % partitions (idempotent, acks=all); returns
+     *  the offset each one was acknowledged at. */
+    static long[] produceIndexed(String bootstrap, String topic, int n, int partitions) {
+        long[] offsets = new long[n];
+        Arrays.fill(offsets, -1);
+        String[] error = new String[1];
+        Properties p = producerProps(bootstrap, "none", "all", true);
+        p.put(ProducerConfig.LINGER_MS_CONFIG, "5");
+        try (KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(p)) {
+            for (int i = 0; i < n; i++) {
+                final int idx = i;
+                producer.send(new ProducerRecord<>(topic, i % partitions, utf8("key-" + i), groupValue(i)), (md, err) -> {
+                    if (err != null) error[0] = err.getClass().getSimpleName() + ": " + err.getMessage();
+                    else offsets[idx] = md.offset();
+                });
+            }
+            producer.flush();
+        }
+        for (int i = 0; i < n; i++) if (offsets[i] < 0) fail("message %d not acknowledged: %s", i, error[0]);
+        return offsets;
+    }
+
+    /** A group member's consumer config: the Java defaults, except auto.offset.reset=earliest. */
+    static Properties memberProps(String bootstrap, String group, String clientId) {
+        Properties p = new Properties();
+        p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.CLIENT_ID_CONFIG, clientId);
+        p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
+        return p;
+    }
+
+    /** One record as a group member received it. */
+    static final class Got {
+        final int partition; final long offset; final int index;
+        Got(int partition, long offset, int index) { this.partition = partition; this.offset = offset; this.index = index; }
+    }
+
+    /** A consumer in its own thread: subscribe(topic) and poll until told to stop, then close().
+     *  With manualCommit it commits (commitSync) what each poll returned, and on revocation; with
+     *  stopAfter > 0 it stops by itself once it has that many records, without committing the last
+     *  batch. Everything the main thread reads is volatile or thread-safe. */
+    static final class Member implements Runnable, ConsumerRebalanceListener {
+        final Crew crew; final String name; final Properties props; final boolean manualCommit; final int stopAfter;
+        final List<Got> got = Collections.synchronizedList(new ArrayList<>());
+        final List<String> events = new CopyOnWriteArrayList<>();
+        final Map<TopicPartition, Long> lastCommitted = new ConcurrentHashMap<>();
+        final Map<TopicPartition, Long> pending = new HashMap<>();     // consumer thread only
+        final AtomicInteger commitFailures = new AtomicInteger();
+        volatile Set<Integer> assignment = Collections.emptySet();
+        volatile int generation = -1;
+        volatile String memberId = "";
+        volatile boolean stopRequested, closing, closed;
+        volatile String error, lastCommitError;
+        KafkaConsumer<byte[], byte[]> consumer;                        // consumer thread only
+        final Thread thread;
+
+        Member(Crew crew, String name, Properties props, boolean manualCommit, int stopAfter) {
+            this.crew = crew; this.name = name; this.props = props; this.manualCommit = manualCommit; this.stopAfter = stopAfter;
+            thread = new Thread(this, name);
+            thread.setDaemon(true);
+        }
+
+        @Override public void run() {
+            try (KafkaConsumer<byte[], byte[]> c = new KafkaConsumer<>(props)) {
+                consumer = c;
+                c.subscribe(Collections.singletonList(crew.topic), this);
+                while (!stopRequested) {
+                    ConsumerRecords<byte[], byte[]> recs = c.poll(Duration.ofMillis(100));
+                    noteGroupMetadata();
+                    for (ConsumerRecord<byte[], byte[]> r : recs) {
+                        int idx = groupIndex(r.value());
+                        got.add(new Got(r.partition(), r.offset(), idx));
+                        crew.record(idx);
+                        pending.put(new TopicPartition(r.topic(), r.partition()), r.offset() + 1);
+                    }
+                    if (stopAfter > 0 && got.size() >= stopAfter) break;   // the failover victim: no final commit
+                    if (manualCommit) commitPending();
+                }
+                closing = true;
+            } catch (RuntimeException e) {
+                error = e.getClass().getSimpleName() + ": " + e.getMessage();
+            } finally {
+                closed = true;
+            }
+        }
+
+        void noteGroupMetadata() {
+            ConsumerGroupMetadata gm = consumer.groupMetadata();
+            generation = gm.generationId();
+            memberId = gm.memberId();
+        }
+
+        void commitPending() {
+            if (pending.isEmpty()) return;
+            Map<TopicPartition, OffsetAndMetadata> m = new HashMap<>();
+            pending.forEach((tp, off) -> m.put(tp, new OffsetAndMetadata(off)));
+            try {
+                consumer.commitSync(m);
+                lastCommitted.putAll(pending);
+                pending.clear();
+            } catch (RebalanceInProgressException | CommitFailedException e) {
+                commitFailures.incrementAndGet();
+                lastCommitError = e.getClass().getSimpleName() + ": " + e.getMessage();
+            }
+        }
+
+        void event(String what, Collection<TopicPartition> parts) {
+            events.add(String.format("%s%s%s@%d", closing ? "close:" : "", what, partitions(parts), System.currentTimeMillis() % 100_000));
+        }
+
+        @Override public void onPartitionsRevoked(Collection<TopicPartition> parts) {
+            event("revoked", parts);
+            // The usual pattern: commit what was processed before giving it up. Not from close(): Java
+            // calls this while closing too, and the failover victim must leave its last batch uncommitted.
+            if (manualCommit && !closing) commitPending();
+            Set<Integer> s = new TreeSet<>(assignment);
+            for (TopicPartition tp : parts) s.remove(tp.partition());
+            assignment = Collections.unmodifiableSet(s);
+        }
+
+        @Override public void onPartitionsAssigned(Collection<TopicPartition> parts) {
+            event("assigned", parts);
+            noteGroupMetadata();   // before the assignment: whoever sees the assignment sees its generation
+            Set<Integer> s = new TreeSet<>(assignment);
+            for (TopicPartition tp : parts) s.add(tp.partition());
+            assignment = Collections.unmodifiableSet(s);
+        }
+
+        @Override public void onPartitionsLost(Collection<TopicPartition> parts) {
+            event("lost", parts);
+            for (TopicPartition tp : parts) pending.remove(tp);
+            Set<Integer> s = new TreeSet<>(assignment);
+            for (TopicPartition tp : parts) s.remove(tp.partition());
+            assignment = Collections.unmodifiableSet(s);
+        }
+
+        boolean live() { return !stopRequested && !closed; }
+
+        /** Stops the poll loop and waits for close() to finish. */
+        void stop() {
+            stopRequested = true;
+            join();
+        }
+
+        void join() {
+            try { thread.join(45_000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+            if (!closed) fail("%s: close() did not return within 45 s", name);
+        }
+    }
+
+    static String partitions(Collection<TopicPartition> parts) {
+        Set<Integer> s = new TreeSet<>();
+        for (TopicPartition tp : parts) s.add(tp.partition());
+        return s.toString();
+    }
+
+    /** The consumers of one group on one topic, and which of the n messages they have received. */
+    static final class Crew implements AutoCloseable {
+        final String topic; final int n, partitions;
+        final List<Member> members = new CopyOnWriteArrayList<>();
+        final AtomicIntegerArray counts;
+        final AtomicInteger unique = new AtomicInteger();
+
+        Crew(String topic, int n, int partitions) {
+            this.topic = topic; this.n = n; this.partitions = partitions;
+            counts = new AtomicIntegerArray(Math.max(n, 1));
+        }
+
+        void record(int idx) {
+            if (idx < 0 || idx >= n) fail("record index %d out of range", idx);
+            if (counts.incrementAndGet(idx) == 1) unique.incrementAndGet();
+        }
+
+        Member start(String name, Properties props, boolean manualCommit, int stopAfter) {
+            Member m = new Member(this, name, props, manualCommit, stopAfter);
+            members.add(m);
+            m.thread.start();
+            return m;
+        }
+
+        List<Member> live() {
+            List<Member> out = new ArrayList<>();
+            for (Member m : members) if (m.live()) out.add(m);
+            return out;
+        }
+
+        /** Every live member owns `each` partitions, and together all partitions exactly once. */
+        boolean balanced(int each) {
+            Set<Integer> union = new HashSet<>();
+            int total = 0;
+            for (Member m : live()) {
+                Set<Integer> a = m.assignment;
+                if (a.size() != each) return false;
+                union.addAll(a);
+                total += a.size();
+            }
+            return total == partitions && union.size() == partitions;
+        }
+
+        /** Live members' assignments: all partitions, each exactly once. */
+        boolean coversOnce() {
+            int total = 0;
+            Set<Integer> union = new HashSet<>();
+            for (Member m : live()) { total += m.assignment.size(); union.addAll(m.assignment); }
+            return total == partitions && union.size() == partitions;
+        }
+
+        String state() {
+            StringJoiner j = new StringJoiner("; ");
+            for (Member m : members)
+                j.add(String.format("%s%s gen %d owns %s, %d records%s%s", m.name, m.closed ? " (closed)" : "", m.generation,
+                    m.assignment, m.got.size(), m.error == null ? "" : ", error " + m.error,
+                    m.commitFailures.get() == 0 ? "" : ", " + m.commitFailures.get() + " failed commits (" + m.lastCommitError + ")"));
+            return String.format("%d/%d messages; %s", unique.get(), n, j);
+        }
+
+        /** Waits for cond, failing at the deadline or as soon as a member's thread died. */
+        void waitUntil(String what, long timeoutMs, BooleanSupplier cond) {
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            while (!cond.getAsBoolean()) {
+                for (Member m : members) if (m.error != null) fail("%s: consumer %s failed: %s", what, m.name, m.error);
+                if (System.currentTimeMillis() > deadline) fail("%s: not reached within %d ms (%s)", what, timeoutMs, state());
+                sleep(50);
+            }
+        }
+
+        /** Stops every member at once (their close() calls overlap) and waits for them. */
+        void stopAll() {
+            for (Member m : members) m.stopRequested = true;
+            for (Member m : members) m.join();
+            for (Member m : members) if (m.error != null) fail("consumer %s failed: %s", m.name, m.error);
+        }
+
+        /** Every message received exactly once, at the partition and offset it was produced to. */
+        void verifyExactlyOnce(long[] offsets) {
+            verifyPlacement(offsets);
+            List<Integer> missing = new ArrayList<>(), dup = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                int c = counts.get(i);
+                if (c == 0 && missing.size() < 5) missing.add(i);
+                if (c > 1 && dup.size() < 5) dup.add(i);
+            }
+            if (!missing.isEmpty()) fail("%d of %d messages never received, e.g. %s", n - unique.get(), n, missing);
+            if (!dup.isEmpty()) fail("messages received more than once, e.g. %s (%s)", dup, state());
+        }
+
+        void verifyPlacement(long[] offsets) {
+            for (Member m : members) synchronized (m.got) {
+                for (Got g : m.got)
+                    if (g.partition != g.index % partitions || g.offset != offsets[g.index])
+                        fail("%s got message %d at %d/%d, it was produced to %d/%d", m.name, g.index, g.partition, g.offset,
+                            g.index % partitions, offsets[g.index]);
+            }
+        }
+
+        @Override public void close() {
+            for (Member m : members) m.stopRequested = true;
+            for (Member m : members) {
+                try { m.thread.join(45_000); } catch (InterruptedException e) { Thread.currentThread().interrupt(); }
+            }
+        }
+    }
+
+    static final class GroupSuite {
+        final String bootstrap; final Admin admin; final Suite s;
+        GroupSuite(String bootstrap, Admin admin, Suite s) { this.bootstrap = bootstrap; this.admin = admin; this.s = s; }
+
+        void run() {
+            s.check("console-consumer-no-group", this::consoleNoGroup);
+            s.check("console-consumer-group", this::consoleGroup);
+            s.check("three-consumers", this::threeConsumers);
+            s.check("failover", this::failover);
+            s.check("fourth-joins", this::fourthJoins);
+            s.check("two-groups", this::twoGroups);
+            s.check("static-membership", this::staticMembership);
+            runAdmin();
+        }
+
+        // ---- helpers
+        Map<TopicPartition, OffsetAndMetadata> committed(String group) {
+            Map<TopicPartition, OffsetAndMetadata> m = await(admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata(),
+                "listConsumerGroupOffsets " + group);
+            Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
+            m.forEach((tp, om) -> { if (om != null) out.put(tp, om); });
+            return out;
+        }
+
+        ConsumerGroupDescription describe(String group) {
+            return await(admin.describeConsumerGroups(Collections.singleton(group)).describedGroups().get(group),
+                "describeConsumerGroups " + group);
+        }
+
+        /** The group reaches `state` (the broker applies a LeaveGroup before answering it, so this is
+         *  normally immediate; the deadline only bounds a broker that lags). */
+        ConsumerGroupDescription waitState(String group, ConsumerGroupState state, long timeoutMs) {
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            while (true) {
+                ConsumerGroupDescription d = describe(group);
+                if (d.state() == state) return d;
+                if (System.currentTimeMillis() > deadline)
+                    fail("group %s is %s with %d member(s) after %d ms, want %s", group, d.state(), d.members().size(), timeoutMs, state);
+                sleep(100);
+            }
+        }
+
+        /** Committed offsets of `group` on every partition equal the log end offsets. */
+        void verifyCommittedAtEnd(String group, String topic, int partitions) {
+            Map<TopicPartition, OffsetAndMetadata> c = committed(group);
+            Map<Integer, ListOffsetsResult.ListOffsetsResultInfo> ends = listOffsets(admin, topic, partitions, OffsetSpec.latest());
+            for (int p = 0; p < partitions; p++) {
+                OffsetAndMetadata om = c.get(new TopicPartition(topic, p));
+                long end = ends.get(p).offset();
+                if (om == null || om.offset() != end)
+                    fail("group %s: committed offset of %s-%d is %s, log end offset %d", group, topic, p, om == null ? "none" : om.offset(), end);
+            }
+        }
+
+        static Set<Integer> set(Integer... xs) { return new TreeSet<>(Arrays.asList(xs)); }
+
+        // ---- the checks
+        void consoleNoGroup() {
+            String topic = "jg-console";
+            int n = 300;
+            createTopic(admin, topic, 3);
+            long[] offsets = produceIndexed(bootstrap, topic, n, 3);
+            Properties p = consoleConsumerProps(bootstrap, null, "earliest");
+            String group = p.getProperty(ConsumerConfig.GROUP_ID_CONFIG);
+            if (!group.matches("console-consumer-[0-9]{1,5}")) fail("group id %s", group);
+            List<ConsumerRecord<byte[], byte[]>> recs = consumeSubscribed(p, topic, n, 30_000);
+            verifyConsole(recs, n, offsets);
+            Map<TopicPartition, OffsetAndMetadata> c = committed(group);
+            if (!c.isEmpty()) fail("group %s (enable.auto.commit=false) has committed offsets %s", group, c);
+        }
+
+        void consoleGroup() {
+            String topic = "jg-console-group", group = "jg-console-group";
+            int n = 300;
+            createTopic(admin, topic, 3);
+            long[] offsets = produceIndexed(bootstrap, topic, n, 3);
+            List<ConsumerRecord<byte[], byte[]>> recs = consumeSubscribed(consoleConsumerProps(bootstrap, group, "earliest"), topic, n, 30_000);
+            verifyConsole(recs, n, offsets);
+            // close() committed the positions (auto commit) and left the group (LeaveGroup).
+            verifyCommittedAtEnd(group, topic, 3);
+            ConsumerGroupDescription d = waitState(group, ConsumerGroupState.EMPTY, 5_000);
+            if (!d.members().isEmpty()) fail("group %s is Empty but lists members %s", group, d.members());
+        }
+
+        void verifyConsole(List<ConsumerRecord<byte[], byte[]>> recs, int n, long[] offsets) {
+            boolean[] seen = new boolean[n];
+            for (ConsumerRecord<byte[], byte[]> r : recs) {
+                int idx = groupIndex(r.value());
+                if (seen[idx]) fail("message %d received twice", idx);
+                seen[idx] = true;
+                if (r.partition() != idx % 3 || r.offset() != offsets[idx])
+                    fail("message %d read at %d/%d, produced to %d/%d", idx, r.partition(), r.offset(), idx % 3, offsets[idx]);
+            }
+            if (recs.size() != n) fail("received %d of %d messages", recs.size(), n);
+        }
+
+        void threeConsumers() {
+            String topic = "jg-three", group = "jg-three";
+            int n = 30_000;
+            createTopic(admin, topic, 6);
+            long[] offsets = produceIndexed(bootstrap, topic, n, 6);
+            try (Crew crew = new Crew(topic, n, 6)) {
+                for (int i = 0; i < 3; i++) crew.start("three-" + i, memberProps(bootstrap, group, "jg-three-" + i), false, 0);
+                crew.waitUntil("3 consumers owning 2 partitions each, all messages read", 60_000,
+                    () -> crew.unique.get() == n && crew.live().size() == 3 && crew.balanced(2));
+                String atEnd = crew.state();
+                crew.stopAll();
+                crew.verifyExactlyOnce(offsets);
+                System.out.printf("# three-consumers: %s%n", atEnd);
+            }
+            verifyCommittedAtEnd(group, topic, 6);   // each close() committed (auto commit) before leaving
+            waitState(group, ConsumerGroupState.EMPTY, 5_000);
+        }
+
+        void failover() {
+            String topic = "jg-failover", group = "jg-failover";
+            int n = 12_000, stopAfter = 1_000;
+            createTopic(admin, topic, 6);
+            try (Crew crew = new Crew(topic, n, 6)) {
+                Member[] m = new Member[3];
+                for (int i = 0; i < 3; i++) {
+                    Properties p = memberProps(bootstrap, group, "jg-failover-" + i);
+                    p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+                    p.put(ConsumerConfig.MAX_POLL_RECORDS_CONFIG, "100");
+                    m[i] = crew.start("failover-" + i, p, true, i == 1 ? stopAfter : 0);
+                }
+                Member victim = m[1];
+                crew.waitUntil("3 consumers owning 2 partitions each", 30_000, () -> crew.live().size() == 3 && crew.balanced(2));
+                Set<Integer> victimParts = victim.assignment;
+                int share = n / 6 * victimParts.size();
+                long[] offsets = produceIndexed(bootstrap, topic, n, 6);
+                crew.waitUntil("the stopping consumer closed after " + stopAfter + " records", 30_000, () -> victim.closed);
+                if (victim.error != null) fail("stopping consumer failed: %s", victim.error);
+                crew.waitUntil("2 consumers owning 3 partitions each, all messages read", 60_000,
+                    () -> crew.unique.get() == n && crew.live().size() == 2 && crew.balanced(3));
+                String atEnd = crew.state();
+                crew.stopAll();
+                crew.verifyPlacement(offsets);
+                for (Member x : m)
+                    if (x.commitFailures.get() > 0) fail("%s: %d commitSync calls failed, last %s", x.name, x.commitFailures.get(), x.lastCommitError);
+                for (int i = 0; i < n; i++) if (crew.counts.get(i) == 0) fail("message %d (%d/%d) never received", i, i % 6, offsets[i]);
+                if (victim.got.size() >= share) fail("the stopping consumer read all %d of its messages: not mid-stream", victim.got.size());
+                // At-least-once: only the stopped consumer's uncommitted tail is read twice, and its
+                // partitions resume exactly at its last committed offsets.
+                Map<Integer, Long> resume = new HashMap<>();
+                for (int p : victimParts) resume.put(p, victim.lastCommitted.getOrDefault(new TopicPartition(topic, p), 0L));
+                int dups = 0, tail = 0;
+                synchronized (victim.got) { for (Got g : victim.got) if (g.offset >= resume.get(g.partition)) tail++; }
+                for (int i = 0; i < n; i++) {
+                    if (crew.counts.get(i) < 2) continue;
+                    dups++;
+                    int p = i % 6;
+                    if (!victimParts.contains(p))
+                        fail("message %d (%d/%d) read twice, but partition %d was not the stopped consumer's %s", i, p, offsets[i], p, victimParts);
+                    if (offsets[i] < resume.get(p))
+                        fail("message %d (%d/%d) read twice, below the stopped consumer's committed offset %d", i, p, offsets[i], resume.get(p));
+                }
+                if (dups != tail)
+                    fail("%d messages read twice, but the stopped consumer left %d read and uncommitted", dups, tail);
+                if (tail == 0) fail("the stopped consumer left nothing uncommitted: its last batch was committed on close");
+                for (int p : victimParts) {
+                    long first = Long.MAX_VALUE;
+                    for (int i = 0; i < 2; i++) {
+                        Member x = m[i == 0 ? 0 : 2];
+                        synchronized (x.got) { for (Got g : x.got) if (g.partition == p) first = Math.min(first, g.offset); }
+                    }
+                    if (first != resume.get(p))
+                        fail("partition %d: taken over from offset %d, the stopped consumer had committed %d", p, first, resume.get(p));
+                }
+                System.out.printf("# failover: %s stopped after %d records owning %s, committed %s; %d read twice; then %s%n",
+                    victim.name, victim.got.size(), victimParts, resume, dups, atEnd);
+            }
+        }
+
+        void fourthJoins() {
+            String topic = "jg-fourth", group = "jg-fourth";
+            int n = 600;
+            createTopic(admin, topic, 6);
+            long[] offsets = produceIndexed(bootstrap, topic, n, 6);
+            try (Crew crew = new Crew(topic, n, 6)) {
+                for (int i = 0; i < 3; i++) crew.start("fourth-" + i, memberProps(bootstrap, group, "jg-fourth-" + i), false, 0);
+                crew.waitUntil("3 consumers owning 2 partitions each", 30_000, () -> crew.live().size() == 3 && crew.balanced(2));
+                Member fourth = crew.start("fourth-3", memberProps(bootstrap, group, "jg-fourth-3"), false, 0);
+                crew.waitUntil("the 4th consumer owns a partition, all 6 assigned once among 4", 30_000,
+                    () -> crew.live().size() == 4 && !fourth.assignment.isEmpty() && crew.coversOnce());
+                String atEnd = crew.state();
+                crew.waitUntil("all messages read", 30_000, () -> crew.unique.get() == n);
+                crew.stopAll();
+                crew.verifyExactlyOnce(offsets);
+                System.out.printf("# fourth-joins: %s%n", atEnd);
+            }
+        }
+
+        void twoGroups() {
+            String topic = "jg-two";
+            int n = 1_000;
+            createTopic(admin, topic, 3);
+            long[] offsets = produceIndexed(bootstrap, topic, n, 3);
+            try (Crew a = new Crew(topic, n, 3); Crew b = new Crew(topic, n, 3)) {
+                a.start("two-a", memberProps(bootstrap, "jg-two-a", "jg-two-a"), false, 0);
+                b.start("two-b", memberProps(bootstrap, "jg-two-b", "jg-two-b"), false, 0);
+                a.waitUntil("group jg-two-a read every message", 30_000, () -> a.unique.get() == n);
+                b.waitUntil("group jg-two-b read every message", 30_000, () -> b.unique.get() == n);
+                a.stopAll();
+                b.stopAll();
+                a.verifyExactlyOnce(offsets);
+                b.verifyExactlyOnce(offsets);
+            }
+            verifyCommittedAtEnd("jg-two-a", topic, 3);
+            verifyCommittedAtEnd("jg-two-b", topic, 3);
+        }
+
+        void staticMembership() {
+            String topic = "jg-static", group = "jg-static";
+            int n = 600;
+            createTopic(admin, topic, 6);
+            produceIndexed(bootstrap, topic, n, 6);
+            try (Crew crew = new Crew(topic, n, 6)) {
+                Member[] m = new Member[3];
+                m[0] = crew.start("static-0", staticProps(group, 0), false, 0);
+                // Let static-0 join first (so it is the leader, the harder case to restart), then the others.
+                long deadline = System.currentTimeMillis() + 3_000;
+                while (describe(group).members().isEmpty() && System.currentTimeMillis() < deadline) sleep(50);
+                for (int i = 1; i < 3; i++) m[i] = crew.start("static-" + i, staticProps(group, i), false, 0);
+                crew.waitUntil("3 static consumers owning 2 partitions each", 30_000, () -> crew.live().size() == 3 && crew.balanced(2));
+                for (int i : new int[] {0, 2}) m[i] = restartStatic(crew, group, m, i);
+                crew.waitUntil("all messages read", 30_000, () -> crew.unique.get() == n);
+                crew.stopAll();
+            }
+        }
+
+        Properties staticProps(String group, int i) {
+            Properties p = memberProps(bootstrap, group, "jg-static-" + i);
+            p.put(ConsumerConfig.GROUP_INSTANCE_ID_CONFIG, "jg-static-" + i);
+            p.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "30000");
+            return p;
+        }
+
+        /** Closes static member i (Java sends no LeaveGroup for a static member) and starts a new
+         *  consumer with the same group.instance.id: it must get the same partitions back within
+         *  the same generation, and the others must see no rebalance. */
+        Member restartStatic(Crew crew, String group, Member[] m, int i) {
+            String instance = "jg-static-" + i;
+            Member old = m[i];
+            Set<Integer> parts = old.assignment;
+            int gen = old.generation;
+            String oldId = old.memberId;
+            Map<Member, Integer> mark = new HashMap<>();
+            for (int j = 0; j < 3; j++) if (j != i) mark.put(m[j], m[j].events.size());
+            old.stop();
+            ConsumerGroupDescription d = describe(group);
+            MemberDescription md = null;
+            for (MemberDescription x : d.members()) if (x.groupInstanceId().orElse("").equals(instance)) md = x;
+            if (d.state() != ConsumerGroupState.STABLE || d.members().size() != 3 || md == null || !md.consumerId().equals(oldId))
+                fail("after closing static member %s (member id %s) the group is %s with members %s: a static member's close "
+                    + "must leave it in the group until its session times out", instance, oldId, d.state(), memberIds(d));
+            Member fresh = crew.start("static-" + i + "-restarted", staticProps(group, i), false, 0);
+            crew.waitUntil("restarted " + instance + " gets its partitions back", 20_000, () -> !fresh.assignment.isEmpty());
+            if (!fresh.assignment.equals(parts)) fail("restarted %s got partitions %s, it had %s", instance, fresh.assignment, parts);
+            // A rebalance would reach the others at their next heartbeat (heartbeat.interval.ms 3 s):
+            // watch for one interval and a half.
+            long until = System.currentTimeMillis() + 4_500;
+            while (System.currentTimeMillis() < until) {
+                for (Member x : crew.members) if (x.error != null) fail("consumer %s failed: %s", x.name, x.error);
+                sleep(100);
+            }
+            for (Map.Entry<Member, Integer> e : mark.entrySet()) {
+                List<String> ev = e.getKey().events;
+                if (ev.size() != e.getValue())
+                    fail("while %s restarted, %s saw rebalance callbacks %s", instance, e.getKey().name, ev.subList(e.getValue(), ev.size()));
+                if (e.getKey().generation != gen) fail("%s moved from generation %d to %d", e.getKey().name, gen, e.getKey().generation);
+            }
+            if (fresh.generation != gen) fail("restarted %s is in generation %d, the group was in %d", instance, fresh.generation, gen);
+            if (fresh.events.size() != 1) fail("restarted %s saw callbacks %s, want one assignment", instance, fresh.events);
+            d = describe(group);
+            md = null;
+            for (MemberDescription x : d.members()) if (x.groupInstanceId().orElse("").equals(instance)) md = x;
+            if (d.state() != ConsumerGroupState.STABLE || d.members().size() != 3 || md == null || md.consumerId().equals(oldId)
+                || !md.consumerId().equals(fresh.memberId))
+                fail("after restarting %s the group is %s with members %s; the new consumer's member id is %s (old %s)",
+                    instance, d.state(), memberIds(d), fresh.memberId, oldId);
+            System.out.printf("# static-membership: %s restarted in generation %d with %s, member id %s -> %s%n",
+                instance, gen, parts, oldId, fresh.memberId);
+            return fresh;
+        }
+
+        static String memberIds(ConsumerGroupDescription d) {
+            StringJoiner j = new StringJoiner(", ", "[", "]");
+            for (MemberDescription x : d.members())
+                j.add(x.groupInstanceId().orElse("-") + "=" + x.consumerId() + " " + partitionsOf(x));
+            return j.toString();
+        }
+
+        static String partitionsOf(MemberDescription x) { return partitions(x.assignment().topicPartitions()); }
+
+        void runAdmin() {
+            String topic = "jg-admin", active = "jg-admin-active", empty = "jg-admin-empty";
+            int n = 90;
+            Crew[] crews = new Crew[2];
+            try {
+                if (!s.check("admin-list-groups", () -> {
+                    createTopic(admin, topic, 3);
+                    produceIndexed(bootstrap, topic, n, 3);
+                    crews[0] = new Crew(topic, n, 3);
+                    crews[1] = new Crew(topic, n, 3);
+                    crews[0].start("admin-active", memberProps(bootstrap, active, "jg-admin-active"), false, 0);
+                    crews[1].start("admin-empty", memberProps(bootstrap, empty, "jg-admin-empty"), false, 0);
+                    crews[0].waitUntil(active + " read every message", 30_000, () -> crews[0].unique.get() == n && crews[0].balanced(3));
+                    crews[1].waitUntil(empty + " read every message", 30_000, () -> crews[1].unique.get() == n);
+                    crews[1].stopAll();   // commits (auto commit) and leaves: the group is Empty with offsets
+                    waitState(empty, ConsumerGroupState.EMPTY, 5_000);
+                    Map<String, ConsumerGroupListing> byId = new HashMap<>();
+                    for (ConsumerGroupListing l : await(admin.listConsumerGroups().all(), "listConsumerGroups")) byId.put(l.groupId(), l);
+                    for (String g : Arrays.asList(active, empty, "jg-three", "jg-failover", "jg-two-a", "jg-console-group"))
+                        if (!byId.containsKey(g)) fail("listConsumerGroups %s lacks %s", new TreeSet<>(byId.keySet()), g);
+                    ConsumerGroupListing la = byId.get(active), le = byId.get(empty);
+                    if (la.isSimpleConsumerGroup() || le.isSimpleConsumerGroup()) fail("listed as simple groups: %s %s", la, le);
+                    if (!la.state().equals(Optional.of(ConsumerGroupState.STABLE))) fail("%s listed as %s, want Stable", active, la.state());
+                    if (!le.state().equals(Optional.of(ConsumerGroupState.EMPTY))) fail("%s listed as %s, want Empty", empty, le.state());
+                })) return;
+                s.check("admin-describe-groups", () -> {
+                    Map<String, ConsumerGroupDescription> ds = await(admin.describeConsumerGroups(Arrays.asList(active, empty)).all(),
+                        "describeConsumerGroups");
+                    ConsumerGroupDescription da = ds.get(active), de = ds.get(empty);
+                    if (da == null || de == null) fail("describeConsumerGroups returned %s", ds.keySet());
+                    if (da.state() != ConsumerGroupState.STABLE || da.members().size() != 1)
+                        fail("%s: %s with %d members, want Stable with 1", active, da.state(), da.members().size());
+                    MemberDescription md = da.members().iterator().next();
+                    if (!md.clientId().equals("jg-admin-active")) fail("member client id %s", md.clientId());
+                    if (md.consumerId().isEmpty() || md.host().isEmpty()) fail("member id %s host %s", md.consumerId(), md.host());
+                    if (!partitionsOf(md).equals("[0, 1, 2]") || md.assignment().topicPartitions().size() != 3)
+                        fail("member assignment %s, want %s-0..2", md.assignment().topicPartitions(), topic);
+                    if (!"range".equals(da.partitionAssignor())) fail("%s: partition assignor %s, want range", active, da.partitionAssignor());
+                    if (da.isSimpleConsumerGroup()) fail("%s described as a simple group", active);
+                    if (da.coordinator() == null || da.coordinator().id() != 1) fail("coordinator %s, want node 1", da.coordinator());
+                    if (de.state() != ConsumerGroupState.EMPTY || !de.members().isEmpty())
+                        fail("%s: %s with members %s, want Empty with none", empty, de.state(), de.members());
+                });
+                s.check("admin-delete-offsets", () -> {
+                    TopicPartition p0 = new TopicPartition(topic, 0);
+                    await(admin.deleteConsumerGroupOffsets(empty, Collections.singleton(p0)).all(), "deleteConsumerGroupOffsets " + empty);
+                    Map<TopicPartition, OffsetAndMetadata> c = committed(empty);
+                    if (c.containsKey(p0)) fail("%s still has an offset for %s after deleting it: %s", empty, p0, c);
+                    for (int p = 1; p < 3; p++)
+                        if (!c.containsKey(new TopicPartition(topic, p))) fail("%s lost its offset for %s-%d too: %s", empty, topic, p, c);
+                    try {
+                        admin.deleteConsumerGroupOffsets(active, Collections.singleton(p0)).all().get(OP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                        fail("deleting offsets of %s, which a member of the active %s is subscribed to, succeeded", p0, active);
+                    } catch (ExecutionException e) {
+                        if (!(e.getCause() instanceof GroupSubscribedToTopicException))
+                            fail("deleting offsets of a subscribed topic: %s, want GroupSubscribedToTopicException", e.getCause());
+                    } catch (InterruptedException | TimeoutException e) {
+                        fail("deleting offsets of a subscribed topic: %s", e);
+                    }
+                });
+                s.check("admin-delete-groups", () -> {
+                    try {
+                        admin.deleteConsumerGroups(Collections.singleton(active)).all().get(OP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+                        fail("deleting the active group %s succeeded", active);
+                    } catch (ExecutionException e) {
+                        if (!(e.getCause() instanceof GroupNotEmptyException))
+                            fail("deleting an active group: %s, want GroupNotEmptyException", e.getCause());
+                    } catch (InterruptedException | TimeoutException e) {
+                        fail("deleting an active group: %s", e);
+                    }
+                    await(admin.deleteConsumerGroups(Collections.singleton(empty)).all(), "deleteConsumerGroups " + empty);
+                    Set<String> ids = new TreeSet<>();
+                    for (ConsumerGroupListing l : await(admin.listConsumerGroups().all(), "listConsumerGroups")) ids.add(l.groupId());
+                    if (ids.contains(empty)) fail("%s still listed after deletion: %s", empty, ids);
+                    if (!ids.contains(active)) fail("%s no longer listed: %s", active, ids);
+                    if (!committed(empty).isEmpty()) fail("deleted group %s still has offsets %s", empty, committed(empty));
+                    // Once its last member has left, the other group can be deleted too.
+                    crews[0].stopAll();
+                    waitState(active, ConsumerGroupState.EMPTY, 5_000);
+                    await(admin.deleteConsumerGroups(Collections.singleton(active)).all(), "deleteConsumerGroups " + active + " (now empty)");
+                });
+            } finally {
+                for (Crew c : crews) if (c != null) c.close();
+            }
+        }
+    }
+
+    static int cmdGroupsSuite(String bootstrap, Args a) {
+        Suite s = new Suite(bootstrap, a.get("name", "java-groups"), 0);
+        long t0 = System.nanoTime();
+        System.out.println("# kafka-clients " + AppInfoVersion.get() + " against " + bootstrap + ": classic consumer groups");
+        try (Admin admin = admin(bootstrap)) {
+            new GroupSuite(bootstrap, admin, s).run();
+        }
+        System.out.printf("# %s: %d check(s) failed, %d s%n", s.name, s.failures, (System.nanoTime() - t0) / 1_000_000_000L);
+        return s.failures == 0 ? 0 : 1;
+    }
+
     /** kafka-clients version, read the way the clients log it. */
     static final class AppInfoVersion {
         static String get() { return org.apache.kafka.common.utils.AppInfoParser.getVersion(); }
@@ -575,6 +1309,7 @@ public final class SluiceClient {
                 case "produce": rc = cmdProduce(bootstrap, a); break;
                 case "consume": rc = cmdConsume(bootstrap, a); break;
                 case "suite": rc = cmdSuite(bootstrap, a); break;
+                case "groups-suite": rc = cmdGroupsSuite(bootstrap, a); break;
                 default: usage("unknown command " + argv[2]); return;
             }
         } catch (CheckFailed e) {
