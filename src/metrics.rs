@@ -4,14 +4,15 @@
 //!
 //! Two kinds, by how they are produced:
 //! - **Recorded** on the request path through the `metrics` facade and rendered by
-//!   `metrics-exporter-prometheus`: request counts, errors, latencies, bytes and messages per topic,
-//!   connections, fsync latency, group rebalances. Hot paths hold pre-registered handles
-//!   ([`ApiMetrics`], [`TopicMetrics`]): one atomic add per event, no name lookup, no allocation.
-//!   With `metrics.listener` empty no recorder is installed and every handle is a no-op.
-//! - **Sampled at scrape time** from the broker's state ([`render_state`]): per-partition log end
-//!   offset, log start offset and size, consumer-group lag, groups by state, producer ids,
-//!   partition counts, replication health. Nothing on the request path pays for them, a deleted
-//!   partition simply stops appearing, and their cost is one pass over the partitions per scrape.
+//!   `metrics-exporter-prometheus`: request counts, errors, latencies, connections, fsync
+//!   latency, group rebalances. Hot paths hold pre-registered handles ([`ApiMetrics`]): one
+//!   atomic add per event, no name lookup, no allocation. With `metrics.listener` empty no
+//!   recorder is installed and nothing is recorded.
+//! - **Sampled at scrape time** from the broker's state ([`render_state`]): bytes and messages
+//!   in/out per topic (summed from each partition's [`TopicMetrics`] atomics), per-partition log
+//!   end offset, log start offset and size, consumer-group lag, groups by state, producer ids,
+//!   partition counts, replication health. A deleted topic's series disappear with it, and
+//!   their cost is one pass over the partitions per scrape.
 //!
 //! Kafka's request metrics split a request's time into queue time (read, waiting for the
 //! connection's processor), local time (handling), remote time (waiting in purgatory: acks=-1
@@ -20,6 +21,7 @@
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -133,10 +135,6 @@ fn describe() {
         Unit::Seconds,
         "Time a request waited in purgatory (acks=-1 produce, fetch long poll)."
     );
-    describe_counter!(MESSAGES_IN_TOTAL, "Records appended, by topic.");
-    describe_counter!(BYTES_IN_TOTAL, "Record batch bytes appended, by topic.");
-    describe_counter!(MESSAGES_OUT_TOTAL, "Records sent to consumers, by topic.");
-    describe_counter!(BYTES_OUT_TOTAL, "Record batch bytes sent to consumers, by topic.");
     describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Log flush (fsync) latency.");
     describe_counter!(GROUP_REBALANCES_TOTAL, "Consumer group rebalances started.");
     describe_counter!(ISR_SHRINKS_TOTAL, "In-sync replica set shrinks (always 0 on one node).");
@@ -274,34 +272,34 @@ pub fn remote_wait(waited: Duration) {
 
 // ---- topics, logs, groups ------------------------------------------------------------------
 
-/// A topic's byte and message counters, held by each of its partitions.
-#[derive(Debug, Clone)]
+/// A partition's byte and message counters (plain atomics: one add per event, metrics on or
+/// off). Rendered per topic at scrape time, so a deleted topic's series go with it, as Kafka's do.
+#[derive(Debug, Default)]
 pub struct TopicMetrics {
-    messages_in: Counter,
-    bytes_in: Counter,
-    messages_out: Counter,
-    bytes_out: Counter,
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    messages_out: AtomicU64,
+    bytes_out: AtomicU64,
 }
 
 impl TopicMetrics {
-    pub fn new(topic: &str) -> Self {
-        let topic = topic.to_string();
-        TopicMetrics {
-            messages_in: metrics::counter!(MESSAGES_IN_TOTAL, "topic" => topic.clone()),
-            bytes_in: metrics::counter!(BYTES_IN_TOTAL, "topic" => topic.clone()),
-            messages_out: metrics::counter!(MESSAGES_OUT_TOTAL, "topic" => topic.clone()),
-            bytes_out: metrics::counter!(BYTES_OUT_TOTAL, "topic" => topic),
-        }
-    }
-
     pub fn appended(&self, messages: u64, bytes: u64) {
-        self.messages_in.increment(messages);
-        self.bytes_in.increment(bytes);
+        self.messages_in.fetch_add(messages, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes, Ordering::Relaxed);
     }
 
     pub fn sent(&self, messages: u64, bytes: u64) {
-        self.messages_out.increment(messages);
-        self.bytes_out.increment(bytes);
+        self.messages_out.fetch_add(messages, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> [u64; 4] {
+        [
+            self.messages_in.load(Ordering::Relaxed),
+            self.bytes_in.load(Ordering::Relaxed),
+            self.messages_out.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        ]
     }
 }
 
@@ -339,7 +337,12 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
     let mut size = String::new();
     let mut producers = 0usize;
     let mut ends = std::collections::HashMap::with_capacity(partitions.len());
+    let mut per_topic: std::collections::BTreeMap<Arc<str>, [u64; 4]> = std::collections::BTreeMap::new();
     for p in &partitions {
+        let sums = per_topic.entry(Arc::clone(&p.topic)).or_default();
+        for (sum, v) in sums.iter_mut().zip(p.metrics.snapshot()) {
+            *sum += v;
+        }
         let stats = p.stats();
         let labels = format!("topic=\"{}\",partition=\"{}\"", escape(&p.topic), p.index);
         let _ = writeln!(leo, "{LOG_END_OFFSET}{{{labels}}} {}", stats.log_end_offset);
@@ -348,6 +351,19 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         let _ = writeln!(size, "{LOG_SIZE_BYTES}{{{labels}}} {}", stats.size_bytes);
         producers += stats.producer_ids;
         ends.insert((Arc::clone(&p.topic), p.index), stats.log_end_offset);
+    }
+    let counters = [
+        (MESSAGES_IN_TOTAL, "Records appended, by topic."),
+        (BYTES_IN_TOTAL, "Record batch bytes appended, by topic."),
+        (MESSAGES_OUT_TOTAL, "Records sent to consumers, by topic."),
+        (BYTES_OUT_TOTAL, "Record batch bytes sent to consumers, by topic."),
+    ];
+    for (i, (name, help)) in counters.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (topic, sums) in &per_topic {
+            let value = sums.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "{name}{{topic=\"{}\"}} {value}", escape(topic));
+        }
     }
     gauge_header(
         out,

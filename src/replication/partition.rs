@@ -57,7 +57,7 @@ pub struct Partition {
     high_watermark: watch::Sender<i64>,
     /// Set while this partition waits in the flusher's queue (at most one entry each).
     pub(crate) flush_scheduled: AtomicBool,
-    /// Its topic's byte and message counters.
+    /// Its byte and message counters (summed per topic in the metrics).
     pub metrics: crate::metrics::TopicMetrics,
 }
 
@@ -81,9 +81,8 @@ impl Partition {
         }
         let hw = log.high_watermark();
         let (tx, _) = watch::channel(hw);
-        let metrics = crate::metrics::TopicMetrics::new(&topic);
         Ok(Partition {
-            metrics,
+            metrics: crate::metrics::TopicMetrics::default(),
             topic,
             topic_id,
             index,
