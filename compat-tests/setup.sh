@@ -5,7 +5,7 @@
 # ${SLUICE_CACHE:-$HOME/.cache/sluice}. Each step writes a stamp file named after its pinned
 # versions, so a second run is a few stat() calls. Versions are pinned so runs are deterministic.
 #
-#   apt      kcat (librdkafka 2.0.2 in Debian 12), iperf3, a JDK (javac) if missing
+#   apt      kcat (librdkafka 2.0.2 in Debian 12), iperf3, prometheus (+promtool), a JDK (javac) if missing
 #   venv     confluent-kafka, kafka-python + cramjam/python-snappy, lz4, zstandard
 #   node     kafkajs + kafkajs-snappy, lz4js, @mongodb-js/zstd (FINDINGS.md: why not kafkajs-lz4, @kafkajs/zstd)
 #   java     kafka-clients 4.3.0 and 3.9.1 with lz4-java, snappy-java, zstd-jni, slf4j-api,
@@ -24,6 +24,8 @@ command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
 command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
+# Debian's prometheus: promtool (alert rule checks) and the server the observability suite starts.
+{ [[ -x /usr/bin/promtool && -x /usr/bin/prometheus ]]; } || need_apt+=(prometheus)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
@@ -31,7 +33,7 @@ if ((${#need_apt[@]})); then
   timeout 600 apt-get update -q >/dev/null </dev/null
   timeout 900 apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null </dev/null
 else
-  log "apt: ${APT_PKGS[*]} javac node python3-venv already present"
+  log "apt: ${APT_PKGS[*]} prometheus javac node python3-venv already present"
 fi
 
 # ---------------------------------------------------------------- Python venv
