@@ -206,21 +206,32 @@ build_sluice() {
 # Start a fresh broker (new data dir, free port) on CPU 0 and measure its start-up time.
 BROKER_LOG=""
 BROKER_DATA=""
+# BROKER_TAG names the broker's result keys (sluice = metrics on, sluicenm = metrics off);
+# METRICS_ON=0 starts it with metrics.listener empty (no recorder: nothing is recorded).
+BROKER_TAG=sluice
+METRICS_ON=1
 start_broker() { # start_broker ROUND
-  local round=$1 port datadir
+  local round=$1 port datadir mport metrics
+  if ((METRICS_ON)); then
+    mport=$("$PY" "$LIB" freeport)
+    metrics="metrics.listener=127.0.0.1:$mport"
+  else
+    metrics="metrics.listener="
+  fi
   port=$("$PY" "$LIB" freeport)
   datadir=$(mktemp -d "$WORK/sluice-data.XXXXXX")
   BROKER_DATA=$datadir
-  BROKER_LOG="$LOGS/sluice-r$round.log"
+  BROKER_LOG="$LOGS/$BROKER_TAG-r$round.log"
   BROKER_ADDR="127.0.0.1:$port"
   rm -f "$WORK/startup.json"
-  log "sluice: starting on $BROKER_ADDR (CPU $BROKER_CPU), data in $datadir"
+  log "sluice: starting on $BROKER_ADDR (CPU $BROKER_CPU), data in $datadir, $metrics"
   "$PY" "$LIB" spawn --port "$port" --result "$WORK/startup.json" --timeout "$START_TIMEOUT" -- \
     taskset -c "$BROKER_CPU" "$SLUICE_BIN" \
       --override "listeners=PLAINTEXT://$BROKER_ADDR" \
       --override "advertised.listeners=PLAINTEXT://$BROKER_ADDR" \
       --override "log.dirs=$datadir" \
       --override "num.partitions=4" \
+      --override "$metrics" \
       >"$BROKER_LOG" 2>&1 &
   BROKER_PID=$!
   STARTED_PIDS+=("$BROKER_PID")
@@ -239,16 +250,16 @@ start_broker() { # start_broker ROUND
     local rc=""
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then wait "$BROKER_PID" 2>/dev/null || rc=$?; fi
     SLUICE_ERR="$err${rc:+ (exit status $rc)}; broker log: $(log_tail)"
-    result "sluice.r$round.error" "$SLUICE_ERR"
+    result "$BROKER_TAG.r$round.error" "$SLUICE_ERR"
     return 1
   fi
   if [[ -n "$apierr" ]]; then
     SLUICE_ERR="the broker accepts TCP connections but $apierr"
-    result "sluice.r$round.error" "$SLUICE_ERR"
+    result "$BROKER_TAG.r$round.error" "$SLUICE_ERR"
     return 1
   fi
-  result "sluice.r$round.connect_ms" "$connect"
-  [[ -n "$api" ]] && result "sluice.r$round.apiversions_ms" "$api"
+  result "$BROKER_TAG.r$round.connect_ms" "$connect"
+  [[ -n "$api" ]] && result "$BROKER_TAG.r$round.apiversions_ms" "$api"
   log "sluice: accepting TCP after ${connect} ms, ApiVersions answered after ${api:-?} ms"
   return 0
 }
@@ -695,6 +706,20 @@ for ((round = 1; round <= REPEAT; round++)); do
   l1 mock "$round" || PHASE_FAILED=1
   sluice_phase "l1.sluice.r$round" l1 sluice "$round"
   stop_broker
+
+  # The metrics cost (issue #4): P1 and P2 again on a fresh broker with metrics off.
+  if [[ -z $SLUICE_ERR ]]; then
+    BROKER_TAG=sluicenm METRICS_ON=0
+    if start_broker "$round"; then
+      log "== round $round/$REPEAT: P1 and P2 with metrics off"
+      sluice_phase "p1.sluicenm.r$round" p1 sluicenm "$round"
+      sluice_phase "p2.sluicenm.r$round" p2 sluicenm "$round"
+    else
+      PHASE_FAILED=1
+    fi
+    stop_broker
+    BROKER_TAG=sluice METRICS_ON=1
+  fi
   last_round_secs=$((SECONDS - t_round0))
 done
 

@@ -346,7 +346,7 @@ def _aggregate(raw):
                 r[g + ".error"] = errs[0].split(": ", 1)[1]
         if g.startswith("l1."):
             key, pick = "p99_ms", min
-        elif g == "sluice":
+        elif g in ("sluice", "sluicenm"):
             key, pick = "connect_ms", min
         elif g.startswith(("iperf", "c1.")):
             key, pick = "mb_s", max
@@ -429,6 +429,11 @@ def report(results, out):
     ratio_row("P2", "produce 100 B, acks=-1, idempotent", "msgs/s", "mock", "p2.mock.msgs_s", "p2.sluice.msgs_s",
               "ratio >= 0.85", 0.85, ("p2.mock", "p2.sluice"), ",.0f")
     info("", "", "MB/s", fmt(_f(r, "p2.mock.mb_s"), ",.1f", " (mock)"), fmt(_f(r, "p2.sluice.mb_s"), ",.1f"))
+    # Metrics cost: the same workloads on a broker with metrics off; on/off must stay >= 0.97.
+    ratio_row("M1", "P1 with metrics on vs off", "msgs/s", "off", "p1.sluicenm.msgs_s", "p1.sluice.msgs_s",
+              "ratio >= 0.97", 0.97, ("p1.sluicenm", "p1.sluice"), ",.0f")
+    ratio_row("M2", "P2 with metrics on vs off", "msgs/s", "off", "p2.sluicenm.msgs_s", "p2.sluice.msgs_s",
+              "ratio >= 0.97", 0.97, ("p2.sluicenm", "p2.sluice"), ",.0f")
     ratio_row("C1", "consume 1 KiB from the beginning", "MB/s", "iperf3", "iperf.mb_s", "c1.sluice.mb_s",
               "ratio >= 0.70", 0.7, ("iperf", "c1.sluice"), ",.1f")
     info("", "", "msgs/s", "", fmt(_f(r, "c1.sluice.msgs_s"), ",.0f"))
@@ -488,6 +493,7 @@ def report(results, out):
     per_run = []
     for g, label in (("p1.mock", "P1 mock msgs/s"), ("p1.sluice", "P1 Sluice msgs/s"),
                      ("p2.mock", "P2 mock msgs/s"), ("p2.sluice", "P2 Sluice msgs/s"),
+                     ("p1.sluicenm", "P1 metrics off"), ("p2.sluicenm", "P2 metrics off"),
                      ("iperf", "iperf3 MB/s"), ("c1.sluice", "C1 Sluice MB/s"),
                      ("l1.mock", "L1 mock p99 ms"), ("l1.sluice", "L1 Sluice p99 ms")):
         if g + ".runs" in r:

@@ -886,14 +886,60 @@ def deleted_topic_series(ctx):
             if page.series(n, topic=WIDE_TOPIC)]
     print(f"# deleted-topic-series: DeleteTopics of {WIDE_PARTITIONS} partitions took {took:.1f} s; per-topic "
           f"counters still listed after the delete: {', '.join(kept) or 'none'}", flush=True)
+    if kept:
+        fail(f"per-topic counters of the deleted topic are still listed: {', '.join(kept)}")
+
+
+def json_logs(ctx):
+    """log.format=json with RUST_LOG=sluice=debug: every line the broker wrote since this start is
+    a JSON object; a produce request shows up as a "request handled" event inside its request span
+    (api, version, correlation id, client id, peer); the record's value never appears in the log."""
+    marker = "payload-marker-%d" % os.getpid()
+    topic = "obs-json-logs"
+    p = Producer({"bootstrap.servers": ctx.bs, "client.id": "obs-json-logger"})
+    p.produce(topic, value=marker.encode())
+    if p.flush(30) != 0:
+        fail("produce to the auto-created topic was not delivered")
+    time.sleep(0.5)
+    with open(os.environ["SLUICE_BROKER_LOG"], "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    tail = text.rsplit("===== observability suite: broker start", 1)[-1].split("\n", 1)[-1]
+    lines = [ln for ln in tail.splitlines() if ln.strip()]
+    if not lines:
+        fail("no log lines after the broker start")
+    events = []
+    for ln in lines:
+        try:
+            events.append(json.loads(ln))
+        except json.JSONDecodeError:
+            fail(f"not a JSON line: {ln[:200]!r}")
+    if marker in tail:
+        fail("a record value appears in the broker log")
+    produce = [e for e in events
+               if e.get("fields", {}).get("message") == "request handled"
+               and e.get("span", {}).get("api") == "Produce"
+               and e.get("span", {}).get("client_id") == "obs-json-logger"]
+    if not produce:
+        fail(f"no 'request handled' event in a Produce request span among {len(events)} JSON lines")
+    span = produce[0]["span"]
+    missing = [k for k in ("api", "version", "correlation_id", "client_id", "peer") if k not in span]
+    if missing:
+        fail(f"request span lacks {missing}: {span}")
+    print(f"# json-logs: {len(events)} JSON lines; a Produce span: {json.dumps(span)}", flush=True)
+    # Leave the partition set as the later checks expect it.
+    admin = AdminClient({"bootstrap.servers": ctx.bs})
+    admin.delete_topics([topic])[topic].result(30)
 
 
 def main():
     bs = compat.bootstrap()
     s = compat.Suite("observability")
     mport = free_port()
+    # JSON logs with a line per request (the json-logs check reads them).
+    os.environ["RUST_LOG"] = "sluice=debug"
     broker = Broker("observability suite", overrides=[f"metrics.listener=127.0.0.1:{mport}",
-                                                      "group.initial.rebalance.delay.ms=0"])
+                                                      "group.initial.rebalance.delay.ms=0",
+                                                      "log.format=json"])
     ctx = Ctx(bs, broker, Metrics(mport))
     t0 = time.monotonic()
     try:
@@ -902,6 +948,7 @@ def main():
             s.finish()
         ctx.admin = AdminClient({"bootstrap.servers": bs, "client.id": "obs-admin"})
         s.check("metrics-endpoint", metrics_endpoint, ctx)
+        s.check("json-logs", json_logs, ctx)
         s.check("dashboard-metric-names", dashboard_metric_names, ctx)
         s.check("promtool", promtool, ctx)
         try:

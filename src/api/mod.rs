@@ -142,6 +142,12 @@ pub async fn handle_frame(
         if let Some(m) = metrics {
             m.record(started.saturating_duration_since(received), started.elapsed(), remote);
         }
+        // One line per request at debug level (RUST_LOG=sluice=debug), inside the request span:
+        // api, version, correlation id, client id and peer; never a payload.
+        tracing::debug!(
+            elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "request handled"
+        );
         outcome
     }
     .instrument(span)
