@@ -7,6 +7,7 @@ use kafka_protocol::ResponseError;
 
 use crate::coordinator::GroupError;
 use crate::storage::StorageError;
+use crate::transaction::TxnError;
 
 /// Errors of the broker layer (topic registry, replica manager).
 #[derive(Debug, thiserror::Error)]
@@ -112,4 +113,15 @@ pub fn group_response_error(e: GroupError) -> ResponseError {
 /// The wire code of an optional group failure (0 = none).
 pub fn group_error_code(e: Option<GroupError>) -> i16 {
     e.map_or(NONE, |e| group_response_error(e).code())
+}
+
+/// Transaction coordinator failures as Kafka reports them.
+pub fn txn_response_error(e: TxnError) -> ResponseError {
+    match e {
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::ProducerFenced => ResponseError::ProducerFenced,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+    }
 }

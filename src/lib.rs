@@ -8,7 +8,8 @@
 //!   module per Kafka API, the versions table, response encoding.
 //! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown.
 //! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
-//!   leave, rebalance timers), not yet wired to the API layer.
+//!   leave, rebalance timers), its actor, and committed offsets in `__consumer_offsets`.
+//! - [`transaction`]: the transaction coordinator's state machine (issue #5; not wired yet).
 //! - [`metadata`]: topics (ids, partition counts, config overrides) and producer-id blocks,
 //!   persisted atomically.
 //! - [`replication`]: `Partition` (LEO, high watermark, leader epoch) and `ReplicaManager`
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod replication;
 pub mod server;
 pub mod storage;
+pub mod transaction;
 
 /// See [`alloc`]: large reservations must not abort the process.
 #[global_allocator]
