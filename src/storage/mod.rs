@@ -19,6 +19,7 @@
 pub mod batch;
 mod checkpoint;
 pub mod config;
+pub mod control;
 mod decompress;
 pub mod error;
 mod index;
