@@ -12,9 +12,12 @@
 //!   metadata (`__transaction_state`), and for a transaction being completed, write commit/abort
 //!   markers (control batches) to its partitions and then call
 //!   [`TransactionStateMachine::markers_written`].
-//! - Not here yet: the actor around it, persistence, markers in storage (control batches, LSO,
-//!   `.txnindex`), read_committed fetch, TxnOffsetCommit, the APIs.
+//! - [`record`]: the `__transaction_state` record format (no log writes it yet).
+//! - `storage::control` builds and reads the marker batches themselves.
+//! - Not here yet: the actor around it, the `__transaction_state` log, markers in the log (producer
+//!   state, LSO, `.txnindex`), read_committed fetch, TxnOffsetCommit, the APIs.
 
+pub mod record;
 pub mod state_machine;
 
 pub use state_machine::{
