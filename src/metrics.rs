@@ -73,7 +73,7 @@ const BUCKETS: &[f64] = &[
 
 /// The largest HTTP request head read from a scraper.
 const MAX_HTTP_REQUEST_BYTES: usize = 8192;
-/// Scrapes served at once; more wait for the accept loop.
+/// The longest one scrape (read the request, render, write) may take before it is dropped.
 const MAX_SCRAPE_SECONDS: u64 = 30;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

@@ -71,7 +71,12 @@ pub async fn offset_commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -
             generation_id: req.generation_id_or_member_epoch,
             entries,
         };
-        ctx.broker.groups.commit_offsets(req.group_id.to_string(), params).await
+        match ctx.broker.groups.commit_offsets(req.group_id.to_string(), params).await {
+            // Kafka answers a member's commit to a group that does not exist with
+            // GROUP_ID_NOT_FOUND from v9, ILLEGAL_GENERATION before (as older brokers did).
+            Err(GroupError::GroupIdNotFound) if ctx.version < 9 => Err(GroupError::IllegalGeneration),
+            other => other,
+        }
     };
     let group_code = group_error_code(result.err());
     let topics = answers

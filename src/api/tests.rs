@@ -654,6 +654,19 @@ async fn group_apis_at_every_version() -> TestResult {
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect();
         assert_eq!(codes, vec![0, 3], "OffsetCommit v{cv}: partition 9 does not exist");
+        let missing = c
+            .request(&commit.clone().with_group_id(group("missing", v)), cv)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(
+            missing
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.error_code),
+            Some(if cv >= 9 { 69 } else { 22 }),
+            "OffsetCommit v{cv}: a member's commit to a group that does not exist"
+        );
         let wrong_gen = c
             .request(&commit.clone().with_generation_id_or_member_epoch(5), cv)
             .await?

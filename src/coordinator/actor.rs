@@ -715,7 +715,8 @@ impl Actor {
                 self.groups
                     .insert(group_id.to_string(), GroupMetadata::new(group_id, self.config));
             }
-            None => return Err(GroupError::IllegalGeneration),
+            // The API layer answers ILLEGAL_GENERATION for this below OffsetCommit v9, as Kafka.
+            None => return Err(GroupError::GroupIdNotFound),
         }
         let now = self.now_ms_i64();
         let stored = self.store_mut()?.commit(group_id, &params.entries, now);
@@ -994,10 +995,19 @@ impl Actor {
         if !matches!(group.state(), GroupState::Stable | GroupState::Empty) || group.generation_id() == 0 {
             return;
         }
-        let current = signature(group);
-        if self.persisted.get(group_id) == Some(&current) {
+        // Compared in place: this runs after every heartbeat of a Stable group.
+        let unchanged = self
+            .persisted
+            .get(group_id)
+            .is_some_and(|(state, generation, members)| {
+                *state == group.state()
+                    && *generation == group.generation_id()
+                    && members.iter().eq(group.members().iter().map(|m| &m.member_id))
+            });
+        if unchanged {
             return;
         }
+        let current = signature(group);
         let record = group.snapshot();
         let now = self.now_ms_i64();
         let Some(store) = self.store.as_mut() else {
