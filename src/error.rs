@@ -77,6 +77,7 @@ pub fn storage_response_error(e: &StorageError) -> ResponseError {
         StorageError::RecordTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::OutOfOrderSequence(_) => ResponseError::OutOfOrderSequenceNumber,
         StorageError::InvalidProducerEpoch(_) => ResponseError::InvalidProducerEpoch,
+        StorageError::InvalidTxnState(_) => ResponseError::InvalidTxnState,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         StorageError::Corruption(_) | StorageError::Io(_) => ResponseError::KafkaStorageError,
     }

@@ -1,4 +1,5 @@
-//! Fetch (key 1): read whole batches below the high watermark, honouring `max_bytes`,
+//! Fetch (key 1): read whole batches below the high watermark (the last stable offset for
+//! read_committed, with the aborted transactions among them), honouring `max_bytes`,
 //! `partition_max_bytes` and at-least-one-batch as Kafka does, long-polling through the
 //! replica manager's delayed fetch until `min_bytes` or `max_wait_ms`.
 //!
@@ -8,7 +9,8 @@
 //! gets FETCH_SESSION_ID_NOT_FOUND.
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
@@ -76,9 +78,10 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             .unwrap_or(0)
             .min(broker.config.fetch_max_bytes),
         hard_max_bytes_limit: ctx.version <= 2,
+        read_committed: ctx.version >= 4 && req.isolation_level == READ_COMMITTED,
     };
     let results = broker.replicas.fetch_messages(params, &targets).await;
-    let read_committed = req.isolation_level == READ_COMMITTED;
+    let read_committed = params.read_committed;
     for ((ti, pi), (result, target)) in slots.into_iter().zip(results.into_iter().zip(targets.iter())) {
         let Some(pd) = topics.get_mut(ti).and_then(|t| t.partitions.get_mut(pi)) else {
             continue;
@@ -98,6 +101,18 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 pd.high_watermark = read.high_watermark;
                 pd.last_stable_offset = read.last_stable_offset;
                 pd.log_start_offset = read.log_start_offset;
+                if let Some(aborted) = read.aborted_transactions {
+                    pd.aborted_transactions = Some(
+                        aborted
+                            .into_iter()
+                            .map(|a| {
+                                AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect(),
+                    );
+                }
                 pd.records = Some(read.records);
             }
             Err(e) => {
@@ -105,7 +120,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 if let Some(p) = &target.partition {
                     let o = p.offsets();
                     pd.high_watermark = o.high_watermark;
-                    pd.last_stable_offset = o.high_watermark;
+                    pd.last_stable_offset = o.last_stable_offset;
                     pd.log_start_offset = o.log_start_offset;
                 }
             }

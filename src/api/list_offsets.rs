@@ -1,5 +1,6 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
 //! and the first offset whose timestamp is at or after a given time (through the time index).
+//! read_committed (v2+) answers below the last stable offset instead of the high watermark.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -16,6 +17,8 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    // isolation_level exists from v2; 1 = read_committed.
+    let read_committed = ctx.version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -31,7 +34,7 @@ pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsR
                         .with_leader_epoch(-1);
                     let mut resp = match ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) {
                         None => resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                        Some(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, resp),
+                        Some(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, read_committed, resp),
                     };
                     if ctx.version < 4 {
                         // The field does not exist before v4 and must stay at its default.
@@ -64,6 +67,7 @@ fn lookup(
     partition: &Partition,
     timestamp: i64,
     current_leader_epoch: i32,
+    read_committed: bool,
     mut resp: ListOffsetsPartitionResponse,
 ) -> ListOffsetsPartitionResponse {
     if let Err(e) = check_leader_epoch(partition, current_leader_epoch) {
@@ -71,9 +75,15 @@ fn lookup(
     }
     let epoch = partition.leader_epoch();
     let offsets = partition.offsets();
+    // read_committed sees the log up to the last stable offset (Kafka's lastFetchableOffset).
+    let fetchable = if read_committed {
+        offsets.last_stable_offset
+    } else {
+        offsets.high_watermark
+    };
     match timestamp {
         LATEST => {
-            resp.offset = offsets.high_watermark;
+            resp.offset = fetchable;
             resp.leader_epoch = epoch;
         }
         EARLIEST | EARLIEST_LOCAL => {
@@ -93,7 +103,7 @@ fn lookup(
             Err(e) => resp.error_code = storage_error_code(&e),
         },
         target => match partition.fetch_offset_by_timestamp(target) {
-            Ok(Some(found)) if found.offset < offsets.high_watermark => {
+            Ok(Some(found)) if found.offset < fetchable => {
                 resp.offset = found.offset;
                 resp.timestamp = found.timestamp;
                 resp.leader_epoch = found.leader_epoch;

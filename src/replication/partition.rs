@@ -17,7 +17,10 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::storage::{FlushRequest, LogAppendInfo, LogConfig, StorageError, TimestampOffset, UnifiedLog};
+use crate::storage::{
+    AbortedTxn, EndTxnMarker, FlushRequest, LogAppendInfo, LogConfig, ProducerStateInfo, StorageError, TimestampOffset,
+    UnifiedLog,
+};
 
 /// What an append needs before the producer may be answered.
 #[derive(Debug)]
@@ -37,6 +40,8 @@ pub struct PartitionRead {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed: the aborted transactions overlapping the records returned.
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
 }
 
 /// Offsets of a partition at one moment.
@@ -45,6 +50,7 @@ pub struct PartitionOffsets {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
 }
 
 #[derive(Debug)]
@@ -67,6 +73,7 @@ pub struct PartitionStats {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub size_bytes: u64,
     pub producer_ids: usize,
 }
@@ -122,6 +129,30 @@ impl Partition {
         })
     }
 
+    /// Appends a transaction marker (from the transaction coordinator) as the leader.
+    pub fn append_marker(&self, marker: &EndTxnMarker, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+        let mut log = self.log();
+        let info = log.append_marker(marker, self.leader_epoch(), now_ms)?;
+        let required_offset = info.last_offset + 1;
+        let flush_required = log.needs_flush(now_ms);
+        if !flush_required {
+            let leo = log.log_end_offset();
+            let hw = log.update_high_watermark(leo);
+            drop(log);
+            self.publish_high_watermark(hw);
+        }
+        Ok(AppendOutcome {
+            info,
+            required_offset,
+            flush_required,
+        })
+    }
+
+    /// Every producer's state in this partition (DescribeProducers).
+    pub fn producer_states(&self) -> Vec<ProducerStateInfo> {
+        self.log().producer_states()
+    }
+
     fn publish_high_watermark(&self, hw: i64) {
         self.high_watermark.send_if_modified(|current| {
             if hw != *current {
@@ -142,21 +173,37 @@ impl Partition {
         *self.high_watermark.borrow()
     }
 
-    /// Reads for a consumer: whole batches below the HW.
+    /// Reads for a consumer: whole batches below the HW, or below the last stable offset for
+    /// read_committed, which also gets the aborted transactions among the records returned.
     pub fn read(
         &self,
         fetch_offset: i64,
         max_bytes: usize,
         min_one_message: bool,
+        read_committed: bool,
     ) -> Result<PartitionRead, StorageError> {
         let log = self.log();
         let hw = log.high_watermark();
-        let data = log.read(fetch_offset, max_bytes, hw, min_one_message)?;
+        let lso = log.last_stable_offset();
+        let limit = if read_committed { lso } else { hw };
+        let data = log.read(fetch_offset, max_bytes, limit, min_one_message)?;
+        let aborted_transactions = read_committed.then(|| {
+            let upper = crate::storage::batch::batches(&data.records)
+                .filter_map(Result::ok)
+                .last()
+                .map_or(fetch_offset, |(_, h)| h.next_offset());
+            if upper > fetch_offset {
+                log.collect_aborted_txns(fetch_offset, upper)
+            } else {
+                Vec::new()
+            }
+        });
         Ok(PartitionRead {
             records: data.records,
             high_watermark: hw,
-            last_stable_offset: hw,
+            last_stable_offset: lso,
             log_start_offset: log.log_start_offset(),
+            aborted_transactions,
         })
     }
 
@@ -166,6 +213,7 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
             high_watermark: log.high_watermark(),
+            last_stable_offset: log.last_stable_offset(),
         }
     }
 
@@ -179,6 +227,7 @@ impl Partition {
             log_start_offset: log.log_start_offset(),
             log_end_offset: log.log_end_offset(),
             high_watermark: log.high_watermark(),
+            last_stable_offset: log.last_stable_offset(),
             size_bytes: log.size_bytes(),
             producer_ids: log.producer_count(),
         }

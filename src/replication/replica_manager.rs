@@ -34,6 +34,8 @@ pub struct FetchParams {
     pub max_bytes: usize,
     /// Fetch v0-2: `max_bytes` is a hard limit even for the first batch.
     pub hard_max_bytes_limit: bool,
+    /// Isolation level read_committed: read below the last stable offset.
+    pub read_committed: bool,
 }
 
 /// One partition of a fetch.
@@ -289,6 +291,50 @@ impl ReplicaManager {
         results
     }
 
+    /// Writes a transaction marker to each partition (Kafka's WriteTxnMarkers, done in-process on
+    /// one node) and waits, as acks=-1 does, until each partition's high watermark passes it or
+    /// `timeout`. Per partition: `Ok(())` once the marker is acknowledged.
+    pub async fn write_txn_markers(
+        &self,
+        marker: crate::storage::EndTxnMarker,
+        partitions: &[(String, i32)],
+        timeout: Duration,
+    ) -> Vec<Result<(), BrokerError>> {
+        let now = now_ms();
+        let mut results = Vec::with_capacity(partitions.len());
+        let mut pending = Vec::new();
+        for (i, (topic, index)) in partitions.iter().enumerate() {
+            let Some(p) = self.get_partition(topic, *index) else {
+                // A partition deleted since it joined the transaction has nothing to mark.
+                results.push(Ok(()));
+                continue;
+            };
+            match p.append_marker(&marker, now) {
+                Ok(outcome) => {
+                    if outcome.flush_required {
+                        self.schedule_flush(&p);
+                    }
+                    if p.high_watermark() < outcome.required_offset {
+                        pending.push((i, p, outcome.required_offset));
+                    }
+                    results.push(Ok(()));
+                }
+                Err(e) => results.push(Err(BrokerError::Storage(e))),
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        for (i, p, required) in pending {
+            let mut rx = p.subscribe_high_watermark();
+            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
+            if !matches!(reached, Ok(Ok(_))) {
+                if let Some(slot) = results.get_mut(i) {
+                    *slot = Err(BrokerError::RequestTimedOut);
+                }
+            }
+        }
+        results
+    }
+
     /// Reads every target; if fewer than `min_bytes` came back and no partition failed, waits
     /// for a high watermark to move (or `max_wait_ms`) and reads again.
     pub async fn fetch_messages(
@@ -370,7 +416,7 @@ fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<Partitio
             continue;
         };
         let limit = t.partition_max_bytes.min(remaining);
-        match p.read(t.fetch_offset, limit, min_one_message) {
+        match p.read(t.fetch_offset, limit, min_one_message, params.read_committed) {
             Ok(read) => {
                 if !read.records.is_empty() {
                     min_one_message = false;

@@ -404,13 +404,30 @@ pub(crate) mod tests {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Vec<u8> {
+        make_batch_of(count, first_ts, value_len, producer_id, producer_epoch, base_sequence, false)
+    }
+
+    /// A transactional producer batch.
+    pub(crate) fn make_txn_batch(count: i32, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Vec<u8> {
+        make_batch_of(count, 1_700_000_000_000, 20, producer_id, producer_epoch, base_sequence, true)
+    }
+
+    fn make_batch_of(
+        count: i32,
+        first_ts: i64,
+        value_len: usize,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        transactional: bool,
+    ) -> Vec<u8> {
         use bytes::BytesMut;
         use kafka_protocol::records::{
             Compression as KCompression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
         };
         let records: Vec<Record> = (0..count)
             .map(|i| Record {
-                transactional: false,
+                transactional,
                 control: false,
                 partition_leader_epoch: -1,
                 producer_id,

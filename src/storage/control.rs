@@ -1,5 +1,5 @@
-//! Transaction markers (issue #5 groundwork, not used by the log yet): the control batches the
-//! transaction coordinator writes to each partition of a transaction to commit or abort it.
+//! Transaction markers: the control batches the transaction coordinator writes to each partition
+//! of a transaction to commit or abort it (`UnifiedLog::append_marker`, replayed at recovery).
 //!
 //! A marker is a v2 batch with the transactional and control attributes, the transaction's
 //! producer id and epoch, no sequence, and one record (Kafka's `EndTxnMarker`): key

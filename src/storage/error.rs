@@ -3,7 +3,7 @@
 //! One short enum with domain variants; the API layer maps each to a Kafka error code in one place
 //! (CorruptRecord -> CORRUPT_MESSAGE, InvalidRecord -> INVALID_RECORD, RecordTooLarge ->
 //! MESSAGE_TOO_LARGE / RECORD_LIST_TOO_LARGE, OutOfOrderSequence -> OUT_OF_ORDER_SEQUENCE_NUMBER,
-//! InvalidProducerEpoch -> INVALID_PRODUCER_EPOCH, OffsetOutOfRange -> OFFSET_OUT_OF_RANGE,
+//! InvalidProducerEpoch -> INVALID_PRODUCER_EPOCH, InvalidTxnState -> INVALID_TXN_STATE, OffsetOutOfRange -> OFFSET_OUT_OF_RANGE,
 //! Corruption / Io -> KAFKA_STORAGE_ERROR).
 
 use thiserror::Error;
@@ -33,6 +33,10 @@ pub enum StorageError {
     /// An idempotent producer used an epoch older than the current one.
     #[error("invalid producer epoch: {0}")]
     InvalidProducerEpoch(String),
+    /// A producer broke the transaction protocol: a non-transactional batch inside its open
+    /// transaction.
+    #[error("invalid transaction state: {0}")]
+    InvalidTxnState(String),
     /// The requested offset is outside `[log_start, log_end]` (or above the high watermark for
     /// DeleteRecords).
     #[error("offset {offset} is out of range [{log_start}, {log_end}]")]

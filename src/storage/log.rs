@@ -18,12 +18,14 @@ use bytes::Bytes;
 use crate::storage::batch::{self, BatchHeader, HEADER_PREFIX_LEN};
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
+use crate::storage::control::{self, EndTxnMarker, MarkerType};
 use crate::storage::decompress::{self, MAX_UNCOMPRESSED_BATCH_BYTES};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::producer_state::{ProducerStateManager, StagedProducers};
 use crate::storage::recovery;
 use crate::storage::segment::LogSegment;
+use crate::storage::txn_index::AbortedTxn;
 
 /// Outcome of `append_as_leader`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -184,6 +186,97 @@ impl UnifiedLog {
 
     pub fn producer_count(&self) -> usize {
         self.producer_state.count()
+    }
+
+    /// The first offset of the oldest open transaction, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.producer_state.first_unstable_offset()
+    }
+
+    /// The last stable offset: read_committed consumers read below it. The high watermark, or
+    /// the first offset of the oldest open transaction if that is lower.
+    pub fn last_stable_offset(&self) -> i64 {
+        match self.producer_state.first_unstable_offset() {
+            Some(first) => first.min(self.high_watermark),
+            None => self.high_watermark,
+        }
+    }
+
+    /// Every producer's state (DescribeProducers).
+    pub fn producer_states(&self) -> Vec<ProducerStateInfo> {
+        let mut out: Vec<ProducerStateInfo> = self
+            .producer_state
+            .producers()
+            .map(|e| ProducerStateInfo {
+                producer_id: e.producer_id,
+                producer_epoch: e.epoch,
+                last_sequence: e.batches.back().map_or(-1, |b| b.last_seq),
+                last_timestamp: e.last_timestamp,
+                coordinator_epoch: e.coordinator_epoch,
+                current_txn_start_offset: e.current_txn_first_offset,
+            })
+            .collect();
+        out.sort_by_key(|p| p.producer_id);
+        out
+    }
+
+    /// Aborted transactions overlapping `[start, upper)`, from the `.txnindex` of the segment
+    /// holding `start` and every later one (a transaction is indexed where its marker is).
+    pub fn collect_aborted_txns(&self, start: i64, upper: i64) -> Vec<AbortedTxn> {
+        let first = self
+            .segments
+            .partition_point(|s| s.base_offset() <= start)
+            .saturating_sub(1);
+        let mut out = Vec::new();
+        for seg in self.segments.iter().skip(first) {
+            seg.collect_aborted_txns(start, upper, &mut out);
+        }
+        out
+    }
+
+    /// Appends a transaction marker (a control batch, as Kafka's coordinator writes them) and
+    /// ends `marker.producer_id`'s open transaction in this partition; an abort is recorded in
+    /// the active segment's `.txnindex`. A marker of an older producer epoch is refused.
+    pub fn append_marker(&mut self, marker: &EndTxnMarker, leader_epoch: i32, now_ms: i64) -> Result<LogAppendInfo> {
+        self.check_writable()?;
+        self.producer_state
+            .check_marker(marker.producer_id, marker.producer_epoch)?;
+        let records = control::encode_end_txn_marker(marker, now_ms)?;
+        let mut h = BatchHeader::parse(&records)?;
+        h.base_offset = self.log_end_offset();
+        h.partition_leader_epoch = leader_epoch;
+        if self.active()?.should_roll(
+            &self.config,
+            records.len() as u64,
+            h.max_timestamp,
+            h.last_offset(),
+            now_ms,
+        ) {
+            self.roll(now_ms)?;
+        }
+        if leader_epoch >= 0 {
+            self.epoch_cache.assign(leader_epoch, h.base_offset)?;
+        }
+        self.write_batches(&records, &[(0, h)], false, now_ms)?;
+        let aborted = self.apply_marker(marker, h.base_offset, now_ms);
+        if let Some(entry) = aborted {
+            self.active_mut()?.append_aborted_txn(entry)?;
+        }
+        Ok(LogAppendInfo {
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset,
+            record_count: 1,
+            bytes: records.len(),
+            duplicate: false,
+        })
+    }
+
+    /// Ends the producer's open transaction for a marker at `offset`; for an abort, the entry
+    /// of the aborted-transaction index.
+    fn apply_marker(&mut self, marker: &EndTxnMarker, offset: i64, now_ms: i64) -> Option<AbortedTxn> {
+        apply_marker(&mut self.producer_state, marker, offset, now_ms)
     }
 
     fn active(&self) -> Result<&LogSegment> {
@@ -673,6 +766,41 @@ impl UnifiedLog {
         fs::remove_dir_all(&dir)?;
         Ok(())
     }
+}
+
+/// One producer's state in a partition (Kafka's DescribeProducers fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerStateInfo {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub coordinator_epoch: i32,
+    /// First offset of the producer's open transaction, -1 if none.
+    pub current_txn_start_offset: i64,
+}
+
+/// Applies a marker at `offset` to the producer state (append and recovery replay). For an
+/// abort of an open transaction, returns its aborted-transaction index entry, whose last stable
+/// offset is the partition's first unstable offset after the abort, or the offset after the marker.
+pub(crate) fn apply_marker(
+    producers: &mut crate::storage::producer_state::ProducerStateManager,
+    marker: &EndTxnMarker,
+    offset: i64,
+    timestamp: i64,
+) -> Option<AbortedTxn> {
+    let first = producers.complete_txn(
+        marker.producer_id,
+        marker.producer_epoch,
+        marker.coordinator_epoch,
+        timestamp,
+    )?;
+    (marker.marker == MarkerType::Abort).then(|| AbortedTxn {
+        producer_id: marker.producer_id,
+        first_offset: first,
+        last_offset: offset,
+        last_stable_offset: producers.first_unstable_offset().unwrap_or(offset + 1),
+    })
 }
 
 /// The first record of a stored batch at offset >= `min_offset` whose timestamp satisfies `want`.

@@ -615,3 +615,90 @@ fn log_and_flush_request_can_cross_threads() {
     assert_send_sync::<UnifiedLog>();
     assert_send_sync::<FlushRequest>();
 }
+
+fn txn(pid: i64, seq: i32, count: i32) -> Bytes {
+    Bytes::from(crate::storage::batch::tests::make_txn_batch(count, pid, 0, seq))
+}
+
+fn marker(pid: i64, commit: bool) -> EndTxnMarker {
+    EndTxnMarker {
+        marker: if commit { MarkerType::Commit } else { MarkerType::Abort },
+        coordinator_epoch: 0,
+        producer_id: pid,
+        producer_epoch: 0,
+    }
+}
+
+/// Open transactions hold the last stable offset back; markers end them; aborted ones are in
+/// the `.txnindex` and come back for read_committed ranges, across clean and unclean reopens.
+#[test]
+fn transactions_move_the_lso_and_aborts_are_indexed() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    log.append_as_leader(batch(2, NOW), 0, NOW)?; // 0-1
+    log.append_as_leader(txn(7, 0, 3), 0, NOW)?; // 2-4, pid 7
+    log.append_as_leader(txn(8, 0, 2), 0, NOW)?; // 5-6, pid 8
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(log.last_stable_offset(), 2, "held at pid 7's first offset");
+    assert!(
+        matches!(log.append_as_leader(pbatch(7, 0, 3, 1), 0, NOW), Err(StorageError::InvalidTxnState(_))),
+        "a non-transactional batch inside an open transaction"
+    );
+    let abort = log.append_marker(&marker(7, false), 0, NOW)?; // 7
+    assert_eq!(abort.first_offset, 7);
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(log.last_stable_offset(), 5, "now held at pid 8's");
+    log.append_marker(&marker(8, true), 0, NOW)?; // 8
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(log.last_stable_offset(), 9);
+    let expected = vec![AbortedTxn {
+        producer_id: 7,
+        first_offset: 2,
+        last_offset: 7,
+        last_stable_offset: 5,
+    }];
+    assert_eq!(log.collect_aborted_txns(0, 9), expected);
+    assert_eq!(log.collect_aborted_txns(8, 9), vec![], "ended before the range");
+    assert!(
+        matches!(
+            log.append_marker(
+                &EndTxnMarker {
+                    producer_epoch: -1,
+                    ..marker(7, true)
+                },
+                0,
+                NOW
+            ),
+            Err(StorageError::InvalidProducerEpoch(_))
+        ),
+        "a marker of an older epoch is fenced"
+    );
+    // pid 9 opens a transaction that must survive restarts.
+    log.append_as_leader(txn(9, 0, 1), 0, NOW)?; // 9
+    for _ in 0..12 {
+        log.append_as_leader(batch(2, NOW), 0, NOW)?; // rolls segments
+    }
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(log.last_stable_offset(), 9);
+    let end = log.log_end_offset();
+    log.close(NOW)?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    assert_eq!(log.collect_aborted_txns(0, end), expected);
+    assert_eq!(log.last_stable_offset(), 9, "open transaction restored from the snapshot");
+    log.append_marker(&marker(9, false), 0, NOW)?;
+    drop(log); // crash: no close, no snapshot of the abort
+    for f in log_files(dir.path(), ".snapshot")? {
+        fs::remove_file(f)?; // force a full replay
+    }
+    for f in log_files(dir.path(), ".txnindex")? {
+        fs::remove_file(f)?; // and rebuild every index from it
+    }
+    let mut log = open(dir.path(), small_config(), false)?;
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(log.last_stable_offset(), log.log_end_offset());
+    let all = log.collect_aborted_txns(0, log.log_end_offset());
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], expected[0]);
+    assert_eq!((all[1].producer_id, all[1].first_offset, all[1].last_offset), (9, 9, end));
+    Ok(())
+}

@@ -11,6 +11,7 @@
 //! - `producer_state`: idempotent producer state and its `.snapshot` files.
 //! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
+//! - `txn_index`: the aborted-transaction index (`.txnindex`) of a segment.
 //! - `recovery`: loading a partition directory, truncating a torn or corrupt tail.
 //! - `log`: `UnifiedLog`, the partition log the API and replication layers call.
 
@@ -28,8 +29,11 @@ pub mod log;
 mod producer_state;
 mod recovery;
 mod segment;
+mod txn_index;
 
 pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
 pub use config::LogConfig;
 pub use error::StorageError;
-pub use log::{FetchDataInfo, FlushRequest, LogAppendInfo, TimestampOffset, UnifiedLog};
+pub use control::{EndTxnMarker, MarkerType};
+pub use txn_index::AbortedTxn;
+pub use log::{FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog};

@@ -9,7 +9,7 @@
 //! coordinator epoch i32, txn first offset i64, last timestamp i64, batch count u8 (<= 5), and per
 //! batch (oldest first): last sequence i32, last offset i64, offset delta i32, timestamp i64.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,12 @@ pub(crate) fn check_batch(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Res
             return Ok(Some(b.clone()));
         }
     }
+    if h.producer_epoch == e.epoch && !h.is_transactional() && e.current_txn_first_offset >= 0 {
+        return Err(StorageError::InvalidTxnState(format!(
+            "producer {} sent a non-transactional batch inside its open transaction",
+            h.producer_id
+        )));
+    }
     if h.producer_epoch < e.epoch {
         return Err(StorageError::InvalidProducerEpoch(format!(
             "producer {} epoch {} is older than the current epoch {}",
@@ -150,6 +156,8 @@ pub(crate) fn check_batch(entry: Option<&ProducerEntry>, h: &BatchHeader) -> Res
 pub(crate) struct ProducerStateManager {
     dir: PathBuf,
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions as (first offset, producer id): the first is the first unstable offset.
+    ongoing: BTreeSet<(i64, i64)>,
 }
 
 /// Entries changed by an append that has not been written yet (all-or-nothing per append).
@@ -160,7 +168,67 @@ impl ProducerStateManager {
         Self {
             dir: dir.to_path_buf(),
             producers: HashMap::new(),
+            ongoing: BTreeSet::new(),
         }
+    }
+
+    /// Keeps `ongoing` in step with an entry whose open transaction went from `before` to `after`.
+    fn track_txn(&mut self, producer_id: i64, before: i64, after: i64) {
+        if before == after {
+            return;
+        }
+        if before >= 0 {
+            self.ongoing.remove(&(before, producer_id));
+        }
+        if after >= 0 {
+            self.ongoing.insert((after, producer_id));
+        }
+    }
+
+    /// The first offset of the oldest open transaction (Kafka's first unstable offset).
+    pub(crate) fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|&(offset, _)| offset)
+    }
+
+    /// Open transactions (producer id, first offset), for DescribeProducers.
+    pub(crate) fn producers(&self) -> impl Iterator<Item = &ProducerEntry> {
+        self.producers.values()
+    }
+
+    /// Checks a transaction marker of `producer_id` at `epoch` (an older epoch is fenced).
+    pub(crate) fn check_marker(&self, producer_id: i64, epoch: i16) -> Result<()> {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => Err(StorageError::InvalidProducerEpoch(format!(
+                "transaction marker of producer {producer_id} has epoch {epoch}, older than {}",
+                e.epoch
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a transaction marker written (or replayed) at `marker_offset`: the producer's open
+    /// transaction ends. Returns the transaction's first offset if one was open.
+    pub(crate) fn complete_txn(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> Option<i64> {
+        let entry = self
+            .producers
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry::new(producer_id, epoch));
+        if epoch != entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = coordinator_epoch;
+        entry.last_timestamp = entry.last_timestamp.max(timestamp);
+        let first = entry.current_txn_first_offset;
+        entry.current_txn_first_offset = -1;
+        self.track_txn(producer_id, first, -1);
+        (first >= 0).then_some(first)
     }
 
     pub(crate) fn count(&self) -> usize {
@@ -194,7 +262,11 @@ impl ProducerStateManager {
 
     /// Makes staged entries current once the append is written.
     pub(crate) fn commit(&mut self, staged: StagedProducers) {
-        self.producers.extend(staged);
+        for (pid, entry) in staged {
+            let before = self.producers.get(&pid).map_or(-1, |e| e.current_txn_first_offset);
+            self.track_txn(pid, before, entry.current_txn_first_offset);
+            self.producers.insert(pid, entry);
+        }
     }
 
     /// Replays a batch read back from the log (no validation: the log is the truth).
@@ -202,10 +274,14 @@ impl ProducerStateManager {
         if !h.has_producer_id() || h.is_control() {
             return;
         }
-        self.producers
+        let entry = self
+            .producers
             .entry(h.producer_id)
-            .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch))
-            .apply(h);
+            .or_insert_with(|| ProducerEntry::new(h.producer_id, h.producer_epoch));
+        let before = entry.current_txn_first_offset;
+        entry.apply(h);
+        let after = entry.current_txn_first_offset;
+        self.track_txn(h.producer_id, before, after);
     }
 
     /// Forgets producers idle for `expiration_ms` that are not in a transaction.
@@ -248,6 +324,7 @@ impl ProducerStateManager {
     /// unreadable ones. Returns the offset the loaded state covers, `None` if there is none.
     pub(crate) fn load_latest_snapshot(&mut self, max_offset: i64) -> Result<Option<i64>> {
         self.producers.clear();
+        self.ongoing.clear();
         for offset in self.snapshot_offsets()?.into_iter().rev() {
             let path = self.snapshot_path(offset);
             if offset > max_offset {
@@ -261,6 +338,12 @@ impl ProducerStateManager {
             {
                 Ok(entries) => {
                     self.producers = entries.into_iter().map(|e| (e.producer_id, e)).collect();
+                    self.ongoing = self
+                        .producers
+                        .values()
+                        .filter(|e| e.current_txn_first_offset >= 0)
+                        .map(|e| (e.current_txn_first_offset, e.producer_id))
+                        .collect();
                     return Ok(Some(offset));
                 }
                 Err(e) => {

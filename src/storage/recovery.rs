@@ -15,9 +15,11 @@ use std::path::Path;
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
 use crate::storage::error::{Result, StorageError};
+use crate::storage::control;
 use crate::storage::leader_epoch::LeaderEpochCache;
+use crate::storage::log::apply_marker;
 use crate::storage::producer_state::ProducerStateManager;
-use crate::storage::segment::{self, LogSegment, INDEX_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::storage::segment::{self, LogSegment, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX};
 
 /// Everything `UnifiedLog::open` needs from the directory.
 pub(crate) struct LoadedLog {
@@ -34,7 +36,7 @@ fn clean_directory(dir: &Path, bases: &[i64]) -> Result<()> {
         let dirent = dirent?;
         let name = dirent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX].iter().any(|suffix| {
+        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX].iter().any(|suffix| {
             name.strip_suffix(suffix)
                 .filter(|stem| stem.len() == 20)
                 .and_then(|stem| stem.parse::<i64>().ok())
@@ -60,7 +62,7 @@ fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>> {
 }
 
 fn delete_segment_files(dir: &Path, base: i64) -> io::Result<()> {
-    for suffix in [segment::LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [segment::LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
         match fs::remove_file(segment::segment_file(dir, base, suffix)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
@@ -135,11 +137,14 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
     epoch_cache.truncate_from_end(log_end)?;
     epoch_cache.truncate_from_start(log_start_offset)?;
 
+    for seg in &mut segments {
+        seg.load_txn_index()?;
+    }
     let mut producer_state = ProducerStateManager::new(dir);
     let snapshot = producer_state.load_latest_snapshot(log_end)?;
     let replay_from = snapshot.unwrap_or(log_start_offset).max(log_start_offset);
     if snapshot.is_none() || replay_from < log_end {
-        replay_producers(&segments, &mut producer_state, replay_from)?;
+        replay_producers(&mut segments, &mut producer_state, replay_from)?;
     }
 
     let recovery_point = if clean {
@@ -158,20 +163,36 @@ pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> 
 
 /// Replays producer batches with base offset >= `from` into the producer state.
 pub(crate) fn replay_producers(
-    segments: &[LogSegment],
+    segments: &mut [LogSegment],
     producer_state: &mut ProducerStateManager,
     from: i64,
 ) -> Result<()> {
-    for seg in segments.iter().filter(|s| s.next_offset() > from) {
+    for seg in segments.iter_mut().filter(|s| s.next_offset() > from) {
         let Some((pos, _)) = seg.find_batch(from)? else {
             continue;
         };
-        seg.for_each_batch(pos, |h, _| {
-            if h.base_offset >= from {
+        // Markers of this segment that aborted a transaction: re-added to its `.txnindex` (a
+        // no-op for entries it already has).
+        let mut aborted = Vec::new();
+        let reader: &LogSegment = seg;
+        reader.for_each_batch(pos, |h, pos| {
+            if h.base_offset < from {
+                return Ok(true);
+            }
+            if h.is_control() {
+                let bytes = reader.read_batch(pos, h)?;
+                match control::decode_end_txn_marker(&bytes) {
+                    Ok(marker) => aborted.extend(apply_marker(producer_state, &marker, h.base_offset, h.max_timestamp)),
+                    Err(e) => tracing::warn!(offset = h.base_offset, error = %e, "skipping unreadable control batch"),
+                }
+            } else {
                 producer_state.replay(h);
             }
             Ok(true)
         })?;
+        for entry in aborted {
+            seg.append_aborted_txn(entry)?;
+        }
     }
     Ok(())
 }

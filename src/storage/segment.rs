@@ -18,6 +18,8 @@ use crate::storage::batch::{self, BatchHeader, BATCH_HEADER_LEN, CRC_START};
 use crate::storage::config::LogConfig;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::index::{OffsetIndex, TimeIndex};
+pub(crate) use crate::storage::txn_index::TXN_INDEX_SUFFIX;
+use crate::storage::txn_index::{AbortedTxn, TxnIndex};
 
 pub(crate) const LOG_SUFFIX: &str = ".log";
 pub(crate) const INDEX_SUFFIX: &str = ".index";
@@ -103,6 +105,7 @@ pub(crate) struct LogSegment {
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    txn_index: TxnIndex,
     bytes_since_last_index_entry: u64,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
@@ -128,6 +131,7 @@ impl LogSegment {
                 base_offset,
                 config.segment_index_bytes,
             ),
+            txn_index: TxnIndex::empty(segment_file(dir, base_offset, TXN_INDEX_SUFFIX)),
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -527,11 +531,31 @@ impl LogSegment {
     /// Writes pending index entries; returns dup'd handles of the log and index files for an
     /// fsync outside the log's lock.
     pub(crate) fn flush_handles(&mut self) -> Result<Vec<File>> {
-        Ok(vec![
+        let mut files = vec![
             self.log.try_clone()?,
             self.offset_index.try_clone_file()?,
             self.time_index.try_clone_file()?,
-        ])
+        ];
+        files.extend(self.txn_index.try_clone_file()?);
+        Ok(files)
+    }
+
+    /// Loads the aborted-transaction index, dropping entries past the segment's end (run once
+    /// the segment is loaded or recovered).
+    pub(crate) fn load_txn_index(&mut self) -> Result<()> {
+        let path = self.txn_index.path().to_path_buf();
+        self.txn_index = TxnIndex::load(path, self.next_offset)?;
+        Ok(())
+    }
+
+    /// Records a transaction aborted by a marker in this segment.
+    pub(crate) fn append_aborted_txn(&mut self, entry: AbortedTxn) -> Result<()> {
+        self.txn_index.append(entry)
+    }
+
+    /// Aborted transactions of this segment overlapping `[start, upper)`.
+    pub(crate) fn collect_aborted_txns(&self, start: i64, upper: i64, out: &mut Vec<AbortedTxn>) {
+        self.txn_index.collect_overlapping(start, upper, out);
     }
 
     /// The segment stops being the active one: record the final time index entry (like Kafka,
@@ -543,6 +567,7 @@ impl LogSegment {
         }
         self.offset_index.sync_and_close()?;
         self.time_index.sync_and_close()?;
+        self.txn_index.sync()?;
         Ok(())
     }
 
@@ -559,6 +584,7 @@ impl LogSegment {
             self.log_path.clone(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
+            self.txn_index.path().to_path_buf(),
         ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
