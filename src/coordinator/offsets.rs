@@ -19,55 +19,29 @@
 //! - group metadata: key version 2, see `group_record.rs`; replay tells the two apart by the
 //!   key's leading version.
 //!
-//! Replay reads the whole log from its start and applies records in order (last write per key
-//! wins, a tombstone deletes). A record that does not decode is an error at open: the log's own
-//! recovery already truncated a torn tail, so anything else is corruption we refuse to hide.
-//!
-//! Compaction: when the records written since the last compaction exceed
-//! `4 * live offsets + slack` (slack 10,000 by default), the live set is written as fresh
-//! batches into `__consumer_offsets-0.compacting`, which is closed (fsynced) and its directory
-//! entry fsynced; then `__consumer_offsets-0` is renamed to `.delete`, `.compacting` renamed to
-//! `__consumer_offsets-0`, the parent fsynced, `.delete` removed, and the log reopened.
-//! Crash rules at open (each state the sequence can stop in has one answer):
-//! - main present: any `.compacting` is an unfinished rewrite (the swap never started): deleted.
-//!   Any `.delete` is the old log of a finished swap: deleted.
-//! - main missing, `.compacting` present: the crash fell between the two renames. `.compacting`
-//!   was complete and durable before the first rename, so it is promoted to main.
-//! - main missing, only `.delete` present (not reachable by our sequence): restored to main.
-//!
-//! If a swap fails half way the store is poisoned: writes fail, fetches keep working from memory,
-//! and the next open repairs the directories by the rules above.
+//! Replay, compaction and crash repair are `storage::internal_log`'s: a compaction rewrites
+//! the live offsets and group records when the records written since the last one exceed
+//! `4 * live + slack` (slack 10,000 by default).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Record;
 
 use super::group_record::{
     decode_group_key, decode_group_value, encode_group_key, encode_group_value, GroupRecord, GROUP_KEY_VERSION,
 };
-use crate::storage::batch::batches;
-use crate::storage::{LogConfig, StorageError, UnifiedLog};
+pub use crate::storage::internal_log::InternalLogError as StoreError;
+use crate::storage::internal_log::{InternalLog, KeyValue};
 
 /// Directory name of the offsets log under the broker's log dir.
 pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
-/// Records beyond `4 * live offsets` tolerated before a compaction (see the module note).
-pub const DEFAULT_COMPACTION_SLACK_RECORDS: u64 = 10_000;
 /// Kafka's `offsets.retention.minutes` default (7 days), in milliseconds.
 pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 
 const KEY_VERSION: u16 = 1;
 const VALUE_VERSION: u16 = 1;
-/// Tombstones and compaction output are split into batches of about this size.
-const CHUNK_BYTES: usize = 512 * 1024;
-/// Bytes asked per read during replay (a read stays within one segment anyway).
-const REPLAY_READ_BYTES: usize = 16 * 1024 * 1024;
-/// Leader epoch stamped on our batches (a single node; replication may change it later).
-const LEADER_EPOCH: i32 = 0;
 
 /// A committed offset, as OffsetCommit stores and OffsetFetch answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,83 +94,31 @@ pub struct FetchedOffset {
     pub committed: CommittedOffset,
 }
 
-/// What the offset store can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The offsets log failed.
-    #[error("offsets log: {0}")]
-    Storage(#[from] StorageError),
-    /// An I/O error outside the log (directory renames and removals of a compaction).
-    #[error("offsets log I/O: {0}")]
-    Io(#[from] std::io::Error),
-    /// A stored batch or record that does not decode: refused at open.
-    #[error("corrupt offsets record at offset {offset}: {reason}")]
-    Decode {
-        /// Log offset of the batch or record.
-        offset: i64,
-        /// What was wrong.
-        reason: String,
-    },
-    /// A record that cannot be encoded (a name longer than 65535 bytes, an encoder failure).
-    #[error("cannot encode offsets record: {0}")]
-    Encode(String),
-    /// A compaction failed half way; writes are refused until the store is reopened.
-    #[error("offset store is poisoned by a failed compaction; reopen it")]
-    Poisoned,
-}
-
 type Key = (String, String, i32);
 type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
 
 /// Committed offsets of every group, backed by the `__consumer_offsets-0` log.
 pub struct OffsetStore {
-    log_dir: PathBuf,
-    log: UnifiedLog,
+    log: InternalLog,
     groups: HashMap<String, GroupOffsets>,
     /// Each group's persisted metadata (see `group_record.rs`).
     group_records: HashMap<String, GroupRecord>,
-    records_since_compaction: u64,
-    compaction_slack_records: u64,
-    poisoned: bool,
-}
-
-/// The offsets log's config: Kafka's `offsets.topic.segment.bytes` (100 MiB), no time or size
-/// retention (compaction is ours), the rest the defaults.
-fn log_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 100 * 1024 * 1024,
-        retention_ms: -1,
-        retention_bytes: -1,
-        ..LogConfig::default()
-    }
-}
-
-fn dir_with_suffix(log_dir: &Path, suffix: &str) -> PathBuf {
-    log_dir.join(format!("{OFFSETS_LOG_DIR}{suffix}"))
-}
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    fs::File::open(dir)?.sync_all()
 }
 
 impl OffsetStore {
     /// Opens (or creates) `<log_dir>/__consumer_offsets-0`, repairing an interrupted compaction
     /// first, and replays it into memory.
     pub fn open(log_dir: &Path, had_clean_shutdown: bool, now_ms: i64) -> Result<Self, StoreError> {
-        fs::create_dir_all(log_dir)?;
-        repair_dirs(log_dir)?;
-        let log = UnifiedLog::open(log_dir.join(OFFSETS_LOG_DIR), log_config(), had_clean_shutdown, now_ms)?;
-        let mut store = OffsetStore {
-            log_dir: log_dir.to_path_buf(),
+        let mut groups = HashMap::new();
+        let mut group_records = HashMap::new();
+        let log = InternalLog::open(log_dir, OFFSETS_LOG_DIR, had_clean_shutdown, now_ms, |record| {
+            apply(&mut groups, &mut group_records, record)
+        })?;
+        let store = OffsetStore {
             log,
-            groups: HashMap::new(),
-            group_records: HashMap::new(),
-            records_since_compaction: 0,
-            compaction_slack_records: DEFAULT_COMPACTION_SLACK_RECORDS,
-            poisoned: false,
+            groups,
+            group_records,
         };
-        store.replay()?;
-        store.records_since_compaction = store.log_record_span();
         tracing::debug!(
             groups = store.groups.len(),
             offsets = store.live_count(),
@@ -207,7 +129,7 @@ impl OffsetStore {
 
     /// Sets the slack of the compaction trigger (records beyond `4 * live offsets`).
     pub fn set_compaction_slack_records(&mut self, slack: u64) {
-        self.compaction_slack_records = slack;
+        self.log.set_compaction_slack_records(slack);
     }
 
     /// Stores `entries` for `group` as one batch, then in memory. The batch has reached the OS
@@ -393,14 +315,12 @@ impl OffsetStore {
 
     /// Flushes the log to disk (fsync).
     pub fn flush(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        self.check_writable()?;
-        Ok(self.log.flush(now_ms)?)
+        self.log.flush(now_ms)
     }
 
     /// Closes the log cleanly (flush, checkpoints).
     pub fn close(self, now_ms: i64) -> Result<(), StoreError> {
-        self.check_writable()?;
-        Ok(self.log.close(now_ms)?)
+        self.log.close(now_ms)
     }
 
     /// Size of the offsets log in bytes.
@@ -408,66 +328,8 @@ impl OffsetStore {
         self.log.size_bytes()
     }
 
-    /// Rewrites the log with only the live offsets (see the module note).
+    /// Rewrites the log with only the live offsets and group records.
     pub fn compact(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let compacting = dir_with_suffix(&self.log_dir, ".compacting");
-        if compacting.exists() {
-            fs::remove_dir_all(&compacting)?;
-        }
-        if let Err(e) = self.write_live_set(&compacting, now_ms) {
-            // Nothing was swapped: the current log stays valid; a leftover goes at next open.
-            let _ = fs::remove_dir_all(&compacting);
-            return Err(e);
-        }
-        let main = self.log_dir.join(OFFSETS_LOG_DIR);
-        let old = dir_with_suffix(&self.log_dir, ".delete");
-        if old.exists() {
-            fs::remove_dir_all(&old)?;
-        }
-        // From the first rename on, `self.log` points at a moved directory: a failure poisons.
-        let swapped = (|| -> Result<UnifiedLog, StoreError> {
-            fs::rename(&main, &old)?;
-            fs::rename(&compacting, &main)?;
-            fsync_dir(&self.log_dir)?;
-            Ok(UnifiedLog::open(main.clone(), log_config(), true, now_ms)?)
-        })();
-        match swapped {
-            Ok(log) => {
-                // The old log is dropped, not closed: closing would write its checkpoints into
-                // `main`, which is now the new log's directory.
-                drop(std::mem::replace(&mut self.log, log));
-                self.records_since_compaction = self.log_record_span();
-                fs::remove_dir_all(&old)?;
-                fsync_dir(&self.log_dir)?;
-                tracing::info!(
-                    offsets = self.live_count(),
-                    bytes = self.log.size_bytes(),
-                    "compacted offsets log"
-                );
-                Ok(())
-            }
-            Err(e) => {
-                self.poisoned = true;
-                tracing::error!(error = %e, "offsets log compaction failed during the swap");
-                Err(e)
-            }
-        }
-    }
-
-    fn maybe_compact(&mut self, now_ms: i64) {
-        let live = u64::try_from(self.live_count() + self.group_records.len()).unwrap_or(u64::MAX);
-        let limit = live.saturating_mul(4).saturating_add(self.compaction_slack_records);
-        if self.records_since_compaction > limit {
-            // The caller's write is already durable; a failed compaction is retried next time.
-            if let Err(e) = self.compact(now_ms) {
-                tracing::warn!(error = %e, "offsets log compaction failed");
-            }
-        }
-    }
-
-    fn write_live_set(&self, dir: &Path, now_ms: i64) -> Result<(), StoreError> {
-        let mut log = UnifiedLog::open(dir.to_path_buf(), log_config(), false, now_ms)?;
         let mut kvs = Vec::new();
         for (group, offsets) in &self.groups {
             for ((topic, partition), c) in offsets {
@@ -477,34 +339,21 @@ impl OffsetStore {
         for (group, record) in &self.group_records {
             kvs.push((encode_group_key(group)?, Some(encode_group_value(record)?)));
         }
-        for chunk in chunks(&kvs) {
-            log.append_as_leader(encode_batch(chunk, now_ms)?, LEADER_EPOCH, now_ms)?;
-        }
-        log.close(now_ms)?;
-        fsync_dir(&self.log_dir)?;
-        Ok(())
+        self.log.compact(&kvs, now_ms)
     }
 
-    fn check_writable(&self) -> Result<(), StoreError> {
-        if self.poisoned {
-            Err(StoreError::Poisoned)
-        } else {
-            Ok(())
+    fn maybe_compact(&mut self, now_ms: i64) {
+        if self.log.should_compact(self.live_count() + self.group_records.len()) {
+            // The caller's write is already durable; a failed compaction is retried next time.
+            if let Err(e) = self.compact(now_ms) {
+                tracing::warn!(error = %e, "offsets log compaction failed");
+            }
         }
-    }
-
-    fn log_record_span(&self) -> u64 {
-        u64::try_from(self.log.log_end_offset() - self.log.log_start_offset()).unwrap_or(0)
     }
 
     /// Appends `kvs` as one batch.
-    fn append(&mut self, kvs: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<(), StoreError> {
-        self.check_writable()?;
-        let info = self
-            .log
-            .append_as_leader(encode_batch(kvs, now_ms)?, LEADER_EPOCH, now_ms)?;
-        self.records_since_compaction += u64::from(info.record_count);
-        Ok(())
+    fn append(&mut self, kvs: &[KeyValue], now_ms: i64) -> Result<(), StoreError> {
+        self.log.append(kvs, now_ms)
     }
 
     /// Writes tombstones for `keys` in batches of about `CHUNK_BYTES`, removing each batch's
@@ -515,170 +364,56 @@ impl OffsetStore {
             kvs.push((encode_key(g, t, *p)?, None));
         }
         let mut done = 0;
-        for chunk in chunks(&kvs) {
-            self.append(chunk, now_ms)?;
-            for (g, t, p) in keys.iter().skip(done).take(chunk.len()) {
-                self.remove_key(g, t, *p);
+        let mut written = Vec::new();
+        let result = self.log.append_chunked(&kvs, now_ms, |range| {
+            done = range.end;
+            written.push(range);
+        });
+        for range in written {
+            for (g, t, p) in keys.get(range).unwrap_or(&[]) {
+                remove_key(&mut self.groups, g, t, *p);
             }
-            done += chunk.len();
         }
+        result?;
         if done > 0 {
             self.maybe_compact(now_ms);
         }
         Ok(done)
     }
+}
 
-    fn remove_key(&mut self, group: &str, topic: &str, partition: i32) {
-        if let Some(offsets) = self.groups.get_mut(group) {
-            offsets.remove(&(topic.to_string(), partition));
-            if offsets.is_empty() {
-                self.groups.remove(group);
-            }
+fn remove_key(groups: &mut HashMap<String, GroupOffsets>, group: &str, topic: &str, partition: i32) {
+    if let Some(offsets) = groups.get_mut(group) {
+        offsets.remove(&(topic.to_string(), partition));
+        if offsets.is_empty() {
+            groups.remove(group);
         }
-    }
-
-    /// Reads the whole log from its start and applies every record in order.
-    fn replay(&mut self) -> Result<(), StoreError> {
-        let mut offset = self.log.log_start_offset();
-        let end = self.log.log_end_offset();
-        while offset < end {
-            let data = self.log.read(offset, REPLAY_READ_BYTES, i64::MAX, true)?.records;
-            let mut next = offset;
-            for header in batches(&data) {
-                next = header?.1.next_offset();
-            }
-            if next <= offset {
-                return Err(StoreError::Decode {
-                    offset,
-                    reason: "read returned no batch before the log end".into(),
-                });
-            }
-            let mut buf = data.clone();
-            let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| StoreError::Decode {
-                offset,
-                reason: e.to_string(),
-            })?;
-            for record in sets.into_iter().flat_map(|s| s.records) {
-                self.apply(record)?;
-            }
-            offset = next;
-        }
-        Ok(())
-    }
-
-    fn apply(&mut self, record: Record) -> Result<(), StoreError> {
-        let bad = |reason: String| StoreError::Decode {
-            offset: record.offset,
-            reason,
-        };
-        let key = record.key.as_ref().ok_or_else(|| bad("record without a key".into()))?;
-        if key.get(..2) == Some(&GROUP_KEY_VERSION.to_be_bytes()[..]) {
-            let group = decode_group_key(key).map_err(bad)?;
-            match &record.value {
-                None => self.group_records.remove(&group),
-                Some(value) => self
-                    .group_records
-                    .insert(group, decode_group_value(value).map_err(bad)?),
-            };
-            return Ok(());
-        }
-        let (group, topic, partition) = decode_key(key).map_err(bad)?;
-        match &record.value {
-            None => self.remove_key(&group, &topic, partition),
-            Some(value) => {
-                let committed = decode_value(value).map_err(bad)?;
-                self.groups
-                    .entry(group)
-                    .or_default()
-                    .insert((topic, partition), committed);
-            }
-        }
-        Ok(())
     }
 }
 
-/// Applies the crash rules of the module note to the directories of `log_dir`.
-fn repair_dirs(log_dir: &Path) -> Result<(), StoreError> {
-    let main = log_dir.join(OFFSETS_LOG_DIR);
-    let compacting = dir_with_suffix(log_dir, ".compacting");
-    let old = dir_with_suffix(log_dir, ".delete");
-    let mut changed = false;
-    if !main.exists() && compacting.exists() {
-        tracing::warn!("finishing an interrupted offsets log compaction");
-        fs::rename(&compacting, &main)?;
-        changed = true;
-    } else if !main.exists() && old.exists() {
-        tracing::warn!("restoring the offsets log from its .delete directory");
-        fs::rename(&old, &main)?;
-        changed = true;
+fn apply(
+    groups: &mut HashMap<String, GroupOffsets>,
+    group_records: &mut HashMap<String, GroupRecord>,
+    record: Record,
+) -> Result<(), String> {
+    let key = record.key.as_ref().ok_or_else(|| "record without a key".to_string())?;
+    if key.get(..2) == Some(&GROUP_KEY_VERSION.to_be_bytes()[..]) {
+        let group = decode_group_key(key)?;
+        match &record.value {
+            None => group_records.remove(&group),
+            Some(value) => group_records.insert(group, decode_group_value(value)?),
+        };
+        return Ok(());
     }
-    if compacting.exists() {
-        tracing::warn!("removing an unfinished offsets log compaction");
-        fs::remove_dir_all(&compacting)?;
-        changed = true;
-    }
-    if old.exists() {
-        fs::remove_dir_all(&old)?;
-        changed = true;
-    }
-    if changed {
-        fsync_dir(log_dir)?;
+    let (group, topic, partition) = decode_key(key)?;
+    match &record.value {
+        None => remove_key(groups, &group, &topic, partition),
+        Some(value) => {
+            let committed = decode_value(value)?;
+            groups.entry(group).or_default().insert((topic, partition), committed);
+        }
     }
     Ok(())
-}
-
-/// Splits `kvs` into runs of about `CHUNK_BYTES` (at least one record each).
-fn chunks(kvs: &[(Bytes, Option<Bytes>)]) -> Vec<&[(Bytes, Option<Bytes>)]> {
-    let mut out = Vec::new();
-    let mut rest = kvs;
-    while !rest.is_empty() {
-        let mut size = 0;
-        let mut n = 0;
-        for (k, v) in rest {
-            let len = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
-            if n > 0 && size + len > CHUNK_BYTES {
-                break;
-            }
-            size += len;
-            n += 1;
-        }
-        let (head, tail) = rest.split_at(n);
-        out.push(head);
-        rest = tail;
-    }
-    out
-}
-
-/// One uncompressed v2 batch without a producer, one record per key.
-fn encode_batch(kvs: &[(Bytes, Option<Bytes>)], now_ms: i64) -> Result<Bytes, StoreError> {
-    let mut records = Vec::with_capacity(kvs.len());
-    for (i, (key, value)) in kvs.iter().enumerate() {
-        let i = i32::try_from(i).map_err(|_| StoreError::Encode("too many records in one batch".into()))?;
-        records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: LEADER_EPOCH,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            // The encoder starts a new batch whenever offset - sequence changes; this keeps one
-            // batch with base sequence -1 (no producer).
-            sequence: i - 1,
-            timestamp: now_ms,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-        });
-    }
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| StoreError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
 }
 
 pub(super) fn put_str16(buf: &mut BytesMut, s: &str) -> Result<(), StoreError> {
@@ -789,6 +524,7 @@ fn decode_value(bytes: &[u8]) -> Result<CommittedOffset, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     const DAY_MS: i64 = 86_400_000;
@@ -950,7 +686,7 @@ mod tests {
             store.commit("g", &[entry("t", 0, i)], i)?;
         }
         // Compacted whenever more than 4 * 1 + 10 records had accumulated.
-        assert!(store.log.log_end_offset() <= 15);
+        assert!(store.log.log().log_end_offset() <= 15);
         store.close(31)?;
         let store = OffsetStore::open(dir.path(), true, 32)?;
         assert_eq!(offset_of(&store, "g", "t", 0), 29);
@@ -987,10 +723,8 @@ mod tests {
     #[test]
     fn corrupt_record_is_refused_at_open() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut log = UnifiedLog::open(dir.path().join(OFFSETS_LOG_DIR), log_config(), true, 0)?;
         let bad = [(Bytes::from_static(b"\x00\x09junk"), None)];
-        log.append_as_leader(encode_batch(&bad, 0)?, LEADER_EPOCH, 0)?;
-        log.close(1)?;
+        crate::storage::internal_log::write_raw(dir.path(), OFFSETS_LOG_DIR, &bad)?;
         let err = OffsetStore::open(dir.path(), true, 2).err().ok_or("opened")?;
         assert!(matches!(err, StoreError::Decode { offset: 0, .. }), "{err}");
         Ok(())

@@ -12,6 +12,7 @@
 //! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
 //! - `txn_index`: the aborted-transaction index (`.txnindex`) of a segment.
+//! - `internal_log`: `InternalLog`, a compacted key/value log for the broker's own state.
 //! - `recovery`: loading a partition directory, truncating a torn or corrupt tail.
 //! - `log`: `UnifiedLog`, the partition log the API and replication layers call.
 
@@ -24,6 +25,7 @@ pub mod control;
 mod decompress;
 pub mod error;
 mod index;
+pub mod internal_log;
 mod leader_epoch;
 pub mod log;
 mod producer_state;
