@@ -34,6 +34,8 @@ pub struct Broker {
     pub replicas: ReplicaManager,
     /// The group coordinator (an actor owning every group and the committed offsets).
     pub groups: GroupCoordinator,
+    /// The transaction coordinator (an actor owning every transactional id).
+    pub transactions: crate::transaction::coordinator::TxnCoordinator,
     _lock: File,
 }
 
@@ -75,8 +77,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 }
 
 impl Broker {
-    /// Opens the data directory and every log in it, and starts the group coordinator (so it
-    /// must run inside a tokio runtime).
+    /// Opens the data directory and every log in it, and starts the group and transaction
+    /// coordinators (so it must run inside a tokio runtime).
     pub fn open(config: BrokerConfig) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
         let dir = config.log_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
@@ -99,20 +101,25 @@ impl Broker {
         );
         let offsets = OffsetStore::open(&dir, had_clean_shutdown, now_ms()).context("opening the offsets log")?;
         let (groups, _actor) = crate::coordinator::spawn(config.groups, offsets);
+        let mut machine = crate::transaction::TransactionStateMachine::new(config.transactions.max_timeout_ms);
+        let txn_store = crate::transaction::coordinator::TxnStore::open(&dir, had_clean_shutdown, now_ms(), &mut machine)
+            .context("opening the transaction log")?;
+        let (transactions, txn_commands) = crate::transaction::coordinator::channel();
         if had_clean_shutdown {
             std::fs::remove_file(&marker).context("removing clean shutdown marker")?;
             File::open(&dir)?.sync_all()?;
         }
-        Ok((
-            Arc::new(Broker {
-                config,
-                metadata,
-                replicas,
-                groups,
-                _lock: lock,
-            }),
-            queue,
-        ))
+        let txn_config = config.transactions;
+        let broker = Arc::new(Broker {
+            config,
+            metadata,
+            replicas,
+            groups,
+            transactions,
+            _lock: lock,
+        });
+        crate::transaction::coordinator::spawn(txn_commands, txn_config, machine, txn_store, Arc::downgrade(&broker));
+        Ok((broker, queue))
     }
 
     /// Creates a topic (or, with `validate_only`, checks that it could be created).
@@ -322,6 +329,7 @@ pub async fn run_on(
     let _ = server.await;
     let _ = ticks.await;
     flusher.abort();
+    broker.transactions.shutdown().await;
     broker.groups.shutdown().await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;

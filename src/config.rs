@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::coordinator::GroupCoordinatorConfig;
+use crate::transaction::TransactionConfig;
 use crate::storage::LogConfig;
 
 /// Why a configuration was refused; always names the key.
@@ -75,6 +76,8 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// The group coordinator's settings (`group.*`, `offsets.*`, `offset.metadata.max.bytes`).
     pub groups: GroupCoordinatorConfig,
+    /// The transaction coordinator's settings (`transaction.*`, `transactional.id.expiration.ms`).
+    pub transactions: TransactionConfig,
 }
 
 impl Default for BrokerConfig {
@@ -99,6 +102,7 @@ impl Default for BrokerConfig {
             log_format_json: false,
             log: LogConfig::default(),
             groups: GroupCoordinatorConfig::default(),
+            transactions: TransactionConfig::default(),
         }
     }
 }
@@ -374,6 +378,16 @@ impl BrokerConfig {
                 self.groups.offsets_retention_check_interval_ms = int(1, i64::MAX)? as u64
             }
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = int(0, i32::MAX as i64)? as usize,
+            "transaction.max.timeout.ms" => self.transactions.max_timeout_ms = int(1, i32::MAX as i64)? as i32,
+            "transactional.id.expiration.ms" => {
+                self.transactions.id_expiration_ms = int(1, i32::MAX as i64)? as u64
+            }
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
+                self.transactions.abort_timed_out_interval_ms = int(1, i32::MAX as i64)? as u64
+            }
+            "transaction.remove.expired.transaction.cleanup.interval.ms" => {
+                self.transactions.remove_expired_interval_ms = int(1, i32::MAX as i64)? as u64
+            }
             "metrics.listener" => {
                 let text = value.as_text();
                 self.metrics_listener = if text.trim().is_empty() {

@@ -108,6 +108,7 @@ pub fn group_response_error(e: GroupError) -> ResponseError {
         GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
+        GroupError::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
     }
 }
 
@@ -123,6 +124,7 @@ pub fn txn_response_error(e: TxnError) -> ResponseError {
         TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
         TxnError::ProducerFenced => ResponseError::ProducerFenced,
         TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
     }
 }

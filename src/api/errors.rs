@@ -78,6 +78,28 @@ pub fn for_each_error(response: &ResponseKind, mut f: impl FnMut(i16)) {
                 .flat_map(|t| &t.partitions)
                 .for_each(|p| one(p.error_code));
         }
+        ResponseKind::AddPartitionsToTxn(r) => {
+            one(r.error_code);
+            r.results_by_topic_v3_and_below
+                .iter()
+                .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+                .flat_map(|t| &t.results_by_partition)
+                .for_each(|p| one(p.partition_error_code));
+        }
+        ResponseKind::AddOffsetsToTxn(r) => one(r.error_code),
+        ResponseKind::EndTxn(r) => one(r.error_code),
+        ResponseKind::TxnOffsetCommit(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| one(p.error_code)),
+        ResponseKind::DescribeTransactions(r) => r.transaction_states.iter().for_each(|t| one(t.error_code)),
+        ResponseKind::ListTransactions(r) => one(r.error_code),
+        ResponseKind::DescribeProducers(r) => r
+            .topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| one(p.error_code)),
         _ => {}
     }
 }

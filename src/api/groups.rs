@@ -50,8 +50,7 @@ pub fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -
     let answer = |key: StrBytes| -> Coordinator {
         let base = Coordinator::default().with_key(key);
         let error = match req.key_type {
-            KEY_TYPE_GROUP => None,
-            KEY_TYPE_TRANSACTION => Some(ResponseError::CoordinatorNotAvailable),
+            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => None,
             _ => Some(ResponseError::InvalidRequest),
         };
         match error {
@@ -65,10 +64,7 @@ pub fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -
                 .with_host(s(""))
                 .with_port(-1)
                 .with_error_code(e.code())
-                .with_error_message(Some(s(match e {
-                    ResponseError::CoordinatorNotAvailable => "transactions are not supported yet",
-                    _ => "unknown coordinator key type",
-                }))),
+                .with_error_message(Some(s("unknown coordinator key type"))),
         }
     };
     if ctx.version >= 4 {

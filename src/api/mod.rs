@@ -17,12 +17,12 @@ mod describe_cluster;
 mod errors;
 mod fetch;
 mod groups;
-mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod transactions;
 pub mod response_buf;
 pub mod versions;
 
@@ -168,7 +168,20 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         },
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
-        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(init_producer_id::handle(ctx, req)),
+        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(transactions::init_producer_id(ctx, req).await),
+        RequestKind::AddPartitionsToTxn(req) => {
+            ResponseKind::AddPartitionsToTxn(transactions::add_partitions_to_txn(ctx, req).await)
+        }
+        RequestKind::AddOffsetsToTxn(req) => ResponseKind::AddOffsetsToTxn(transactions::add_offsets_to_txn(ctx, req).await),
+        RequestKind::EndTxn(req) => ResponseKind::EndTxn(transactions::end_txn(ctx, req).await),
+        RequestKind::TxnOffsetCommit(req) => ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(ctx, req).await),
+        RequestKind::DescribeTransactions(req) => {
+            ResponseKind::DescribeTransactions(transactions::describe_transactions(ctx, req).await)
+        }
+        RequestKind::ListTransactions(req) => {
+            ResponseKind::ListTransactions(transactions::list_transactions(ctx, req).await)
+        }
+        RequestKind::DescribeProducers(req) => ResponseKind::DescribeProducers(transactions::describe_producers(ctx, req)),
         RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(ctx, req)),
         RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(ctx, req)),
         RequestKind::IncrementalAlterConfigs(req) => {
@@ -251,6 +264,13 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::Fetch(r) => r.encode(out, version),
         ResponseKind::ListOffsets(r) => r.encode(out, version),
         ResponseKind::InitProducerId(r) => r.encode(out, version),
+        ResponseKind::AddPartitionsToTxn(r) => r.encode(out, version),
+        ResponseKind::AddOffsetsToTxn(r) => r.encode(out, version),
+        ResponseKind::EndTxn(r) => r.encode(out, version),
+        ResponseKind::TxnOffsetCommit(r) => r.encode(out, version),
+        ResponseKind::DescribeTransactions(r) => r.encode(out, version),
+        ResponseKind::ListTransactions(r) => r.encode(out, version),
+        ResponseKind::DescribeProducers(r) => r.encode(out, version),
         ResponseKind::DescribeConfigs(r) => r.encode(out, version),
         ResponseKind::AlterConfigs(r) => r.encode(out, version),
         ResponseKind::IncrementalAlterConfigs(r) => r.encode(out, version),

@@ -102,11 +102,29 @@ async fn fetch_group(
     ctx: &RequestContext<'_>,
     group_id: &str,
     partitions: Option<Vec<TopicPartition>>,
+    require_stable: bool,
 ) -> Result<Vec<FetchedOffset>, GroupError> {
     if group_id.is_empty() {
         return Err(GroupError::InvalidGroupId);
     }
-    ctx.broker.groups.fetch_offsets(group_id, partitions).await
+    ctx.broker
+        .groups
+        .fetch_offsets(group_id, partitions, require_stable)
+        .await
+}
+
+/// The error code of one fetched partition: UNSTABLE_OFFSET_COMMIT while an open transaction
+/// holds an offset for it (require_stable, v7+), when the offset is answered as -1.
+fn partition_code(o: &FetchedOffset) -> i16 {
+    group_error_code(o.unstable.then_some(GroupError::UnstableOffsetCommit))
+}
+
+fn offset_of(o: &FetchedOffset) -> i64 {
+    if o.unstable {
+        -1
+    } else {
+        o.committed.offset
+    }
 }
 
 /// Groups fetched offsets by topic, keeping the order they came in.
@@ -132,7 +150,8 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
                 .collect::<Vec<_>>()
         });
         let resp = OffsetFetchResponse::default();
-        return match fetch_group(ctx, &req.group_id, wanted).await {
+        let require_stable = version >= 7 && req.require_stable;
+        return match fetch_group(ctx, &req.group_id, wanted, require_stable).await {
             Err(e) if version >= 2 => resp.with_error_code(e.code()),
             Err(_) => resp,
             Ok(offsets) => resp.with_topics(
@@ -146,7 +165,8 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
                                     .map(|o| {
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(o.partition)
-                                            .with_committed_offset(o.committed.offset)
+                                            .with_error_code(partition_code(&o))
+                                            .with_committed_offset(offset_of(&o))
                                             .with_committed_leader_epoch(epoch(o.committed.leader_epoch))
                                             .with_metadata(Some(s(o.committed.metadata)))
                                     })
@@ -166,7 +186,7 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
                 .collect::<Vec<_>>()
         });
         let answer = OffsetFetchResponseGroup::default().with_group_id(GroupId(group.group_id.0.clone()));
-        groups.push(match fetch_group(ctx, &group.group_id, wanted).await {
+        groups.push(match fetch_group(ctx, &group.group_id, wanted, req.require_stable).await {
             Err(e) => answer.with_error_code(e.code()),
             Ok(offsets) => answer.with_topics(
                 by_topic(offsets)
@@ -179,7 +199,8 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
                                     .map(|o| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(o.partition)
-                                            .with_committed_offset(o.committed.offset)
+                                            .with_error_code(partition_code(&o))
+                                            .with_committed_offset(offset_of(&o))
                                             .with_committed_leader_epoch(o.committed.leader_epoch)
                                             .with_metadata(Some(s(o.committed.metadata)))
                                     })

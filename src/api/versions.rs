@@ -42,6 +42,13 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 0, 5),
     (ApiKey::DeleteGroups, 0, 0, 2),
     (ApiKey::OffsetDelete, 0, 0, 0),
+    (ApiKey::AddPartitionsToTxn, 0, 0, 5),
+    (ApiKey::AddOffsetsToTxn, 0, 0, 4),
+    (ApiKey::EndTxn, 0, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 0, 5),
+    (ApiKey::DescribeProducers, 0, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0, 0),
+    (ApiKey::ListTransactions, 0, 0, 1),
 ];
 
 /// The versions we accept for `key`, or None if we do not serve it.
@@ -86,6 +93,13 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::ListGroups => "ListGroups",
         ApiKey::DeleteGroups => "DeleteGroups",
         ApiKey::OffsetDelete => "OffsetDelete",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::DescribeProducers => "DescribeProducers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         _ => "Other",
     }
 }
@@ -129,5 +143,12 @@ mod tests {
         check::<ListGroupsRequest>(ApiKey::ListGroups);
         check::<DeleteGroupsRequest>(ApiKey::DeleteGroups);
         check::<OffsetDeleteRequest>(ApiKey::OffsetDelete);
+        check::<AddPartitionsToTxnRequest>(ApiKey::AddPartitionsToTxn);
+        check::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
+        check::<EndTxnRequest>(ApiKey::EndTxn);
+        check::<TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit);
+        check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
+        check::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
+        check::<ListTransactionsRequest>(ApiKey::ListTransactions);
     }
 }

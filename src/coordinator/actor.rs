@@ -45,6 +45,7 @@ use super::group::GroupMetadata;
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupParams, JoinGroupResult,
     JoinOutcome, LeaveGroupMember, LeaveMemberResult, OffsetCommitParams, SyncGroupParams, SyncGroupResult,
+    TxnOffsetCommitParams,
     SyncOutcome,
 };
 use super::offsets::{FetchedOffset, OffsetStore, StoreError};
@@ -127,7 +128,18 @@ enum Command {
     FetchOffsets {
         group_id: String,
         partitions: Option<Vec<TopicPartition>>,
+        require_stable: bool,
         reply: Reply<Result<Vec<FetchedOffset>, GroupError>>,
+    },
+    TxnCommitOffsets {
+        group_id: String,
+        params: TxnOffsetCommitParams,
+        reply: Reply<Result<(), GroupError>>,
+    },
+    EndTxn {
+        producer_id: i64,
+        commit: bool,
+        reply: Reply<Result<(), GroupError>>,
     },
     DeleteOffsets {
         group_id: String,
@@ -296,15 +308,48 @@ impl GroupCoordinator {
 
     /// OffsetFetch for one group: the given partitions (-1 where nothing is committed), or every
     /// committed one for `None`.
+    /// With `require_stable`, partitions with an offset pending in an open transaction are
+    /// marked `unstable`.
     pub async fn fetch_offsets(
         &self,
         group_id: impl Into<String>,
         partitions: Option<Vec<TopicPartition>>,
+        require_stable: bool,
     ) -> Result<Vec<FetchedOffset>, GroupError> {
         let group_id = group_id.into();
         self.call(|reply| Command::FetchOffsets {
             group_id,
             partitions,
+            require_stable,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// TxnOffsetCommit for one group: validated like OffsetCommit, stored as pending offsets of
+    /// the producer's transaction.
+    pub async fn txn_commit_offsets(
+        &self,
+        group_id: impl Into<String>,
+        params: TxnOffsetCommitParams,
+    ) -> Result<(), GroupError> {
+        let group_id = group_id.into();
+        self.call(|reply| Command::TxnCommitOffsets {
+            group_id,
+            params,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(GroupError::CoordinatorNotAvailable))
+    }
+
+    /// The transaction marker for the offsets log (from the transaction coordinator): the
+    /// producer's pending offsets are committed or dropped. Durable (in the OS) when it returns.
+    pub async fn end_txn(&self, producer_id: i64, commit: bool) -> Result<(), GroupError> {
+        self.call(|reply| Command::EndTxn {
+            producer_id,
+            commit,
             reply,
         })
         .await
@@ -635,12 +680,39 @@ impl Actor {
             Command::FetchOffsets {
                 group_id,
                 partitions,
+                require_stable,
                 reply,
             } => {
                 let result = match &self.store {
                     None => Err(GroupError::CoordinatorNotAvailable),
-                    Some(store) => Ok(store.fetch(&group_id, partitions.as_deref())),
+                    Some(store) => {
+                        let mut fetched = store.fetch(&group_id, partitions.as_deref());
+                        if require_stable {
+                            for f in &mut fetched {
+                                f.unstable = store.has_pending(&group_id, &f.topic, f.partition);
+                            }
+                        }
+                        Ok(fetched)
+                    }
                 };
+                let _ = reply.send(result);
+            }
+            Command::TxnCommitOffsets {
+                group_id,
+                params,
+                reply,
+            } => {
+                let _ = reply.send(self.txn_commit_offsets(&group_id, params));
+            }
+            Command::EndTxn {
+                producer_id,
+                commit,
+                reply,
+            } => {
+                let now = self.now_ms_i64();
+                let result = self
+                    .store_mut()
+                    .and_then(|s| s.end_txn(producer_id, commit, now).map_err(|e| store_failed("transaction end", &e)));
                 let _ = reply.send(result);
             }
             Command::DeleteOffsets {
@@ -722,6 +794,32 @@ impl Actor {
         let stored = self.store_mut()?.commit(group_id, &params.entries, now);
         self.after_call(group_id);
         stored.map_err(|e| store_failed("commit", &e))
+    }
+
+    fn txn_commit_offsets(&mut self, group_id: &str, params: TxnOffsetCommitParams) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Err(GroupError::InvalidGroupId);
+        }
+        let now_ms = self.clock.now_ms();
+        match self.groups.get_mut(group_id) {
+            Some(group) => group.validate_offset_commit(
+                &params.member_id,
+                &params.group_instance_id,
+                params.generation_id,
+                now_ms,
+            )?,
+            None if params.generation_id < 0 => {
+                self.groups
+                    .insert(group_id.to_string(), GroupMetadata::new(group_id, self.config));
+            }
+            None => return Err(GroupError::IllegalGeneration),
+        }
+        let now = self.now_ms_i64();
+        let stored = self
+            .store_mut()?
+            .txn_commit(params.producer_id, group_id, &params.entries, now);
+        self.after_call(group_id);
+        stored.map_err(|e| store_failed("transactional commit", &e))
     }
 
     fn delete_offsets(
@@ -1442,7 +1540,7 @@ mod tests {
                 .ok_or("member lost")?;
             assert_eq!(member.assignment, *assignment);
         }
-        let fetched = coordinator.fetch_offsets("g", Some(vec![("t".into(), 0)])).await?;
+        let fetched = coordinator.fetch_offsets("g", Some(vec![("t".into(), 0)]), false).await?;
         assert_eq!(fetched.first().map(|f| f.committed.offset), Some(17));
         let listed = coordinator.list_groups(Vec::new()).await?;
         let names: Vec<(&str, GroupState)> = listed.iter().map(|g| (g.group_id.as_str(), g.state)).collect();
@@ -1488,7 +1586,7 @@ mod tests {
             coordinator.list_groups(Vec::new()).await?.is_empty(),
             "expired with its offsets"
         );
-        let fetched = coordinator.fetch_offsets("old", Some(vec![("t".into(), 0)])).await?;
+        let fetched = coordinator.fetch_offsets("old", Some(vec![("t".into(), 0)]), false).await?;
         assert_eq!(fetched.first().map(|f| f.committed.offset), Some(-1));
         Ok(())
     }

@@ -49,6 +49,9 @@ pub enum GroupError {
     /// OffsetCommit: the metadata string is longer than `offset.metadata.max.bytes`.
     #[error("the offset metadata is larger than offset.metadata.max.bytes")]
     OffsetMetadataTooLarge,
+    /// OffsetFetch with require_stable: an open transaction holds an offset of the partition.
+    #[error("an open transaction holds an offset of this partition")]
+    UnstableOffsetCommit,
 }
 
 impl GroupError {

@@ -276,6 +276,20 @@ pub struct GroupOverview {
 /// An OffsetCommit for one group, after the API layer checked each partition (known topic,
 /// metadata size).
 #[derive(Debug, Clone)]
+pub struct TxnOffsetCommitParams {
+    /// The transaction's producer id and epoch.
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The group member's identity (v3+; empty / -1 otherwise, as for a simple consumer).
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+    /// The offsets, visible once the transaction commits.
+    pub entries: Vec<super::offsets::OffsetCommitEntry>,
+}
+
+/// OffsetCommit's input.
+#[derive(Debug, Clone)]
 pub struct OffsetCommitParams {
     /// Member id; empty for a simple consumer or an admin.
     pub member_id: String,

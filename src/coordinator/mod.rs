@@ -43,7 +43,7 @@ pub use member::{MemberMetadata, Protocol, NEW_MEMBER_JOIN_TIMEOUT_MS};
 pub use messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupMember, JoinGroupParams,
     JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, OffsetCommitParams,
-    SyncGroupParams, SyncGroupResult, SyncOutcome,
+    SyncGroupParams, SyncGroupResult, SyncOutcome, TxnOffsetCommitParams,
 };
 pub use offsets::{CommittedOffset, FetchedOffset, OffsetCommitEntry, OffsetStore, StoreError};
 

@@ -19,6 +19,12 @@
 //! - group metadata: key version 2, see `group_record.rs`; replay tells the two apart by the
 //!   key's leading version.
 //!
+//! - pending transactional offset (TxnOffsetCommit): key version 3: `u16 version = 3`,
+//!   `i64 producer id`, `u16 len + group`, `u16 len + topic`, `i32 partition`; value as v1.
+//! - transaction end for a producer (its marker reached this log): key version 4: `u16 version
+//!   = 4`, `i64 producer id`; value `u16 version = 1`, `u8 committed (1) or aborted (0)`. Replay
+//!   moves that producer's pending offsets into the committed ones, or drops them.
+//!
 //! Replay, compaction and crash repair are `storage::internal_log`'s: a compaction rewrites
 //! the live offsets and group records when the records written since the last one exceed
 //! `4 * live + slack` (slack 10,000 by default).
@@ -42,6 +48,8 @@ pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 
 const KEY_VERSION: u16 = 1;
 const VALUE_VERSION: u16 = 1;
+const TXN_OFFSET_KEY_VERSION: u16 = 3;
+const TXN_END_KEY_VERSION: u16 = 4;
 
 /// A committed offset, as OffsetCommit stores and OffsetFetch answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,10 +100,15 @@ pub struct FetchedOffset {
     pub partition: i32,
     /// The committed offset, or [`CommittedOffset::unknown`].
     pub committed: CommittedOffset,
+    /// An open transaction holds a newer offset (asked with require_stable): the answer is
+    /// UNSTABLE_OFFSET_COMMIT.
+    pub unstable: bool,
 }
 
 type Key = (String, String, i32);
 type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+/// Offsets committed inside open transactions: producer id -> group -> offsets.
+type PendingOffsets = HashMap<i64, HashMap<String, GroupOffsets>>;
 
 /// Committed offsets of every group, backed by the `__consumer_offsets-0` log.
 pub struct OffsetStore {
@@ -103,6 +116,8 @@ pub struct OffsetStore {
     groups: HashMap<String, GroupOffsets>,
     /// Each group's persisted metadata (see `group_record.rs`).
     group_records: HashMap<String, GroupRecord>,
+    /// TxnOffsetCommit offsets waiting for their transaction's end.
+    pending: PendingOffsets,
 }
 
 impl OffsetStore {
@@ -111,13 +126,15 @@ impl OffsetStore {
     pub fn open(log_dir: &Path, had_clean_shutdown: bool, now_ms: i64) -> Result<Self, StoreError> {
         let mut groups = HashMap::new();
         let mut group_records = HashMap::new();
+        let mut pending = HashMap::new();
         let log = InternalLog::open(log_dir, OFFSETS_LOG_DIR, had_clean_shutdown, now_ms, |record| {
-            apply(&mut groups, &mut group_records, record)
+            apply(&mut groups, &mut group_records, &mut pending, record)
         })?;
         let store = OffsetStore {
             log,
             groups,
             group_records,
+            pending,
         };
         tracing::debug!(
             groups = store.groups.len(),
@@ -160,6 +177,67 @@ impl OffsetStore {
         Ok(())
     }
 
+    /// TxnOffsetCommit: stores `entries` for `group` as pending offsets of `producer_id`'s open
+    /// transaction; they become the group's committed offsets when `end_txn` commits it.
+    pub fn txn_commit(
+        &mut self,
+        producer_id: i64,
+        group: &str,
+        entries: &[OffsetCommitEntry],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let committed = |e: &OffsetCommitEntry| CommittedOffset {
+            offset: e.offset,
+            leader_epoch: e.leader_epoch,
+            metadata: e.metadata.clone(),
+            commit_timestamp_ms: now_ms,
+        };
+        let mut kvs = Vec::with_capacity(entries.len());
+        for e in entries {
+            kvs.push((
+                encode_txn_offset_key(producer_id, group, &e.topic, e.partition)?,
+                Some(encode_value(&committed(e))?),
+            ));
+        }
+        self.append(&kvs, now_ms)?;
+        let offsets = self
+            .pending
+            .entry(producer_id)
+            .or_default()
+            .entry(group.to_string())
+            .or_default();
+        for e in entries {
+            offsets.insert((e.topic.clone(), e.partition), committed(e));
+        }
+        self.maybe_compact(now_ms);
+        Ok(())
+    }
+
+    /// A transaction marker for `producer_id` reached the group coordinator: its pending
+    /// offsets become committed (`commit`) or are dropped. Nothing is written without any.
+    pub fn end_txn(&mut self, producer_id: i64, commit: bool, now_ms: i64) -> Result<(), StoreError> {
+        if !self.pending.contains_key(&producer_id) {
+            return Ok(());
+        }
+        let value = Bytes::from(vec![0, 1, u8::from(commit)]);
+        self.append(&[(encode_txn_end_key(producer_id), Some(value))], now_ms)?;
+        resolve_pending(&mut self.groups, &mut self.pending, producer_id, commit);
+        self.maybe_compact(now_ms);
+        Ok(())
+    }
+
+    /// Whether an open transaction holds an offset of `group` for the partition (OffsetFetch
+    /// with require_stable answers UNSTABLE_OFFSET_COMMIT then).
+    pub fn has_pending(&self, group: &str, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending
+            .values()
+            .any(|groups| groups.get(group).is_some_and(|o| o.contains_key(&key)))
+    }
+
     /// The group's offsets for `partitions` (unknown ones answer offset -1), or all of them
     /// (sorted by topic and partition) for `None`.
     pub fn fetch(&self, group: &str, partitions: Option<&[(String, i32)]>) -> Vec<FetchedOffset> {
@@ -172,6 +250,7 @@ impl OffsetStore {
                     topic: topic.clone(),
                     partition: *partition,
                     committed: c.clone(),
+                    unstable: false,
                 })
                 .collect(),
             Some(wanted) => wanted
@@ -183,6 +262,7 @@ impl OffsetStore {
                         .and_then(|o| o.get(&(topic.clone(), *partition)))
                         .cloned()
                         .unwrap_or_else(CommittedOffset::unknown),
+                    unstable: false,
                 })
                 .collect(),
         }
@@ -339,11 +419,27 @@ impl OffsetStore {
         for (group, record) in &self.group_records {
             kvs.push((encode_group_key(group)?, Some(encode_group_value(record)?)));
         }
+        for (producer_id, groups) in &self.pending {
+            for (group, offsets) in groups {
+                for ((topic, partition), c) in offsets {
+                    kvs.push((
+                        encode_txn_offset_key(*producer_id, group, topic, *partition)?,
+                        Some(encode_value(c)?),
+                    ));
+                }
+            }
+        }
         self.log.compact(&kvs, now_ms)
     }
 
     fn maybe_compact(&mut self, now_ms: i64) {
-        if self.log.should_compact(self.live_count() + self.group_records.len()) {
+        let pending: usize = self
+            .pending
+            .values()
+            .flat_map(HashMap::values)
+            .map(BTreeMap::len)
+            .sum();
+        if self.log.should_compact(self.live_count() + self.group_records.len() + pending) {
             // The caller's write is already durable; a failed compaction is retried next time.
             if let Err(e) = self.compact(now_ms) {
                 tracing::warn!(error = %e, "offsets log compaction failed");
@@ -391,12 +487,54 @@ fn remove_key(groups: &mut HashMap<String, GroupOffsets>, group: &str, topic: &s
     }
 }
 
+/// Ends `producer_id`'s pending offsets: into the committed ones (`commit`) or dropped.
+fn resolve_pending(
+    groups: &mut HashMap<String, GroupOffsets>,
+    pending: &mut PendingOffsets,
+    producer_id: i64,
+    commit: bool,
+) {
+    let Some(by_group) = pending.remove(&producer_id) else {
+        return;
+    };
+    if commit {
+        for (group, offsets) in by_group {
+            groups.entry(group).or_default().extend(offsets);
+        }
+    }
+}
+
 fn apply(
     groups: &mut HashMap<String, GroupOffsets>,
     group_records: &mut HashMap<String, GroupRecord>,
+    pending: &mut PendingOffsets,
     record: Record,
 ) -> Result<(), String> {
     let key = record.key.as_ref().ok_or_else(|| "record without a key".to_string())?;
+    if key.get(..2) == Some(&TXN_OFFSET_KEY_VERSION.to_be_bytes()[..]) {
+        let (producer_id, group, topic, partition) = decode_txn_offset_key(key)?;
+        let value = record.value.as_ref().ok_or("pending offset without a value")?;
+        pending
+            .entry(producer_id)
+            .or_default()
+            .entry(group)
+            .or_default()
+            .insert((topic, partition), decode_value(value)?);
+        return Ok(());
+    }
+    if key.get(..2) == Some(&TXN_END_KEY_VERSION.to_be_bytes()[..]) {
+        let mut r = Reader(key);
+        r.version(TXN_END_KEY_VERSION)?;
+        let producer_id = i64::from_be_bytes(r.array()?);
+        r.finish()?;
+        let value = record.value.as_ref().ok_or("transaction end without a value")?;
+        let mut r = Reader(value);
+        r.version(1)?;
+        let [committed] = r.array::<1>()?;
+        r.finish()?;
+        resolve_pending(groups, pending, producer_id, committed == 1);
+        return Ok(());
+    }
     if key.get(..2) == Some(&GROUP_KEY_VERSION.to_be_bytes()[..]) {
         let group = decode_group_key(key)?;
         match &record.value {
@@ -442,6 +580,34 @@ fn encode_value(c: &CommittedOffset) -> Result<Bytes, StoreError> {
     buf.put_u32(len);
     buf.put_slice(c.metadata.as_bytes());
     Ok(buf.freeze())
+}
+
+fn encode_txn_offset_key(producer_id: i64, group: &str, topic: &str, partition: i32) -> Result<Bytes, StoreError> {
+    let mut buf = BytesMut::with_capacity(18 + group.len() + topic.len());
+    buf.put_u16(TXN_OFFSET_KEY_VERSION);
+    buf.put_i64(producer_id);
+    put_str16(&mut buf, group)?;
+    put_str16(&mut buf, topic)?;
+    buf.put_i32(partition);
+    Ok(buf.freeze())
+}
+
+fn decode_txn_offset_key(bytes: &[u8]) -> Result<(i64, String, String, i32), String> {
+    let mut r = Reader(bytes);
+    r.version(TXN_OFFSET_KEY_VERSION)?;
+    let producer_id = i64::from_be_bytes(r.array()?);
+    let group = r.str16()?;
+    let topic = r.str16()?;
+    let partition = i32::from_be_bytes(r.array()?);
+    r.finish()?;
+    Ok((producer_id, group, topic, partition))
+}
+
+fn encode_txn_end_key(producer_id: i64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(10);
+    buf.put_u16(TXN_END_KEY_VERSION);
+    buf.put_i64(producer_id);
+    buf.freeze()
 }
 
 /// A bounds-checked reader over a record's key or value.
@@ -717,6 +883,32 @@ mod tests {
         let store = OffsetStore::open(dir.path(), false, 4)?;
         assert!(!compacting.exists() && !old.exists());
         assert_eq!(offset_of(&store, "g", "t", 0), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn transactional_offsets_appear_on_commit_only_and_survive_reopen() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.commit("g", &[entry("t", 0, 1)], 0)?;
+        store.txn_commit(7, "g", &[entry("t", 0, 10), entry("t", 1, 11)], 1)?;
+        store.txn_commit(8, "g", &[entry("t", 2, 20)], 1)?;
+        assert_eq!(offset_of(&store, "g", "t", 0), 1, "pending offsets are not visible");
+        assert!(store.has_pending("g", "t", 1) && !store.has_pending("g", "t", 3));
+        store.end_txn(7, true, 2)?;
+        assert_eq!(offset_of(&store, "g", "t", 0), 10);
+        assert_eq!(offset_of(&store, "g", "t", 1), 11);
+        assert!(!store.has_pending("g", "t", 1));
+        drop(store); // crash with pid 8 still open
+        let mut store = OffsetStore::open(dir.path(), false, 3)?;
+        assert_eq!(offset_of(&store, "g", "t", 1), 11);
+        assert!(store.has_pending("g", "t", 2), "the open transaction's offsets survive");
+        store.compact(4)?;
+        store.end_txn(8, false, 5)?;
+        store.close(6)?;
+        let store = OffsetStore::open(dir.path(), true, 7)?;
+        assert_eq!(offset_of(&store, "g", "t", 2), -1, "aborted offsets are dropped");
+        assert!(!store.has_pending("g", "t", 2));
         Ok(())
     }
 

@@ -65,6 +65,10 @@ pub enum TxnError {
     /// The timeout exceeds `transaction.max.timeout.ms` or is not positive (INVALID_TRANSACTION_TIMEOUT, 50).
     #[error("the transaction timeout is outside (0, transaction.max.timeout.ms]")]
     InvalidTransactionTimeout,
+    /// The coordinator cannot take the request now: its log failed or it is shutting down
+    /// (COORDINATOR_NOT_AVAILABLE, 15; the client finds the coordinator again and retries).
+    #[error("the transaction coordinator is not available")]
+    CoordinatorNotAvailable,
 }
 
 impl TxnError {
@@ -203,6 +207,26 @@ impl TransactionStateMachine {
     /// Restores a persisted id (replay of `__transaction_state`).
     pub fn restore(&mut self, metadata: TransactionMetadata) {
         self.txns.insert(metadata.transactional_id.clone(), metadata);
+    }
+
+    /// Forgets an id (a tombstone in the log, or undoing a change that could not be persisted).
+    pub fn forget(&mut self, transactional_id: &str) {
+        self.txns.remove(transactional_id);
+    }
+
+    /// Marker jobs of transactions in a Prepare state (to resume after a restart).
+    pub fn pending_marker_jobs(&self) -> Vec<MarkerJob> {
+        let mut jobs: Vec<MarkerJob> = self
+            .txns
+            .values()
+            .filter_map(|t| match t.state {
+                TxnState::PrepareCommit => Some(t.marker_job(TxnResult::Commit)),
+                TxnState::PrepareAbort => Some(t.marker_job(TxnResult::Abort)),
+                _ => None,
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        jobs
     }
 
     /// InitProducerId with a transactional id (Kafka's `handleInitProducerId`). `expected` is

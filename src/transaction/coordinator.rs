@@ -1,0 +1,577 @@
+//! The transaction coordinator actor (Kafka's `TransactionCoordinator` on one node).
+//!
+//! One tokio task owns the [`TransactionStateMachine`] and the `__transaction_state-0` internal
+//! log; request handlers talk to it through [`TxnCoordinator`]. Every state change is appended to
+//! the log (one record per transactional id, key-compacted) before the client is answered, and
+//! undone in memory if the append fails (the client gets COORDINATOR_NOT_AVAILABLE and retries).
+//!
+//! Completing a transaction: EndTxn (or a fencing InitProducerId, or the timeout) moves it to
+//! PrepareCommit / PrepareAbort, which is persisted; the client is answered; then a marker task
+//! writes the commit/abort marker to every data partition of the transaction (waiting, as
+//! acks=-1, for each to be acknowledged) and hands the group coordinator the end of the
+//! producer's transactional offsets (`__consumer_offsets` in the transaction, added by
+//! AddOffsetsToTxn). Failed partitions are retried with backoff. When all are done the actor
+//! persists CompleteCommit / CompleteAbort. After a restart, transactions found in a Prepare state
+//! get their markers written again (markers are idempotent for the log: a second one for a
+//! producer without an open transaction changes nothing a consumer sees).
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use super::record;
+use super::state_machine::{MarkerJob, TransactionMetadata, TransactionStateMachine, TxnError, TxnResult, TxnState};
+use super::TransactionConfig;
+use crate::broker::Broker;
+use crate::storage::internal_log::{InternalLog, InternalLogError, KeyValue};
+use crate::storage::{EndTxnMarker, MarkerType};
+
+/// Directory of the transaction log under the broker's log dir (Kafka's topic name, one partition).
+pub const TXN_LOG_DIR: &str = "__transaction_state-0";
+/// The partition AddOffsetsToTxn adds: the group coordinator's offsets log.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+const COMMAND_CHANNEL_CAPACITY: usize = 1024;
+/// How long one round of marker writes waits for acknowledgements before retrying.
+const MARKER_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const MARKER_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+type Reply<T> = oneshot::Sender<T>;
+
+enum Command {
+    InitProducerId {
+        transactional_id: String,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        reply: Reply<Result<(i64, i16), TxnError>>,
+    },
+    AddPartitions {
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+        verify_only: bool,
+        reply: Reply<Result<(), TxnError>>,
+    },
+    EndTxn {
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        reply: Reply<Result<(), TxnError>>,
+    },
+    Describe {
+        transactional_ids: Vec<String>,
+        reply: Reply<Vec<Option<TransactionMetadata>>>,
+    },
+    List {
+        reply: Reply<Vec<TransactionMetadata>>,
+    },
+    MarkersWritten {
+        job: MarkerJob,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// The handle request handlers use. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TxnCoordinator {
+    commands: mpsc::Sender<Command>,
+}
+
+/// The actor's end of the command channel, until [`spawn`] runs it.
+pub struct TxnCommands {
+    receiver: mpsc::Receiver<Command>,
+    sender: mpsc::Sender<Command>,
+}
+
+/// A handle and the receiver its actor will read (the broker holds the handle before the actor,
+/// which needs the broker, can start).
+pub fn channel() -> (TxnCoordinator, TxnCommands) {
+    let (sender, receiver) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+    (
+        TxnCoordinator {
+            commands: sender.clone(),
+        },
+        TxnCommands { receiver, sender },
+    )
+}
+
+impl TxnCoordinator {
+    async fn call<T>(&self, command: impl FnOnce(Reply<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(command(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// InitProducerId with a transactional id: (producer id, epoch).
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: String,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), TxnError> {
+        self.call(|reply| Command::InitProducerId {
+            transactional_id,
+            timeout_ms,
+            expected,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn; `verify_only` (v4+ from brokers) only checks that
+    /// the partitions are in the open transaction.
+    pub async fn add_partitions(
+        &self,
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<(String, i32)>,
+        verify_only: bool,
+    ) -> Result<(), TxnError> {
+        self.call(|reply| Command::AddPartitions {
+            transactional_id,
+            producer_id,
+            epoch,
+            partitions,
+            verify_only,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+    }
+
+    /// EndTxn: answered once the decision is durable; markers follow.
+    pub async fn end_txn(
+        &self,
+        transactional_id: String,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<(), TxnError> {
+        self.call(|reply| Command::EndTxn {
+            transactional_id,
+            producer_id,
+            epoch,
+            commit,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
+    }
+
+    /// DescribeTransactions: each id's state, `None` if unknown. `Err` if the actor is gone.
+    pub async fn describe(&self, transactional_ids: Vec<String>) -> Result<Vec<Option<TransactionMetadata>>, TxnError> {
+        self.call(|reply| Command::Describe {
+            transactional_ids,
+            reply,
+        })
+        .await
+        .ok_or(TxnError::CoordinatorNotAvailable)
+    }
+
+    /// ListTransactions: every transactional id, sorted.
+    pub async fn list(&self) -> Result<Vec<TransactionMetadata>, TxnError> {
+        self.call(|reply| Command::List { reply })
+            .await
+            .ok_or(TxnError::CoordinatorNotAvailable)
+    }
+
+    /// Closes the transaction log cleanly; later calls answer COORDINATOR_NOT_AVAILABLE.
+    pub async fn shutdown(&self) {
+        let _ = self.call(|reply| Command::Shutdown { reply }).await;
+    }
+}
+
+/// The transaction log: one record per transactional id (see `record.rs`), tombstone on expiry.
+pub struct TxnStore {
+    log: InternalLog,
+}
+
+impl TxnStore {
+    /// Opens `<log_dir>/__transaction_state-0` and replays it into `machine`.
+    pub fn open(
+        log_dir: &std::path::Path,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+        machine: &mut TransactionStateMachine,
+    ) -> Result<Self, InternalLogError> {
+        let log = InternalLog::open(log_dir, TXN_LOG_DIR, had_clean_shutdown, now_ms, |r| {
+            let key = r.key.ok_or("record without a key")?;
+            let id = record::decode_key(key).map_err(|e| e.to_string())?;
+            match r.value {
+                None => machine.forget(&id),
+                Some(value) => machine.restore(record::decode_value(&id, value).map_err(|e| e.to_string())?),
+            }
+            Ok(())
+        })?;
+        Ok(TxnStore { log })
+    }
+
+    fn kv(t: &TransactionMetadata) -> Result<KeyValue, InternalLogError> {
+        let encode = |e: record::RecordError| InternalLogError::Encode(e.to_string());
+        Ok((
+            record::encode_key(&t.transactional_id).map_err(encode)?,
+            Some(record::encode_value(t).map_err(encode)?),
+        ))
+    }
+
+    fn store(&mut self, t: &TransactionMetadata, now_ms: i64) -> Result<(), InternalLogError> {
+        self.log.append(&[Self::kv(t)?], now_ms)
+    }
+
+    fn remove(&mut self, ids: &[String], now_ms: i64) -> Result<(), InternalLogError> {
+        let mut kvs: Vec<KeyValue> = Vec::with_capacity(ids.len());
+        for id in ids {
+            let key = record::encode_key(id).map_err(|e| InternalLogError::Encode(e.to_string()))?;
+            kvs.push((key, None::<Bytes>));
+        }
+        self.log.append_chunked(&kvs, now_ms, |_| {})
+    }
+
+    fn maybe_compact(&mut self, machine: &TransactionStateMachine, now_ms: i64) {
+        let live = machine.list();
+        if !self.log.should_compact(live.len()) {
+            return;
+        }
+        let kvs: Result<Vec<KeyValue>, InternalLogError> = live.into_iter().map(Self::kv).collect();
+        if let Err(e) = kvs.and_then(|kvs| self.log.compact(&kvs, now_ms)) {
+            tracing::warn!(error = %e, "transaction log compaction failed");
+        }
+    }
+}
+
+struct Actor {
+    config: TransactionConfig,
+    machine: TransactionStateMachine,
+    store: Option<TxnStore>,
+    broker: Weak<Broker>,
+    /// For marker tasks to report back.
+    sender: mpsc::Sender<Command>,
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(crate::replication::replica_manager::now_ms()).unwrap_or(0)
+}
+
+/// Opens the transaction log and starts the actor on the current runtime. Transactions left in
+/// a Prepare state get their markers written.
+pub fn spawn(
+    commands: TxnCommands,
+    config: TransactionConfig,
+    machine: TransactionStateMachine,
+    store: TxnStore,
+    broker: Weak<Broker>,
+) -> tokio::task::JoinHandle<()> {
+    let TxnCommands { receiver, sender } = commands;
+    let actor = Actor {
+        config,
+        machine,
+        store: Some(store),
+        broker,
+        sender,
+    };
+    tokio::spawn(actor.run(receiver))
+}
+
+impl Actor {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        for job in self.machine.pending_marker_jobs() {
+            tracing::info!(transactional_id = %job.transactional_id, result = ?job.result, "resuming transaction markers");
+            self.dispatch_markers(job);
+        }
+        let mut abort_tick = tokio::time::interval(Duration::from_millis(self.config.abort_timed_out_interval_ms.max(1)));
+        let mut expire_tick = tokio::time::interval(Duration::from_millis(self.config.remove_expired_interval_ms.max(1)));
+        abort_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        expire_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = receiver.recv() => match command {
+                    Some(Command::Shutdown { reply }) => {
+                        self.close();
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(command) => self.handle(command),
+                    None => break,
+                },
+                _ = abort_tick.tick() => self.abort_timed_out(),
+                _ = expire_tick.tick() => self.expire_ids(),
+            }
+        }
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if let Some(store) = self.store.take() {
+            if let Err(e) = store.log.close(crate::replication::replica_manager::now_ms()) {
+                tracing::error!(error = %e, "closing the transaction log failed");
+            }
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        let now = now_ms();
+        match command {
+            Command::InitProducerId {
+                transactional_id,
+                timeout_ms,
+                expected,
+                reply,
+            } => {
+                let before = self.machine.get(&transactional_id).cloned();
+                let broker = self.broker.upgrade();
+                let mut allocation_failed = false;
+                let mut allocate = || match broker.as_ref().map(|b| b.metadata.allocate_producer_id()) {
+                    Some(Ok(id)) => id,
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "allocating a producer id failed");
+                        allocation_failed = true;
+                        -1
+                    }
+                    None => {
+                        allocation_failed = true;
+                        -1
+                    }
+                };
+                let outcome = self
+                    .machine
+                    .init_producer_id(&transactional_id, timeout_ms, expected, now, &mut allocate);
+                drop(broker);
+                let result = if allocation_failed {
+                    self.revert(&transactional_id, before);
+                    Err(TxnError::CoordinatorNotAvailable)
+                } else {
+                    self.persist(&transactional_id, before).and(outcome.result)
+                };
+                if let Some(job) = outcome.markers {
+                    if !matches!(result, Err(TxnError::CoordinatorNotAvailable)) {
+                        self.dispatch_markers(job);
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Command::AddPartitions {
+                transactional_id,
+                producer_id,
+                epoch,
+                partitions,
+                verify_only,
+                reply,
+            } => {
+                let result = if verify_only {
+                    self.verify(&transactional_id, producer_id, epoch, &partitions)
+                } else {
+                    let before = self.machine.get(&transactional_id).cloned();
+                    let result = self
+                        .machine
+                        .add_partitions(&transactional_id, producer_id, epoch, &partitions, now);
+                    result.and_then(|()| self.persist(&transactional_id, before))
+                };
+                let _ = reply.send(result);
+            }
+            Command::EndTxn {
+                transactional_id,
+                producer_id,
+                epoch,
+                commit,
+                reply,
+            } => {
+                let before = self.machine.get(&transactional_id).cloned();
+                let result = if commit { TxnResult::Commit } else { TxnResult::Abort };
+                let outcome = self
+                    .machine
+                    .end_txn(&transactional_id, producer_id, epoch, result, now);
+                let result = outcome
+                    .result
+                    .and_then(|()| self.persist(&transactional_id, before));
+                if let (Ok(()), Some(job)) = (&result, outcome.markers) {
+                    self.dispatch_markers(job);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Describe {
+                transactional_ids,
+                reply,
+            } => {
+                let found = transactional_ids
+                    .iter()
+                    .map(|id| self.machine.get(id).cloned())
+                    .collect();
+                let _ = reply.send(found);
+            }
+            Command::List { reply } => {
+                let _ = reply.send(self.machine.list().into_iter().cloned().collect());
+            }
+            Command::MarkersWritten { job } => {
+                let before = self.machine.get(&job.transactional_id).cloned();
+                self.machine.markers_written(&job, now);
+                if let Err(e) = self.persist(&job.transactional_id, before) {
+                    // The markers are in the logs; the Prepare state stays and is retried.
+                    tracing::warn!(transactional_id = %job.transactional_id, error = %e, "could not persist a completed transaction; retrying its markers");
+                    self.dispatch_markers(job);
+                } else {
+                    tracing::debug!(transactional_id = %job.transactional_id, result = ?job.result, "transaction complete");
+                }
+            }
+            Command::Shutdown { reply } => {
+                self.close();
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    /// KIP-890's verification (AddPartitionsToTxn v4+ with verify_only): the partitions are in
+    /// the producer's open transaction.
+    fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), TxnError> {
+        let txn = self
+            .machine
+            .get(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        if txn.producer_id != producer_id {
+            return Err(TxnError::InvalidProducerIdMapping);
+        }
+        if txn.producer_epoch != epoch {
+            return Err(TxnError::ProducerFenced);
+        }
+        if txn.state != TxnState::Ongoing || partitions.iter().any(|p| !txn.partitions.contains(p)) {
+            return Err(TxnError::InvalidTxnState);
+        }
+        Ok(())
+    }
+
+    /// Writes the id's record if the call changed it; on failure restores `before` in memory.
+    fn persist(&mut self, transactional_id: &str, before: Option<TransactionMetadata>) -> Result<(), TxnError> {
+        let after = self.machine.get(transactional_id).cloned();
+        if after == before {
+            return Ok(());
+        }
+        let Some(after) = after else { return Ok(()) };
+        let now = crate::replication::replica_manager::now_ms();
+        let written = match self.store.as_mut() {
+            Some(store) => store.store(&after, now),
+            None => Err(InternalLogError::Poisoned),
+        };
+        match written {
+            Ok(()) => {
+                if let Some(store) = self.store.as_mut() {
+                    store.maybe_compact(&self.machine, now);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(transactional_id, error = %e, "writing the transaction log failed");
+                self.revert(transactional_id, before);
+                Err(TxnError::CoordinatorNotAvailable)
+            }
+        }
+    }
+
+    fn revert(&mut self, transactional_id: &str, before: Option<TransactionMetadata>) {
+        match before {
+            Some(t) => self.machine.restore(t),
+            None => self.machine.forget(transactional_id),
+        }
+    }
+
+    fn abort_timed_out(&mut self) {
+        let now = now_ms();
+        for job in self.machine.abort_timed_out(now) {
+            tracing::info!(transactional_id = %job.transactional_id, producer_id = job.producer_id,
+                "aborting a transaction past its timeout");
+            if let (Some(store), Some(t)) = (self.store.as_mut(), self.machine.get(&job.transactional_id)) {
+                if let Err(e) = store.store(t, crate::replication::replica_manager::now_ms()) {
+                    tracing::error!(error = %e, "writing the transaction log failed");
+                }
+            }
+            self.dispatch_markers(job);
+        }
+    }
+
+    fn expire_ids(&mut self) {
+        let gone = self.machine.expire_ids(now_ms(), self.config.id_expiration_ms);
+        if gone.is_empty() {
+            return;
+        }
+        tracing::info!(count = gone.len(), "expired transactional ids");
+        if let Some(store) = self.store.as_mut() {
+            if let Err(e) = store.remove(&gone, crate::replication::replica_manager::now_ms()) {
+                tracing::error!(error = %e, "writing the transaction log failed");
+            }
+        }
+    }
+
+    /// Writes the job's markers on a task of its own; it reports `MarkersWritten` when done.
+    fn dispatch_markers(&self, job: MarkerJob) {
+        let broker = self.broker.clone();
+        let done = self.sender.clone();
+        tokio::spawn(async move {
+            if write_markers(&broker, &job).await {
+                let _ = done.send(Command::MarkersWritten { job }).await;
+            }
+        });
+    }
+}
+
+/// Writes a job's markers until every partition has acknowledged one; false if the broker is
+/// gone (shutdown).
+async fn write_markers(broker: &Weak<Broker>, job: &MarkerJob) -> bool {
+    let commit = job.result == TxnResult::Commit;
+    let marker = EndTxnMarker {
+        marker: if commit { MarkerType::Commit } else { MarkerType::Abort },
+        coordinator_epoch: 0,
+        producer_id: job.producer_id,
+        producer_epoch: job.producer_epoch,
+    };
+    let mut data: Vec<(String, i32)> = job
+        .partitions
+        .iter()
+        .filter(|(t, _)| t != OFFSETS_TOPIC)
+        .cloned()
+        .collect();
+    let mut offsets = job.partitions.iter().any(|(t, _)| t == OFFSETS_TOPIC);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(b) = broker.upgrade() else { return false };
+        if !data.is_empty() {
+            let results = b.replicas.write_txn_markers(marker, &data, MARKER_WRITE_TIMEOUT).await;
+            let failed: Vec<(String, i32)> = data
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_err())
+                .map(|(p, _)| p.clone())
+                .collect();
+            for ((topic, partition), r) in data.iter().zip(&results) {
+                if let Err(e) = r {
+                    tracing::warn!(topic = %topic, partition, producer_id = job.producer_id, error = %e,
+                        "writing a transaction marker failed; retrying");
+                }
+            }
+            data = failed;
+        }
+        if offsets {
+            match b.groups.end_txn(job.producer_id, commit).await {
+                Ok(()) => offsets = false,
+                Err(e) => tracing::warn!(producer_id = job.producer_id, error = %e,
+                    "ending transactional offsets failed; retrying"),
+            }
+        }
+        drop(b);
+        if data.is_empty() && !offsets {
+            return true;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MARKER_RETRY_MAX_BACKOFF);
+    }
+}
