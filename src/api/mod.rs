@@ -28,6 +28,8 @@ pub mod versions;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};

@@ -85,18 +85,17 @@ pub struct TxnCoordinator {
 /// The actor's end of the command channel, until [`spawn`] runs it.
 pub struct TxnCommands {
     receiver: mpsc::Receiver<Command>,
-    sender: mpsc::Sender<Command>,
+    sender: mpsc::WeakSender<Command>,
 }
 
 /// A handle and the receiver its actor will read (the broker holds the handle before the actor,
 /// which needs the broker, can start).
 pub fn channel() -> (TxnCoordinator, TxnCommands) {
     let (sender, receiver) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
+    let weak = sender.downgrade();
     (
-        TxnCoordinator {
-            commands: sender.clone(),
-        },
-        TxnCommands { receiver, sender },
+        TxnCoordinator { commands: sender },
+        TxnCommands { receiver, sender: weak },
     )
 }
 
@@ -251,8 +250,8 @@ struct Actor {
     machine: TransactionStateMachine,
     store: Option<TxnStore>,
     broker: Weak<Broker>,
-    /// For marker tasks to report back.
-    sender: mpsc::Sender<Command>,
+    /// For marker tasks to report back (weak: the actor stops when the broker's handle goes).
+    sender: mpsc::WeakSender<Command>,
 }
 
 fn now_ms() -> u64 {
@@ -518,7 +517,9 @@ impl Actor {
         let done = self.sender.clone();
         tokio::spawn(async move {
             if write_markers(&broker, &job).await {
-                let _ = done.send(Command::MarkersWritten { job }).await;
+                if let Some(done) = done.upgrade() {
+                    let _ = done.send(Command::MarkersWritten { job }).await;
+                }
             }
         });
     }

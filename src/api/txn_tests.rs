@@ -1,0 +1,297 @@
+//! Transactions over the wire against a live broker: the coordinator's answers, read_committed
+//! fetch and ListOffsets, aborted transactions, transactional offsets, fencing, the admin APIs,
+//! and an open transaction surviving a crash.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+use crate::server::tests::{Client, TestBroker};
+
+type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+fn st(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}
+
+fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Res<Bytes> {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional: true,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: epoch,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: seq + i as i32,
+            timestamp: crate::api::now_ms(),
+            key: None,
+            value: Some(Bytes::from(v.to_string())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
+    Ok(buf.freeze())
+}
+
+async fn produce(c: &mut Client, partition: i32, records: Bytes) -> Res<i16> {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_transactional_id(Some(TransactionalId(st("tx"))))
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(st("t")))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let resp = c.request(&req, 9).await?.ok_or("closed")?;
+    Ok(resp
+        .responses
+        .first()
+        .and_then(|t| t.partition_responses.first())
+        .map_or(-1, |p| p.error_code))
+}
+
+async fn init(c: &mut Client, id: &str) -> Res<(i16, i64, i16)> {
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(Some(TransactionalId(st(id))))
+        .with_transaction_timeout_ms(60_000);
+    let r = c.request(&req, 4).await?.ok_or("closed")?;
+    Ok((r.error_code, r.producer_id.0, r.producer_epoch))
+}
+
+async fn add(c: &mut Client, pid: i64, epoch: i16, topic: &str, partitions: Vec<i32>) -> Res<Vec<i16>> {
+    let req = AddPartitionsToTxnRequest::default()
+        .with_v3_and_below_transactional_id(TransactionalId(st("tx")))
+        .with_v3_and_below_producer_id(ProducerId(pid))
+        .with_v3_and_below_producer_epoch(epoch)
+        .with_v3_and_below_topics(vec![add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(st(topic)))
+            .with_partitions(partitions)]);
+    let r = c.request(&req, 3).await?.ok_or("closed")?;
+    Ok(r.results_by_topic_v3_and_below
+        .iter()
+        .flat_map(|t| &t.results_by_partition)
+        .map(|p| p.partition_error_code)
+        .collect())
+}
+
+async fn end(c: &mut Client, pid: i64, epoch: i16, commit: bool) -> Res<i16> {
+    let req = EndTxnRequest::default()
+        .with_transactional_id(TransactionalId(st("tx")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_committed(commit);
+    Ok(c.request(&req, 3).await?.ok_or("closed")?.error_code)
+}
+
+/// (records bytes, HW, LSO, aborted transactions) of a read_committed fetch of t-`partition`.
+async fn fetch_committed(c: &mut Client, partition: i32) -> Res<(usize, i64, i64, Vec<(i64, i64)>)> {
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_isolation_level(1)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(st("t")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let r = c.request(&req, 11).await?.ok_or("closed")?;
+    let p = r
+        .responses
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or("no partition")?;
+    assert_eq!(p.error_code, 0);
+    let aborted = p
+        .aborted_transactions
+        .iter()
+        .flatten()
+        .map(|a| (a.producer_id.0, a.first_offset))
+        .collect();
+    Ok((
+        p.records.as_ref().map_or(0, Bytes::len),
+        p.high_watermark,
+        p.last_stable_offset,
+        aborted,
+    ))
+}
+
+async fn latest(c: &mut Client, partition: i32, isolation: i8) -> Res<i64> {
+    let req = ListOffsetsRequest::default()
+        .with_isolation_level(isolation)
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-1)])]);
+    let r = c.request(&req, 5).await?.ok_or("closed")?;
+    Ok(r.topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .map_or(-2, |p| p.offset))
+}
+
+/// Polls `check` for up to 5 s (markers are written after EndTxn is answered).
+async fn eventually<F>(c: &mut Client, what: &str, mut check: F) -> TestResult
+where
+    F: for<'a> FnMut(&'a mut Client) -> std::pin::Pin<Box<dyn std::future::Future<Output = Res<bool>> + Send + 'a>>,
+{
+    for _ in 0..100 {
+        if check(c).await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("timed out waiting for {what}").into())
+}
+
+async fn offset_fetch(c: &mut Client, require_stable: bool) -> Res<(i16, i64)> {
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(st("g")))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![offset_fetch_request::OffsetFetchRequestTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_partition_indexes(vec![0])]));
+    let r = c.request(&req, 7).await?.ok_or("closed")?;
+    let p = r.topics.first().and_then(|t| t.partitions.first()).ok_or("no partition")?;
+    Ok((p.error_code, p.committed_offset))
+}
+
+#[tokio::test]
+async fn transactions_over_the_wire() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_num_partitions(2)
+            .with_replication_factor(-1),
+    ]);
+    c.request(&create, 7).await?.ok_or("closed")?;
+
+    let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
+    let found = c.request(&find, 3).await?.ok_or("closed")?;
+    assert_eq!((found.error_code, found.node_id.0), (0, 1), "this broker coordinates transactions");
+
+    let (code, pid, epoch) = init(&mut c, "tx").await?;
+    assert_eq!((code, epoch), (0, 0));
+    assert_eq!(add(&mut c, pid, epoch, "t", vec![0, 1]).await?, vec![0, 0]);
+    assert_eq!(
+        add(&mut c, pid, epoch, "nope", vec![0]).await?,
+        vec![3],
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert_eq!(produce(&mut c, 0, txn_batch(pid, epoch, 0, &["a", "b"])?).await?, 0);
+    assert_eq!(produce(&mut c, 1, txn_batch(pid, epoch, 0, &["c"])?).await?, 0);
+    let (bytes, hw, lso, _) = fetch_committed(&mut c, 0).await?;
+    assert_eq!((bytes, hw, lso), (0, 2, 0), "an open transaction holds read_committed back");
+    assert_eq!(latest(&mut c, 0, 1).await?, 0, "ListOffsets read_committed answers the LSO");
+    assert_eq!(latest(&mut c, 0, 0).await?, 2);
+
+    // Abort: the marker lands, the LSO moves past it, the aborted range is reported.
+    assert_eq!(end(&mut c, pid, epoch, false).await?, 0);
+    eventually(&mut c, "abort markers", |c| {
+        Box::pin(async move { Ok(fetch_committed(c, 0).await?.2 == 3) })
+    })
+    .await?;
+    let (bytes, hw, lso, aborted) = fetch_committed(&mut c, 0).await?;
+    assert!(bytes > 0);
+    assert_eq!((hw, lso, aborted), (3, 3, vec![(pid, 0)]));
+
+    // Transactional offsets are invisible until the commit, and unstable meanwhile.
+    assert_eq!(add(&mut c, pid, epoch, "t", vec![0]).await?, vec![0]);
+    let add_offsets = AddOffsetsToTxnRequest::default()
+        .with_transactional_id(TransactionalId(st("tx")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_group_id(GroupId(st("g")));
+    assert_eq!(c.request(&add_offsets, 3).await?.ok_or("closed")?.error_code, 0);
+    let txn_commit = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(st("tx")))
+        .with_group_id(GroupId(st("g")))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(42)])]);
+    let r = c.request(&txn_commit, 3).await?.ok_or("closed")?;
+    assert_eq!(r.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code), Some(0));
+    assert_eq!(offset_fetch(&mut c, false).await?, (0, -1), "not visible before the commit");
+    assert_eq!(offset_fetch(&mut c, true).await?, (88, -1), "UNSTABLE_OFFSET_COMMIT");
+    assert_eq!(produce(&mut c, 0, txn_batch(pid, epoch, 2, &["d"])?).await?, 0);
+    assert_eq!(end(&mut c, pid, epoch, true).await?, 0);
+    eventually(&mut c, "the committed offset", |c| {
+        Box::pin(async move { Ok(offset_fetch(c, true).await? == (0, 42)) })
+    })
+    .await?;
+    let (_, hw, lso, aborted) = fetch_committed(&mut c, 0).await?;
+    assert_eq!((hw, lso, aborted), (5, 5, vec![(pid, 0)]));
+
+    // A new producer instance: epoch bump; the old epoch is fenced.
+    let (code, pid2, epoch2) = init(&mut c, "tx").await?;
+    assert_eq!((code, pid2, epoch2), (0, pid, 1));
+    assert_eq!(add(&mut c, pid, 0, "t", vec![1]).await?, vec![90], "PRODUCER_FENCED");
+    assert_eq!(end(&mut c, pid, 0, true).await?, 90);
+
+    // Admin views.
+    let describe = DescribeTransactionsRequest::default()
+        .with_transactional_ids(vec![TransactionalId(st("tx")), TransactionalId(st("nope"))]);
+    let d = c.request(&describe, 0).await?.ok_or("closed")?;
+    let states: Vec<(i16, String, i64, i16)> = d
+        .transaction_states
+        .iter()
+        .map(|t| (t.error_code, t.transaction_state.to_string(), t.producer_id.0, t.producer_epoch))
+        .collect();
+    assert_eq!(states[0], (0, "Empty".to_string(), pid, 1));
+    assert_eq!(states[1].0, 105, "TRANSACTIONAL_ID_NOT_FOUND");
+    let list = c.request(&ListTransactionsRequest::default(), 1).await?.ok_or("closed")?;
+    assert_eq!(list.transaction_states.len(), 1);
+    let producers = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(TopicName(st("t")))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let p = c.request(&producers, 0).await?.ok_or("closed")?;
+    let active = &p.topics[0].partitions[0].active_producers;
+    assert_eq!(active.iter().map(|a| a.producer_id.0).collect::<Vec<_>>(), vec![pid]);
+
+    // An open transaction survives a crash and commits afterwards.
+    assert_eq!(add(&mut c, pid, 1, "t", vec![1]).await?, vec![0]);
+    assert_eq!(produce(&mut c, 1, txn_batch(pid, 1, 0, &["e"])?).await?, 0);
+    let (_, hw, lso, _) = fetch_committed(&mut c, 1).await?;
+    assert_eq!((hw, lso), (3, 2));
+    let dir = broker.crash().await;
+    let broker = TestBroker::start_in(dir, &[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let (_, hw, lso, _) = fetch_committed(&mut c, 1).await?;
+    assert_eq!((hw, lso), (3, 2), "still open after the crash");
+    let d = c.request(&describe, 0).await?.ok_or("closed")?;
+    assert_eq!(d.transaction_states[0].transaction_state.as_str(), "Ongoing");
+    assert_eq!(end(&mut c, pid, 1, true).await?, 0);
+    eventually(&mut c, "the commit after a crash", |c| {
+        Box::pin(async move { Ok(fetch_committed(c, 1).await?.2 == 4) })
+    })
+    .await?;
+    broker.stop().await
+}
