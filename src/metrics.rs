@@ -58,6 +58,7 @@ pub const OFFLINE_PARTITIONS: &str = "sluice_offline_partitions";
 pub const LOG_END_OFFSET: &str = "sluice_partition_log_end_offset";
 pub const LOG_START_OFFSET: &str = "sluice_partition_log_start_offset";
 pub const HIGH_WATERMARK: &str = "sluice_partition_high_watermark";
+pub const LAST_STABLE_OFFSET: &str = "sluice_partition_last_stable_offset";
 pub const LOG_SIZE_BYTES: &str = "sluice_partition_size_bytes";
 pub const PRODUCER_IDS: &str = "sluice_producer_ids";
 pub const CONSUMER_GROUPS: &str = "sluice_consumer_groups";
@@ -334,6 +335,7 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
     let mut leo = String::new();
     let mut lso = String::new();
     let mut hw = String::new();
+    let mut stable = String::new();
     let mut size = String::new();
     let mut producers = 0usize;
     let mut ends = std::collections::HashMap::with_capacity(partitions.len());
@@ -348,6 +350,7 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         let _ = writeln!(leo, "{LOG_END_OFFSET}{{{labels}}} {}", stats.log_end_offset);
         let _ = writeln!(lso, "{LOG_START_OFFSET}{{{labels}}} {}", stats.log_start_offset);
         let _ = writeln!(hw, "{HIGH_WATERMARK}{{{labels}}} {}", stats.high_watermark);
+        let _ = writeln!(stable, "{LAST_STABLE_OFFSET}{{{labels}}} {}", stats.last_stable_offset);
         let _ = writeln!(size, "{LOG_SIZE_BYTES}{{{labels}}} {}", stats.size_bytes);
         producers += stats.producer_ids;
         ends.insert((Arc::clone(&p.topic), p.index), stats.log_end_offset);
@@ -375,6 +378,12 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
     out.push_str(&lso);
     gauge_header(out, HIGH_WATERMARK, "Offset up to which consumers may read.");
     out.push_str(&hw);
+    gauge_header(
+        out,
+        LAST_STABLE_OFFSET,
+        "Offset up to which read_committed consumers may read (held by open transactions).",
+    );
+    out.push_str(&stable);
     gauge_header(out, LOG_SIZE_BYTES, "Bytes of the partition's log segments.");
     out.push_str(&size);
     gauge_header(
