@@ -770,26 +770,45 @@ impl Actor {
         }
     }
 
-    fn commit_offsets(&mut self, group_id: &str, params: OffsetCommitParams) -> Result<(), GroupError> {
+    /// The group checks OffsetCommit and TxnOffsetCommit share. Kafka: only a simple consumer or
+    /// admin (no generation) creates a group by committing; `missing` answers a member of a
+    /// group that does not exist.
+    fn validate_commit(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: &Option<String>,
+        generation_id: i32,
+        transactional: bool,
+        missing: GroupError,
+    ) -> Result<(), GroupError> {
         if group_id.is_empty() {
             return Err(GroupError::InvalidGroupId);
         }
         let now_ms = self.clock.now_ms();
         match self.groups.get_mut(group_id) {
-            Some(group) => group.validate_offset_commit(
-                &params.member_id,
-                &params.group_instance_id,
-                params.generation_id,
-                now_ms,
-            )?,
-            // Kafka: only a simple consumer or admin (no generation) creates a group by committing.
-            None if params.generation_id < 0 => {
+            Some(group) => {
+                group.validate_offset_commit(member_id, group_instance_id, generation_id, transactional, now_ms)
+            }
+            None if generation_id < 0 => {
                 self.groups
                     .insert(group_id.to_string(), GroupMetadata::new(group_id, self.config));
+                Ok(())
             }
-            // The API layer answers ILLEGAL_GENERATION for this below OffsetCommit v9, as Kafka.
-            None => return Err(GroupError::GroupIdNotFound),
+            None => Err(missing),
         }
+    }
+
+    fn commit_offsets(&mut self, group_id: &str, params: OffsetCommitParams) -> Result<(), GroupError> {
+        // The API layer answers ILLEGAL_GENERATION for a missing group below OffsetCommit v9, as Kafka.
+        self.validate_commit(
+            group_id,
+            &params.member_id,
+            &params.group_instance_id,
+            params.generation_id,
+            false,
+            GroupError::GroupIdNotFound,
+        )?;
         let now = self.now_ms_i64();
         let stored = self.store_mut()?.commit(group_id, &params.entries, now);
         self.after_call(group_id);
@@ -797,23 +816,14 @@ impl Actor {
     }
 
     fn txn_commit_offsets(&mut self, group_id: &str, params: TxnOffsetCommitParams) -> Result<(), GroupError> {
-        if group_id.is_empty() {
-            return Err(GroupError::InvalidGroupId);
-        }
-        let now_ms = self.clock.now_ms();
-        match self.groups.get_mut(group_id) {
-            Some(group) => group.validate_offset_commit(
-                &params.member_id,
-                &params.group_instance_id,
-                params.generation_id,
-                now_ms,
-            )?,
-            None if params.generation_id < 0 => {
-                self.groups
-                    .insert(group_id.to_string(), GroupMetadata::new(group_id, self.config));
-            }
-            None => return Err(GroupError::IllegalGeneration),
-        }
+        self.validate_commit(
+            group_id,
+            &params.member_id,
+            &params.group_instance_id,
+            params.generation_id,
+            true,
+            GroupError::IllegalGeneration,
+        )?;
         let now = self.now_ms_i64();
         let stored = self
             .store_mut()?

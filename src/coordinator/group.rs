@@ -383,6 +383,7 @@ impl GroupMetadata {
         member_id: &str,
         group_instance_id: &Option<String>,
         generation_id: i32,
+        transactional: bool,
         now_ms: u64,
     ) -> Result<(), GroupError> {
         if self.state == GroupState::Dead {
@@ -396,11 +397,12 @@ impl GroupMetadata {
             if generation_id != self.generation_id {
                 return Err(GroupError::IllegalGeneration);
             }
-        } else {
-            // A simple consumer committing into a group that has members.
+        } else if !transactional {
+            // A simple consumer committing into a group that has members. Kafka lets
+            // TxnOffsetCommit through (its older versions carry no member or generation).
             return Err(GroupError::UnknownMemberId);
         }
-        if self.state == GroupState::CompletingRebalance {
+        if !transactional && self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
         }
         if let Some(member) = self.member_mut(member_id) {

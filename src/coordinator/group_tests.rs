@@ -644,3 +644,25 @@ fn describe_and_list_use_kafkas_state_names() -> TestResult {
     );
     Ok(())
 }
+
+/// Kafka's ClassicGroup rule: a commit without member or generation into a group with members
+/// is refused (UNKNOWN_MEMBER_ID) unless it is transactional (TxnOffsetCommit before v3 carries
+/// neither, and producers may send offsets for a group they are not in).
+#[test]
+fn transactional_commits_without_member_are_accepted() -> TestResult {
+    let mut g = group();
+    let (ids, now) = stable_group(&mut g, &[("c1", &["range"])], 0)?;
+    let none: Option<String> = None;
+    assert_eq!(
+        g.validate_offset_commit("", &none, -1, false, now),
+        Err(GroupError::UnknownMemberId)
+    );
+    assert_eq!(g.validate_offset_commit("", &none, -1, true, now), Ok(()));
+    let member = ids.first().ok_or("no member")?;
+    assert_eq!(
+        g.validate_offset_commit(member, &none, 99, true, now),
+        Err(GroupError::IllegalGeneration),
+        "a member's generation is still checked"
+    );
+    Ok(())
+}

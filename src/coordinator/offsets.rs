@@ -106,7 +106,8 @@ pub struct FetchedOffset {
 }
 
 type Key = (String, String, i32);
-type GroupOffsets = BTreeMap<(String, i32), CommittedOffset>;
+type TopicPartitionKey = (String, i32);
+type GroupOffsets = BTreeMap<TopicPartitionKey, CommittedOffset>;
 /// Offsets committed inside open transactions: producer id -> group -> offsets.
 type PendingOffsets = HashMap<i64, HashMap<String, GroupOffsets>>;
 
@@ -152,29 +153,37 @@ impl OffsetStore {
     /// Stores `entries` for `group` as one batch, then in memory. The batch has reached the OS
     /// when this returns.
     pub fn commit(&mut self, group: &str, entries: &[OffsetCommitEntry], now_ms: i64) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let committed = |e: &OffsetCommitEntry| CommittedOffset {
-            offset: e.offset,
-            leader_epoch: e.leader_epoch,
-            metadata: e.metadata.clone(),
-            commit_timestamp_ms: now_ms,
-        };
-        let mut kvs = Vec::with_capacity(entries.len());
-        for e in entries {
-            kvs.push((
-                encode_key(group, &e.topic, e.partition)?,
-                Some(encode_value(&committed(e))?),
-            ));
-        }
-        self.append(&kvs, now_ms)?;
         let offsets = self.groups.entry(group.to_string()).or_default();
-        for e in entries {
-            offsets.insert((e.topic.clone(), e.partition), committed(e));
-        }
+        let committed = Self::write_offsets(&mut self.log, entries, now_ms, |e| encode_key(group, &e.topic, e.partition))?;
+        offsets.extend(committed);
         self.maybe_compact(now_ms);
         Ok(())
+    }
+
+    /// Appends `entries` as one batch under the keys `key` gives; returns them as stored.
+    fn write_offsets(
+        log: &mut InternalLog,
+        entries: &[OffsetCommitEntry],
+        now_ms: i64,
+        key: impl Fn(&OffsetCommitEntry) -> Result<Bytes, StoreError>,
+    ) -> Result<Vec<(TopicPartitionKey, CommittedOffset)>, StoreError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut kvs = Vec::with_capacity(entries.len());
+        let mut stored = Vec::with_capacity(entries.len());
+        for e in entries {
+            let c = CommittedOffset {
+                offset: e.offset,
+                leader_epoch: e.leader_epoch,
+                metadata: e.metadata.clone(),
+                commit_timestamp_ms: now_ms,
+            };
+            kvs.push((key(e)?, Some(encode_value(&c)?)));
+            stored.push(((e.topic.clone(), e.partition), c));
+        }
+        log.append(&kvs, now_ms)?;
+        Ok(stored)
     }
 
     /// TxnOffsetCommit: stores `entries` for `group` as pending offsets of `producer_id`'s open
@@ -186,31 +195,16 @@ impl OffsetStore {
         entries: &[OffsetCommitEntry],
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let committed = |e: &OffsetCommitEntry| CommittedOffset {
-            offset: e.offset,
-            leader_epoch: e.leader_epoch,
-            metadata: e.metadata.clone(),
-            commit_timestamp_ms: now_ms,
-        };
-        let mut kvs = Vec::with_capacity(entries.len());
-        for e in entries {
-            kvs.push((
-                encode_txn_offset_key(producer_id, group, &e.topic, e.partition)?,
-                Some(encode_value(&committed(e))?),
-            ));
-        }
-        self.append(&kvs, now_ms)?;
-        let offsets = self
-            .pending
-            .entry(producer_id)
-            .or_default()
-            .entry(group.to_string())
-            .or_default();
-        for e in entries {
-            offsets.insert((e.topic.clone(), e.partition), committed(e));
+        let stored = Self::write_offsets(&mut self.log, entries, now_ms, |e| {
+            encode_txn_offset_key(producer_id, group, &e.topic, e.partition)
+        })?;
+        if !stored.is_empty() {
+            self.pending
+                .entry(producer_id)
+                .or_default()
+                .entry(group.to_string())
+                .or_default()
+                .extend(stored);
         }
         self.maybe_compact(now_ms);
         Ok(())

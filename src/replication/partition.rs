@@ -112,27 +112,22 @@ impl Partition {
 
     /// Appends a producer's records as the leader.
     pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, StorageError> {
-        let mut log = self.log();
-        let info = log.append_as_leader(records, self.leader_epoch(), now_ms)?;
-        let required_offset = info.last_offset + 1;
-        let flush_required = log.needs_flush(now_ms);
-        if !flush_required {
-            let leo = log.log_end_offset();
-            let hw = log.update_high_watermark(leo);
-            drop(log);
-            self.publish_high_watermark(hw);
-        }
-        Ok(AppendOutcome {
-            info,
-            required_offset,
-            flush_required,
-        })
+        self.append_with(now_ms, |log, epoch| log.append_as_leader(records, epoch, now_ms))
     }
 
     /// Appends a transaction marker (from the transaction coordinator) as the leader.
     pub fn append_marker(&self, marker: &EndTxnMarker, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+        self.append_with(now_ms, |log, epoch| log.append_marker(marker, epoch, now_ms))
+    }
+
+    /// Runs an append under the log lock; without a flush due, the HW follows the LEO at once.
+    fn append_with(
+        &self,
+        now_ms: i64,
+        append: impl FnOnce(&mut UnifiedLog, i32) -> Result<LogAppendInfo, StorageError>,
+    ) -> Result<AppendOutcome, StorageError> {
         let mut log = self.log();
-        let info = log.append_marker(marker, self.leader_epoch(), now_ms)?;
+        let info = append(&mut log, self.leader_epoch())?;
         let required_offset = info.last_offset + 1;
         let flush_required = log.needs_flush(now_ms);
         if !flush_required {
