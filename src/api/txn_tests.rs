@@ -295,3 +295,98 @@ async fn transactions_over_the_wire() -> TestResult {
     .await?;
     broker.stop().await
 }
+
+/// A whole transaction at every version of each transaction API (fresh transactional id per
+/// round): every response must encode for its version and carry no error.
+#[tokio::test]
+async fn transaction_apis_at_every_version() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
+    ]);
+    c.request(&create, 7).await?.ok_or("closed")?;
+    for v in 0..=5i16 {
+        let id = TransactionalId(st(&format!("tx-v{v}")));
+        let init_req = InitProducerIdRequest::default()
+            .with_transactional_id(Some(id.clone()))
+            .with_transaction_timeout_ms(60_000);
+        let r = c.request(&init_req, v).await?.ok_or("closed")?;
+        assert_eq!(r.error_code, 0, "InitProducerId v{v}");
+        let (pid, epoch) = (r.producer_id, r.producer_epoch);
+        let topic = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_partitions(vec![0]);
+        let add_req = if v <= 3 {
+            AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(id.clone())
+                .with_v3_and_below_producer_id(pid)
+                .with_v3_and_below_producer_epoch(epoch)
+                .with_v3_and_below_topics(vec![topic])
+        } else {
+            AddPartitionsToTxnRequest::default().with_transactions(vec![
+                add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(id.clone())
+                    .with_producer_id(pid)
+                    .with_producer_epoch(epoch)
+                    .with_topics(vec![topic]),
+            ])
+        };
+        let r = c.request(&add_req, v).await?.ok_or("closed")?;
+        let codes: Vec<i16> = r
+            .results_by_topic_v3_and_below
+            .iter()
+            .chain(r.results_by_transaction.iter().flat_map(|t| &t.topic_results))
+            .flat_map(|t| &t.results_by_partition)
+            .map(|p| p.partition_error_code)
+            .collect();
+        assert_eq!((r.error_code, codes), (0, vec![0]), "AddPartitionsToTxn v{v}");
+        let add_offsets = AddOffsetsToTxnRequest::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(pid)
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(st("g")));
+        let r = c.request(&add_offsets, v.min(4)).await?.ok_or("closed")?;
+        assert_eq!(r.error_code, 0, "AddOffsetsToTxn v{}", v.min(4));
+        let commit = TxnOffsetCommitRequest::default()
+            .with_transactional_id(id.clone())
+            .with_group_id(GroupId(st("g")))
+            .with_producer_id(pid)
+            .with_producer_epoch(epoch)
+            .with_generation_id(-1)
+            .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(st("t")))
+                .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(i64::from(v))
+                    .with_committed_leader_epoch(if v >= 2 { 0 } else { -1 })])]);
+        let r = c.request(&commit, v).await?.ok_or("closed")?;
+        assert_eq!(
+            r.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code),
+            Some(0),
+            "TxnOffsetCommit v{v}"
+        );
+        let end_req = EndTxnRequest::default()
+            .with_transactional_id(id.clone())
+            .with_producer_id(pid)
+            .with_producer_epoch(epoch)
+            .with_committed(true);
+        let r = c.request(&end_req, v).await?.ok_or("closed")?;
+        assert_eq!(r.error_code, 0, "EndTxn v{v}");
+        eventually(&mut c, "the offset", |c| {
+            Box::pin(async move { Ok(offset_fetch(c, false).await?.1 == i64::from(v)) })
+        })
+        .await?;
+    }
+    for v in 0..=1 {
+        let r = c
+            .request(&ListTransactionsRequest::default().with_duration_filter(-1), v)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!((r.error_code, r.transaction_states.len()), (0, 6), "ListTransactions v{v}");
+    }
+    broker.stop().await
+}
