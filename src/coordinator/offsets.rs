@@ -27,7 +27,7 @@
 //!
 //! Replay, compaction and crash repair are `storage::internal_log`'s: a compaction rewrites
 //! the live offsets and group records when the records written since the last one exceed
-//! `4 * live + slack` (slack 10,000 by default).
+//! `4 * live + slack` (slack 10,000 by default) and the log has reached 16 MiB.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -145,9 +145,10 @@ impl OffsetStore {
         Ok(store)
     }
 
-    /// Sets the slack of the compaction trigger (records beyond `4 * live offsets`).
+    /// Sets the slack of the compaction trigger (records beyond `4 * live offsets`) and drops
+    /// its size floor (tests).
     pub fn set_compaction_slack_records(&mut self, slack: u64) {
-        self.log.set_compaction_slack_records(slack);
+        self.log.set_compaction_thresholds(slack, 0);
     }
 
     /// Stores `entries` for `group` as one batch, then in memory. The batch has reached the OS

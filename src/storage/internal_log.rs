@@ -38,6 +38,10 @@ use crate::storage::{LogConfig, StorageError, UnifiedLog};
 
 /// Records beyond `4 * live keys` tolerated before a compaction, by default.
 pub const DEFAULT_COMPACTION_SLACK_RECORDS: u64 = 10_000;
+/// No compaction below this log size, by default: a log of few live keys (the transaction log of
+/// one busy producer) would otherwise be rewritten every few thousand writes, and a compaction
+/// runs on its owner's task (a pause of a few ms, more under disk load).
+pub const DEFAULT_COMPACTION_MIN_BYTES: u64 = 16 * 1024 * 1024;
 /// Batches written by `append_chunked` and compaction hold about this many bytes.
 const CHUNK_BYTES: usize = 512 * 1024;
 /// Bytes asked per read during replay (a read stays within one segment anyway).
@@ -80,6 +84,7 @@ pub struct InternalLog {
     log: UnifiedLog,
     records_since_compaction: u64,
     compaction_slack_records: u64,
+    compaction_min_bytes: u64,
     poisoned: bool,
 }
 
@@ -117,6 +122,7 @@ impl InternalLog {
             log,
             records_since_compaction: 0,
             compaction_slack_records: DEFAULT_COMPACTION_SLACK_RECORDS,
+            compaction_min_bytes: DEFAULT_COMPACTION_MIN_BYTES,
             poisoned: false,
         };
         this.replay(&mut apply)?;
@@ -128,15 +134,18 @@ impl InternalLog {
         self.log_dir.join(format!("{}{suffix}", self.name))
     }
 
-    /// Sets the slack of the compaction trigger (records beyond `4 * live keys`).
-    pub fn set_compaction_slack_records(&mut self, slack: u64) {
-        self.compaction_slack_records = slack;
+    /// Sets the compaction trigger: records beyond `4 * live keys`, and the least log size.
+    pub fn set_compaction_thresholds(&mut self, slack_records: u64, min_bytes: u64) {
+        self.compaction_slack_records = slack_records;
+        self.compaction_min_bytes = min_bytes;
     }
 
-    /// Whether enough records accumulated since the last compaction, with `live` keys alive.
+    /// Whether enough records accumulated since the last compaction, with `live` keys alive,
+    /// and the log is at least the minimum size.
     pub fn should_compact(&self, live: usize) -> bool {
         let live = u64::try_from(live).unwrap_or(u64::MAX);
         self.records_since_compaction > live.saturating_mul(4).saturating_add(self.compaction_slack_records)
+            && self.log.size_bytes() >= self.compaction_min_bytes
     }
 
     /// Appends `kvs` as one batch.
