@@ -102,8 +102,9 @@ impl Broker {
         let offsets = OffsetStore::open(&dir, had_clean_shutdown, now_ms()).context("opening the offsets log")?;
         let (groups, _actor) = crate::coordinator::spawn(config.groups, offsets);
         let mut machine = crate::transaction::TransactionStateMachine::new(config.transactions.max_timeout_ms);
-        let txn_store = crate::transaction::coordinator::TxnStore::open(&dir, had_clean_shutdown, now_ms(), &mut machine)
-            .context("opening the transaction log")?;
+        let txn_store =
+            crate::transaction::coordinator::TxnStore::open(&dir, had_clean_shutdown, now_ms(), &mut machine)
+                .context("opening the transaction log")?;
         let (transactions, txn_commands) = crate::transaction::coordinator::channel();
         if had_clean_shutdown {
             std::fs::remove_file(&marker).context("removing clean shutdown marker")?;

@@ -14,8 +14,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::coordinator::GroupCoordinatorConfig;
-use crate::transaction::TransactionConfig;
 use crate::storage::LogConfig;
+use crate::transaction::TransactionConfig;
 
 /// Why a configuration was refused; always names the key.
 #[derive(Debug, thiserror::Error)]
@@ -379,9 +379,7 @@ impl BrokerConfig {
             }
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = int(0, i32::MAX as i64)? as usize,
             "transaction.max.timeout.ms" => self.transactions.max_timeout_ms = int(1, i32::MAX as i64)? as i32,
-            "transactional.id.expiration.ms" => {
-                self.transactions.id_expiration_ms = int(1, i32::MAX as i64)? as u64
-            }
+            "transactional.id.expiration.ms" => self.transactions.id_expiration_ms = int(1, i32::MAX as i64)? as u64,
             "transaction.abort.timed.out.transaction.cleanup.interval.ms" => {
                 self.transactions.abort_timed_out_interval_ms = int(1, i32::MAX as i64)? as u64
             }

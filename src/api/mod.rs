@@ -22,8 +22,8 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
-mod transactions;
 pub mod response_buf;
+mod transactions;
 pub mod versions;
 
 #[cfg(test)]
@@ -170,20 +170,28 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         },
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::handle(ctx, req).await),
         RequestKind::ListOffsets(req) => ResponseKind::ListOffsets(list_offsets::handle(ctx, req)),
-        RequestKind::InitProducerId(req) => ResponseKind::InitProducerId(transactions::init_producer_id(ctx, req).await),
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(transactions::init_producer_id(ctx, req).await)
+        }
         RequestKind::AddPartitionsToTxn(req) => {
             ResponseKind::AddPartitionsToTxn(transactions::add_partitions_to_txn(ctx, req).await)
         }
-        RequestKind::AddOffsetsToTxn(req) => ResponseKind::AddOffsetsToTxn(transactions::add_offsets_to_txn(ctx, req).await),
+        RequestKind::AddOffsetsToTxn(req) => {
+            ResponseKind::AddOffsetsToTxn(transactions::add_offsets_to_txn(ctx, req).await)
+        }
         RequestKind::EndTxn(req) => ResponseKind::EndTxn(transactions::end_txn(ctx, req).await),
-        RequestKind::TxnOffsetCommit(req) => ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(ctx, req).await),
+        RequestKind::TxnOffsetCommit(req) => {
+            ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(ctx, req).await)
+        }
         RequestKind::DescribeTransactions(req) => {
             ResponseKind::DescribeTransactions(transactions::describe_transactions(ctx, req).await)
         }
         RequestKind::ListTransactions(req) => {
             ResponseKind::ListTransactions(transactions::list_transactions(ctx, req).await)
         }
-        RequestKind::DescribeProducers(req) => ResponseKind::DescribeProducers(transactions::describe_producers(ctx, req)),
+        RequestKind::DescribeProducers(req) => {
+            ResponseKind::DescribeProducers(transactions::describe_producers(ctx, req))
+        }
         RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(ctx, req)),
         RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(ctx, req)),
         RequestKind::IncrementalAlterConfigs(req) => {

@@ -186,30 +186,32 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
                 .collect::<Vec<_>>()
         });
         let answer = OffsetFetchResponseGroup::default().with_group_id(GroupId(group.group_id.0.clone()));
-        groups.push(match fetch_group(ctx, &group.group_id, wanted, req.require_stable).await {
-            Err(e) => answer.with_error_code(e.code()),
-            Ok(offsets) => answer.with_topics(
-                by_topic(offsets)
-                    .into_iter()
-                    .map(|(name, list)| {
-                        OffsetFetchResponseTopics::default()
-                            .with_name(TopicName(s(name)))
-                            .with_partitions(
-                                list.into_iter()
-                                    .map(|o| {
-                                        OffsetFetchResponsePartitions::default()
-                                            .with_partition_index(o.partition)
-                                            .with_error_code(partition_code(&o))
-                                            .with_committed_offset(offset_of(&o))
-                                            .with_committed_leader_epoch(o.committed.leader_epoch)
-                                            .with_metadata(Some(s(o.committed.metadata)))
-                                    })
-                                    .collect(),
-                            )
-                    })
-                    .collect(),
-            ),
-        });
+        groups.push(
+            match fetch_group(ctx, &group.group_id, wanted, req.require_stable).await {
+                Err(e) => answer.with_error_code(e.code()),
+                Ok(offsets) => answer.with_topics(
+                    by_topic(offsets)
+                        .into_iter()
+                        .map(|(name, list)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(s(name)))
+                                .with_partitions(
+                                    list.into_iter()
+                                        .map(|o| {
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(o.partition)
+                                                .with_error_code(partition_code(&o))
+                                                .with_committed_offset(offset_of(&o))
+                                                .with_committed_leader_epoch(o.committed.leader_epoch)
+                                                .with_metadata(Some(s(o.committed.metadata)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            },
+        );
     }
     OffsetFetchResponse::default().with_groups(groups)
 }

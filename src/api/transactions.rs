@@ -86,8 +86,12 @@ fn split_partitions(ctx: &RequestContext<'_>, topics: &[AddPartitionsToTxnTopic]
 }
 
 /// One transaction's per-partition results, every partition with `code` except unknown ones.
-fn topic_results(ctx: &RequestContext<'_>, topics: &[AddPartitionsToTxnTopic], code: i16, unknown: bool)
-    -> Vec<AddPartitionsToTxnTopicResult> {
+fn topic_results(
+    ctx: &RequestContext<'_>,
+    topics: &[AddPartitionsToTxnTopic],
+    code: i16,
+    unknown: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
     topics
         .iter()
         .map(|t| {
@@ -128,12 +132,21 @@ async fn add_one(
     let result = ctx
         .broker
         .transactions
-        .add_partitions(transactional_id.to_string(), producer_id, epoch, partitions, verify_only)
+        .add_partitions(
+            transactional_id.to_string(),
+            producer_id,
+            epoch,
+            partitions,
+            verify_only,
+        )
         .await;
     topic_results(ctx, topics, code(&result), false)
 }
 
-pub async fn add_partitions_to_txn(ctx: &RequestContext<'_>, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
+pub async fn add_partitions_to_txn(
+    ctx: &RequestContext<'_>,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
     if ctx.version <= 3 {
         let results = add_one(
             ctx,
@@ -148,7 +161,15 @@ pub async fn add_partitions_to_txn(ctx: &RequestContext<'_>, req: AddPartitionsT
     }
     let mut by_txn = Vec::with_capacity(req.transactions.len());
     for t in &req.transactions {
-        let results = add_one(ctx, &t.transactional_id, t.producer_id.0, t.producer_epoch, &t.topics, t.verify_only).await;
+        let results = add_one(
+            ctx,
+            &t.transactional_id,
+            t.producer_id.0,
+            t.producer_epoch,
+            &t.topics,
+            t.verify_only,
+        )
+        .await;
         by_txn.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(t.transactional_id.clone())
@@ -181,7 +202,12 @@ pub async fn end_txn(ctx: &RequestContext<'_>, req: EndTxnRequest) -> EndTxnResp
     let result = ctx
         .broker
         .transactions
-        .end_txn(req.transactional_id.to_string(), req.producer_id.0, req.producer_epoch, req.committed)
+        .end_txn(
+            req.transactional_id.to_string(),
+            req.producer_id.0,
+            req.producer_epoch,
+            req.committed,
+        )
         .await;
     let resp = EndTxnResponse::default().with_error_code(code(&result));
     if ctx.version >= 5 {
@@ -205,7 +231,12 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
         let mut codes = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            if ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index).is_none() {
+            if ctx
+                .broker
+                .replicas
+                .get_partition(t.name.as_str(), p.partition_index)
+                .is_none()
+            {
                 codes.push(Some(ResponseError::UnknownTopicOrPartition.code()));
             } else if metadata.len() > max_metadata {
                 codes.push(Some(ResponseError::OffsetMetadataTooLarge.code()));
@@ -225,7 +256,11 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
     let params = TxnOffsetCommitParams {
         producer_id: req.producer_id.0,
         producer_epoch: req.producer_epoch,
-        member_id: if ctx.version >= 3 { req.member_id.to_string() } else { String::new() },
+        member_id: if ctx.version >= 3 {
+            req.member_id.to_string()
+        } else {
+            String::new()
+        },
         group_instance_id: if ctx.version >= 3 {
             req.group_instance_id.as_ref().map(|g| g.to_string())
         } else {
@@ -237,7 +272,13 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
     let group_code = if params.entries.is_empty() {
         0
     } else {
-        group_error_code(ctx.broker.groups.txn_commit_offsets(req.group_id.to_string(), params).await.err())
+        group_error_code(
+            ctx.broker
+                .groups
+                .txn_commit_offsets(req.group_id.to_string(), params)
+                .await
+                .err(),
+        )
     };
     let topics = req
         .topics

@@ -171,7 +171,11 @@ async fn offset_fetch(c: &mut Client, require_stable: bool) -> Res<(i16, i64)> {
             .with_name(TopicName(st("t")))
             .with_partition_indexes(vec![0])]));
     let r = c.request(&req, 7).await?.ok_or("closed")?;
-    let p = r.topics.first().and_then(|t| t.partitions.first()).ok_or("no partition")?;
+    let p = r
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or("no partition")?;
     Ok((p.error_code, p.committed_offset))
 }
 
@@ -189,7 +193,11 @@ async fn transactions_over_the_wire() -> TestResult {
 
     let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
     let found = c.request(&find, 3).await?.ok_or("closed")?;
-    assert_eq!((found.error_code, found.node_id.0), (0, 1), "this broker coordinates transactions");
+    assert_eq!(
+        (found.error_code, found.node_id.0),
+        (0, 1),
+        "this broker coordinates transactions"
+    );
 
     let (code, pid, epoch) = init(&mut c, "tx").await?;
     assert_eq!((code, epoch), (0, 0));
@@ -202,8 +210,16 @@ async fn transactions_over_the_wire() -> TestResult {
     assert_eq!(produce(&mut c, 0, txn_batch(pid, epoch, 0, &["a", "b"])?).await?, 0);
     assert_eq!(produce(&mut c, 1, txn_batch(pid, epoch, 0, &["c"])?).await?, 0);
     let (bytes, hw, lso, _) = fetch_committed(&mut c, 0).await?;
-    assert_eq!((bytes, hw, lso), (0, 2, 0), "an open transaction holds read_committed back");
-    assert_eq!(latest(&mut c, 0, 1).await?, 0, "ListOffsets read_committed answers the LSO");
+    assert_eq!(
+        (bytes, hw, lso),
+        (0, 2, 0),
+        "an open transaction holds read_committed back"
+    );
+    assert_eq!(
+        latest(&mut c, 0, 1).await?,
+        0,
+        "ListOffsets read_committed answers the LSO"
+    );
     assert_eq!(latest(&mut c, 0, 0).await?, 2);
 
     // Abort: the marker lands, the LSO moves past it, the aborted range is reported.
@@ -232,12 +248,24 @@ async fn transactions_over_the_wire() -> TestResult {
         .with_generation_id(-1)
         .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
             .with_name(TopicName(st("t")))
-            .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(42)])]);
+            .with_partitions(vec![
+                txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(42),
+            ])]);
     let r = c.request(&txn_commit, 3).await?.ok_or("closed")?;
-    assert_eq!(r.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code), Some(0));
-    assert_eq!(offset_fetch(&mut c, false).await?, (0, -1), "not visible before the commit");
+    assert_eq!(
+        r.topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .map(|p| p.error_code),
+        Some(0)
+    );
+    assert_eq!(
+        offset_fetch(&mut c, false).await?,
+        (0, -1),
+        "not visible before the commit"
+    );
     assert_eq!(offset_fetch(&mut c, true).await?, (88, -1), "UNSTABLE_OFFSET_COMMIT");
     assert_eq!(produce(&mut c, 0, txn_batch(pid, epoch, 2, &["d"])?).await?, 0);
     assert_eq!(end(&mut c, pid, epoch, true).await?, 0);
@@ -261,17 +289,26 @@ async fn transactions_over_the_wire() -> TestResult {
     let states: Vec<(i16, String, i64, i16)> = d
         .transaction_states
         .iter()
-        .map(|t| (t.error_code, t.transaction_state.to_string(), t.producer_id.0, t.producer_epoch))
+        .map(|t| {
+            (
+                t.error_code,
+                t.transaction_state.to_string(),
+                t.producer_id.0,
+                t.producer_epoch,
+            )
+        })
         .collect();
     assert_eq!(states[0], (0, "Empty".to_string(), pid, 1));
     assert_eq!(states[1].0, 105, "TRANSACTIONAL_ID_NOT_FOUND");
-    let list = c.request(&ListTransactionsRequest::default(), 1).await?.ok_or("closed")?;
+    let list = c
+        .request(&ListTransactionsRequest::default(), 1)
+        .await?
+        .ok_or("closed")?;
     assert_eq!(list.transaction_states.len(), 1);
-    let producers = DescribeProducersRequest::default().with_topics(vec![
-        describe_producers_request::TopicRequest::default()
+    let producers =
+        DescribeProducersRequest::default().with_topics(vec![describe_producers_request::TopicRequest::default()
             .with_name(TopicName(st("t")))
-            .with_partition_indexes(vec![0]),
-    ]);
+            .with_partition_indexes(vec![0])]);
     let p = c.request(&producers, 0).await?.ok_or("closed")?;
     let active = &p.topics[0].partitions[0].active_producers;
     assert_eq!(active.iter().map(|a| a.producer_id.0).collect::<Vec<_>>(), vec![pid]);
@@ -359,13 +396,18 @@ async fn transaction_apis_at_every_version() -> TestResult {
             .with_generation_id(-1)
             .with_topics(vec![txn_offset_commit_request::TxnOffsetCommitRequestTopic::default()
                 .with_name(TopicName(st("t")))
-                .with_partitions(vec![txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(i64::from(v))
-                    .with_committed_leader_epoch(if v >= 2 { 0 } else { -1 })])]);
+                .with_partitions(vec![
+                    txn_offset_commit_request::TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(i64::from(v))
+                        .with_committed_leader_epoch(if v >= 2 { 0 } else { -1 }),
+                ])]);
         let r = c.request(&commit, v).await?.ok_or("closed")?;
         assert_eq!(
-            r.topics.first().and_then(|t| t.partitions.first()).map(|p| p.error_code),
+            r.topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.error_code),
             Some(0),
             "TxnOffsetCommit v{v}"
         );
@@ -386,7 +428,11 @@ async fn transaction_apis_at_every_version() -> TestResult {
             .request(&ListTransactionsRequest::default().with_duration_filter(-1), v)
             .await?
             .ok_or("closed")?;
-        assert_eq!((r.error_code, r.transaction_states.len()), (0, 6), "ListTransactions v{v}");
+        assert_eq!(
+            (r.error_code, r.transaction_states.len()),
+            (0, 6),
+            "ListTransactions v{v}"
+        );
     }
     broker.stop().await
 }

@@ -45,8 +45,7 @@ use super::group::GroupMetadata;
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupParams, JoinGroupResult,
     JoinOutcome, LeaveGroupMember, LeaveMemberResult, OffsetCommitParams, SyncGroupParams, SyncGroupResult,
-    TxnOffsetCommitParams,
-    SyncOutcome,
+    SyncOutcome, TxnOffsetCommitParams,
 };
 use super::offsets::{FetchedOffset, OffsetStore, StoreError};
 use super::GroupCoordinatorConfig;
@@ -710,9 +709,10 @@ impl Actor {
                 reply,
             } => {
                 let now = self.now_ms_i64();
-                let result = self
-                    .store_mut()
-                    .and_then(|s| s.end_txn(producer_id, commit, now).map_err(|e| store_failed("transaction end", &e)));
+                let result = self.store_mut().and_then(|s| {
+                    s.end_txn(producer_id, commit, now)
+                        .map_err(|e| store_failed("transaction end", &e))
+                });
                 let _ = reply.send(result);
             }
             Command::DeleteOffsets {
@@ -1550,7 +1550,9 @@ mod tests {
                 .ok_or("member lost")?;
             assert_eq!(member.assignment, *assignment);
         }
-        let fetched = coordinator.fetch_offsets("g", Some(vec![("t".into(), 0)]), false).await?;
+        let fetched = coordinator
+            .fetch_offsets("g", Some(vec![("t".into(), 0)]), false)
+            .await?;
         assert_eq!(fetched.first().map(|f| f.committed.offset), Some(17));
         let listed = coordinator.list_groups(Vec::new()).await?;
         let names: Vec<(&str, GroupState)> = listed.iter().map(|g| (g.group_id.as_str(), g.state)).collect();
@@ -1596,7 +1598,9 @@ mod tests {
             coordinator.list_groups(Vec::new()).await?.is_empty(),
             "expired with its offsets"
         );
-        let fetched = coordinator.fetch_offsets("old", Some(vec![("t".into(), 0)]), false).await?;
+        let fetched = coordinator
+            .fetch_offsets("old", Some(vec![("t".into(), 0)]), false)
+            .await?;
         assert_eq!(fetched.first().map(|f| f.committed.offset), Some(-1));
         Ok(())
     }

@@ -155,7 +155,9 @@ impl OffsetStore {
     /// when this returns.
     pub fn commit(&mut self, group: &str, entries: &[OffsetCommitEntry], now_ms: i64) -> Result<(), StoreError> {
         let offsets = self.groups.entry(group.to_string()).or_default();
-        let committed = Self::write_offsets(&mut self.log, entries, now_ms, |e| encode_key(group, &e.topic, e.partition))?;
+        let committed = Self::write_offsets(&mut self.log, entries, now_ms, |e| {
+            encode_key(group, &e.topic, e.partition)
+        })?;
         offsets.extend(committed);
         self.maybe_compact(now_ms);
         Ok(())
@@ -428,13 +430,11 @@ impl OffsetStore {
     }
 
     fn maybe_compact(&mut self, now_ms: i64) {
-        let pending: usize = self
-            .pending
-            .values()
-            .flat_map(HashMap::values)
-            .map(BTreeMap::len)
-            .sum();
-        if self.log.should_compact(self.live_count() + self.group_records.len() + pending) {
+        let pending: usize = self.pending.values().flat_map(HashMap::values).map(BTreeMap::len).sum();
+        if self
+            .log
+            .should_compact(self.live_count() + self.group_records.len() + pending)
+        {
             // The caller's write is already durable; a failed compaction is retried next time.
             if let Err(e) = self.compact(now_ms) {
                 tracing::warn!(error = %e, "offsets log compaction failed");

@@ -404,12 +404,28 @@ pub(crate) mod tests {
         producer_epoch: i16,
         base_sequence: i32,
     ) -> Vec<u8> {
-        make_batch_of(count, first_ts, value_len, producer_id, producer_epoch, base_sequence, false)
+        make_batch_of(
+            count,
+            first_ts,
+            value_len,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            false,
+        )
     }
 
     /// A transactional producer batch.
     pub(crate) fn make_txn_batch(count: i32, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Vec<u8> {
-        make_batch_of(count, 1_700_000_000_000, 20, producer_id, producer_epoch, base_sequence, true)
+        make_batch_of(
+            count,
+            1_700_000_000_000,
+            20,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            true,
+        )
     }
 
     fn make_batch_of(

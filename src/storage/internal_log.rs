@@ -229,7 +229,12 @@ impl InternalLog {
                 self.records_since_compaction = self.record_span();
                 fs::remove_dir_all(&old)?;
                 fsync_dir(&self.log_dir)?;
-                tracing::info!(log = self.name, live = live.len(), bytes = self.log.size_bytes(), "compacted internal log");
+                tracing::info!(
+                    log = self.name,
+                    live = live.len(),
+                    bytes = self.log.size_bytes(),
+                    "compacted internal log"
+                );
                 Ok(())
             }
             Err(e) => {

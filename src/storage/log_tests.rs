@@ -641,7 +641,10 @@ fn transactions_move_the_lso_and_aborts_are_indexed() -> Result<()> {
     log.update_high_watermark(log.log_end_offset());
     assert_eq!(log.last_stable_offset(), 2, "held at pid 7's first offset");
     assert!(
-        matches!(log.append_as_leader(pbatch(7, 0, 3, 1), 0, NOW), Err(StorageError::InvalidTxnState(_))),
+        matches!(
+            log.append_as_leader(pbatch(7, 0, 3, 1), 0, NOW),
+            Err(StorageError::InvalidTxnState(_))
+        ),
         "a non-transactional batch inside an open transaction"
     );
     let abort = log.append_marker(&marker(7, false), 0, NOW)?; // 7
@@ -684,7 +687,11 @@ fn transactions_move_the_lso_and_aborts_are_indexed() -> Result<()> {
     log.close(NOW)?;
     let mut log = open(dir.path(), small_config(), true)?;
     assert_eq!(log.collect_aborted_txns(0, end), expected);
-    assert_eq!(log.last_stable_offset(), 9, "open transaction restored from the snapshot");
+    assert_eq!(
+        log.last_stable_offset(),
+        9,
+        "open transaction restored from the snapshot"
+    );
     log.append_marker(&marker(9, false), 0, NOW)?;
     drop(log); // crash: no close, no snapshot of the abort
     for f in log_files(dir.path(), ".snapshot")? {
@@ -699,6 +706,9 @@ fn transactions_move_the_lso_and_aborts_are_indexed() -> Result<()> {
     let all = log.collect_aborted_txns(0, log.log_end_offset());
     assert_eq!(all.len(), 2);
     assert_eq!(all[0], expected[0]);
-    assert_eq!((all[1].producer_id, all[1].first_offset, all[1].last_offset), (9, 9, end));
+    assert_eq!(
+        (all[1].producer_id, all[1].first_offset, all[1].last_offset),
+        (9, 9, end)
+    );
     Ok(())
 }

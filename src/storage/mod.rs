@@ -35,7 +35,7 @@ mod txn_index;
 
 pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
 pub use config::LogConfig;
-pub use error::StorageError;
 pub use control::{EndTxnMarker, MarkerType};
-pub use txn_index::AbortedTxn;
+pub use error::StorageError;
 pub use log::{FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog};
+pub use txn_index::AbortedTxn;

@@ -14,8 +14,8 @@ use std::path::Path;
 
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
-use crate::storage::error::{Result, StorageError};
 use crate::storage::control;
+use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::log::apply_marker;
 use crate::storage::producer_state::ProducerStateManager;
@@ -36,12 +36,14 @@ fn clean_directory(dir: &Path, bases: &[i64]) -> Result<()> {
         let dirent = dirent?;
         let name = dirent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX].iter().any(|suffix| {
-            name.strip_suffix(suffix)
-                .filter(|stem| stem.len() == 20)
-                .and_then(|stem| stem.parse::<i64>().ok())
-                .is_some_and(|base| !bases.contains(&base))
-        });
+        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
+            .iter()
+            .any(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|stem| stem.len() == 20)
+                    .and_then(|stem| stem.parse::<i64>().ok())
+                    .is_some_and(|base| !bases.contains(&base))
+            });
         if name.ends_with(".tmp") || orphan_index {
             tracing::info!(file = name, "removing leftover file");
             fs::remove_file(dirent.path())?;

@@ -40,7 +40,12 @@ impl AbortedTxn {
     fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(ENTRY_LEN);
         buf.extend_from_slice(&ENTRY_VERSION.to_be_bytes());
-        for f in [self.producer_id, self.first_offset, self.last_offset, self.last_stable_offset] {
+        for f in [
+            self.producer_id,
+            self.first_offset,
+            self.last_offset,
+            self.last_stable_offset,
+        ] {
             buf.extend_from_slice(&f.to_be_bytes());
         }
         buf
@@ -207,7 +212,9 @@ mod tests {
         out.clear();
         loaded.collect_overlapping(0, 3, &mut out);
         assert_eq!(out, vec![entry(1, 0, 5)]);
-        assert!(TxnIndex::load(dir.path().join("absent.txnindex"), 10)?.entries().is_empty());
+        assert!(TxnIndex::load(dir.path().join("absent.txnindex"), 10)?
+            .entries()
+            .is_empty());
         Ok(())
     }
 }

@@ -284,8 +284,10 @@ impl Actor {
             tracing::info!(transactional_id = %job.transactional_id, result = ?job.result, "resuming transaction markers");
             self.dispatch_markers(job);
         }
-        let mut abort_tick = tokio::time::interval(Duration::from_millis(self.config.abort_timed_out_interval_ms.max(1)));
-        let mut expire_tick = tokio::time::interval(Duration::from_millis(self.config.remove_expired_interval_ms.max(1)));
+        let mut abort_tick =
+            tokio::time::interval(Duration::from_millis(self.config.abort_timed_out_interval_ms.max(1)));
+        let mut expire_tick =
+            tokio::time::interval(Duration::from_millis(self.config.remove_expired_interval_ms.max(1)));
         abort_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         expire_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -338,9 +340,9 @@ impl Actor {
                         -1
                     }
                 };
-                let outcome = self
-                    .machine
-                    .init_producer_id(&transactional_id, timeout_ms, expected, now, &mut allocate);
+                let outcome =
+                    self.machine
+                        .init_producer_id(&transactional_id, timeout_ms, expected, now, &mut allocate);
                 drop(broker);
                 let result = if allocation_failed {
                     self.revert(&transactional_id, before);
@@ -383,12 +385,8 @@ impl Actor {
             } => {
                 let before = self.machine.get(&transactional_id).cloned();
                 let result = if commit { TxnResult::Commit } else { TxnResult::Abort };
-                let outcome = self
-                    .machine
-                    .end_txn(&transactional_id, producer_id, epoch, result, now);
-                let result = outcome
-                    .result
-                    .and_then(|()| self.persist(&transactional_id, before));
+                let outcome = self.machine.end_txn(&transactional_id, producer_id, epoch, result, now);
+                let result = outcome.result.and_then(|()| self.persist(&transactional_id, before));
                 if let (Ok(()), Some(job)) = (&result, outcome.markers) {
                     self.dispatch_markers(job);
                 }
