@@ -62,6 +62,7 @@ pub const LAST_STABLE_OFFSET: &str = "sluice_partition_last_stable_offset";
 pub const LOG_SIZE_BYTES: &str = "sluice_partition_size_bytes";
 pub const PRODUCER_IDS: &str = "sluice_producer_ids";
 pub const CONSUMER_GROUPS: &str = "sluice_consumer_groups";
+pub const TRANSACTIONS: &str = "sluice_transactions";
 pub const GROUP_COMMITTED_OFFSET: &str = "sluice_consumer_group_committed_offset";
 pub const GROUP_LAG: &str = "sluice_consumer_group_lag";
 
@@ -392,6 +393,16 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         "Producer ids with state in some partition (summed over partitions).",
     );
     let _ = writeln!(out, "{PRODUCER_IDS} {producers}");
+
+    // Transactional ids by state; every state listed, zeros included. Skipped if the
+    // coordinator is gone (shutdown).
+    if let Ok(all) = broker.transactions.list().await {
+        gauge_header(out, TRANSACTIONS, "Transactional ids, by transaction state.");
+        for state in crate::transaction::TxnState::LISTED {
+            let count = all.iter().filter(|t| t.state == state).count();
+            let _ = writeln!(out, "{TRANSACTIONS}{{state=\"{}\"}} {count}", state.as_str());
+        }
+    }
 
     let stats = broker.groups.stats().await;
     gauge_header(out, CONSUMER_GROUPS, "Consumer groups, by state.");

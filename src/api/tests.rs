@@ -918,6 +918,8 @@ async fn metrics_endpoint_reports_traffic_and_lag() -> TestResult {
         "sluice_consumer_group_committed_offset{group=\"lagging\",topic=\"metered\",partition=\"1\"} 1",
         "sluice_consumer_group_lag{group=\"lagging\",topic=\"metered\",partition=\"1\"} 2",
         "sluice_under_replicated_partitions 0",
+        "sluice_transactions{state=\"Ongoing\"} 0",
+        "sluice_partition_last_stable_offset{topic=\"metered\",partition=\"1\"} 3",
     ] {
         assert!(page.lines().any(|l| l == line), "missing `{line}` in:\n{page}");
     }

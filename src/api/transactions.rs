@@ -363,20 +363,11 @@ pub async fn describe_transactions(
     DescribeTransactionsResponse::default().with_transaction_states(states)
 }
 
-const STATES: [TxnState; 6] = [
-    TxnState::Empty,
-    TxnState::Ongoing,
-    TxnState::PrepareCommit,
-    TxnState::PrepareAbort,
-    TxnState::CompleteCommit,
-    TxnState::CompleteAbort,
-];
-
 pub async fn list_transactions(ctx: &RequestContext<'_>, req: ListTransactionsRequest) -> ListTransactionsResponse {
     let unknown: Vec<StrBytes> = req
         .state_filters
         .iter()
-        .filter(|f| !STATES.iter().any(|st| st.as_str() == f.as_str()))
+        .filter(|f| !TxnState::LISTED.iter().any(|st| st.as_str() == f.as_str()))
         .cloned()
         .collect();
     let all = match ctx.broker.transactions.list().await {

@@ -33,6 +33,16 @@ pub enum TxnState {
 }
 
 impl TxnState {
+    /// The states a transactional id is found in (ListTransactions filters, metrics).
+    pub const LISTED: [TxnState; 6] = [
+        TxnState::Empty,
+        TxnState::Ongoing,
+        TxnState::PrepareCommit,
+        TxnState::PrepareAbort,
+        TxnState::CompleteCommit,
+        TxnState::CompleteAbort,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             TxnState::Empty => "Empty",
