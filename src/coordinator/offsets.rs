@@ -436,7 +436,7 @@ impl OffsetStore {
             .should_compact(self.live_count() + self.group_records.len() + pending)
         {
             // The caller's write is already durable; a failed compaction is retried next time.
-            if let Err(e) = self.compact(now_ms) {
+            if let Err(e) = super::run_blocking(|| self.compact(now_ms)) {
                 tracing::warn!(error = %e, "offsets log compaction failed");
             }
         }
@@ -850,6 +850,20 @@ mod tests {
         assert!(store.log.log().log_end_offset() <= 15);
         store.close(31)?;
         let store = OffsetStore::open(dir.path(), true, 32)?;
+        assert_eq!(offset_of(&store, "g", "t", 0), 29);
+        Ok(())
+    }
+
+    /// Inside a multi-threaded runtime (the broker's) compaction leaves the worker first.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn compaction_runs_off_the_runtime_worker() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mut store = OffsetStore::open(dir.path(), true, 0)?;
+        store.set_compaction_slack_records(10);
+        for i in 0..30 {
+            store.commit("g", &[entry("t", 0, i)], i)?;
+        }
+        assert!(store.log.log().log_end_offset() <= 15, "compacted");
         assert_eq!(offset_of(&store, "g", "t", 0), 29);
         Ok(())
     }

@@ -39,8 +39,8 @@ use crate::storage::{LogConfig, StorageError, UnifiedLog};
 /// Records beyond `4 * live keys` tolerated before a compaction, by default.
 pub const DEFAULT_COMPACTION_SLACK_RECORDS: u64 = 10_000;
 /// No compaction below this log size, by default: a log of few live keys (the transaction log of
-/// one busy producer) would otherwise be rewritten every few thousand writes, and a compaction
-/// runs on its owner's task (a pause of a few ms, more under disk load).
+/// one busy producer) would otherwise be rewritten every few thousand writes, and its owner
+/// waits for each compaction (a few ms, more under disk load).
 pub const DEFAULT_COMPACTION_MIN_BYTES: u64 = 16 * 1024 * 1024;
 /// Batches written by `append_chunked` and compaction hold about this many bytes.
 const CHUNK_BYTES: usize = 512 * 1024;

@@ -239,7 +239,8 @@ impl TxnStore {
             return;
         }
         let kvs: Result<Vec<KeyValue>, InternalLogError> = live.into_iter().map(Self::kv).collect();
-        if let Err(e) = kvs.and_then(|kvs| self.log.compact(&kvs, now_ms)) {
+        let compacted = crate::coordinator::run_blocking(|| kvs.and_then(|kvs| self.log.compact(&kvs, now_ms)));
+        if let Err(e) = compacted {
             tracing::warn!(error = %e, "transaction log compaction failed");
         }
     }
