@@ -11,8 +11,11 @@ if [[ -z "${SLUICE_BIN:-}" ]]; then
   SLUICE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/release/sluice"
 fi
 DATA=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench-groups.XXXXXX")
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-"$SLUICE_BIN" --override "listeners=PLAINTEXT://127.0.0.1:$PORT" --override "log.dirs=$DATA" >"$DATA.log" 2>&1 &
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
+PORT=$(freeport)
+MPORT=$(freeport)  # metrics on (the default), on a free port: 9644 may be another broker's
+"$SLUICE_BIN" --override "listeners=PLAINTEXT://127.0.0.1:$PORT" --override "log.dirs=$DATA" \
+  --override "metrics.listener=127.0.0.1:$MPORT" >"$DATA.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA" "$DATA.log"' EXIT
 for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
