@@ -334,7 +334,7 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
 
     // One pass: each partition's lock is taken once.
     let mut leo = String::new();
-    let mut lso = String::new();
+    let mut start = String::new();
     let mut hw = String::new();
     let mut stable = String::new();
     let mut size = String::new();
@@ -349,7 +349,7 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         let stats = p.stats();
         let labels = format!("topic=\"{}\",partition=\"{}\"", escape(&p.topic), p.index);
         let _ = writeln!(leo, "{LOG_END_OFFSET}{{{labels}}} {}", stats.log_end_offset);
-        let _ = writeln!(lso, "{LOG_START_OFFSET}{{{labels}}} {}", stats.log_start_offset);
+        let _ = writeln!(start, "{LOG_START_OFFSET}{{{labels}}} {}", stats.log_start_offset);
         let _ = writeln!(hw, "{HIGH_WATERMARK}{{{labels}}} {}", stats.high_watermark);
         let _ = writeln!(stable, "{LAST_STABLE_OFFSET}{{{labels}}} {}", stats.last_stable_offset);
         let _ = writeln!(size, "{LOG_SIZE_BYTES}{{{labels}}} {}", stats.size_bytes);
@@ -369,24 +369,25 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
             let _ = writeln!(out, "{name}{{topic=\"{}\"}} {value}", escape(topic));
         }
     }
-    gauge_header(
-        out,
-        LOG_END_OFFSET,
-        "Offset of the next record appended to the partition.",
-    );
-    out.push_str(&leo);
-    gauge_header(out, LOG_START_OFFSET, "First offset still in the partition's log.");
-    out.push_str(&lso);
-    gauge_header(out, HIGH_WATERMARK, "Offset up to which consumers may read.");
-    out.push_str(&hw);
-    gauge_header(
-        out,
-        LAST_STABLE_OFFSET,
-        "Offset up to which read_committed consumers may read (held by open transactions).",
-    );
-    out.push_str(&stable);
-    gauge_header(out, LOG_SIZE_BYTES, "Bytes of the partition's log segments.");
-    out.push_str(&size);
+    let per_partition = [
+        (
+            LOG_END_OFFSET,
+            "Offset of the next record appended to the partition.",
+            &leo,
+        ),
+        (LOG_START_OFFSET, "First offset still in the partition's log.", &start),
+        (HIGH_WATERMARK, "Offset up to which consumers may read.", &hw),
+        (
+            LAST_STABLE_OFFSET,
+            "Offset up to which read_committed consumers may read (held by open transactions).",
+            &stable,
+        ),
+        (LOG_SIZE_BYTES, "Bytes of the partition's log segments.", &size),
+    ];
+    for (name, help, body) in per_partition {
+        gauge_header(out, name, help);
+        out.push_str(body);
+    }
     gauge_header(
         out,
         PRODUCER_IDS,

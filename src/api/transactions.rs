@@ -324,14 +324,9 @@ fn describe_one(id: TransactionalId, found: Option<TransactionMetadata>) -> Tran
             ),
         }
     }
-    let started = if t.state == TxnState::Empty {
-        -1
-    } else {
-        i64::try_from(t.txn_start_ms).unwrap_or(-1)
-    };
     base.with_transaction_state(s(t.state.as_str()))
         .with_transaction_timeout_ms(t.timeout_ms)
-        .with_transaction_start_time_ms(started)
+        .with_transaction_start_time_ms(t.started_ms())
         .with_producer_id(ProducerId(t.producer_id))
         .with_producer_epoch(t.producer_epoch)
         .with_topics(topics)
@@ -379,12 +374,10 @@ pub async fn list_transactions(ctx: &RequestContext<'_>, req: ListTransactionsRe
         .into_iter()
         .filter(|t| req.state_filters.is_empty() || req.state_filters.iter().any(|f| f.as_str() == t.state.as_str()))
         .filter(|t| req.producer_id_filters.is_empty() || req.producer_id_filters.iter().any(|p| p.0 == t.producer_id))
-        // v1+: only transactions running longer than the duration (ms); -1 = no filter.
+        // v1+: only ids whose transaction started longer ago than the duration (ms), as Kafka's
+        // TransactionStateManager compares its txnStartTimestamp; -1 = no filter.
         .filter(|t| {
-            ctx.version < 1
-                || req.duration_filter < 0
-                || (t.state == TxnState::Ongoing
-                    && now.saturating_sub(i64::try_from(t.txn_start_ms).unwrap_or(now)) > req.duration_filter)
+            ctx.version < 1 || req.duration_filter < 0 || now.saturating_sub(t.started_ms()) > req.duration_filter
         })
         .map(|t| {
             ListedTransaction::default()

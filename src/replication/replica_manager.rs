@@ -273,21 +273,12 @@ impl ReplicaManager {
                 Err(e) => results.push(Err(BrokerError::Storage(e))),
             }
         }
-        if pending.is_empty() {
-            return results;
+        if !pending.is_empty() {
+            let waiting = Instant::now();
+            let timeout = Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
+            await_high_watermarks(pending, waiting + timeout, &mut results).await;
+            crate::metrics::remote_wait(waiting.elapsed());
         }
-        let waiting = Instant::now();
-        let deadline = waiting + Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
-        for (i, p, required) in pending {
-            let mut rx = p.subscribe_high_watermark();
-            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
-            if !matches!(reached, Ok(Ok(_))) {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Err(BrokerError::RequestTimedOut);
-                }
-            }
-        }
-        crate::metrics::remote_wait(waiting.elapsed());
         results
     }
 
@@ -322,16 +313,7 @@ impl ReplicaManager {
                 Err(e) => results.push(Err(BrokerError::Storage(e))),
             }
         }
-        let deadline = Instant::now() + timeout;
-        for (i, p, required) in pending {
-            let mut rx = p.subscribe_high_watermark();
-            let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
-            if !matches!(reached, Ok(Ok(_))) {
-                if let Some(slot) = results.get_mut(i) {
-                    *slot = Err(BrokerError::RequestTimedOut);
-                }
-            }
-        }
+        await_high_watermarks(pending, Instant::now() + timeout, &mut results).await;
         results
     }
 
@@ -401,6 +383,25 @@ impl ReplicaManager {
         for p in self.all_partitions() {
             if p.needs_flush(now) {
                 self.schedule_flush(&p);
+            }
+        }
+    }
+}
+
+/// The delayed-produce wait: for each `(slot, partition, offset)`, waits until the partition's
+/// high watermark reaches `offset`, or `deadline`, which turns `results[slot]` into
+/// REQUEST_TIMED_OUT.
+async fn await_high_watermarks<T>(
+    pending: Vec<(usize, Arc<Partition>, i64)>,
+    deadline: Instant,
+    results: &mut [Result<T, BrokerError>],
+) {
+    for (i, p, required) in pending {
+        let mut rx = p.subscribe_high_watermark();
+        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            if let Some(slot) = results.get_mut(i) {
+                *slot = Err(BrokerError::RequestTimedOut);
             }
         }
     }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use super::record;
-use super::state_machine::{MarkerJob, TransactionMetadata, TransactionStateMachine, TxnError, TxnResult, TxnState};
+use super::state_machine::{MarkerJob, TransactionMetadata, TransactionStateMachine, TxnError, TxnResult};
 use super::TransactionConfig;
 use crate::broker::Broker;
 use crate::storage::internal_log::{InternalLog, InternalLogError, KeyValue};
@@ -367,7 +367,8 @@ impl Actor {
                 reply,
             } => {
                 let result = if verify_only {
-                    self.verify(&transactional_id, producer_id, epoch, &partitions)
+                    self.machine
+                        .verify_partitions(&transactional_id, producer_id, epoch, &partitions)
                 } else {
                     let before = self.machine.get(&transactional_id).cloned();
                     let result = self
@@ -422,31 +423,6 @@ impl Actor {
                 let _ = reply.send(());
             }
         }
-    }
-
-    /// KIP-890's verification (AddPartitionsToTxn v4+ with verify_only): the partitions are in
-    /// the producer's open transaction.
-    fn verify(
-        &self,
-        transactional_id: &str,
-        producer_id: i64,
-        epoch: i16,
-        partitions: &[(String, i32)],
-    ) -> Result<(), TxnError> {
-        let txn = self
-            .machine
-            .get(transactional_id)
-            .ok_or(TxnError::InvalidProducerIdMapping)?;
-        if txn.producer_id != producer_id {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
-        if txn.producer_epoch != epoch {
-            return Err(TxnError::ProducerFenced);
-        }
-        if txn.state != TxnState::Ongoing || partitions.iter().any(|p| !txn.partitions.contains(p)) {
-            return Err(TxnError::InvalidTxnState);
-        }
-        Ok(())
     }
 
     /// Writes the id's record if the call changed it; on failure restores `before` in memory.

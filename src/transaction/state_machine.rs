@@ -127,6 +127,17 @@ pub struct TransactionMetadata {
 }
 
 impl TransactionMetadata {
+    /// When the current (or last) transaction started, -1 for an id without one since its
+    /// InitProducerId (Kafka's `txnStartTimestamp`, as DescribeTransactions and ListTransactions
+    /// use it).
+    pub fn started_ms(&self) -> i64 {
+        if self.state == TxnState::Empty {
+            -1
+        } else {
+            i64::try_from(self.txn_start_ms).unwrap_or(-1)
+        }
+    }
+
     fn is_epoch_exhausted(epoch: i16) -> bool {
         epoch >= i16::MAX - 1
     }
@@ -168,6 +179,17 @@ impl TransactionMetadata {
         (producer_id == self.producer_id && (epoch == self.producer_epoch || epoch == self.last_producer_epoch))
             || (producer_id == self.last_producer_id && Self::is_epoch_exhausted(epoch))
     }
+}
+
+/// The producer id and epoch must be the transactional id's current ones.
+fn check_producer(txn: &TransactionMetadata, producer_id: i64, epoch: i16) -> Result<(), TxnError> {
+    if txn.producer_id != producer_id {
+        return Err(TxnError::InvalidProducerIdMapping);
+    }
+    if txn.producer_epoch != epoch {
+        return Err(TxnError::ProducerFenced);
+    }
+    Ok(())
 }
 
 /// InitProducerId's answer, and the abort to run when it fenced an open transaction.
@@ -328,13 +350,28 @@ impl TransactionStateMachine {
             .txns
             .get_mut(transactional_id)
             .ok_or(TxnError::InvalidProducerIdMapping)?;
-        if txn.producer_id != producer_id {
-            return Err(TxnError::InvalidProducerIdMapping);
-        }
-        if txn.producer_epoch != epoch {
-            return Err(TxnError::ProducerFenced);
-        }
+        check_producer(txn, producer_id, epoch)?;
         Ok(txn)
+    }
+
+    /// KIP-890's verification (AddPartitionsToTxn v4+ with verify_only): the partitions are in
+    /// the producer's open transaction. Changes nothing.
+    pub fn verify_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), TxnError> {
+        let txn = self
+            .txns
+            .get(transactional_id)
+            .ok_or(TxnError::InvalidProducerIdMapping)?;
+        check_producer(txn, producer_id, epoch)?;
+        if txn.state != TxnState::Ongoing || partitions.iter().any(|p| !txn.partitions.contains(p)) {
+            return Err(TxnError::InvalidTxnState);
+        }
+        Ok(())
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, which adds the group's offsets partition).

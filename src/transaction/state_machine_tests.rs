@@ -236,3 +236,44 @@ fn timeouts_are_bounded_and_idle_ids_expire() {
     .collect();
     assert_eq!(codes, vec![51, 49, 90, 48, 50]);
 }
+
+#[test]
+fn verify_partitions_and_start_time() {
+    let mut sm = TransactionStateMachine::new(MAX_TIMEOUT);
+    let mut ids = Ids(0);
+    init(&mut sm, &mut ids, "t", None, 0);
+    assert_eq!(
+        sm.get("t").map(TransactionMetadata::started_ms),
+        Some(-1),
+        "Empty: no start"
+    );
+    assert_eq!(
+        sm.verify_partitions("t", 1, 0, &[tp("a", 0)]),
+        Err(TxnError::InvalidTxnState),
+        "nothing open"
+    );
+    sm.add_partitions("t", 1, 0, &[tp("a", 0)], 5).unwrap();
+    assert_eq!(sm.get("t").map(TransactionMetadata::started_ms), Some(5));
+    assert_eq!(sm.verify_partitions("t", 1, 0, &[tp("a", 0)]), Ok(()));
+    assert_eq!(
+        sm.verify_partitions("t", 1, 0, &[tp("a", 1)]),
+        Err(TxnError::InvalidTxnState)
+    );
+    assert_eq!(
+        sm.verify_partitions("t", 1, 1, &[tp("a", 0)]),
+        Err(TxnError::ProducerFenced)
+    );
+    assert_eq!(
+        sm.verify_partitions("t", 2, 0, &[tp("a", 0)]),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        sm.verify_partitions("u", 1, 0, &[tp("a", 0)]),
+        Err(TxnError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        sm.get("t").map(|t| t.state),
+        Some(TxnState::Ongoing),
+        "verification changes nothing"
+    );
+}
