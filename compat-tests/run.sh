@@ -21,15 +21,15 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
 ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
   java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart observability
-  transactions confluent-kafka-txn kafka-python-txn)
+  transactions confluent-kafka-txn kafka-python-txn hardening)
 # Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir).
-SELF_MANAGED=" crash groups-restart observability transactions "
+SELF_MANAGED=" crash groups-restart observability transactions hardening "
 
 suite_cmd() {
   case "$1" in
     java-4.3.0) echo "$CT/java/run.sh 4.3.0" ;;
     java-3.9.1) echo "$CT/java/run.sh 3.9.1" ;;
-    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions) echo "$CT/$1/run.sh" ;;
+    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | hardening) echo "$CT/$1/run.sh" ;;
     java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
     confluent-kafka-groups | kafka-python-groups | kafkajs-groups) echo "$CT/${1%-groups}/groups.sh" ;;
     confluent-kafka-txn | kafka-python-txn) echo "$CT/${1%-txn}/txn.sh" ;;

@@ -10,7 +10,7 @@
 //! Every key, its default, unit and reason is listed in `config/sluice.toml`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use crate::coordinator::GroupCoordinatorConfig;
@@ -34,6 +34,9 @@ fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
         reason: reason.into(),
     }
 }
+
+/// `queued.max.request.bytes` unless set: 512 MiB (Kafka's default is unbounded).
+pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 512 << 20;
 
 /// The broker's configuration. Field names follow Kafka's keys with units last.
 #[derive(Debug, Clone)]
@@ -61,6 +64,14 @@ pub struct BrokerConfig {
     pub socket_request_max_bytes: usize,
     /// `max.connections`: concurrent connections accepted (a permit per connection).
     pub max_connections: usize,
+    /// `max.connections.per.ip`: connections from one address; more are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: per-address limits (`host:count,...`), resolved at
+    /// startup.
+    pub max_connections_per_ip_overrides: BTreeMap<IpAddr, usize>,
+    /// `queued.max.request.bytes`: the broker-wide budget for request bytes read and not yet
+    /// handled (`None`: Kafka's unbounded `-1`).
+    pub queued_max_request_bytes: Option<usize>,
     /// `queued.max.requests`: requests read ahead per connection before reading pauses.
     pub queued_max_requests: usize,
     /// `connections.max.idle.ms`: idle connections are closed after this long.
@@ -95,6 +106,9 @@ impl Default for BrokerConfig {
             log_flush_scheduler_interval_ms: 1_000,
             socket_request_max_bytes: 104_857_600,
             max_connections: 10_000,
+            max_connections_per_ip: i32::MAX as usize,
+            max_connections_per_ip_overrides: BTreeMap::new(),
+            queued_max_request_bytes: Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES),
             queued_max_requests: 16,
             connections_max_idle_ms: 600_000,
             fetch_max_bytes: 57_671_680,
@@ -176,6 +190,36 @@ fn parse_listener(key: &str, text: &str) -> Result<(String, u16), ConfigError> {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let host = if host.is_empty() { "0.0.0.0" } else { host };
     Ok((host.to_string(), port))
+}
+
+/// Kafka's `max.connections.per.ip.overrides`: `host:count` pairs, comma-separated; a host
+/// name stands for every address it resolves to now.
+fn parse_per_ip_overrides(key: &str, text: &str) -> Result<BTreeMap<IpAddr, usize>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (host, count) = item
+            .rsplit_once(':')
+            .ok_or_else(|| invalid(key, format!("`{item}` is not host:count")))?;
+        let count = count
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|c| *c <= i32::MAX as u32)
+            .ok_or_else(|| invalid(key, format!("`{count}` is not a connection count")))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => (host, 0)
+                .to_socket_addrs()
+                .map_err(|e| invalid(key, format!("cannot resolve `{host}`: {e}")))?
+                .map(|a| a.ip())
+                .collect(),
+        };
+        for ip in addrs {
+            out.insert(ip, count as usize);
+        }
+    }
+    Ok(out)
 }
 
 fn parse_socket_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
@@ -322,6 +366,13 @@ impl BrokerConfig {
             host
         };
         config.advertised_port = i32::from(port);
+        if config.max_connections_per_ip == 0 && config.max_connections_per_ip_overrides.is_empty() {
+            // Kafka's rule: a per-IP limit of 0 only makes sense with overrides that let some in.
+            return Err(invalid(
+                "max.connections.per.ip",
+                "0 requires max.connections.per.ip.overrides",
+            ));
+        }
         config
             .groups
             .validate()
@@ -352,6 +403,17 @@ impl BrokerConfig {
             "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms = int(1, i64::MAX)? as u64,
             "socket.request.max.bytes" => self.socket_request_max_bytes = int(1024, i32::MAX as i64)? as usize,
             "max.connections" => self.max_connections = int(1, 1_000_000)? as usize,
+            "max.connections.per.ip" => self.max_connections_per_ip = int(0, i32::MAX as i64)? as usize,
+            "max.connections.per.ip.overrides" => {
+                self.max_connections_per_ip_overrides = parse_per_ip_overrides(key, &value.as_text())?
+            }
+            "queued.max.request.bytes" => {
+                let bytes = value.as_i64(key)?;
+                self.queued_max_request_bytes = match bytes {
+                    -1 => None,
+                    b => Some(in_range(key, b, 1024, i64::MAX)? as usize),
+                };
+            }
             "queued.max.requests" => self.queued_max_requests = int(1, 10_000)? as usize,
             "connections.max.idle.ms" => self.connections_max_idle_ms = int(1, i64::MAX)? as u64,
             "fetch.max.bytes" => self.fetch_max_bytes = int(1024, i32::MAX as i64)? as usize,
@@ -508,5 +570,37 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("listeners"));
+    }
+
+    #[test]
+    fn connection_limits_take_kafkas_forms() -> Result<(), ConfigError> {
+        let c = BrokerConfig::load(
+            None,
+            &[
+                "max.connections.per.ip=5".into(),
+                "max.connections.per.ip.overrides=127.0.0.2:1, [::1]:0,localhost:7".into(),
+                "queued.max.request.bytes=-1".into(),
+            ],
+        )?;
+        assert_eq!(c.max_connections_per_ip, 5);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(c.max_connections_per_ip_overrides.get(&ip("127.0.0.2")), Some(&1));
+        assert_eq!(c.max_connections_per_ip_overrides.get(&ip("127.0.0.1")), Some(&7));
+        assert_eq!(c.queued_max_request_bytes, None);
+        assert_eq!(
+            BrokerConfig::default().queued_max_request_bytes,
+            Some(DEFAULT_QUEUED_MAX_REQUEST_BYTES)
+        );
+        for bad in [
+            "max.connections.per.ip=0",
+            "max.connections.per.ip.overrides=127.0.0.1",
+            "max.connections.per.ip.overrides=127.0.0.1:many",
+            "queued.max.request.bytes=0",
+        ] {
+            let e = BrokerConfig::load(None, &[bad.into()]).err().map(|e| e.to_string());
+            let key = bad.split('=').next().unwrap_or_default();
+            assert!(e.unwrap_or_default().contains(key), "{bad}");
+        }
+        Ok(())
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Module map (requests flow top to bottom):
 //!
-//! - [`server`]: the accept loop (connection permits, backoff, drain on shutdown) and the
-//!   per-connection framing (size cap before allocation, in-order responses).
+//! - [`server`]: the accept loop (connection permits, per-IP limits, backoff, drain on
+//!   shutdown), the per-connection framing (size cap before allocation, memory allocated as
+//!   bytes arrive, in-order responses) and the broker-wide request memory pool.
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
 //!   module per Kafka API, the versions table, response encoding.
 //! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown.

@@ -35,6 +35,8 @@ use crate::broker::Broker;
 // ---- recorded ----------------------------------------------------------------------------
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
+pub const CONNECTIONS_REJECTED_TOTAL: &str = "sluice_connections_rejected_total";
+pub const REQUEST_MEMORY_USED_BYTES: &str = "sluice_request_memory_used_bytes";
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
 pub const REQUEST_SECONDS: &str = "sluice_request_seconds";
@@ -112,6 +114,15 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_gauge!(CONNECTIONS_ACTIVE, "Open client connections.");
     describe_counter!(CONNECTIONS_TOTAL, "Client connections accepted.");
+    describe_counter!(
+        CONNECTIONS_REJECTED_TOTAL,
+        "Connections closed at accept, by reason (per_ip: over max.connections.per.ip)."
+    );
+    describe_gauge!(
+        REQUEST_MEMORY_USED_BYTES,
+        Unit::Bytes,
+        "Request bytes reserved from the queued.max.request.bytes pool (frames being read or waiting to be handled)."
+    );
     describe_counter!(REQUESTS_TOTAL, "Requests handled, by API.");
     describe_counter!(
         REQUEST_ERRORS_TOTAL,
@@ -150,6 +161,7 @@ fn describe() {
     metrics::counter!(GROUP_REBALANCES_TOTAL).absolute(0);
     metrics::counter!(CONNECTIONS_TOTAL).absolute(0);
     metrics::gauge!(CONNECTIONS_ACTIVE).set(0.0);
+    metrics::gauge!(REQUEST_MEMORY_USED_BYTES).set(0.0);
     // Registered now so the series exists before the first fsync (none by default: Kafka's
     // flush policy leaves write-back to the OS).
     let _ = metrics::histogram!(FSYNC_SECONDS);
@@ -160,6 +172,18 @@ fn describe() {
 pub fn connection_opened() {
     metrics::gauge!(CONNECTIONS_ACTIVE).increment(1.0);
     metrics::counter!(CONNECTIONS_TOTAL).increment(1);
+}
+
+pub fn connection_rejected(reason: &'static str) {
+    metrics::counter!(CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn request_memory_reserved(bytes: usize) {
+    metrics::gauge!(REQUEST_MEMORY_USED_BYTES).increment(bytes as f64);
+}
+
+pub fn request_memory_released(bytes: usize) {
+    metrics::gauge!(REQUEST_MEMORY_USED_BYTES).decrement(bytes as f64);
 }
 
 pub fn connection_closed() {

@@ -7,16 +7,20 @@
 //!
 //! The frame length is checked (negative, or above `socket.request.max.bytes`) before any
 //! allocation; Kafka closes the connection in both cases, and so do we. Read-ahead is bounded
-//! twice: by count (`queued.max.requests`) and by bytes: a frame's size is taken from a
-//! per-connection budget of `socket.request.max.bytes` before its buffer is allocated and given
-//! back once its request is handled, so a connection holds at most one maximum-size request's
-//! worth of unprocessed frames. Idle connections close after `connections.max.idle.ms`.
+//! by count (`queued.max.requests`) and by bytes, twice: a frame's size is taken from a
+//! per-connection budget of `socket.request.max.bytes` and from the broker-wide
+//! [`MemoryPool`] (`queued.max.request.bytes`) before its body is read, and given back once
+//! its request is handled. So a connection holds at most one maximum-size request's worth of
+//! unprocessed frames, and all connections together at most the pool. The body's memory is
+//! allocated as its bytes arrive, never from the length prefix alone: a peer that sends a
+//! length and stalls pins a reservation, not memory. Idle connections close after
+//! `connections.max.idle.ms`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
@@ -25,9 +29,21 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use crate::api::response_buf::ResponseBuf;
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::server::memory_pool::{MemoryPool, Reservation};
 
 /// The response buffer capacity a connection keeps between requests.
 const RETAINED_BUFFER_BYTES: usize = 4 << 20;
+/// The first allocation for a frame body; it doubles (up to the frame's size) as bytes arrive.
+const FIRST_CHUNK_BYTES: usize = 64 * 1024;
+
+/// What a frame holds until its request is handled: its share of the per-connection and the
+/// broker-wide budgets.
+struct FrameBudget {
+    _connection: OwnedSemaphorePermit,
+    _pool: Reservation,
+}
+
+type QueuedFrame = (Bytes, FrameBudget, Instant);
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +66,18 @@ pub async fn run(
     socket: TcpStream,
     peer: SocketAddr,
     broker: Arc<Broker>,
+    pool: MemoryPool,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     socket.set_nodelay(true)?;
     let (read_half, write_half) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<(Bytes, OwnedSemaphorePermit, Instant)>(broker.config.queued_max_requests);
-    let max = broker.config.socket_request_max_bytes;
-    let idle = Duration::from_millis(broker.config.connections_max_idle_ms);
-    let reader = tokio::spawn(read_frames(read_half, tx, max, idle, shutdown));
+    let (tx, mut rx) = mpsc::channel::<QueuedFrame>(broker.config.queued_max_requests);
+    let limits = ReadLimits {
+        max: broker.config.socket_request_max_bytes,
+        idle: Duration::from_millis(broker.config.connections_max_idle_ms),
+        pool,
+    };
+    let reader = tokio::spawn(read_frames(read_half, tx, limits, shutdown));
 
     let info = ConnectionInfo { peer };
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
@@ -98,13 +118,19 @@ pub async fn run(
     }
 }
 
-async fn read_frames(
-    mut read_half: OwnedReadHalf,
-    tx: mpsc::Sender<(Bytes, OwnedSemaphorePermit, Instant)>,
+struct ReadLimits {
     max: usize,
     idle: Duration,
+    pool: MemoryPool,
+}
+
+async fn read_frames(
+    mut read_half: OwnedReadHalf,
+    tx: mpsc::Sender<QueuedFrame>,
+    limits: ReadLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
+    let ReadLimits { max, idle, pool } = limits;
     let budget = Arc::new(Semaphore::new(max));
     loop {
         let mut len_buf = [0u8; 4];
@@ -123,21 +149,51 @@ async fn read_frames(
         if len > max {
             return Err(ConnectionError::FrameSize { size: size.into(), max });
         }
-        // Wait until the frames already queued leave room for this one (len <= max, so it fits).
+        // Wait until the frames already queued leave room for this one (len <= max, so it fits),
+        // then until the broker-wide pool does.
         let permits = u32::try_from(len).unwrap_or(u32::MAX);
-        let Ok(permit) = budget.clone().acquire_many_owned(permits).await else {
+        let reserved = tokio::select! {
+            r = async {
+                let connection = budget.clone().acquire_many_owned(permits).await.ok()?;
+                let pool = pool.reserve(len).await?;
+                Some(FrameBudget { _connection: connection, _pool: pool })
+            } => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let Some(reserved) = reserved else {
             return Ok(());
         };
-        let mut frame = BytesMut::zeroed(len);
-        // A peer that sends a header and stalls is bounded by the idle timeout too.
-        match tokio::time::timeout(idle, read_half.read_exact(&mut frame)).await {
-            Err(_) => return Ok(()),
-            Ok(r) => {
-                r?;
-            }
-        }
-        if tx.send((frame.freeze(), permit, Instant::now())).await.is_err() {
+        let Some(frame) = read_body(&mut read_half, len, idle).await? else {
+            return Ok(());
+        };
+        if tx.send((frame, reserved, Instant::now())).await.is_err() {
             return Ok(());
         }
     }
+}
+
+/// Reads a `len`-byte frame body, allocating as bytes arrive (a first chunk, then doubling,
+/// never beyond `len`). `None` if the peer went quiet for `idle` (a header and a stall is
+/// bounded by the idle timeout too).
+async fn read_body(
+    read_half: &mut OwnedReadHalf,
+    len: usize,
+    idle: Duration,
+) -> Result<Option<Bytes>, ConnectionError> {
+    let mut frame: Vec<u8> = Vec::with_capacity(len.min(FIRST_CHUNK_BYTES));
+    while frame.len() < len {
+        if frame.len() == frame.capacity() {
+            let grow = frame.len().max(FIRST_CHUNK_BYTES).min(len - frame.len());
+            frame.reserve_exact(grow);
+        }
+        let remaining = (len - frame.len()) as u64;
+        let n = match tokio::time::timeout(idle, (&mut *read_half).take(remaining).read_buf(&mut frame)).await {
+            Err(_) => return Ok(None),
+            Ok(r) => r?,
+        };
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    Ok(Some(Bytes::from(frame)))
 }

@@ -591,3 +591,91 @@ async fn restart_keeps_data_after_clean_and_unclean_stops() -> TestResult {
     );
     broker.stop().await
 }
+
+/// `queued.max.request.bytes`: connections holding big unfinished frames spend the pool; a
+/// further big request waits (its connection is not read) until they go, while small requests
+/// on other connections are served throughout.
+#[tokio::test]
+async fn held_frames_spend_the_memory_pool_and_small_requests_are_still_served() -> TestResult {
+    // An 8 MiB pool: 1 MiB kept for small frames, 7 MiB shared.
+    let broker = TestBroker::start(&[
+        "socket.request.max.bytes=4194304",
+        "queued.max.request.bytes=8388608",
+        "message.max.bytes=5000000",
+    ])
+    .await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("big")))
+            .with_num_partitions(1)
+            .with_replication_factor(1),
+    ]);
+    let resp = c.request(&create, 7).await?.ok_or("closed")?;
+    assert_eq!(resp.topics.first().map(|t| t.error_code), Some(0));
+    let value = "x".repeat(3 << 20);
+    let produce = produce_request("big", batch(&[value.as_str()], Compression::None)?, 1);
+    let resp = c.request(&produce, 9).await?.ok_or("closed")?;
+    assert_eq!(produce_error(&resp), Some((0, 0)));
+
+    // Two connections each hold a 3 MiB frame one byte short: 6 of the 7 shared MiB.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut s = TcpStream::connect(broker.addr).await?;
+        s.write_all(&(3u32 << 20).to_be_bytes()).await?;
+        s.write_all(&vec![0u8; (3 << 20) - 1]).await?;
+        holders.push(s);
+    }
+    // And bare length prefixes, which reserve nothing they cannot get and allocate nothing.
+    for _ in 0..20 {
+        let mut s = TcpStream::connect(broker.addr).await?;
+        s.write_all(&(4u32 << 20).to_be_bytes()).await?;
+        holders.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // A second 3 MiB produce does not fit: it waits.
+    let waiting = tokio::spawn(async move {
+        let mut c = Client::connect(broker.addr).await?;
+        let resp = c.request(&produce, 9).await?.ok_or("closed")?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(produce_error(&resp))
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "a frame beyond the pool was read");
+    // Small requests on other connections are answered meanwhile.
+    for _ in 0..5 {
+        assert_still_serves(broker.addr).await?;
+        let resp = c
+            .request(&MetadataRequest::default().with_topics(None), 4)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(resp.topics.len(), 1);
+    }
+    // The holders go; the waiting produce proceeds.
+    drop(holders);
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting).await???;
+    assert_eq!(answered, Some((0, 1)));
+    broker.stop().await
+}
+
+/// `max.connections.per.ip`: a connection over its address's limit is closed at once; others
+/// and later ones (after one closes) are served.
+#[tokio::test]
+async fn connections_over_the_per_ip_limit_are_closed() -> TestResult {
+    let broker = TestBroker::start(&["max.connections.per.ip=2"]).await?;
+    let mut a = Client::connect(broker.addr).await?;
+    let b = Client::connect(broker.addr).await?;
+    let resp = a.request(&ApiVersionsRequest::default(), 3).await?;
+    assert!(resp.is_some());
+    let mut over = Client::connect(broker.addr).await?;
+    assert!(
+        over.is_closed().await,
+        "the third connection from 127.0.0.1 stayed open"
+    );
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_still_serves(broker.addr).await?;
+    let resp = a.request(&ApiVersionsRequest::default(), 3).await?;
+    assert!(resp.is_some());
+    broker.stop().await
+}
