@@ -22,6 +22,7 @@ use crate::coordinator::{GroupCoordinator, OffsetStore};
 use crate::error::BrokerError;
 use crate::metadata::{MetadataStore, TopicMeta};
 use crate::replication::replica_manager::{now_ms, run_flusher, FlushQueue, ReplicaManager};
+use crate::supervisor::Supervisor;
 
 const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 const LOCK_FILE: &str = ".lock";
@@ -36,6 +37,8 @@ pub struct Broker {
     pub groups: GroupCoordinator,
     /// The transaction coordinator (an actor owning every transactional id).
     pub transactions: crate::transaction::coordinator::TxnCoordinator,
+    /// Spawns the broker's background tasks under supervision.
+    pub tasks: Supervisor,
     _lock: File,
 }
 
@@ -78,8 +81,8 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 
 impl Broker {
     /// Opens the data directory and every log in it, and starts the group and transaction
-    /// coordinators (so it must run inside a tokio runtime).
-    pub fn open(config: BrokerConfig) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
+    /// coordinators under `tasks` (so it must run inside a tokio runtime).
+    pub fn open(config: BrokerConfig, tasks: Supervisor) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
         let dir = config.log_dir.clone();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
         let lock = lock_dir(&dir)?;
@@ -100,7 +103,8 @@ impl Broker {
             "logs loaded"
         );
         let offsets = OffsetStore::open(&dir, had_clean_shutdown, now_ms()).context("opening the offsets log")?;
-        let (groups, _actor) = crate::coordinator::spawn(config.groups, offsets);
+        let (groups, group_actor) = crate::coordinator::start(config.groups, offsets);
+        tasks.spawn("group-coordinator", group_actor);
         let mut machine = crate::transaction::TransactionStateMachine::new(config.transactions.max_timeout_ms);
         let txn_store =
             crate::transaction::coordinator::TxnStore::open(&dir, had_clean_shutdown, now_ms(), &mut machine)
@@ -117,9 +121,17 @@ impl Broker {
             replicas,
             groups,
             transactions,
+            tasks,
             _lock: lock,
         });
-        crate::transaction::coordinator::spawn(txn_commands, txn_config, machine, txn_store, Arc::downgrade(&broker));
+        let txn_actor = crate::transaction::coordinator::actor(
+            txn_commands,
+            txn_config,
+            machine,
+            txn_store,
+            Arc::downgrade(&broker),
+        );
+        broker.tasks.spawn("transaction-coordinator", txn_actor);
         Ok((broker, queue))
     }
 
@@ -303,10 +315,11 @@ pub async fn run_on(
             crate::metrics::install().map(|handle| (bound, handle))
         }
     };
-    let (broker, queue) = Broker::open(config)?;
-    let flusher = tokio::spawn(run_flusher(queue));
+    let (tasks, mut failures) = Supervisor::new();
+    let (broker, queue) = Broker::open(config, tasks.clone())?;
+    let flusher = tasks.spawn("log-flusher", run_flusher(queue));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let ticks = tokio::spawn(run_schedules(broker.clone(), shutdown_rx.clone()));
+    let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));
     tracing::info!(
         listener = %broker.config.listener,
         node_id = broker.config.node_id,
@@ -316,16 +329,24 @@ pub async fn run_on(
     );
     if let Some((bound, handle)) = metrics {
         tracing::info!(metrics = %bound.local_addr()?, "serving Prometheus metrics at /metrics");
-        tokio::spawn(crate::metrics::serve(
-            bound,
-            broker.clone(),
-            handle,
-            shutdown_rx.clone(),
-        ));
+        tasks.spawn(
+            "metrics-server",
+            crate::metrics::serve(bound, broker.clone(), handle, shutdown_rx.clone()),
+        );
     }
-    let server = tokio::spawn(crate::server::serve(listener, broker.clone(), shutdown_rx));
-    stop.await;
-    tracing::info!("shutting down");
+    let server = tasks.spawn(
+        "accept-loop",
+        crate::server::serve(listener, broker.clone(), shutdown_rx),
+    );
+    // Until asked to stop, or until a background task fails (see `supervisor`).
+    let failed = tokio::select! {
+        _ = stop => None,
+        f = failures.recv() => f,
+    };
+    match &failed {
+        None => tracing::info!("shutting down"),
+        Some(f) => tracing::error!(task = f.task, "shutting down after a background task failed"),
+    }
     let _ = shutdown_tx.send(true);
     let _ = server.await;
     let _ = ticks.await;
@@ -334,6 +355,10 @@ pub async fn run_on(
     broker.groups.shutdown().await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    if let Some(f) = failed {
+        tracing::error!("shutdown complete; exiting with an error");
+        return Err(anyhow::anyhow!(f));
+    }
     tracing::info!("clean shutdown complete");
     Ok(())
 }

@@ -20,6 +20,8 @@
 //! - [`config`]: Kafka's broker config names, embedded defaults, validation.
 //! - [`error`]: the one mapping from typed errors to Kafka error codes.
 //! - [`metrics`]: every metric name, declared once.
+//! - [`supervisor`]: every background task is spawned through it; a panic is logged, counted
+//!   and stops the broker with an error.
 #![deny(unsafe_code)]
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod replication;
 pub mod server;
 pub mod storage;
+pub mod supervisor;
 pub mod transaction;
 
 /// See [`alloc`]: large reservations must not abort the process.

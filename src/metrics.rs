@@ -36,6 +36,7 @@ use crate::broker::Broker;
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "sluice_connections_rejected_total";
+pub const BACKGROUND_TASK_FAILURES_TOTAL: &str = "sluice_background_task_failures_total";
 pub const REQUEST_MEMORY_USED_BYTES: &str = "sluice_request_memory_used_bytes";
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
 pub const REQUEST_ERRORS_TOTAL: &str = "sluice_request_errors_total";
@@ -118,6 +119,10 @@ fn describe() {
         CONNECTIONS_REJECTED_TOTAL,
         "Connections closed at accept, by reason (per_ip: over max.connections.per.ip)."
     );
+    describe_counter!(
+        BACKGROUND_TASK_FAILURES_TOTAL,
+        "Supervised background tasks that panicked, by task (each one stops the broker)."
+    );
     describe_gauge!(
         REQUEST_MEMORY_USED_BYTES,
         Unit::Bytes,
@@ -176,6 +181,10 @@ pub fn connection_opened() {
 
 pub fn connection_rejected(reason: &'static str) {
     metrics::counter!(CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+pub fn background_task_failed(task: &'static str) {
+    metrics::counter!(BACKGROUND_TASK_FAILURES_TOTAL, "task" => task).increment(1);
 }
 
 pub fn request_memory_reserved(bytes: usize) {

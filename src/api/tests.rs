@@ -384,7 +384,7 @@ mod fuzz {
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
                     let (broker, _queue) = {
                         let _entered = rt.enter();
-                        Broker::open(config).expect("broker")
+                        Broker::open(config, crate::supervisor::Supervisor::new().0).expect("broker")
                     };
                     (rt, broker, dir)
                 };

@@ -37,6 +37,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
+#[cfg(test)]
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -183,13 +184,23 @@ pub struct GroupCoordinator {
     commands: mpsc::Sender<Command>,
 }
 
-/// Starts the actor on the current tokio runtime, owning `store`. `config` should have passed
-/// [`GroupCoordinatorConfig::validate`] (done where the broker config is loaded).
-pub fn spawn(config: GroupCoordinatorConfig, store: OffsetStore) -> (GroupCoordinator, JoinHandle<()>) {
+/// The actor owning `store`, as a future for the caller (the broker's supervisor) to spawn,
+/// and its handle. `config` should have passed [`GroupCoordinatorConfig::validate`] (done
+/// where the broker config is loaded).
+pub fn start(
+    config: GroupCoordinatorConfig,
+    store: OffsetStore,
+) -> (GroupCoordinator, impl std::future::Future<Output = ()> + Send + 'static) {
     let (commands, receiver) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
     let actor = Actor::new(config, Clock::start(), store);
-    let task = tokio::spawn(actor.run(receiver));
-    (GroupCoordinator { commands }, task)
+    (GroupCoordinator { commands }, actor.run(receiver))
+}
+
+/// [`start`], spawned on the current runtime (tests).
+#[cfg(test)]
+pub fn spawn(config: GroupCoordinatorConfig, store: OffsetStore) -> (GroupCoordinator, JoinHandle<()>) {
+    let (coordinator, actor) = start(config, store);
+    (coordinator, tokio::spawn(actor))
 }
 
 impl GroupCoordinator {

@@ -33,7 +33,7 @@ pub mod messages;
 pub mod offsets;
 
 pub use actor::{
-    spawn, CommittedEntry, CoordinatorStats, DeletedGroup, DescribedGroup, GroupCoordinator, SubscribedTopics,
+    start, CommittedEntry, CoordinatorStats, DeletedGroup, DescribedGroup, GroupCoordinator, SubscribedTopics,
     TopicPartition,
 };
 pub use error::{error_code, GroupError};

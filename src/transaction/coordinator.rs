@@ -259,15 +259,15 @@ fn now_ms() -> u64 {
     u64::try_from(crate::replication::replica_manager::now_ms()).unwrap_or(0)
 }
 
-/// Opens the transaction log and starts the actor on the current runtime. Transactions left in
-/// a Prepare state get their markers written.
-pub fn spawn(
+/// The actor, owning the opened transaction log, as a future for the broker's supervisor to
+/// spawn. Transactions left in a Prepare state get their markers written.
+pub fn actor(
     commands: TxnCommands,
     config: TransactionConfig,
     machine: TransactionStateMachine,
     store: TxnStore,
     broker: Weak<Broker>,
-) -> tokio::task::JoinHandle<()> {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let TxnCommands { receiver, sender } = commands;
     let actor = Actor {
         config,
@@ -276,7 +276,7 @@ pub fn spawn(
         broker,
         sender,
     };
-    tokio::spawn(actor.run(receiver))
+    actor.run(receiver)
 }
 
 impl Actor {
@@ -488,9 +488,12 @@ impl Actor {
 
     /// Writes the job's markers on a task of its own; it reports `MarkersWritten` when done.
     fn dispatch_markers(&self, job: MarkerJob) {
+        let Some(tasks) = self.broker.upgrade().map(|b| b.tasks.clone()) else {
+            return; // the broker is gone: shutting down
+        };
         let broker = self.broker.clone();
         let done = self.sender.clone();
-        tokio::spawn(async move {
+        tasks.spawn("transaction-markers", async move {
             if write_markers(&broker, &job).await {
                 if let Some(done) = done.upgrade() {
                     let _ = done.send(Command::MarkersWritten { job }).await;
