@@ -68,6 +68,7 @@ pub const CONSUMER_GROUPS: &str = "sluice_consumer_groups";
 pub const TRANSACTIONS: &str = "sluice_transactions";
 pub const GROUP_COMMITTED_OFFSET: &str = "sluice_consumer_group_committed_offset";
 pub const GROUP_LAG: &str = "sluice_consumer_group_lag";
+pub const LOG_CORRUPTIONS_TOTAL: &str = "sluice_log_corruptions_found_total";
 
 /// Histogram buckets in seconds: 50 us to 60 s, so both sub-millisecond produce latencies and
 /// multi-second JoinGroup waits and long polls resolve.
@@ -364,6 +365,11 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         "Partitions without a leader (or whose log failed).",
     );
     let _ = writeln!(out, "{OFFLINE_PARTITIONS} 0");
+    let _ = writeln!(
+        out,
+        "# HELP {LOG_CORRUPTIONS_TOTAL} Corrupt byte ranges log recovery found between valid batches (kept and skipped; reads of them get CORRUPT_MESSAGE).\n# TYPE {LOG_CORRUPTIONS_TOTAL} counter\n{LOG_CORRUPTIONS_TOTAL} {}",
+        crate::storage::damage::corruptions_found()
+    );
 
     // One pass: each partition's lock is taken once.
     let mut leo = String::new();

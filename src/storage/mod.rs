@@ -13,7 +13,8 @@
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
 //! - `txn_index`: the aborted-transaction index (`.txnindex`) of a segment.
 //! - `internal_log`: `InternalLog`, a compacted key/value log for the broker's own state.
-//! - `recovery`: loading a partition directory, truncating a torn or corrupt tail.
+//! - `recovery`: loading a partition directory, truncating a torn tail.
+//! - `damage`: invalid bytes recovery found between valid batches: kept, skipped, reported.
 //! - `log`: `UnifiedLog`, the partition log the API and replication layers call.
 
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
@@ -22,6 +23,7 @@ pub mod batch;
 mod checkpoint;
 pub mod config;
 pub mod control;
+pub mod damage;
 mod decompress;
 pub mod error;
 mod index;

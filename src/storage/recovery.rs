@@ -3,18 +3,18 @@
 //! Segments are found by file name. After a clean shutdown they are trusted (indexes are read
 //! from disk and only rebuilt if missing or inconsistent). After an unclean one every segment
 //! that may hold data at or after the recovery point is re-validated batch by batch (header
-//! sanity and CRC32C); the first invalid or torn byte truncates that segment and every later
-//! segment is deleted. Damage found in a segment below the recovery point is refused
-//! (`Corruption`) rather than silently cut. Producer state is then rebuilt from the newest
-//! snapshot at or below the log end plus a replay of the batches after it.
+//! sanity and CRC32C). A torn tail of the last segment is truncated; invalid bytes anywhere
+//! else are kept, skipped to the next valid batch and reported (see `damage`): they never cost
+//! the valid data after them. Producer state is then rebuilt from the newest snapshot at or
+//! below the log end plus a replay of the batches after it.
 
 use std::fs;
-use std::io;
 use std::path::Path;
 
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
 use crate::storage::control;
+use crate::storage::damage::DAMAGE_SUFFIX;
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::log::apply_marker;
@@ -36,7 +36,7 @@ fn clean_directory(dir: &Path, bases: &[i64]) -> Result<()> {
         let dirent = dirent?;
         let name = dirent.file_name();
         let Some(name) = name.to_str() else { continue };
-        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX]
+        let orphan_index = [INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, DAMAGE_SUFFIX]
             .iter()
             .any(|suffix| {
                 name.strip_suffix(suffix)
@@ -63,16 +63,6 @@ fn segment_base_offsets(dir: &Path) -> Result<Vec<i64>> {
     Ok(bases)
 }
 
-fn delete_segment_files(dir: &Path, base: i64) -> io::Result<()> {
-    for suffix in [segment::LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
-        match fs::remove_file(segment::segment_file(dir, base, suffix)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// Opens every segment, recovering the ones that need it.
 fn load_segments(
     dir: &Path,
@@ -89,17 +79,11 @@ fn load_segments(
         let mut seg = LogSegment::open(dir, base, config, now_ms)?;
         let below_recovery_point = next_base.is_some_and(|n| n <= recovery_point);
         if clean || below_recovery_point {
-            seg.load_trusted(dir, config)?;
+            seg.load_trusted(dir, config, next_base.is_none())?;
         } else {
-            let cut = seg.recover(config, true)?;
-            if cut > 0 {
-                for &later in bases.get(i + 1..).unwrap_or(&[]) {
-                    tracing::warn!(base_offset = later, "deleting segment after a truncated one");
-                    delete_segment_files(dir, later)?;
-                }
-                segments.push(seg);
-                break;
-            }
+            // Only the last segment can have a torn tail; damage anywhere else is kept and
+            // skipped, and never costs the segments after it (see `damage`).
+            seg.recover(config, next_base.is_none())?;
         }
         if let Some(prev) = segments.last() {
             if prev.next_offset() > base {
@@ -232,8 +216,33 @@ mod tests {
         Ok(())
     }
 
+    /// Every batch readable from the start, stepping one offset past each one a read reports
+    /// corrupt; returns the batches and the offsets reported.
+    fn read_around_damage(log: &crate::storage::UnifiedLog) -> Result<(Vec<BatchHeader>, Vec<i64>)> {
+        let (mut found, mut corrupt) = (Vec::new(), Vec::new());
+        let mut offset = log.log_start_offset();
+        while offset < log.log_end_offset() {
+            match log.read(offset, 1 << 20, log.log_end_offset(), true) {
+                Err(StorageError::CorruptRecord(_)) => {
+                    corrupt.push(offset);
+                    offset += 1;
+                }
+                Err(e) => return Err(e),
+                Ok(data) => {
+                    assert!(!data.records.is_empty(), "no data at {offset}");
+                    for item in crate::storage::batch::batches(&data.records) {
+                        let (_, h) = item?;
+                        offset = h.next_offset();
+                        found.push(h);
+                    }
+                }
+            }
+        }
+        Ok((found, corrupt))
+    }
+
     #[test]
-    fn corrupt_crc_in_last_segment_truncates_there() -> Result<()> {
+    fn corrupt_batch_in_the_middle_is_skipped_and_reported_never_cut() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut log = open(dir.path(), LogConfig::default(), true)?;
         let len = batch(2, NOW).len() as u64;
@@ -250,32 +259,56 @@ mod tests {
         let log = open(dir.path(), LogConfig::default(), true)?;
         assert_eq!(log.log_end_offset(), 12);
         drop(log);
+        let before = crate::storage::damage::corruptions_found();
         let log = open(dir.path(), LogConfig::default(), false)?;
-        assert_eq!(log.log_end_offset(), 4);
-        assert_eq!(fs::metadata(&path)?.len(), 2 * len);
-        assert_eq!(read_all(&log)?.len(), 2);
+        assert!(crate::storage::damage::corruptions_found() > before, "counted");
+        assert_eq!(log.log_end_offset(), 12, "the batches after the damage stay");
+        assert_eq!(fs::metadata(&path)?.len(), 6 * len, "nothing cut");
+        let (found, corrupt) = read_around_damage(&log)?;
+        assert_eq!(
+            found.iter().map(|h| h.base_offset).collect::<Vec<_>>(),
+            [0, 2, 6, 8, 10]
+        );
+        assert_eq!(corrupt, [4, 5]);
+        // The damage is remembered when the segment is trusted again (clean restart).
+        log.close(NOW)?;
+        let mut log = open(dir.path(), LogConfig::default(), true)?;
+        assert_eq!(read_around_damage(&log)?.1, [4, 5]);
+        // Appends continue after it.
+        log.append_as_leader(batch(2, NOW), 0, NOW)?;
+        assert_eq!(log.log_end_offset(), 14);
         Ok(())
     }
 
     #[test]
-    fn unclean_open_deletes_segments_after_a_truncated_one() -> Result<()> {
+    fn corruption_in_an_old_segment_costs_no_later_segment() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let mut log = open(dir.path(), small_config(), true)?;
         for i in 0..20 {
             log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
         }
-        assert!(log.num_segments() >= 3);
+        let segments = log.num_segments();
+        assert!(segments >= 3);
         drop(log);
-        // Recovery point 0: every segment is re-validated. Corrupt the first one.
+        // Recovery point 0: every segment is re-validated. Corrupt the first one's second batch
+        // and the tail of the second segment.
         fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), "0\n0\n")?;
-        let first = dir.path().join("00000000000000000000.log");
-        let mut bytes = fs::read(&first)?;
+        let files = log_files(dir.path(), ".log")?;
         let len = batch(2, NOW).len();
+        let (first, second) = (&files[0], &files[1]);
+        let mut bytes = fs::read(first)?;
         bytes[len + 50] ^= 1;
-        fs::write(&first, &bytes)?;
+        fs::write(first, &bytes)?;
+        let mut bytes = fs::read(second)?;
+        let n = bytes.len();
+        bytes[n - 3] ^= 1;
+        fs::write(second, &bytes)?;
         let log = open(dir.path(), small_config(), false)?;
-        assert_eq!((log.num_segments(), log.log_end_offset()), (1, 2));
-        assert_eq!(log_files(dir.path(), ".log")?.len(), 1);
+        assert_eq!((log.num_segments(), log.log_end_offset()), (segments, 40));
+        let (found, corrupt) = read_around_damage(&log)?;
+        assert_eq!(found.len(), 18, "every batch but the two damaged ones");
+        assert_eq!(corrupt.len(), 4);
+        assert_eq!(corrupt[..2], [2, 3]);
         Ok(())
     }
 
@@ -300,13 +333,12 @@ mod tests {
         // The damaged segment is below the persisted recovery point: trusted, not re-validated.
         let log = open(dir.path(), small_config(), false)?;
         assert_eq!(log.log_end_offset(), end);
-        // With its index gone it must be rebuilt, which finds the damage and refuses to load.
+        // With its index gone it must be rebuilt, which finds the damage: kept and reported.
         drop(log);
         fs::remove_file(dir.path().join("00000000000000000000.index"))?;
-        assert!(matches!(
-            open(dir.path(), small_config(), false),
-            Err(StorageError::Corruption(_))
-        ));
+        let log = open(dir.path(), small_config(), false)?;
+        assert_eq!(log.log_end_offset(), end);
+        assert_eq!(read_around_damage(&log)?.1, [0, 1]);
         Ok(())
     }
 

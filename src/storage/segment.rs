@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::storage::batch::{self, BatchHeader, BATCH_HEADER_LEN, CRC_START};
 use crate::storage::config::LogConfig;
+use crate::storage::damage::{self, Damage, DAMAGE_SUFFIX};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::index::{OffsetIndex, TimeIndex};
 pub(crate) use crate::storage::txn_index::TXN_INDEX_SUFFIX;
@@ -112,6 +113,8 @@ pub(crate) struct LogSegment {
     rolling_base_timestamp: Option<i64>,
     created_ms: i64,
     next_offset: i64,
+    /// Invalid byte ranges recovery skipped (see `damage`); usually empty.
+    damaged: Vec<Damage>,
 }
 
 impl LogSegment {
@@ -138,6 +141,7 @@ impl LogSegment {
             rolling_base_timestamp: None,
             created_ms: now_ms,
             next_offset: base_offset,
+            damaged: Vec::new(),
         }
     }
 
@@ -173,7 +177,9 @@ impl LogSegment {
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
             .and_then(|d| i64::try_from(d.as_millis()).ok())
             .unwrap_or(now_ms);
-        Ok(Self::with_files(dir, base_offset, log, meta.len(), config, created_ms))
+        let mut seg = Self::with_files(dir, base_offset, log, meta.len(), config, created_ms);
+        seg.damaged = damage::load(&segment_file(dir, base_offset, DAMAGE_SUFFIX))?;
+        Ok(seg)
     }
 
     pub(crate) fn base_offset(&self) -> i64 {
@@ -260,6 +266,11 @@ impl LogSegment {
             invalid: Some(why),
         };
         while pos < self.size {
+            if let Some(d) = self.damaged.iter().find(|d| d.start == pos) {
+                pos = d.end;
+                min_offset = min_offset.max(d.resume_offset.min(i64::MAX - 1));
+                continue;
+            }
             if self.size - pos < BATCH_HEADER_LEN as u64 {
                 return Ok(fail(pos, format!("torn header at position {pos}")));
             }
@@ -307,10 +318,12 @@ impl LogSegment {
         }
     }
 
-    /// Re-validates every batch (CRC included), rebuilds both indexes and the running stats, and
-    /// truncates the file at the first invalid byte when `truncate` (else an invalid byte is a
-    /// `Corruption` error). Returns the number of bytes cut.
-    pub(crate) fn recover(&mut self, config: &LogConfig, truncate: bool) -> Result<u64> {
+    /// Re-validates every batch (CRC included) and rebuilds both indexes and the running stats.
+    /// Invalid bytes followed by a valid batch (offsets continuing, CRC good) are skipped and
+    /// recorded as damage (see `damage`), never cut. Invalid bytes running to the end of the file
+    /// are a torn tail: cut when `truncate_tail` (the last segment after an unclean stop),
+    /// recorded as damage otherwise. Returns the number of bytes cut.
+    pub(crate) fn recover(&mut self, config: &LogConfig, truncate_tail: bool) -> Result<u64> {
         self.offset_index.clear();
         self.time_index.clear();
         self.bytes_since_last_index_entry = 0;
@@ -318,34 +331,107 @@ impl LogSegment {
         self.offset_of_max_timestamp = -1;
         self.rolling_base_timestamp = None;
         self.next_offset = self.base_offset;
+        self.damaged.clear();
         let mut batches = Vec::new();
-        let outcome = self.scan(0, true, |h, pos| {
-            batches.push((*h, pos));
-            Ok(true)
-        })?;
+        let mut found = Vec::new();
+        let mut pos = 0;
+        let mut cut = 0;
+        loop {
+            let outcome = self.scan(pos, true, |h, pos| {
+                batches.push((*h, pos));
+                Ok(true)
+            })?;
+            let Some(why) = outcome.invalid else { break };
+            let start = outcome.valid_bytes;
+            let next_offset = batches
+                .last()
+                .map_or(self.base_offset, |(h, _): &(BatchHeader, u64)| h.next_offset());
+            match self.resync(start + 1, next_offset)? {
+                Some((resume_pos, resume_offset)) => {
+                    found.push((
+                        Damage {
+                            start,
+                            end: resume_pos,
+                            first_offset: next_offset,
+                            resume_offset,
+                        },
+                        why,
+                    ));
+                    pos = resume_pos;
+                }
+                None if truncate_tail => {
+                    cut = self.size - start;
+                    tracing::warn!(segment = %self.log_path.display(), reason = %why, bytes = cut,
+                        "truncating a torn tail at the end of the log");
+                    self.log.set_len(start)?;
+                    self.size = start;
+                    break;
+                }
+                None => {
+                    let damage = Damage {
+                        start,
+                        end: self.size,
+                        first_offset: next_offset,
+                        resume_offset: i64::MAX,
+                    };
+                    found.push((damage, why));
+                    break;
+                }
+            }
+        }
         let interval = u64::from(config.index_interval_bytes);
+        let resume_positions: Vec<u64> = found.iter().map(|(d, _)| d.end).collect();
         for (h, pos) in &batches {
+            if resume_positions.contains(pos) {
+                // Index the first batch after damage, so lookups past it never walk into it.
+                self.bytes_since_last_index_entry = interval + 1;
+            }
             self.track_batch(h, *pos, interval);
         }
-        let cut = self.size - outcome.valid_bytes;
-        if let Some(why) = outcome.invalid {
-            if !truncate {
-                return Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display())));
-            }
-            tracing::warn!(segment = %self.log_path.display(), reason = %why, bytes = cut,
-                "truncating invalid bytes at the end of the segment");
-            self.log.set_len(outcome.valid_bytes)?;
-            self.size = outcome.valid_bytes;
+        for (d, why) in &found {
+            tracing::error!(segment = %self.log_path.display(), reason = %why, start = d.start, end = d.end,
+                first_offset = d.first_offset, resume_offset = d.resume_offset,
+                "corrupt bytes in the log: kept and skipped; reads of the offsets they held get CORRUPT_MESSAGE");
+            damage::count_found();
         }
+        self.damaged = found.into_iter().map(|(d, _)| d).collect();
+        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        damage::store(&segment_file(dir, self.base_offset, DAMAGE_SUFFIX), &self.damaged)?;
         self.offset_index.rewrite()?;
         self.time_index.rewrite()?;
         Ok(cut)
     }
 
+    /// The first position at or after `from` holding a valid batch (header sane, offsets at or
+    /// above `min_offset`, CRC good), with its base offset.
+    fn resync(&self, from: u64, min_offset: i64) -> Result<Option<(u64, i64)>> {
+        const MAGIC_AT: usize = 16; // the magic byte's place in a batch header
+        let mut scanner = Scanner::new(&self.log, self.size);
+        let mut pos = from;
+        while pos + BATCH_HEADER_LEN as u64 <= self.size {
+            let header = scanner.slice(pos, BATCH_HEADER_LEN)?;
+            if header.get(MAGIC_AT) == Some(&2) {
+                if let Ok(h) = BatchHeader::parse(header) {
+                    let end = pos + h.total_size() as u64;
+                    let plausible = end <= self.size
+                        && h.check_counts().is_ok()
+                        && h.base_offset >= min_offset
+                        && h.last_offset().saturating_sub(self.base_offset) <= i64::from(i32::MAX);
+                    if plausible && scanner.crc(pos + CRC_START as u64, end)? == h.crc {
+                        return Ok(Some((pos, h.base_offset)));
+                    }
+                }
+            }
+            pos += 1;
+        }
+        Ok(None)
+    }
+
     /// Loads a segment trusted to be intact (clean shutdown, or below the recovery point): indexes
     /// from their files, then a header scan after the last offset index entry. Falls back to a full
-    /// `recover(truncate = false)` if an index is missing or inconsistent.
-    pub(crate) fn load_trusted(&mut self, dir: &Path, config: &LogConfig) -> Result<()> {
+    /// `recover` if an index is missing or inconsistent (which may cut a torn tail only of the
+    /// last segment, `is_last`).
+    pub(crate) fn load_trusted(&mut self, dir: &Path, config: &LogConfig, is_last: bool) -> Result<()> {
         let offsets = OffsetIndex::load_offsets(
             segment_file(dir, self.base_offset, INDEX_SUFFIX),
             self.base_offset,
@@ -359,7 +445,7 @@ impl LogSegment {
         )?;
         let (Some(offsets), Some(times)) = (offsets, times) else {
             tracing::info!(segment = %self.log_path.display(), "rebuilding missing or corrupt index");
-            self.recover(config, false)?;
+            self.recover(config, is_last)?;
             return Ok(());
         };
         self.offset_index = offsets;
@@ -401,7 +487,7 @@ impl LogSegment {
             .is_none_or(|e| tail.first().map(BatchHeader::last_offset) == Some(self.offset_index.absolute(&e)));
         if outcome.invalid.is_some() || !time_index_ok || !offset_index_ok || (self.size > 0 && tail.is_empty()) {
             tracing::info!(segment = %self.log_path.display(), "index inconsistent with the log, rebuilding");
-            self.recover(config, false)?;
+            self.recover(config, is_last)?;
         }
         Ok(())
     }
@@ -475,7 +561,15 @@ impl LogSegment {
         if first.last_offset() >= max_offset {
             return Ok(Some(Bytes::new()));
         }
-        let available = usize::try_from(self.size - pos).unwrap_or(usize::MAX);
+        // Never past the next damaged range: only whole valid batches are served.
+        let limit = self
+            .damaged
+            .iter()
+            .filter(|d| d.start > pos)
+            .map(|d| d.start)
+            .min()
+            .unwrap_or(self.size);
+        let available = usize::try_from(limit - pos).unwrap_or(usize::MAX);
         let mut to_read = max_bytes.min(available);
         if first.total_size() > to_read {
             if !min_one_message || first.total_size() > available {
@@ -499,8 +593,20 @@ impl LogSegment {
 
     /// Position and header of the first batch whose last offset is >= `offset`.
     pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        if let Some(d) = self.damaged.iter().find(|d| d.holds(offset)) {
+            return Err(StorageError::CorruptRecord(format!(
+                "offset {offset} lies in corrupt bytes [{}, {}) of {}",
+                d.start,
+                d.end,
+                self.log_path.display()
+            )));
+        }
         let mut pos = u64::from(self.offset_index.lookup(offset).1);
         while pos < self.size {
+            if let Some(d) = self.damaged.iter().find(|d| d.start == pos) {
+                pos = d.end;
+                continue;
+            }
             let h = self.read_header_at(pos)?;
             if h.last_offset() >= offset {
                 return Ok(Some((pos, h)));
@@ -585,6 +691,7 @@ impl LogSegment {
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
             self.txn_index.path().to_path_buf(),
+            self.log_path.with_extension(&DAMAGE_SUFFIX[1..]),
         ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -659,9 +766,17 @@ mod tests {
         );
         seg.log.set_len(seg.size - 1)?;
         seg.size -= 1;
-        assert!(matches!(seg.recover(&config, false), Err(StorageError::Corruption(_))));
+        // Not allowed to cut: the torn tail is kept as damage, its offsets read as corrupt.
+        assert_eq!(seg.recover(&config, false)?, 0);
+        assert_eq!(seg.next_offset(), 118);
+        assert!(matches!(
+            seg.read(118, 100, 200, true),
+            Err(StorageError::CorruptRecord(_))
+        ));
+        assert!(seg.read(116, 100, 200, true)?.is_some_and(|d| d.len() == b.len()));
         assert_eq!(seg.recover(&config, true)?, b.len() as u64 - 1);
         assert_eq!(seg.next_offset(), 118);
+        assert!(seg.read(118, 100, 200, true)?.is_none(), "cut: nothing there any more");
         Ok(())
     }
 
