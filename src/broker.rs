@@ -372,11 +372,26 @@ async fn run_schedules(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>)
         tokio::time::Instant::now() + retention_every.min(Duration::from_secs(30)),
         retention_every,
     );
+    let checkpoint_every = Duration::from_millis(
+        broker
+            .config
+            .log_flush_offset_checkpoint_interval_ms
+            .min(broker.config.log_flush_start_offset_checkpoint_interval_ms),
+    );
+    let mut checkpoints = tokio::time::interval_at(tokio::time::Instant::now() + checkpoint_every, checkpoint_every);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = flush.tick() => broker.replicas.flush_due(now_ms()),
+            _ = checkpoints.tick() => {
+                let b = broker.clone();
+                let written = tokio::task::spawn_blocking(move || b.replicas.write_checkpoints()).await;
+                if let Ok(Err(e)) = written {
+                    tracing::error!(error = %e, "writing the log dir checkpoints failed");
+                }
+            }
             _ = retention.tick() => {
                 let b = broker.clone();
                 let _ = tokio::task::spawn_blocking(move || {

@@ -60,6 +60,10 @@ pub struct BrokerConfig {
     pub log_retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms`: how often the time-based flush policy is checked.
     pub log_flush_scheduler_interval_ms: u64,
+    /// `log.flush.offset.checkpoint.interval.ms` (and `log.flush.start.offset.checkpoint.interval.ms`:
+    /// both log dir checkpoints are written together, at the shorter interval).
+    pub log_flush_offset_checkpoint_interval_ms: u64,
+    pub log_flush_start_offset_checkpoint_interval_ms: u64,
     /// `socket.request.max.bytes`: the largest request frame accepted.
     pub socket_request_max_bytes: usize,
     /// `max.connections`: concurrent connections accepted (a permit per connection).
@@ -104,6 +108,8 @@ impl Default for BrokerConfig {
             auto_create_topics_enable: true,
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
+            log_flush_offset_checkpoint_interval_ms: 60_000,
+            log_flush_start_offset_checkpoint_interval_ms: 60_000,
             socket_request_max_bytes: 104_857_600,
             max_connections: 10_000,
             max_connections_per_ip: i32::MAX as usize,
@@ -401,6 +407,12 @@ impl BrokerConfig {
             "auto.create.topics.enable" => self.auto_create_topics_enable = value.as_bool(key)?,
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = int(1, i64::MAX)? as u64,
             "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms = int(1, i64::MAX)? as u64,
+            "log.flush.offset.checkpoint.interval.ms" => {
+                self.log_flush_offset_checkpoint_interval_ms = int(1, i32::MAX as i64)? as u64
+            }
+            "log.flush.start.offset.checkpoint.interval.ms" => {
+                self.log_flush_start_offset_checkpoint_interval_ms = int(1, i32::MAX as i64)? as u64
+            }
             "socket.request.max.bytes" => self.socket_request_max_bytes = int(1024, i32::MAX as i64)? as usize,
             "max.connections" => self.max_connections = int(1, 1_000_000)? as usize,
             "max.connections.per.ip" => self.max_connections_per_ip = int(0, i32::MAX as i64)? as usize,

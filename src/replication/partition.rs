@@ -18,8 +18,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::storage::{
-    AbortedTxn, EndTxnMarker, FlushRequest, LogAppendInfo, LogConfig, ProducerStateInfo, StorageError, TimestampOffset,
-    UnifiedLog,
+    AbortedTxn, CheckpointOffsets, EndTxnMarker, FlushRequest, LogAppendInfo, LogConfig, ProducerStateInfo,
+    StorageError, TimestampOffset, UnifiedLog,
 };
 
 /// What an append needs before the producer may be answered.
@@ -275,8 +275,14 @@ impl Partition {
         log.apply_retention(now_ms)
     }
 
+    /// What the log dir checkpoints record for this partition now.
+    pub fn checkpoint_offsets(&self) -> CheckpointOffsets {
+        self.log().checkpoint_offsets()
+    }
+
     /// Flushes and closes the log (clean shutdown); the partition is unusable afterwards.
-    pub fn close(self, now_ms: i64) -> Result<(), StorageError> {
+    /// Returns its final offsets for the log dir checkpoints.
+    pub fn close(self, now_ms: i64) -> Result<CheckpointOffsets, StorageError> {
         let log = self.log.into_inner().unwrap_or_else(|p| p.into_inner());
         log.close(now_ms)
     }

@@ -24,7 +24,20 @@ use tokio::time::Instant;
 use crate::error::BrokerError;
 use crate::metadata::TopicMeta;
 use crate::replication::partition::{Partition, PartitionRead};
-use crate::storage::{LogAppendInfo, LogConfig, UnifiedLog};
+use crate::storage::checkpoint::{
+    read_partition_offsets, write_partition_offsets, LOG_START_OFFSET_DIR_CHECKPOINT, RECOVERY_POINT_OFFSET_CHECKPOINT,
+};
+use crate::storage::{CheckpointOffsets, LogAppendInfo, LogConfig, StorageError, UnifiedLog};
+
+/// Partitions closed at once at shutdown (each close is a few fsyncs; the disk overlaps them).
+const SHUTDOWN_PARALLELISM: usize = 16;
+
+/// The log dir checkpoints read at startup: `(topic, partition)` -> offset.
+#[derive(Default)]
+struct SavedOffsets {
+    recovery_points: HashMap<(String, i32), i64>,
+    log_start_offsets: HashMap<(String, i32), i64>,
+}
 
 /// How the fetch is bounded (Kafka's `FetchParams`).
 #[derive(Debug, Clone, Copy)]
@@ -154,8 +167,12 @@ impl ReplicaManager {
             flush_tx,
         };
         remove_stray_dirs(log_dir, topics)?;
+        let saved = SavedOffsets {
+            recovery_points: read_partition_offsets(&log_dir.join(RECOVERY_POINT_OFFSET_CHECKPOINT))?,
+            log_start_offsets: read_partition_offsets(&log_dir.join(LOG_START_OFFSET_DIR_CHECKPOINT))?,
+        };
         for meta in topics {
-            rm.open_topic(meta, had_clean_shutdown)?;
+            rm.open_partitions(meta, had_clean_shutdown, &saved)?;
         }
         Ok((rm, FlushQueue(flush_rx)))
     }
@@ -166,6 +183,15 @@ impl ReplicaManager {
 
     /// Opens (creating when new) the partitions of a topic, keeping those already open.
     pub fn open_topic(&self, meta: &TopicMeta, had_clean_shutdown: bool) -> Result<(), BrokerError> {
+        self.open_partitions(meta, had_clean_shutdown, &SavedOffsets::default())
+    }
+
+    fn open_partitions(
+        &self,
+        meta: &TopicMeta,
+        had_clean_shutdown: bool,
+        saved: &SavedOffsets,
+    ) -> Result<(), BrokerError> {
         let config = topic_log_config(&self.defaults(), meta);
         let name: Arc<str> = Arc::from(meta.name.as_str());
         let existing = self.topic_partitions(&meta.name).unwrap_or_default();
@@ -173,7 +199,12 @@ impl ReplicaManager {
         for index in (partitions.len() as i32)..meta.partitions {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
             claim_partition_dir(&dir, meta.id)?;
-            let log = UnifiedLog::open(dir, config.clone(), had_clean_shutdown, now_ms())?;
+            let key = (meta.name.clone(), index);
+            let offsets = (
+                saved.recovery_points.get(&key).copied(),
+                saved.log_start_offsets.get(&key).copied(),
+            );
+            let log = UnifiedLog::open_managed(dir, config.clone(), had_clean_shutdown, now_ms(), offsets)?;
             partitions.push(Arc::new(Partition::new(name.clone(), meta.id, index, log)?));
         }
         self.topics
@@ -208,6 +239,9 @@ impl ReplicaManager {
     pub fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
         let removed = self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
         let Some(parts) = removed else { return Ok(()) };
+        // The log dir checkpoints forget the topic before its files go, so a new topic of the
+        // same name never inherits its recovery point.
+        self.write_checkpoints()?;
         for p in parts.iter() {
             let dir = partition_dir(&self.log_dir, topic, p.index);
             let doomed = self
@@ -351,31 +385,72 @@ impl ReplicaManager {
         }
     }
 
-    /// Flushes and closes every log; used at clean shutdown.
+    /// Writes the log dir's recovery point and log start offset checkpoints (Kafka's two
+    /// files, one line per partition) from every partition's current offsets.
+    pub fn write_checkpoints(&self) -> Result<(), BrokerError> {
+        let offsets: Vec<_> = self
+            .all_partitions()
+            .into_iter()
+            .map(|p| (p.topic.clone(), p.index, p.checkpoint_offsets()))
+            .collect();
+        self.write_checkpoint_files(&offsets)
+    }
+
+    fn write_checkpoint_files(&self, offsets: &[(Arc<str>, i32, CheckpointOffsets)]) -> Result<(), BrokerError> {
+        let entries = |pick: fn(&CheckpointOffsets) -> i64| -> Vec<(&str, i32, i64)> {
+            offsets.iter().map(|(t, i, o)| (t.as_ref(), *i, pick(o))).collect()
+        };
+        write_partition_offsets(
+            &self.log_dir.join(RECOVERY_POINT_OFFSET_CHECKPOINT),
+            &entries(|o| o.recovery_point),
+        )?;
+        write_partition_offsets(
+            &self.log_dir.join(LOG_START_OFFSET_DIR_CHECKPOINT),
+            &entries(|o| o.log_start_offset),
+        )?;
+        Ok(())
+    }
+
+    /// Flushes and closes every log, [`SHUTDOWN_PARALLELISM`] at a time, then writes the log
+    /// dir checkpoints once; used at clean shutdown.
     pub fn shutdown(&self) -> Result<(), BrokerError> {
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|p| p.into_inner()));
-        let mut first_error = None;
+        let mut all: Vec<Arc<Partition>> = Vec::new();
         for (_, parts) in topics {
-            let parts = Arc::try_unwrap(parts).unwrap_or_else(|shared| shared.as_ref().clone());
-            for p in parts {
-                let result = match Arc::try_unwrap(p) {
-                    Ok(p) => p.close(now_ms()),
-                    Err(shared) => {
-                        // Still referenced by a request that outlived the drain: flush it at least.
-                        match shared.prepare_flush() {
-                            Ok(Some(req)) => req.sync(),
-                            Ok(None) => Ok(()),
-                            Err(e) => Err(e),
+            all.extend(Arc::try_unwrap(parts).unwrap_or_else(|shared| shared.as_ref().clone()));
+        }
+        let workers = SHUTDOWN_PARALLELISM.min(all.len()).max(1);
+        let queue = std::sync::Mutex::new(all);
+        let closed = std::sync::Mutex::new(Vec::new());
+        let first_error = std::sync::Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    let Some(p) = next else { break };
+                    let (topic, index) = (p.topic.clone(), p.index);
+                    match close_partition(p) {
+                        Ok(offsets) => closed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((topic, index, offsets)),
+                        Err(e) => {
+                            tracing::error!(topic = %topic, partition = index, error = %e, "closing log failed");
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(BrokerError::Storage(e));
                         }
                     }
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "closing log failed");
-                    first_error.get_or_insert(BrokerError::Storage(e));
-                }
+                });
             }
+        });
+        let closed = closed.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            // Keep the old checkpoints: a failed log is recovered from them at the next start.
+            return Err(e);
         }
-        first_error.map_or(Ok(()), Err)
+        self.write_checkpoint_files(&closed)
     }
 
     /// Marks every partition whose time-based flush is due.
@@ -384,6 +459,21 @@ impl ReplicaManager {
             if p.needs_flush(now) {
                 self.schedule_flush(&p);
             }
+        }
+    }
+}
+
+/// Closes one partition at shutdown; one still referenced by a request that outlived the drain
+/// is flushed instead.
+fn close_partition(p: Arc<Partition>) -> Result<CheckpointOffsets, StorageError> {
+    match Arc::try_unwrap(p) {
+        Ok(p) => p.close(now_ms()),
+        Err(shared) => {
+            if let Some(req) = shared.prepare_flush()? {
+                req.sync()?;
+                shared.complete_flush(req.up_to_offset(), now_ms())?;
+            }
+            Ok(shared.checkpoint_offsets())
         }
     }
 }
@@ -517,6 +607,41 @@ mod tests {
             dir.path().join("__consumer_offsets-0").exists(),
             "internal logs are not strays"
         );
+        Ok(())
+    }
+
+    /// The log dir's two checkpoints hold every partition (Kafka's format), are written at
+    /// shutdown and on demand, forget a deleted topic, and give the recovery point back at open.
+    #[test]
+    fn log_dir_checkpoints_cover_every_partition() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let topics = [meta("a", 2), meta("b", 1)];
+        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &topics, true, 16)?;
+        let p = rm.get_partition("a", 1).ok_or("no partition")?;
+        let records = crate::server::tests::batch(&["x", "y"], kafka_protocol::records::Compression::None)
+            .map_err(|e| e.to_string())?;
+        p.append_records_to_leader(records, now_ms())?;
+        rm.write_checkpoints()?;
+        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
+        assert_eq!(rp.len(), 3);
+        assert_eq!(rp.get(&("a".to_string(), 1)), Some(&0), "not flushed yet");
+        rm.delete_topic("b")?;
+        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
+        assert_eq!(rp.len(), 2, "the deleted topic is forgotten");
+        rm.shutdown()?;
+        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
+        assert_eq!(rp.get(&("a".to_string(), 1)), Some(&2), "closed: everything flushed");
+        let start = read_partition_offsets(&dir.path().join(LOG_START_OFFSET_DIR_CHECKPOINT))?;
+        assert_eq!(start.get(&("a".to_string(), 0)), Some(&0));
+        assert!(
+            !dir.path().join("a-1").join("recovery-point").exists(),
+            "no per-partition file"
+        );
+        // An unclean open trusts what the checkpoint says (nothing to re-validate here).
+        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &topics[..1], false, 16)?;
+        let p = rm.get_partition("a", 1).ok_or("no partition")?;
+        assert_eq!(p.checkpoint_offsets().recovery_point, 2);
+        assert_eq!(p.offsets().log_end_offset, 2);
         Ok(())
     }
 }

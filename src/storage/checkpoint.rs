@@ -4,7 +4,11 @@
 //! old file and the directory is fsynced, so a crash leaves either the old or the new content.
 //! Formats (version 0):
 //! - `leader-epoch-checkpoint` (Kafka's): `0\n<count>\n<epoch> <start_offset>\n...`
-//! - `log-start-offset`, `recovery-point`: `0\n<offset>\n`
+//! - `log-start-offset`, `recovery-point`: `0\n<offset>\n` (per partition directory: the
+//!   broker's internal logs, and partitions of data directories written before the log-dir
+//!   files below existed)
+//! - `recovery-point-offset-checkpoint`, `log-start-offset-checkpoint` (Kafka's, one per log
+//!   dir): `0\n<count>\n<topic> <partition> <offset>\n...`
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -20,6 +24,11 @@ pub(crate) const LEADER_EPOCH_CHECKPOINT: &str = "leader-epoch-checkpoint";
 pub(crate) const LOG_START_OFFSET_CHECKPOINT: &str = "log-start-offset";
 /// Name of the recovery point checkpoint.
 pub(crate) const RECOVERY_POINT_CHECKPOINT: &str = "recovery-point";
+
+/// Name of the log dir's recovery point checkpoint (Kafka's).
+pub const RECOVERY_POINT_OFFSET_CHECKPOINT: &str = "recovery-point-offset-checkpoint";
+/// Name of the log dir's log start offset checkpoint (Kafka's).
+pub const LOG_START_OFFSET_DIR_CHECKPOINT: &str = "log-start-offset-checkpoint";
 
 /// fsyncs a directory so a create, rename or unlink inside it is durable.
 pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
@@ -45,6 +54,15 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => fsync_dir(dir),
         _ => Ok(()),
     }
+}
+
+/// Replaces `path` with `contents` atomically but without waiting for the disk (tmp + rename):
+/// after a crash the file may be missing or unreadable, never a mix. The caller fsyncs it (and
+/// its directory) later, off its hot path.
+pub(crate) fn write_replaced(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = tmp_path(path);
+    fs::write(&tmp, contents)?;
+    fs::rename(&tmp, path)
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
@@ -159,6 +177,46 @@ pub(crate) fn read_epochs(path: &Path) -> Result<Vec<(i32, i64)>> {
         .unwrap_or_default())
 }
 
+/// Writes a log dir checkpoint (Kafka's format) of `(topic, partition, offset)` durably.
+pub fn write_partition_offsets(path: &Path, entries: &[(&str, i32, i64)]) -> Result<()> {
+    let mut out = format!("{CHECKPOINT_VERSION}\n{}\n", entries.len());
+    for (topic, partition, offset) in entries {
+        out.push_str(&format!("{topic} {partition} {offset}\n"));
+    }
+    Ok(write_atomic(path, out.as_bytes())?)
+}
+
+/// Reads a log dir checkpoint; empty if the file does not exist.
+pub fn read_partition_offsets(path: &Path) -> Result<std::collections::HashMap<(String, i32), i64>> {
+    let mut out = std::collections::HashMap::new();
+    let Some(text) = read_optional(path)? else {
+        return Ok(out);
+    };
+    let mut lines = text.lines();
+    check_version(path, lines.next())?;
+    let count = lines
+        .next()
+        .and_then(|l| l.trim().parse::<usize>().ok())
+        .ok_or_else(|| corrupt(path, "malformed count line"))?;
+    for line in lines.by_ref().take(count) {
+        let mut parts = line.split_whitespace();
+        let topic = parts.next();
+        let partition = parts.next().and_then(|p| p.parse::<i32>().ok());
+        let offset = parts.next().and_then(|p| p.parse::<i64>().ok());
+        let (Some(topic), Some(partition), Some(offset), None) = (topic, partition, offset, parts.next()) else {
+            return Err(corrupt(path, &format!("malformed entry {line:?}")));
+        };
+        if partition < 0 || offset < 0 {
+            return Err(corrupt(path, "negative partition or offset"));
+        }
+        out.insert((topic.to_string(), partition), offset);
+    }
+    if out.len() != count {
+        return Err(corrupt(path, "entry count does not match"));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +231,26 @@ mod tests {
         assert_eq!(read_offset(&path)?, Some(42));
         assert_eq!(fs::read_to_string(&path)?, "0\n42\n");
         assert!(!tmp_path(&path).exists());
+        Ok(())
+    }
+
+    #[test]
+    fn log_dir_checkpoints_are_kafkas_format() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT);
+        assert!(read_partition_offsets(&path)?.is_empty());
+        write_partition_offsets(&path, &[("a.b", 0, 7), ("c", 3, 0)])?;
+        assert_eq!(fs::read_to_string(&path)?, "0\n2\na.b 0 7\nc 3 0\n");
+        let read = read_partition_offsets(&path)?;
+        assert_eq!(read.get(&("a.b".to_string(), 0)), Some(&7));
+        assert_eq!(read.len(), 2);
+        for bad in ["0\n2\na 0 1\n", "0\n1\na x 1\n", "0\n1\na 0 -1\n", "1\n0\n"] {
+            fs::write(&path, bad)?;
+            assert!(
+                matches!(read_partition_offsets(&path), Err(StorageError::Corruption(_))),
+                "{bad:?}"
+            );
+        }
         Ok(())
     }
 

@@ -260,6 +260,13 @@ impl<E: IndexEntry> Index<E> {
         self.open_file(false)?.try_clone()
     }
 
+    /// Closes the file handle (entries already written; it reopens on demand).
+    pub(crate) fn release_handle(&mut self) {
+        if self.persisted == self.entries.len() {
+            self.file = None;
+        }
+    }
+
     /// Writes pending entries, fsyncs and closes the file handle (inactive segments keep only
     /// their `.log` open; the handle is reopened on demand).
     pub(crate) fn sync_and_close(&mut self) -> io::Result<()> {

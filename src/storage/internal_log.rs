@@ -184,7 +184,8 @@ impl InternalLog {
     /// Closes the log cleanly (flush, checkpoints).
     pub fn close(self, now_ms: i64) -> Result<(), InternalLogError> {
         self.check_writable()?;
-        Ok(self.log.close(now_ms)?)
+        self.log.close(now_ms)?;
+        Ok(())
     }
 
     /// Size of the log in bytes.

@@ -68,20 +68,26 @@ pub struct TimestampOffset {
 /// cover. `sync` may run without the log's lock; then pass `up_to_offset` to `complete_flush`.
 #[derive(Debug)]
 pub struct FlushRequest {
+    /// Segment files: fdatasync.
     files: Vec<File>,
+    /// The directory (new segment files) and files written at roll: fsync.
+    metadata: Vec<File>,
     up_to_offset: i64,
     poisoned: Arc<AtomicBool>,
 }
 
 impl FlushRequest {
-    /// fdatasyncs every handle. A failure poisons the log: it refuses appends from then on,
-    /// since the kernel may have dropped the dirty pages (fsyncgate).
+    /// Syncs every handle. A failure poisons the log: it refuses appends from then on, since
+    /// the kernel may have dropped the dirty pages (fsyncgate).
     pub fn sync(&self) -> Result<()> {
-        for f in &self.files {
-            if let Err(e) = f.sync_data() {
-                self.poisoned.store(true, Ordering::SeqCst);
-                return Err(e.into());
-            }
+        let synced = self
+            .files
+            .iter()
+            .try_for_each(File::sync_data)
+            .and_then(|()| self.metadata.iter().try_for_each(File::sync_all));
+        if let Err(e) = synced {
+            self.poisoned.store(true, Ordering::SeqCst);
+            return Err(e.into());
         }
         Ok(())
     }
@@ -106,14 +112,63 @@ pub struct UnifiedLog {
     epoch_cache: LeaderEpochCache,
     last_flush_ms: i64,
     poisoned: Arc<AtomicBool>,
+    /// A roll happened since the last flush was prepared: flush soon, off the append path.
+    roll_flush_wanted: bool,
+    /// Segment files were created since the last flush was prepared (the directory needs an
+    /// fsync before the recovery point may pass them).
+    dir_dirty: bool,
+    /// Files written without fsync (producer snapshots at roll), synced by the next flush.
+    unsynced: Vec<PathBuf>,
+    /// Whether this log keeps its recovery point and log start offset in per-partition files
+    /// (the broker's internal logs) rather than in its owner's log dir checkpoints.
+    own_checkpoints: bool,
+}
+
+/// Offsets a log's owner persists in the log dir's checkpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CheckpointOffsets {
+    pub recovery_point: i64,
+    pub log_start_offset: i64,
 }
 
 impl UnifiedLog {
     /// Opens (or creates) the partition directory `dir`. Without a clean shutdown, everything
     /// after the recovery point is re-validated and a torn or corrupt tail is truncated. The high
     /// watermark starts at the log end offset.
+    /// This log keeps its own checkpoint files (the broker's internal logs).
     pub fn open(dir: PathBuf, config: LogConfig, had_clean_shutdown: bool, now_ms: i64) -> Result<Self> {
-        let loaded = recovery::load(&dir, &config, had_clean_shutdown, now_ms)?;
+        Self::open_with(dir, config, had_clean_shutdown, now_ms, None)
+    }
+
+    /// [`Self::open`] for a log whose owner keeps its offsets in log dir checkpoints: `saved` is
+    /// what they hold for it (each `None` falls back to a per-partition file, if any).
+    pub fn open_managed(
+        dir: PathBuf,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+        saved: (Option<i64>, Option<i64>),
+    ) -> Result<Self> {
+        Self::open_with(dir, config, had_clean_shutdown, now_ms, Some(saved))
+    }
+
+    fn open_with(
+        dir: PathBuf,
+        config: LogConfig,
+        had_clean_shutdown: bool,
+        now_ms: i64,
+        saved: Option<(Option<i64>, Option<i64>)>,
+    ) -> Result<Self> {
+        let own_checkpoints = saved.is_none();
+        let (recovery_point, log_start_offset) = saved.unwrap_or_default();
+        let loaded = recovery::load(
+            &dir,
+            &config,
+            had_clean_shutdown,
+            now_ms,
+            recovery_point,
+            log_start_offset,
+        )?;
         let mut log = Self {
             dir,
             config,
@@ -125,9 +180,12 @@ impl UnifiedLog {
             epoch_cache: loaded.epoch_cache,
             last_flush_ms: now_ms,
             poisoned: Arc::new(AtomicBool::new(false)),
+            roll_flush_wanted: false,
+            dir_dirty: false,
+            unsynced: Vec::new(),
+            own_checkpoints,
         };
         log.high_watermark = log.log_end_offset();
-        checkpoint::write_offset(&log.dir.join(LOG_START_OFFSET_CHECKPOINT), log.log_start_offset)?;
         tracing::debug!(dir = %log.dir.display(), log_start = log.log_start_offset,
             log_end = log.log_end_offset(), segments = log.segments.len(), "opened log");
         Ok(log)
@@ -442,19 +500,24 @@ impl UnifiedLog {
     }
 
     /// Starts a new active segment at the log end (no-op if the active one is empty): the old one
-    /// gets its final time index entry and durable indexes, a producer snapshot is written.
+    /// gets its final time index entry, a producer snapshot is written. Nothing here waits for
+    /// the disk (it runs under the log's lock, on the append path): the old segment, its
+    /// indexes, the snapshot and the directory are synced by the flush the roll asks for
+    /// (`needs_flush`), after which the recovery point passes the old segment, as Kafka flushes
+    /// a rolled segment asynchronously.
     fn roll(&mut self, now_ms: i64) -> Result<()> {
         let log_end = self.log_end_offset();
         let active = self.active_mut()?;
         if active.is_empty() {
             return Ok(());
         }
-        active.on_become_inactive()?;
+        active.finish_writes()?;
         let seg = LogSegment::create(&self.dir, log_end, &self.config, now_ms)?;
-        checkpoint::fsync_dir(&self.dir)?;
         self.segments.push(seg);
-        self.producer_state.write_snapshot(log_end)?;
-        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), self.recovery_point)?;
+        self.dir_dirty = true;
+        self.roll_flush_wanted = true;
+        let snapshot = self.producer_state.write_snapshot_unsynced(log_end)?;
+        self.unsynced.push(snapshot);
         tracing::debug!(dir = %self.dir.display(), base_offset = log_end, "rolled segment");
         Ok(())
     }
@@ -474,30 +537,60 @@ impl UnifiedLog {
         u64::try_from(self.log_end_offset().saturating_sub(self.recovery_point)).unwrap_or(0)
     }
 
-    /// flush.messages or flush.ms reached, with data to flush.
+    /// A segment was rolled, or flush.messages or flush.ms reached with data to flush.
     pub fn needs_flush(&self, now_ms: i64) -> bool {
         let unflushed = self.unflushed_messages();
-        unflushed > 0
-            && (unflushed >= self.config.flush_interval_messages
-                || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms)
+        self.roll_flush_wanted
+            || unflushed > 0
+                && (unflushed >= self.config.flush_interval_messages
+                    || now_ms.saturating_sub(self.last_flush_ms) >= self.config.flush_interval_ms)
     }
 
     /// Handles to fsync for everything below the current log end; `None` if all is flushed.
     pub fn prepare_flush(&mut self) -> Result<Option<FlushRequest>> {
         let up_to_offset = self.log_end_offset();
-        if up_to_offset <= self.recovery_point {
+        if up_to_offset <= self.recovery_point && !self.dir_dirty && self.unsynced.is_empty() {
+            self.roll_flush_wanted = false;
             return Ok(None);
         }
         let recovery_point = self.recovery_point;
         let mut files = Vec::new();
-        for seg in self.segments.iter_mut().filter(|s| s.next_offset() > recovery_point) {
-            files.extend(seg.flush_handles()?);
+        let last = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter_mut().enumerate() {
+            if seg.next_offset() > recovery_point {
+                files.extend(seg.flush_handles()?);
+                if i < last {
+                    // Inactive from now on: only its `.log` stays open (indexes reopen on demand).
+                    seg.release_index_handles();
+                }
+            }
         }
+        let mut metadata = Vec::new();
+        for path in self.unsynced.drain(..) {
+            match File::open(&path) {
+                Ok(f) => metadata.push(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // deleted since
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if std::mem::take(&mut self.dir_dirty) {
+            metadata.push(File::open(&self.dir)?);
+        }
+        self.roll_flush_wanted = false;
         Ok(Some(FlushRequest {
             files,
+            metadata,
             up_to_offset,
             poisoned: Arc::clone(&self.poisoned),
         }))
+    }
+
+    /// What the owner's log dir checkpoints record for this log now.
+    pub fn checkpoint_offsets(&self) -> CheckpointOffsets {
+        CheckpointOffsets {
+            recovery_point: self.recovery_point,
+            log_start_offset: self.log_start_offset,
+        }
     }
 
     /// Records that a `FlushRequest` covering `up_to_offset` was synced. The recovery point is
@@ -739,13 +832,15 @@ impl UnifiedLog {
         self.epoch_cache.end_offset_for(epoch, self.log_end_offset())
     }
 
-    /// Flushes everything, finalises indexes, writes a producer snapshot and the checkpoints.
-    pub fn close(mut self, now_ms: i64) -> Result<()> {
+    /// Flushes what is not yet durable, finalises the active segment's indexes, writes a
+    /// producer snapshot (and, for a log keeping its own, the checkpoint files). Returns the
+    /// offsets for the owner's log dir checkpoints. Segments below the recovery point were
+    /// synced when it passed them and are not touched.
+    pub fn close(mut self, now_ms: i64) -> Result<CheckpointOffsets> {
         self.check_writable()?;
+        self.active_mut()?.finish_writes()?;
         self.flush(now_ms)?;
-        for seg in &mut self.segments {
-            seg.sync_all()?;
-        }
+        self.active_mut()?.sync_indexes()?;
         let log_end = self.log_end_offset();
         self.producer_state.write_snapshot(log_end)?;
         let keep: Vec<i64> = self.segments.iter().map(LogSegment::base_offset).collect();
@@ -754,9 +849,14 @@ impl UnifiedLog {
                 fs::remove_file(self.dir.join(format!("{offset:020}.snapshot")))?;
             }
         }
-        checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
-        checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
-        Ok(())
+        if self.own_checkpoints {
+            checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
+            checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+        }
+        Ok(CheckpointOffsets {
+            recovery_point: log_end,
+            log_start_offset: self.log_start_offset,
+        })
     }
 
     /// Removes the partition directory and everything in it.

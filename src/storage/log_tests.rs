@@ -712,3 +712,29 @@ fn transactions_move_the_lso_and_aborts_are_indexed() -> Result<()> {
     );
     Ok(())
 }
+
+/// A roll syncs nothing itself; it asks for a flush (whatever the flush policy), and once that
+/// flush is done the recovery point has passed the rolled segment.
+#[test]
+fn roll_asks_for_a_flush_that_advances_the_recovery_point() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    assert!(!log.needs_flush(NOW), "no flush policy: no flush before a roll");
+    while log.num_segments() < 2 {
+        log.append_as_leader(batch(2, NOW), 0, NOW)?;
+    }
+    assert!(log.needs_flush(NOW), "the roll asks for one");
+    assert_eq!(log.recovery_point(), 0);
+    let req = log
+        .prepare_flush()?
+        .ok_or_else(|| StorageError::Corruption("no flush".into()))?;
+    req.sync()?;
+    log.complete_flush(req.up_to_offset(), NOW)?;
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+    assert!(!log.needs_flush(NOW));
+    assert_eq!(log.checkpoint_offsets().recovery_point, log.log_end_offset());
+    // The rolled segment's producer snapshot was written.
+    assert!(!log_files(dir.path(), ".snapshot")?.is_empty());
+    Ok(())
+}

@@ -20,7 +20,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 pub mod batch;
-mod checkpoint;
+pub mod checkpoint;
 pub mod config;
 pub mod control;
 pub mod damage;
@@ -39,5 +39,7 @@ pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
 pub use config::LogConfig;
 pub use control::{EndTxnMarker, MarkerType};
 pub use error::StorageError;
-pub use log::{FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog};
+pub use log::{
+    CheckpointOffsets, FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog,
+};
 pub use txn_index::AbortedTxn;

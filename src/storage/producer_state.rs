@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::storage::batch::BatchHeader;
-use crate::storage::checkpoint::write_atomic;
+use crate::storage::checkpoint::{write_atomic, write_replaced};
 use crate::storage::error::{Result, StorageError};
 
 /// Batches remembered per producer for duplicate detection.
@@ -313,11 +313,24 @@ impl ProducerStateManager {
     }
 
     /// Writes the current state as `<offset>.snapshot` (durably).
+    /// [`Self::write_snapshot`] without waiting for the disk (at roll, under the log's lock);
+    /// returns the file for the caller to fsync later. A crash may leave it unreadable, and an
+    /// unreadable snapshot is skipped at load (an older one and a longer replay serve instead).
+    pub(crate) fn write_snapshot_unsynced(&self, offset: i64) -> Result<PathBuf> {
+        let path = self.snapshot_path(offset);
+        write_replaced(&path, &self.encoded_snapshot())?;
+        Ok(path)
+    }
+
     pub(crate) fn write_snapshot(&self, offset: i64) -> Result<()> {
+        write_atomic(&self.snapshot_path(offset), &self.encoded_snapshot())?;
+        Ok(())
+    }
+
+    fn encoded_snapshot(&self) -> Vec<u8> {
         let mut entries: Vec<&ProducerEntry> = self.producers.values().collect();
         entries.sort_by_key(|e| e.producer_id);
-        write_atomic(&self.snapshot_path(offset), &encode_snapshot(&entries))?;
-        Ok(())
+        encode_snapshot(&entries)
     }
 
     /// Loads the newest readable snapshot at or below `max_offset`, deleting newer (stale) and

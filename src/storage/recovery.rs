@@ -99,10 +99,24 @@ fn load_segments(
 }
 
 /// Loads (or creates) the partition directory `dir`.
-pub(crate) fn load(dir: &Path, config: &LogConfig, clean: bool, now_ms: i64) -> Result<LoadedLog> {
+/// `saved_recovery_point` and `saved_log_start` come from the owner's log dir checkpoints;
+/// without them the per-partition files (if any) are read. The log start is the largest of
+/// the two sources (DeleteRecords and retention write the per-partition file at once).
+pub(crate) fn load(
+    dir: &Path,
+    config: &LogConfig,
+    clean: bool,
+    now_ms: i64,
+    saved_recovery_point: Option<i64>,
+    saved_log_start: Option<i64>,
+) -> Result<LoadedLog> {
     fs::create_dir_all(dir)?;
-    let start_ckpt = checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT))?.unwrap_or(0);
-    let recovery_ckpt = checkpoint::read_offset(&dir.join(RECOVERY_POINT_CHECKPOINT))?.unwrap_or(0);
+    let start_file = checkpoint::read_offset(&dir.join(LOG_START_OFFSET_CHECKPOINT))?;
+    let start_ckpt = start_file.max(saved_log_start).unwrap_or(0);
+    let recovery_ckpt = match saved_recovery_point {
+        Some(rp) => rp,
+        None => checkpoint::read_offset(&dir.join(RECOVERY_POINT_CHECKPOINT))?.unwrap_or(0),
+    };
     let mut segments = load_segments(dir, config, clean, recovery_ckpt, now_ms)?;
 
     let first_base = segments.first().map(LogSegment::base_offset);
@@ -320,12 +334,14 @@ mod tests {
             log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
         }
         log.flush(NOW)?;
-        log.append_as_leader(batch(2, NOW), 0, NOW)?; // forces a roll that persists the recovery point
+        let flushed = log.recovery_point();
         while log.num_segments() < 5 {
             log.append_as_leader(batch(2, NOW), 0, NOW)?;
         }
         let end = log.log_end_offset();
         drop(log);
+        // As the owner's checkpoint (or a close) would have persisted it.
+        fs::write(dir.path().join(RECOVERY_POINT_CHECKPOINT), format!("0\n{flushed}\n"))?;
         let first = dir.path().join("00000000000000000000.log");
         let mut bytes = fs::read(&first)?;
         bytes[100] ^= 1;

@@ -664,24 +664,31 @@ impl LogSegment {
         self.txn_index.collect_overlapping(start, upper, out);
     }
 
-    /// The segment stops being the active one: record the final time index entry (like Kafka,
-    /// even if the index is full) and make both indexes durable.
-    pub(crate) fn on_become_inactive(&mut self) -> Result<()> {
-        if self.offset_of_max_timestamp >= 0 {
-            self.time_index
-                .force_append(self.max_timestamp, self.offset_of_max_timestamp);
-        }
+    /// fsyncs and closes the index files (the active segment at close, after `finish_writes`).
+    pub(crate) fn sync_indexes(&mut self) -> Result<()> {
         self.offset_index.sync_and_close()?;
         self.time_index.sync_and_close()?;
         self.txn_index.sync()?;
         Ok(())
     }
 
-    /// fsyncs the log and both indexes (close).
-    pub(crate) fn sync_all(&mut self) -> Result<()> {
-        self.on_become_inactive()?;
-        self.log.sync_data()?;
+    /// At roll, under the log's lock: the final time index entry and every pending index entry
+    /// reach their files, without fsync (the flush the roll asks for syncs them).
+    pub(crate) fn finish_writes(&mut self) -> Result<()> {
+        if self.offset_of_max_timestamp >= 0 {
+            self.time_index
+                .force_append(self.max_timestamp, self.offset_of_max_timestamp);
+        }
+        self.offset_index.write_pending()?;
+        self.time_index.write_pending()?;
         Ok(())
+    }
+
+    /// Closes the index file handles of an inactive segment (written and being synced).
+    pub(crate) fn release_index_handles(&mut self) {
+        self.offset_index.release_handle();
+        self.time_index.release_handle();
+        self.txn_index.release_handle();
     }
 
     /// Removes the segment's files (open handles elsewhere stay readable: unlink semantics).

@@ -158,6 +158,11 @@ impl TxnIndex {
         })
     }
 
+    /// Closes the file handle (appends reopen it).
+    pub(crate) fn release_handle(&mut self) {
+        self.file = None;
+    }
+
     pub(crate) fn sync(&mut self) -> Result<()> {
         if let Some(f) = self.try_clone_file()? {
             f.sync_data()?;
