@@ -194,10 +194,12 @@ impl Broker {
             return Ok(meta);
         }
         let meta = self.metadata.create_topic(meta)?;
-        if let Err(e) = self.replicas.open_topic(&meta, true) {
+        // Thousands of directories and files: off the runtime's workers (see `run_blocking`).
+        // A failure has already removed what it created.
+        if let Err(e) = crate::supervisor::run_blocking(|| self.replicas.create_partitions(&meta)) {
             // Undo the registration so the name is free to try again.
-            let _ = self.replicas.delete_topic(&meta.name);
             let _ = self.metadata.delete_topic(&meta.name);
+            tracing::warn!(topic = %meta.name, error = %e, "creating topic failed; rolled back");
             return Err(e);
         }
         tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
@@ -206,7 +208,7 @@ impl Broker {
 
     pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
         let meta = self.metadata.delete_topic(name)?;
-        self.replicas.delete_topic(name)?;
+        crate::supervisor::run_blocking(|| self.replicas.delete_topic(name))?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(meta)
     }
@@ -235,7 +237,13 @@ impl Broker {
             t.partitions = count;
             Ok(())
         })?;
-        self.replicas.open_topic(&meta, true)?;
+        if let Err(e) = crate::supervisor::run_blocking(|| self.replicas.create_partitions(&meta)) {
+            let _ = self.metadata.update_topic(name, |t| {
+                t.partitions = current.partitions;
+                Ok(())
+            });
+            return Err(e);
+        }
         Ok(meta)
     }
 

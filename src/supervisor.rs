@@ -69,6 +69,18 @@ impl Supervisor {
     }
 }
 
+/// Runs `f`, a long blocking piece of work on a runtime thread (an internal log compaction,
+/// creating or deleting thousands of partition directories), so that the worker's other tasks
+/// move to another thread meanwhile (`block_in_place`, on a multi-threaded runtime; a
+/// current-thread runtime, as in tests, just runs it). Without this a task queued behind the
+/// blocked worker (even a Metadata request on another connection) would wait for it.
+pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 struct AbortOnDrop(tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {

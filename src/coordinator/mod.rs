@@ -47,16 +47,7 @@ pub use messages::{
 };
 pub use offsets::{CommittedOffset, FetchedOffset, OffsetCommitEntry, OffsetStore, StoreError};
 
-/// Runs `f`, a long blocking piece of work of a coordinator actor (an internal log compaction:
-/// file writes and fsyncs), so that the runtime worker's other tasks move to another thread
-/// meanwhile (`block_in_place`, on a multi-threaded runtime; a current-thread runtime, as in
-/// tests, just runs it).
-pub(crate) fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
+pub(crate) use crate::supervisor::run_blocking;
 
 /// The coordinator's settings, named after Kafka's broker configs, with Kafka's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

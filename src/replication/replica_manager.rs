@@ -29,6 +29,8 @@ use crate::storage::checkpoint::{
 };
 use crate::storage::{CheckpointOffsets, LogAppendInfo, LogConfig, StorageError, UnifiedLog};
 
+/// Partitions opened or created at once (each is a few file creations and reads).
+const OPEN_PARALLELISM: usize = 8;
 /// Partitions closed at once at shutdown (each close is a few fsyncs; the disk overlaps them).
 const SHUTDOWN_PARALLELISM: usize = 16;
 
@@ -172,7 +174,7 @@ impl ReplicaManager {
             log_start_offsets: read_partition_offsets(&log_dir.join(LOG_START_OFFSET_DIR_CHECKPOINT))?,
         };
         for meta in topics {
-            rm.open_partitions(meta, had_clean_shutdown, &saved)?;
+            rm.open_partitions(meta, had_clean_shutdown, &saved, false)?;
         }
         Ok((rm, FlushQueue(flush_rx)))
     }
@@ -181,22 +183,28 @@ impl ReplicaManager {
         self.defaults.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Opens (creating when new) the partitions of a topic, keeping those already open.
-    pub fn open_topic(&self, meta: &TopicMeta, had_clean_shutdown: bool) -> Result<(), BrokerError> {
-        self.open_partitions(meta, had_clean_shutdown, &SavedOffsets::default())
+    /// Creates the partitions `meta` has beyond those already open (CreateTopics,
+    /// CreatePartitions), [`OPEN_PARALLELISM`] at a time. On any failure every directory it
+    /// created is removed again and the error returned: nothing is left behind.
+    pub fn create_partitions(&self, meta: &TopicMeta) -> Result<(), BrokerError> {
+        self.open_partitions(meta, true, &SavedOffsets::default(), true)
     }
 
+    /// Opens the partitions of `meta` not yet open, in parallel; with `creating`, a failure
+    /// removes the directories of all of them (never at startup: those hold data).
     fn open_partitions(
         &self,
         meta: &TopicMeta,
         had_clean_shutdown: bool,
         saved: &SavedOffsets,
+        creating: bool,
     ) -> Result<(), BrokerError> {
         let config = topic_log_config(&self.defaults(), meta);
         let name: Arc<str> = Arc::from(meta.name.as_str());
-        let existing = self.topic_partitions(&meta.name).unwrap_or_default();
-        let mut partitions: Vec<Arc<Partition>> = existing.to_vec();
-        for index in (partitions.len() as i32)..meta.partitions {
+        let mut partitions: Vec<Arc<Partition>> = self.topic_partitions(&meta.name).unwrap_or_default();
+        let first_new = partitions.len() as i32;
+        let indexes: Vec<i32> = (first_new..meta.partitions).collect();
+        let open_one = |&index: &i32| -> Result<Partition, BrokerError> {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
             claim_partition_dir(&dir, meta.id)?;
             let key = (meta.name.clone(), index);
@@ -205,8 +213,34 @@ impl ReplicaManager {
                 saved.log_start_offsets.get(&key).copied(),
             );
             let log = UnifiedLog::open_managed(dir, config.clone(), had_clean_shutdown, now_ms(), offsets)?;
-            partitions.push(Arc::new(Partition::new(name.clone(), meta.id, index, log)?));
+            Ok(Partition::new(name.clone(), meta.id, index, log)?)
+        };
+        let opened = parallel_map(&indexes, OPEN_PARALLELISM, open_one);
+        let mut failure = None;
+        for result in opened {
+            match result {
+                Ok(p) => partitions.push(Arc::new(p)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
         }
+        if let Some(e) = failure {
+            if creating {
+                drop(partitions);
+                for index in &indexes {
+                    let dir = partition_dir(&self.log_dir, &meta.name, *index);
+                    match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a partition of a failed creation");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            return Err(e);
+        }
+        partitions.sort_by_key(|p| p.index);
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -242,20 +276,30 @@ impl ReplicaManager {
         // The log dir checkpoints forget the topic before its files go, so a new topic of the
         // same name never inherits its recovery point.
         self.write_checkpoints()?;
+        let mut doomed_dirs = Vec::with_capacity(parts.len());
         for p in parts.iter() {
             let dir = partition_dir(&self.log_dir, topic, p.index);
             let doomed = self
                 .log_dir
                 .join(format!("{topic}-{}.{}-delete", p.index, uuid::Uuid::new_v4().simple()));
             match std::fs::rename(&dir, &doomed) {
-                Ok(()) => {
-                    if let Err(e) = std::fs::remove_dir_all(&doomed) {
-                        tracing::warn!(dir = %doomed.display(), error = %e, "could not remove deleted partition");
-                    }
-                }
+                Ok(()) => doomed_dirs.push(doomed),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+        // The renames made the deletion final; the files go in the background, as Kafka's
+        // `-delete` directories do (a crash leaves them to `remove_stray_dirs` at startup).
+        let remove = move || {
+            for doomed in doomed_dirs {
+                if let Err(e) = std::fs::remove_dir_all(&doomed) {
+                    tracing::warn!(dir = %doomed.display(), error = %e, "could not remove deleted partition");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn_blocking(remove)),
+            Err(_) => remove(),
         }
         Ok(())
     }
@@ -463,6 +507,31 @@ impl ReplicaManager {
     }
 }
 
+/// `f` over `items` on up to `threads` scoped threads; results in `items`' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 || threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> = items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(items.len()) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(item);
+                if let Some(slot) = results.get(i) {
+                    *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .filter_map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}
+
 /// Closes one partition at shutdown; one still referenced by a request that outlived the drain
 /// is flushed instead.
 fn close_partition(p: Arc<Partition>) -> Result<CheckpointOffsets, StorageError> {
@@ -642,6 +711,31 @@ mod tests {
         let p = rm.get_partition("a", 1).ok_or("no partition")?;
         assert_eq!(p.checkpoint_offsets().recovery_point, 2);
         assert_eq!(p.offsets().log_end_offset, 2);
+        Ok(())
+    }
+
+    /// A creation that fails part way (here: one partition's path is taken by a file, as
+    /// "Too many open files" would fail it) leaves no directory behind and can be retried.
+    #[test]
+    fn failed_creation_removes_everything_it_created() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[], true, 64)?;
+        std::fs::write(dir.path().join("t-5"), b"in the way")?;
+        let t = meta("t", 10);
+        assert!(rm.create_partitions(&t).is_err());
+        assert!(rm.topic_partitions("t").is_none());
+        let left: Vec<_> = std::fs::read_dir(dir.path())?
+            .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().to_string()))
+            .filter(|n| n.starts_with("t-"))
+            .collect();
+        assert_eq!(left, ["t-5"], "only the file that was in the way");
+        std::fs::remove_file(dir.path().join("t-5"))?;
+        rm.create_partitions(&t)?;
+        let parts = rm.topic_partitions("t").ok_or("no topic")?;
+        assert_eq!(
+            parts.iter().map(|p| p.index).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
         Ok(())
     }
 }
