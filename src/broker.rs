@@ -298,18 +298,27 @@ fn lock_dir(dir: &Path) -> anyhow::Result<File> {
     Ok(file)
 }
 
-/// Runs a broker until `stop` resolves: the whole life of the process.
-pub async fn run(config: BrokerConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(config.listener)
-        .await
-        .with_context(|| format!("binding listeners {}", config.listener))?;
-    run_on(config, listener, stop).await
+/// Where the broker takes client connections.
+pub enum Listen {
+    /// Bound once the logs are open, so a connection to the port means the broker is ready (a
+    /// recovery after a crash can take a while; tooling that waits for the port must not see it
+    /// open before then).
+    Addr(std::net::SocketAddr),
+    /// A listener the caller bound (tests bind port 0); connections wait in its backlog until
+    /// the broker is ready.
+    Bound(TcpListener),
 }
 
-/// [`run`] on a listener the caller bound (tests bind port 0).
+/// Runs a broker until `stop` resolves: the whole life of the process.
+pub async fn run(config: BrokerConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let addr = config.listener;
+    run_on(config, Listen::Addr(addr), stop).await
+}
+
+/// [`run`] on a chosen [`Listen`].
 pub async fn run_on(
     config: BrokerConfig,
-    listener: TcpListener,
+    listen: Listen,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
@@ -325,6 +334,12 @@ pub async fn run_on(
     };
     let (tasks, mut failures) = Supervisor::new();
     let (broker, queue) = Broker::open(config, tasks.clone())?;
+    let listener = match listen {
+        Listen::Bound(l) => l,
+        Listen::Addr(addr) => TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding listeners {addr}"))?,
+    };
     let flusher = tasks.spawn("log-flusher", run_flusher(queue));
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));

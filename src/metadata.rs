@@ -71,6 +71,7 @@ impl MetadataStore {
         let dir = log_dir.join("__cluster_metadata");
         fs::create_dir_all(&dir)?;
         let path = dir.join("metadata.json");
+        let mut created = false;
         let doc = match fs::read(&path) {
             Ok(bytes) => {
                 let doc: Document = serde_json::from_slice(&bytes).map_err(|e| {
@@ -85,12 +86,15 @@ impl MetadataStore {
                 }
                 doc
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Document {
-                version: FORMAT_VERSION,
-                cluster_id: cluster_id_from(Uuid::new_v4()),
-                topics: BTreeMap::new(),
-                producer_id_block_end: 0,
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                created = true;
+                Document {
+                    version: FORMAT_VERSION,
+                    cluster_id: cluster_id_from(Uuid::new_v4()),
+                    topics: BTreeMap::new(),
+                    producer_id_block_end: 0,
+                }
+            }
             Err(e) => return Err(e.into()),
         };
         let next_producer_id = doc.producer_id_block_end;
@@ -104,7 +108,11 @@ impl MetadataStore {
             path,
             inner: Mutex::new(inner),
         };
-        store.persist_locked(&store.lock().doc)?;
+        // Only a new store is written here: rewriting one just read would make a start with a
+        // full disk fail.
+        if created {
+            store.persist_locked(&store.lock().doc)?;
+        }
         Ok(store)
     }
 
@@ -251,10 +259,13 @@ fn cluster_id_from(id: Uuid) -> String {
 /// document after a crash, never a torn mix.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
+    let written = fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp); // a partial file would hold space a full disk lacks
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {

@@ -58,6 +58,7 @@ pub const UP: &str = "sluice_up";
 pub const PARTITIONS: &str = "sluice_partitions";
 pub const UNDER_REPLICATED_PARTITIONS: &str = "sluice_under_replicated_partitions";
 pub const OFFLINE_PARTITIONS: &str = "sluice_offline_partitions";
+pub const OFFLINE_LOG_DIRS: &str = "sluice_offline_log_directory_count";
 pub const LOG_END_OFFSET: &str = "sluice_partition_log_end_offset";
 pub const LOG_START_OFFSET: &str = "sluice_partition_log_start_offset";
 pub const HIGH_WATERMARK: &str = "sluice_partition_high_watermark";
@@ -364,7 +365,18 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         OFFLINE_PARTITIONS,
         "Partitions without a leader (or whose log failed).",
     );
-    let _ = writeln!(out, "{OFFLINE_PARTITIONS} 0");
+    let offline_dir = broker.replicas.health.is_offline();
+    let _ = writeln!(
+        out,
+        "{OFFLINE_PARTITIONS} {}",
+        if offline_dir { partitions.len() } else { 0 }
+    );
+    gauge_header(
+        out,
+        OFFLINE_LOG_DIRS,
+        "Log dirs offline after a failed write (a full disk); online again after a successful append.",
+    );
+    let _ = writeln!(out, "{OFFLINE_LOG_DIRS} {}", u8::from(offline_dir));
     let _ = writeln!(
         out,
         "# HELP {LOG_CORRUPTIONS_TOTAL} Corrupt byte ranges log recovery found between valid batches (kept and skipped; reads of them get CORRUPT_MESSAGE).\n# TYPE {LOG_CORRUPTIONS_TOTAL} counter\n{LOG_CORRUPTIONS_TOTAL} {}",

@@ -10,6 +10,11 @@
   middle of a middle segment, restart: the damage is reported (ERROR log, .damaged record, metric)
   and every acknowledged record outside the damaged batch is read back by confluent-kafka (CRC
   checks on), those after it by seeking past the damage.
+- disk full: the broker's data dir on a 48 MiB tmpfs, filled to 2 MiB by another file, then
+  produce: KAFKA_STORAGE_ERROR once full, one ERROR line, the log dir offline in /metrics and the
+  replica in Metadata's offline_replicas, reads go on; SIGTERM exits 0 with a clean-shutdown
+  marker; the broker starts on the full disk and serves every acknowledged record; space freed,
+  produce works again and the dir is online.
 
 This suite runs its own broker (run.sh gives it the binary, port, data dir and log file).
 """
@@ -21,7 +26,9 @@ import struct
 import subprocess
 import sys
 import threading
+import tempfile
 import time
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
@@ -215,6 +222,8 @@ def many_partitions(bs):
         left = p.flush(60)
         if left or errors:
             fail(f"one record per partition: {left} undelivered, errors {errors[:3]}")
+        fds = len(os.listdir(f"/proc/{broker.proc.pid}/fd"))
+        print(f"# many-partitions: {fds} open file descriptors with {MANY + 1} partitions written", flush=True)
         t0 = time.monotonic()
         broker.proc.send_signal(signal.SIGTERM)
         try:
@@ -345,12 +354,162 @@ def corruption(bs):
         fail(f"broker stop: {status}")
 
 
+def metric(name):
+    port = os.environ.get("SLUICE_METRICS_PORT")
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    fail(f"no {name} in /metrics")
+
+
+def offline_replicas(port, topic):
+    """Metadata v5 for one topic on a raw connection: partition -> offline_replicas."""
+    name = topic.encode()
+    client = b"hardening-probe"
+    frame = (struct.pack(">hhi", 3, 5, 7) + struct.pack(">h", len(client)) + client
+             + struct.pack(">ih", 1, len(name)) + name + b"\x00")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        r = Reader(recv_exact(s, size))
+    r.i32(), r.i32()  # correlation id, throttle
+    for _ in range(r.i32()):  # brokers: node_id, host, port, rack
+        r.i32(), r.string(), r.i32(), r.string()
+    r.string(), r.i32()  # cluster_id, controller_id
+    out = {}
+    for _ in range(r.i32()):
+        r.i16(), r.string(), r.take(1)  # error, name, is_internal
+        for _ in range(r.i32()):
+            r.i16()
+            index = r.i32()
+            r.i32()  # leader
+            r.array(), r.array()  # replicas, isr
+            out[index] = r.array()
+    return out
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.at = b, 0
+
+    def take(self, n):
+        self.at += n
+        return self.b[self.at - n:self.at]
+
+    def i16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def array(self):
+        return [self.i32() for _ in range(self.i32())]
+
+
+def produce_until_full(bs, topic, limit):
+    """acks=all, no retries: offset -> value acknowledged, and the error codes of the rest."""
+    acked, errors = {}, []
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "retries": 0, "enable.idempotence": False,
+                  "linger.ms": 5, "message.timeout.ms": 30000})
+
+    def on_delivery(err, m):
+        if err is None:
+            acked[m.offset()] = m.value()
+        else:
+            errors.append(err.code())
+
+    for i in range(limit):
+        p.produce(topic, value=f"full-{i}-".encode().ljust(1000, b"."), on_delivery=on_delivery)
+        p.poll(0)
+        if i % 100 == 99:
+            p.flush(30)
+            if errors:
+                break
+    p.flush(30)
+    return acked, errors
+
+
+def disk_full(bs):
+    if os.geteuid() != 0:
+        print("# disk-full: SKIPPED (mounting a tmpfs needs root)", flush=True)
+        return
+    mnt = tempfile.mkdtemp(prefix="sluice-full-")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"mount -t tmpfs: {r.stderr.strip()}")
+    broker = Broker("disk-full", data=os.path.join(mnt, "data"))
+    topic = "hardening-full"
+    try:
+        broker.start()
+        admin = AdminClient({"bootstrap.servers": bs})
+        admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+        first, errors = produce_until_full(bs, topic, 100)
+        if errors or len(first) != 100:
+            fail(f"before the disk filled: {len(first)} acknowledged, errors {errors[:3]}")
+        st = os.statvfs(mnt)
+        filler = os.path.join(mnt, "filler")
+        with open(filler, "wb") as f:
+            f.truncate(0)
+            left = st.f_bavail * st.f_frsize - 2 * MIB
+            while left > 0:
+                n = f.write(bytes(min(left, MIB)))
+                left -= n
+        acked, errors = produce_until_full(bs, topic, 20000)
+        acked.update(first)
+        codes = sorted(set(errors))
+        print(f"# disk-full: {len(acked)} acknowledged, then {len(errors)} failed with codes {codes}", flush=True)
+        if not errors or codes != [56]:
+            fail(f"a full disk should answer KAFKA_STORAGE_ERROR (56), got {codes}")
+        if metric("sluice_offline_log_directory_count") != 1:
+            fail("the full log dir is not reported offline in /metrics")
+        if offline_replicas(broker.port, topic) != {0: [1]}:
+            fail(f"Metadata offline_replicas {offline_replicas(broker.port, topic)}, expected {{0: [1]}}")
+        got, _ = consume_range(bs, topic, 0, stop_at=max(acked) + 1)
+        if any(got.get(o) != v for o, v in acked.items()):
+            fail(f"reads while full: {sum(got.get(o) == v for o, v in acked.items())} of {len(acked)}")
+        with open(broker.log_path, "rb") as f:
+            lines = f.read().count(b"log dir is full")
+        if lines != 1:
+            fail(f"{lines} 'log dir is full' lines, expected one per state change")
+        status = broker.stop()
+        if status != 0 or not os.path.exists(os.path.join(broker.data, ".kafka_cleanshutdown")):
+            fail(f"SIGTERM on a full disk: status {status}, clean-shutdown marker "
+                 f"{os.path.exists(os.path.join(broker.data, '.kafka_cleanshutdown'))}")
+        broker.start()
+        got, _ = consume_range(bs, topic, 0, stop_at=max(acked) + 1)
+        missing = [o for o, v in acked.items() if got.get(o) != v]
+        print(f"# disk-full: restarted on the full disk, {len(acked) - len(missing)} of {len(acked)} read back",
+              flush=True)
+        if missing:
+            fail(f"after the restart on a full disk {len(missing)} acknowledged records missing, e.g. {missing[:5]}")
+        os.remove(filler)
+        more, errors = produce_until_full(bs, topic, 100)
+        if errors or len(more) != 100:
+            fail(f"space freed: {len(more)} of 100 acknowledged, errors {errors[:3]}")
+        if metric("sluice_offline_log_directory_count") != 0:
+            fail("the log dir is still offline in /metrics after space freed")
+        if offline_replicas(broker.port, topic) != {0: []}:
+            fail(f"Metadata offline_replicas {offline_replicas(broker.port, topic)} after space freed")
+    finally:
+        status = broker.stop()
+        subprocess.run(["umount", mnt], capture_output=True)
+        os.rmdir(mnt)
+    if status not in (0, None):
+        fail(f"broker stop: {status}")
+
+
 def main():
     bs = compat.bootstrap()
     suite = compat.Suite("hardening")
     suite.check("memory-bounded-with-held-frames", memory, bs)
     suite.check("many-partitions-create-stop-delete", many_partitions, bs)
     suite.check("corrupt-middle-segment-keeps-later-records", corruption, bs)
+    suite.check("disk-full-reads-go-on-clean-stop-restart", disk_full, bs)
     suite.finish()
 
 

@@ -18,14 +18,15 @@ from compat import fail
 class Broker:
     """The broker process under test, started and killed by PID only.
 
-    `overrides`: extra `--override key=value` settings, after listeners and log.dirs."""
+    `overrides`: extra `--override key=value` settings, after listeners and log.dirs; `data`: a
+    data dir other than run.sh's."""
 
-    def __init__(self, label, overrides=()):
+    def __init__(self, label, overrides=(), data=None):
         self.label = label
         self.overrides = list(overrides)
         self.bin = os.environ["SLUICE_BIN"]
         self.port = int(os.environ["SLUICE_PORT"])
-        self.data = os.environ["SLUICE_DATA_DIR"]
+        self.data = data or os.environ["SLUICE_DATA_DIR"]
         self.log_path = os.environ["SLUICE_BROKER_LOG"]
         self.pid_file = os.environ.get("SLUICE_PID_FILE")
         self.proc = None

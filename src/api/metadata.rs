@@ -92,6 +92,9 @@ fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
 
 fn topic_metadata(broker: &Broker, meta: &TopicMeta) -> MetadataResponseTopic {
     let node = BrokerId(broker.config.node_id);
+    // A log dir offline after a failed write (a full disk): this replica is offline, as Kafka
+    // reports it; it stays the leader, so reads go on.
+    let offline = broker.replicas.health.is_offline();
     let partitions = broker
         .replicas
         .topic_partitions(&meta.name)
@@ -104,6 +107,7 @@ fn topic_metadata(broker: &Broker, meta: &TopicMeta) -> MetadataResponseTopic {
                 .with_leader_epoch(p.leader_epoch())
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
+                .with_offline_replicas(if offline { vec![node] } else { Vec::new() })
         })
         .collect();
     MetadataResponseTopic::default()

@@ -2,5 +2,6 @@
 //! replica manager with its delayed-produce and delayed-fetch waits. One node today; followers,
 //! ISR and elections extend these types rather than replace them.
 
+pub mod log_dir;
 pub mod partition;
 pub mod replica_manager;

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::error::BrokerError;
 use crate::metadata::TopicMeta;
+use crate::replication::log_dir::LogDirHealth;
 use crate::replication::partition::{Partition, PartitionRead};
 use crate::storage::checkpoint::{
     read_partition_offsets, write_partition_offsets, LOG_START_OFFSET_DIR_CHECKPOINT, RECOVERY_POINT_OFFSET_CHECKPOINT,
@@ -68,10 +69,12 @@ pub struct ReplicaManager {
     defaults: RwLock<LogConfig>,
     topics: RwLock<HashMap<Arc<str>, TopicPartitions>>,
     flush_tx: mpsc::Sender<Arc<Partition>>,
+    /// Offline after a failed write, online again after a successful append.
+    pub health: Arc<LogDirHealth>,
 }
 
 /// The receiving end of the flush queue, run by [`run_flusher`].
-pub struct FlushQueue(mpsc::Receiver<Arc<Partition>>);
+pub struct FlushQueue(mpsc::Receiver<Arc<Partition>>, Arc<LogDirHealth>);
 
 /// `<topic>-<partition>`, Kafka's partition directory name.
 pub fn partition_dir(log_dir: &Path, topic: &str, index: i32) -> PathBuf {
@@ -167,6 +170,7 @@ impl ReplicaManager {
             defaults: RwLock::new(defaults),
             topics: RwLock::new(HashMap::new()),
             flush_tx,
+            health: Arc::new(LogDirHealth::new(log_dir)),
         };
         remove_stray_dirs(log_dir, topics)?;
         let saved = SavedOffsets {
@@ -176,7 +180,8 @@ impl ReplicaManager {
         for meta in topics {
             rm.open_partitions(meta, had_clean_shutdown, &saved, false)?;
         }
-        Ok((rm, FlushQueue(flush_rx)))
+        let health = Arc::clone(&rm.health);
+        Ok((rm, FlushQueue(flush_rx, health)))
     }
 
     fn defaults(&self) -> LogConfig {
@@ -338,7 +343,9 @@ impl ReplicaManager {
                 results.push(Err(BrokerError::UnknownTopicOrPartition));
                 continue;
             };
-            match p.append_records_to_leader(records, now) {
+            let appended = p.append_records_to_leader(records, now);
+            self.health.observe("append", &appended);
+            match appended {
                 Ok(outcome) => {
                     if outcome.flush_required {
                         self.schedule_flush(&p);
@@ -378,7 +385,9 @@ impl ReplicaManager {
                 results.push(Ok(()));
                 continue;
             };
-            match p.append_marker(&marker, now) {
+            let appended = p.append_marker(&marker, now);
+            self.health.observe("append", &appended);
+            match appended {
                 Ok(outcome) => {
                     if outcome.flush_required {
                         self.schedule_flush(&p);
@@ -494,7 +503,13 @@ impl ReplicaManager {
             // Keep the old checkpoints: a failed log is recovered from them at the next start.
             return Err(e);
         }
-        self.write_checkpoint_files(&closed)
+        // Every log is durable and closed. Without space for new checkpoint files (a full disk)
+        // the old ones stay, which only means more to recover after a later crash: the
+        // shutdown is still clean.
+        if let Err(e) = self.write_checkpoint_files(&closed) {
+            tracing::warn!(error = %e, "could not write the log dir checkpoints at shutdown; the previous ones stay");
+        }
+        Ok(())
     }
 
     /// Marks every partition whose time-based flush is due.
@@ -590,6 +605,14 @@ fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<Partitio
     out
 }
 
+/// A failed flush takes the dir offline; a successful one says nothing (data written earlier
+/// syncs fine on a full disk), only a successful append brings it back.
+fn note_failure(health: &LogDirHealth, what: &str, e: &StorageError) {
+    if let StorageError::Io(io) = e {
+        health.failed(what, io);
+    }
+}
+
 /// The group-commit flusher: takes every partition queued since the last round, fsyncs them
 /// together off the async workers, then lets their high watermarks advance.
 pub async fn run_flusher(mut queue: FlushQueue) {
@@ -605,7 +628,10 @@ pub async fn run_flusher(mut queue: FlushQueue) {
             match p.prepare_flush() {
                 Ok(Some(req)) => requests.push((p, req)),
                 Ok(None) => {}
-                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush prepare failed"),
+                Err(e) => {
+                    note_failure(&queue.1, "flush", &e);
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush prepare failed");
+                }
             }
         }
         if requests.is_empty() {
@@ -628,7 +654,10 @@ pub async fn run_flusher(mut queue: FlushQueue) {
         for (p, result) in synced {
             match result.and_then(|offset| p.complete_flush(offset, now)) {
                 Ok(()) => {}
-                Err(e) => tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync failed"),
+                Err(e) => {
+                    note_failure(&queue.1, "fsync", &e);
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "fsync failed");
+                }
             }
         }
     }

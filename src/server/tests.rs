@@ -46,9 +46,13 @@ impl TestBroker {
         all.extend(overrides.iter().map(|s| s.to_string()));
         let config = BrokerConfig::load(None, &all)?;
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(crate::broker::run_on(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let task = tokio::spawn(crate::broker::run_on(
+            config,
+            crate::broker::Listen::Bound(listener),
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Ok(TestBroker {
             addr,
             stop: Some(tx),

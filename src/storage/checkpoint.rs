@@ -44,10 +44,13 @@ fn tmp_path(path: &Path) -> PathBuf {
 /// Replaces `path` with `contents` atomically and durably (tmp + fsync + rename + fsync dir).
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    {
-        let mut f = File::create(&tmp)?;
+    let written = File::create(&tmp).and_then(|mut f| {
         f.write_all(contents)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp); // a partial file would hold space a full disk lacks
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     match path.parent() {
@@ -61,7 +64,10 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 /// its directory) later, off its hot path.
 pub(crate) fn write_replaced(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = tmp_path(path);
-    fs::write(&tmp, contents)?;
+    if let Err(e) = fs::write(&tmp, contents) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path)
 }
 

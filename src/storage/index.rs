@@ -234,9 +234,21 @@ impl<E: IndexEntry> Index<E> {
         if self.persisted == self.entries.len() && self.file.is_some() {
             return Ok(());
         }
+        if self.persisted == 0 && !self.entries.is_empty() {
+            return self.rewrite(); // the file's contents are not known to be a prefix
+        }
         let pending = encode_entries(self.entries.get(self.persisted..).unwrap_or(&[]));
+        let persisted_bytes = (self.persisted * E::SIZE) as u64;
         let file = self.open_file(false)?;
-        file.write_all(&pending)?;
+        if let Err(e) = file.write_all(&pending) {
+            // A part written (a full disk) is cut off again, so the next try appends whole
+            // entries right after the last complete one.
+            if file.set_len(persisted_bytes).is_err() {
+                self.file = None;
+                self.persisted = 0; // unknown contents: the next write rewrites the file
+            }
+            return Err(e);
+        }
         self.persisted = self.entries.len();
         Ok(())
     }
@@ -245,8 +257,14 @@ impl<E: IndexEntry> Index<E> {
     pub(crate) fn rewrite(&mut self) -> io::Result<()> {
         let bytes = encode_entries(&self.entries);
         self.file = None;
+        // Until the file holds them all, none count as written.
+        self.persisted = 0;
         let file = self.open_file(true)?;
-        file.write_all(&bytes)?;
+        if let Err(e) = file.write_all(&bytes) {
+            let _ = file.set_len(0);
+            self.file = None;
+            return Err(e);
+        }
         // Later appends must go to the end: reopen in append mode.
         self.file = None;
         self.open_file(false)?;
@@ -254,9 +272,12 @@ impl<E: IndexEntry> Index<E> {
         Ok(())
     }
 
-    /// A duplicate handle for fsync outside the log's lock.
-    pub(crate) fn try_clone_file(&mut self) -> io::Result<File> {
-        self.write_pending()?;
+    /// A handle for fsync outside the log's lock, with the pending entries written if the disk
+    /// takes them. If not (a full disk) the file still holds a valid prefix of the entries, which
+    /// loading completes from the log (`load_trusted` scans past the last entry), so the flush
+    /// goes on: the log data is what must become durable.
+    pub(crate) fn flush_handle(&mut self) -> io::Result<File> {
+        let _ = self.write_pending();
         self.open_file(false)?.try_clone()
     }
 

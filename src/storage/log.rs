@@ -838,20 +838,43 @@ impl UnifiedLog {
     /// synced when it passed them and are not touched.
     pub fn close(mut self, now_ms: i64) -> Result<CheckpointOffsets> {
         self.check_writable()?;
-        self.active_mut()?.finish_writes()?;
+        // The log data (and the transaction index) must be durable for the shutdown to be
+        // clean. The rest only makes the next start quicker, and each piece is rebuilt without
+        // its file: an offset or time index is completed from the log, producer state is
+        // replayed from an older snapshot, an older checkpoint only means more to recover after
+        // a later crash. So on a full disk those are skipped, with a warning, and the shutdown
+        // stays clean.
+        let mut skipped: Vec<(&str, String)> = Vec::new();
+        if let Err(e) = self.active_mut()?.finish_writes() {
+            skipped.push(("indexes", e.to_string()));
+        }
         self.flush(now_ms)?;
-        self.active_mut()?.sync_indexes()?;
+        if let Err(e) = self.active_mut()?.sync_indexes()? {
+            skipped.push(("indexes", e.to_string()));
+        }
         let log_end = self.log_end_offset();
-        self.producer_state.write_snapshot(log_end)?;
-        let keep: Vec<i64> = self.segments.iter().map(LogSegment::base_offset).collect();
-        for offset in self.producer_state.snapshot_offsets()? {
-            if offset != log_end && !keep.contains(&offset) {
-                fs::remove_file(self.dir.join(format!("{offset:020}.snapshot")))?;
+        match self.producer_state.write_snapshot(log_end) {
+            Ok(()) => {
+                let keep: Vec<i64> = self.segments.iter().map(LogSegment::base_offset).collect();
+                for offset in self.producer_state.snapshot_offsets()? {
+                    if offset != log_end && !keep.contains(&offset) {
+                        fs::remove_file(self.dir.join(format!("{offset:020}.snapshot")))?;
+                    }
+                }
             }
+            Err(e) => skipped.push(("producer snapshot", e.to_string())),
         }
         if self.own_checkpoints {
-            checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end)?;
-            checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)?;
+            let written = checkpoint::write_offset(&self.dir.join(RECOVERY_POINT_CHECKPOINT), log_end).and_then(|()| {
+                checkpoint::write_offset(&self.dir.join(LOG_START_OFFSET_CHECKPOINT), self.log_start_offset)
+            });
+            if let Err(e) = written {
+                skipped.push(("checkpoints", e.to_string()));
+            }
+        }
+        for (what, error) in skipped {
+            tracing::warn!(dir = %self.dir.display(), skipped = what, error = %error,
+                "closing the log: could not write this (rebuilt at the next start)");
         }
         Ok(CheckpointOffsets {
             recovery_point: log_end,

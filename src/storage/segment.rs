@@ -397,8 +397,11 @@ impl LogSegment {
         self.damaged = found.into_iter().map(|(d, _)| d).collect();
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         damage::store(&segment_file(dir, self.base_offset, DAMAGE_SUFFIX), &self.damaged)?;
-        self.offset_index.rewrite()?;
-        self.time_index.rewrite()?;
+        // The rebuilt indexes are in memory; a file that cannot be written now (a full disk)
+        // is written by the next append or flush, or rebuilt at the next start.
+        if let Err(e) = self.offset_index.rewrite().and_then(|()| self.time_index.rewrite()) {
+            tracing::warn!(segment = %self.log_path.display(), error = %e, "could not write the rebuilt indexes; kept in memory");
+        }
         Ok(cut)
     }
 
@@ -639,8 +642,8 @@ impl LogSegment {
     pub(crate) fn flush_handles(&mut self) -> Result<Vec<File>> {
         let mut files = vec![
             self.log.try_clone()?,
-            self.offset_index.try_clone_file()?,
-            self.time_index.try_clone_file()?,
+            self.offset_index.flush_handle()?,
+            self.time_index.flush_handle()?,
         ];
         files.extend(self.txn_index.try_clone_file()?);
         Ok(files)
@@ -665,11 +668,16 @@ impl LogSegment {
     }
 
     /// fsyncs and closes the index files (the active segment at close, after `finish_writes`).
-    pub(crate) fn sync_indexes(&mut self) -> Result<()> {
-        self.offset_index.sync_and_close()?;
-        self.time_index.sync_and_close()?;
+    /// Syncs the indexes and closes the offset and time index handles. The transaction index
+    /// must be complete (an aborted transaction missing from it would reach read_committed
+    /// consumers); an offset or time index that could not be written in full (a full disk) is
+    /// a valid prefix, which loading completes from the log, so that failure comes back apart.
+    pub(crate) fn sync_indexes(&mut self) -> Result<std::result::Result<(), io::Error>> {
         self.txn_index.sync()?;
-        Ok(())
+        Ok(self
+            .offset_index
+            .sync_and_close()
+            .and_then(|()| self.time_index.sync_and_close()))
     }
 
     /// At roll, under the log's lock: the final time index entry and every pending index entry

@@ -131,7 +131,14 @@ impl TxnIndex {
             self.file = Some(OpenOptions::new().create(true).append(true).open(&self.path)?);
         }
         if let Some(f) = self.file.as_mut() {
-            f.write_all(&entry.encode())?;
+            let before = f.metadata()?.len();
+            if let Err(e) = f.write_all(&entry.encode()) {
+                // A part written (a full disk) is cut off, so later entries stay aligned.
+                if f.set_len(before).is_err() {
+                    self.file = None;
+                }
+                return Err(e.into());
+            }
         }
         self.entries.push(entry);
         Ok(())
