@@ -84,6 +84,10 @@ fn main() -> ExitCode {
     };
     init_tracing(config.log_format_json);
     sluice::alloc::tune_system_allocator();
+    // A partition holds a descriptor (its active segment), so many partitions need many: the
+    // soft limit goes up to the hard one, as Kafka's service setup does.
+    let fd_limit = sluice::storage::segment_file::raise_descriptor_limit();
+    tracing::debug!(fd_limit, "file descriptor limit");
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

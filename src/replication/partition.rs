@@ -7,8 +7,8 @@
 //! followers, the same watch is advanced by the ISR's fetch positions instead; waiters (the
 //! delayed produce and delayed fetch purgatory) do not change.
 //!
-//! The log sits behind a std `Mutex`: every critical section is a bounded piece of file I/O
-//! (an append or a pread), never an await, and fsyncs run outside it.
+//! The log sits behind a std `Mutex`: every critical section is a bounded piece of work (an
+//! append's write, a read's plan), never an await; reads' preads and fsyncs run outside it.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -177,18 +177,24 @@ impl Partition {
         min_one_message: bool,
         read_committed: bool,
     ) -> Result<PartitionRead, StorageError> {
-        let log = self.log();
-        let hw = log.high_watermark();
-        let lso = log.last_stable_offset();
-        let limit = if read_committed { lso } else { hw };
-        let data = log.read(fetch_offset, max_bytes, limit, min_one_message)?;
+        // The lock only for the plan (offsets, index lookups, file handles): the preads run
+        // without it, so appends never wait for a read's I/O.
+        let (plan, hw, lso, log_start) = {
+            let log = self.log();
+            let hw = log.high_watermark();
+            let lso = log.last_stable_offset();
+            let limit = if read_committed { lso } else { hw };
+            let plan = log.read_plan(fetch_offset, max_bytes, limit, min_one_message)?;
+            (plan, hw, lso, log.log_start_offset())
+        };
+        let data = plan.read()?;
         let aborted_transactions = read_committed.then(|| {
             let upper = crate::storage::batch::batches(&data.records)
                 .filter_map(Result::ok)
                 .last()
                 .map_or(fetch_offset, |(_, h)| h.next_offset());
             if upper > fetch_offset {
-                log.collect_aborted_txns(fetch_offset, upper)
+                self.log().collect_aborted_txns(fetch_offset, upper)
             } else {
                 Vec::new()
             }
@@ -197,7 +203,7 @@ impl Partition {
             records: data.records,
             high_watermark: hw,
             last_stable_offset: lso,
-            log_start_offset: log.log_start_offset(),
+            log_start_offset: log_start,
             aborted_transactions,
         })
     }
@@ -246,6 +252,11 @@ impl Partition {
 
     pub fn set_config(&self, config: LogConfig) {
         self.log().set_config(config);
+    }
+
+    /// Closes idle sealed segments' files (see `storage::segment_file`).
+    pub fn sweep_idle_files(&self) -> usize {
+        self.log().sweep_idle_files()
     }
 
     pub fn needs_flush(&self, now_ms: i64) -> bool {

@@ -513,11 +513,14 @@ impl ReplicaManager {
     }
 
     /// Marks every partition whose time-based flush is due.
+    /// Also closes the files of sealed segments idle since the last call (see
+    /// `storage::segment_file`).
     pub fn flush_due(&self, now: i64) {
         for p in self.all_partitions() {
             if p.needs_flush(now) {
                 self.schedule_flush(&p);
             }
+            p.sweep_idle_files();
         }
     }
 }

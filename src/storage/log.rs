@@ -24,7 +24,7 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::producer_state::{ProducerStateManager, StagedProducers};
 use crate::storage::recovery;
-use crate::storage::segment::LogSegment;
+use crate::storage::segment::{LogSegment, SegmentReader};
 use crate::storage::txn_index::AbortedTxn;
 
 /// Outcome of `append_as_leader`.
@@ -513,6 +513,9 @@ impl UnifiedLog {
         }
         active.finish_writes()?;
         let seg = LogSegment::create(&self.dir, log_end, &self.config, now_ms)?;
+        if let Some(old) = self.segments.last_mut() {
+            old.seal();
+        }
         self.segments.push(seg);
         self.dir_dirty = true;
         self.roll_flush_wanted = true;
@@ -637,23 +640,53 @@ impl UnifiedLog {
         max_offset: i64,
         min_one_message: bool,
     ) -> Result<FetchDataInfo> {
+        self.read_plan(fetch_offset, max_bytes, max_offset, min_one_message)?
+            .read()
+    }
+
+    /// [`UnifiedLog::read`] in two steps: the plan is taken with the log borrowed (range checks,
+    /// index lookups, the file handles), [`ReadPlan::read`] does the file reads without it, so
+    /// a caller holding the log behind a lock releases it before any I/O.
+    pub fn read_plan(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_message: bool,
+    ) -> Result<ReadPlan> {
         let log_end = self.log_end_offset();
         if fetch_offset < self.log_start_offset || fetch_offset > log_end {
             return Err(self.out_of_range(fetch_offset));
         }
+        let mut plan = ReadPlan {
+            fetch_offset,
+            max_bytes,
+            max_offset,
+            min_one_message,
+            segments: Vec::new(),
+        };
         if fetch_offset == log_end || max_offset <= fetch_offset {
-            return Ok(FetchDataInfo::default());
+            return Ok(plan);
         }
         let first = self
             .segments
             .partition_point(|s| s.base_offset() <= fetch_offset)
             .saturating_sub(1);
+        // The segment holding the offset and, in case no batch of it reaches the offset (a gap),
+        // the next one with data: its first batch is then the answer.
         for seg in self.segments.iter().skip(first) {
-            if let Some(records) = seg.read(fetch_offset, max_bytes, max_offset, min_one_message)? {
-                return Ok(FetchDataInfo { records });
+            plan.segments.push(seg.reader(fetch_offset)?);
+            if plan.segments.len() > 1 && !seg.is_empty() {
+                break;
             }
         }
-        Ok(FetchDataInfo::default())
+        Ok(plan)
+    }
+
+    /// Closes the files of sealed segments not read since the last sweep; returns how many.
+    pub fn sweep_idle_files(&self) -> usize {
+        let sealed = self.segments.len().saturating_sub(1);
+        self.segments.iter().take(sealed).filter(|s| s.sweep_file()).count()
     }
 
     /// The first record with timestamp >= `target_ms` at or after the log start (ListOffsets).
@@ -901,6 +934,32 @@ pub struct ProducerStateInfo {
     pub coordinator_epoch: i32,
     /// First offset of the producer's open transaction, -1 if none.
     pub current_txn_start_offset: i64,
+}
+
+/// A read of the log prepared by [`UnifiedLog::read_plan`], run without the log.
+#[derive(Debug)]
+pub struct ReadPlan {
+    fetch_offset: i64,
+    max_bytes: usize,
+    max_offset: i64,
+    min_one_message: bool,
+    segments: Vec<SegmentReader>,
+}
+
+impl ReadPlan {
+    /// The batches (see [`UnifiedLog::read`]). A segment cut shorter meanwhile (a truncation)
+    /// reads as nothing: the caller's next read sees the log as it is now.
+    pub fn read(&self) -> Result<FetchDataInfo> {
+        for seg in &self.segments {
+            match seg.read(self.fetch_offset, self.max_bytes, self.max_offset, self.min_one_message) {
+                Ok(Some(records)) => return Ok(FetchDataInfo { records }),
+                Ok(None) => {}
+                Err(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(FetchDataInfo::default())
+    }
 }
 
 /// Applies a marker at `offset` to the producer state (append and recovery replay). For an

@@ -738,3 +738,55 @@ fn roll_asks_for_a_flush_that_advances_the_recovery_point() -> Result<()> {
     assert!(!log_files(dir.path(), ".snapshot")?.is_empty());
     Ok(())
 }
+
+#[test]
+fn a_read_plan_runs_without_the_log_and_sees_what_was_there_when_taken() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..30 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    log.update_high_watermark(log.log_end_offset());
+    let hw = log.high_watermark();
+    let from_start = log.read_plan(0, 1 << 20, hw, true)?;
+    let at_end = log.read_plan(hw - 2, 1 << 20, hw, true)?;
+    // Appends and retention after the plan was taken: the plan still reads what it saw.
+    for i in 30..40 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    log.update_high_watermark(log.log_end_offset());
+    log.set_config(LogConfig {
+        retention_bytes: 1,
+        ..small_config()
+    });
+    assert!(log.apply_retention(NOW)? > 0);
+    let first = from_start.read()?.records;
+    assert_eq!(batches(&first).next().transpose()?.map(|(_, h)| h.base_offset), Some(0));
+    let last: Vec<i64> = batches(&at_end.read()?.records)
+        .map(|b| b.map(|(_, h)| h.base_offset))
+        .collect::<std::result::Result<_, _>>()?;
+    assert_eq!(last, vec![hw - 2], "nothing past the high watermark of the plan");
+    Ok(())
+}
+
+#[test]
+fn sealed_segments_close_their_files_when_idle() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut log = open(dir.path(), small_config(), true)?;
+    for i in 0..30 {
+        log.append_as_leader(batch(2, NOW + i), 0, NOW)?;
+    }
+    let sealed = log.num_segments() - 1;
+    assert!(sealed > 2);
+    assert_eq!(log.sweep_idle_files(), 0, "just rolled: used since the last sweep");
+    assert_eq!(log.sweep_idle_files(), sealed);
+    log.update_high_watermark(log.log_end_offset());
+    assert_eq!(read_all(&log)?.len(), 30, "reopened on demand");
+    assert_eq!(log.sweep_idle_files(), 0);
+    assert_eq!(log.sweep_idle_files(), sealed);
+    log.close(NOW)?;
+    let log = open(dir.path(), small_config(), true)?;
+    assert_eq!(log.sweep_idle_files(), 0, "loaded sealed segments hold no file");
+    assert_eq!(read_all(&log)?.len(), 30);
+    Ok(())
+}

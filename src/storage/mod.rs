@@ -7,7 +7,9 @@
 //! - `batch`: the v2 record batch header (61 bytes), CRC32C, client batch checks.
 //! - `index`: sparse offset (`.index`) and time (`.timeindex`) indexes.
 //! - `decompress`: capped, streaming reads of the records inside one batch (ListOffsets).
-//! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover.
+//! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover;
+//!   `SegmentReader`, a read taken under the log lock and run without it.
+//! - `segment_file`: the `.log` file handle, closed while a sealed segment is idle (bounded).
 //! - `producer_state`: idempotent producer state and its `.snapshot` files.
 //! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
@@ -33,6 +35,7 @@ pub mod log;
 mod producer_state;
 mod recovery;
 mod segment;
+pub mod segment_file;
 mod txn_index;
 
 pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
@@ -40,6 +43,7 @@ pub use config::LogConfig;
 pub use control::{EndTxnMarker, MarkerType};
 pub use error::StorageError;
 pub use log::{
-    CheckpointOffsets, FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog,
+    CheckpointOffsets, FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, ReadPlan, TimestampOffset,
+    UnifiedLog,
 };
 pub use txn_index::AbortedTxn;

@@ -85,13 +85,17 @@ fn load_segments(
             // skipped, and never costs the segments after it (see `damage`).
             seg.recover(config, next_base.is_none())?;
         }
-        if let Some(prev) = segments.last() {
+        if let Some(prev) = segments.last_mut() {
             if prev.next_offset() > base {
                 return Err(StorageError::Corruption(format!(
                     "segment {base} overlaps the previous one, which ends at {}",
                     prev.next_offset()
                 )));
             }
+            // Sealed: its file is reopened when a read needs it (loading thousands of
+            // segments must not hold a descriptor each).
+            prev.seal();
+            prev.release_file();
         }
         segments.push(seg);
     }

@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
@@ -19,6 +20,7 @@ use crate::storage::config::LogConfig;
 use crate::storage::damage::{self, Damage, DAMAGE_SUFFIX};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::index::{OffsetIndex, TimeIndex};
+use crate::storage::segment_file::SegmentFile;
 pub(crate) use crate::storage::txn_index::TXN_INDEX_SUFFIX;
 use crate::storage::txn_index::{AbortedTxn, TxnIndex};
 
@@ -97,12 +99,104 @@ pub(crate) struct ScanOutcome {
     pub invalid: Option<String>,
 }
 
+/// The header of the batch at `pos` of `file`.
+fn read_header(file: &File, path: &Path, pos: u64) -> Result<BatchHeader> {
+    let mut buf = [0u8; BATCH_HEADER_LEN];
+    file.read_exact_at(&mut buf, pos)?;
+    BatchHeader::parse(&buf).map_err(|e| StorageError::Corruption(format!("{} at position {pos}: {e}", path.display())))
+}
+
+/// A read of one segment taken under the log's lock and run without it: the bytes below `size`
+/// never change while the segment exists (appends go past it; truncation, which only a
+/// recovery or a follower does, makes a later read short, which the caller treats as empty).
+#[derive(Debug)]
+pub(crate) struct SegmentReader {
+    file: Arc<File>,
+    path: PathBuf,
+    size: u64,
+    /// Where the offset index places the batch wanted (at or before it).
+    start: u64,
+    damaged: Vec<Damage>,
+}
+
+impl SegmentReader {
+    /// Position and header of the first batch whose last offset is >= `offset`.
+    pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        if let Some(d) = self.damaged.iter().find(|d| d.holds(offset)) {
+            return Err(StorageError::CorruptRecord(format!(
+                "offset {offset} lies in corrupt bytes [{}, {}) of {}",
+                d.start,
+                d.end,
+                self.path.display()
+            )));
+        }
+        let mut pos = self.start;
+        while pos < self.size {
+            if let Some(d) = self.damaged.iter().find(|d| d.start == pos) {
+                pos = d.end;
+                continue;
+            }
+            let h = read_header(&self.file, &self.path, pos)?;
+            if h.last_offset() >= offset {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.total_size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Whole batches starting with the one holding `fetch_offset`, none whose last offset is
+    /// >= `max_offset`, within `max_bytes` (a first batch larger than that whole when
+    /// `min_one_message`). `None` if no batch of this segment reaches `fetch_offset`.
+    pub(crate) fn read(
+        &self,
+        fetch_offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        min_one_message: bool,
+    ) -> Result<Option<Bytes>> {
+        let Some((pos, first)) = self.find_batch(fetch_offset)? else {
+            return Ok(None);
+        };
+        if first.last_offset() >= max_offset {
+            return Ok(Some(Bytes::new()));
+        }
+        // Never past the next damaged range: only whole valid batches are served.
+        let limit = self
+            .damaged
+            .iter()
+            .filter(|d| d.start > pos)
+            .map(|d| d.start)
+            .min()
+            .unwrap_or(self.size);
+        let available = usize::try_from(limit - pos).unwrap_or(usize::MAX);
+        let mut to_read = max_bytes.min(available);
+        if first.total_size() > to_read {
+            if !min_one_message || first.total_size() > available {
+                return Ok(Some(Bytes::new()));
+            }
+            to_read = first.total_size();
+        }
+        let mut buf = BytesMut::zeroed(to_read);
+        self.file.read_exact_at(&mut buf, pos)?;
+        let mut end = 0;
+        for item in batch::batches(&buf) {
+            let Ok((start, h)) = item else { break };
+            if h.last_offset() >= max_offset {
+                break;
+            }
+            end = start + h.total_size();
+        }
+        buf.truncate(end);
+        Ok(Some(buf.freeze()))
+    }
+}
+
 /// One segment of a partition log.
 #[derive(Debug)]
 pub(crate) struct LogSegment {
     base_offset: i64,
-    log_path: PathBuf,
-    log: File,
+    log: SegmentFile,
     size: u64,
     offset_index: OffsetIndex,
     time_index: TimeIndex,
@@ -121,8 +215,7 @@ impl LogSegment {
     fn with_files(dir: &Path, base_offset: i64, log: File, size: u64, config: &LogConfig, now_ms: i64) -> Self {
         Self {
             base_offset,
-            log_path: segment_file(dir, base_offset, LOG_SUFFIX),
-            log,
+            log: SegmentFile::new(segment_file(dir, base_offset, LOG_SUFFIX), log),
             size,
             offset_index: OffsetIndex::empty(
                 segment_file(dir, base_offset, INDEX_SUFFIX),
@@ -162,6 +255,9 @@ impl LogSegment {
         let mut seg = Self::with_files(dir, base_offset, log, 0, config, now_ms);
         seg.offset_index.rewrite()?;
         seg.time_index.rewrite()?;
+        // Index entries reach their files at flush or roll: no descriptor held until then.
+        seg.offset_index.release_handle();
+        seg.time_index.release_handle();
         Ok(seg)
     }
 
@@ -209,7 +305,8 @@ impl LogSegment {
             return self.max_timestamp;
         }
         self.log
-            .metadata()
+            .get()
+            .and_then(|f| f.metadata())
             .ok()
             .and_then(|m| m.modified().ok())
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
@@ -223,10 +320,34 @@ impl LogSegment {
     }
 
     fn read_header_at(&self, pos: u64) -> Result<BatchHeader> {
-        let mut buf = [0u8; BATCH_HEADER_LEN];
-        self.log.read_exact_at(&mut buf, pos)?;
-        BatchHeader::parse(&buf)
-            .map_err(|e| StorageError::Corruption(format!("{} at position {pos}: {e}", self.log_path.display())))
+        read_header(&*self.log.get()?, self.log.path(), pos)
+    }
+
+    /// The segment is no longer the active one: its file may be closed while idle.
+    pub(crate) fn seal(&mut self) {
+        self.log.seal();
+    }
+
+    /// Closes the segment's file now (a sealed segment just loaded; a read reopens it).
+    pub(crate) fn release_file(&self) {
+        self.log.release();
+    }
+
+    /// Closes the file of a sealed segment not read since the last sweep (see `segment_file`).
+    pub(crate) fn sweep_file(&self) -> bool {
+        self.log.sweep()
+    }
+
+    /// What a read of `offset` onwards needs, to run without the log's lock: the file, the
+    /// size written so far and where the offset index says to start.
+    pub(crate) fn reader(&self, offset: i64) -> Result<SegmentReader> {
+        Ok(SegmentReader {
+            file: self.log.get()?,
+            path: self.log.path().to_path_buf(),
+            size: self.size,
+            start: u64::from(self.offset_index.lookup(offset).1),
+            damaged: self.damaged.clone(),
+        })
     }
 
     /// Records a batch (already in the file at `position`) in the indexes and running stats.
@@ -258,7 +379,8 @@ impl LogSegment {
         verify_crc: bool,
         mut visit: impl FnMut(&BatchHeader, u64) -> Result<bool>,
     ) -> Result<ScanOutcome> {
-        let mut scanner = Scanner::new(&self.log, self.size);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size);
         let mut pos = from;
         let mut min_offset = self.base_offset;
         let fail = |pos: u64, why: String| ScanOutcome {
@@ -313,7 +435,10 @@ impl LogSegment {
     pub(crate) fn for_each_batch(&self, from: u64, visit: impl FnMut(&BatchHeader, u64) -> Result<bool>) -> Result<()> {
         let outcome = self.scan(from, false, visit)?;
         match outcome.invalid {
-            Some(why) => Err(StorageError::Corruption(format!("{}: {why}", self.log_path.display()))),
+            Some(why) => Err(StorageError::Corruption(format!(
+                "{}: {why}",
+                self.log.path().display()
+            ))),
             None => Ok(()),
         }
     }
@@ -361,9 +486,9 @@ impl LogSegment {
                 }
                 None if truncate_tail => {
                     cut = self.size - start;
-                    tracing::warn!(segment = %self.log_path.display(), reason = %why, bytes = cut,
+                    tracing::warn!(segment = %self.log.path().display(), reason = %why, bytes = cut,
                         "truncating a torn tail at the end of the log");
-                    self.log.set_len(start)?;
+                    self.log.get()?.set_len(start)?;
                     self.size = start;
                     break;
                 }
@@ -389,18 +514,18 @@ impl LogSegment {
             self.track_batch(h, *pos, interval);
         }
         for (d, why) in &found {
-            tracing::error!(segment = %self.log_path.display(), reason = %why, start = d.start, end = d.end,
+            tracing::error!(segment = %self.log.path().display(), reason = %why, start = d.start, end = d.end,
                 first_offset = d.first_offset, resume_offset = d.resume_offset,
                 "corrupt bytes in the log: kept and skipped; reads of the offsets they held get CORRUPT_MESSAGE");
             damage::count_found();
         }
         self.damaged = found.into_iter().map(|(d, _)| d).collect();
-        let dir = self.log_path.parent().unwrap_or(Path::new("."));
+        let dir = self.log.path().parent().unwrap_or(Path::new("."));
         damage::store(&segment_file(dir, self.base_offset, DAMAGE_SUFFIX), &self.damaged)?;
         // The rebuilt indexes are in memory; a file that cannot be written now (a full disk)
         // is written by the next append or flush, or rebuilt at the next start.
         if let Err(e) = self.offset_index.rewrite().and_then(|()| self.time_index.rewrite()) {
-            tracing::warn!(segment = %self.log_path.display(), error = %e, "could not write the rebuilt indexes; kept in memory");
+            tracing::warn!(segment = %self.log.path().display(), error = %e, "could not write the rebuilt indexes; kept in memory");
         }
         Ok(cut)
     }
@@ -409,7 +534,8 @@ impl LogSegment {
     /// above `min_offset`, CRC good), with its base offset.
     fn resync(&self, from: u64, min_offset: i64) -> Result<Option<(u64, i64)>> {
         const MAGIC_AT: usize = 16; // the magic byte's place in a batch header
-        let mut scanner = Scanner::new(&self.log, self.size);
+        let file = self.log.get()?;
+        let mut scanner = Scanner::new(&file, self.size);
         let mut pos = from;
         while pos + BATCH_HEADER_LEN as u64 <= self.size {
             let header = scanner.slice(pos, BATCH_HEADER_LEN)?;
@@ -447,7 +573,7 @@ impl LogSegment {
             config.segment_index_bytes,
         )?;
         let (Some(offsets), Some(times)) = (offsets, times) else {
-            tracing::info!(segment = %self.log_path.display(), "rebuilding missing or corrupt index");
+            tracing::info!(segment = %self.log.path().display(), "rebuilding missing or corrupt index");
             self.recover(config, is_last)?;
             return Ok(());
         };
@@ -489,7 +615,7 @@ impl LogSegment {
             .last()
             .is_none_or(|e| tail.first().map(BatchHeader::last_offset) == Some(self.offset_index.absolute(&e)));
         if outcome.invalid.is_some() || !time_index_ok || !offset_index_ok || (self.size > 0 && tail.is_empty()) {
-            tracing::info!(segment = %self.log_path.display(), "index inconsistent with the log, rebuilding");
+            tracing::info!(segment = %self.log.path().display(), "index inconsistent with the log, rebuilding");
             self.recover(config, is_last)?;
         }
         Ok(())
@@ -533,9 +659,9 @@ impl LogSegment {
         config: &LogConfig,
     ) -> Result<()> {
         let start = self.size;
-        if let Err(e) = write_all_vectored(&mut self.log, slices) {
-            self.log
-                .set_len(start)
+        let file = self.log.get()?;
+        if let Err(e) = write_all_vectored(&file, slices) {
+            file.set_len(start)
                 .map_err(|e2| StorageError::Corruption(format!("write failed ({e}) and could not be undone: {e2}")))?;
             return Err(e.into());
         }
@@ -549,8 +675,8 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Reads whole batches starting with the one holding `fetch_offset` (see `UnifiedLog::read`).
-    /// `None` if no batch of this segment reaches `fetch_offset`.
+    /// Reads whole batches starting with the one holding `fetch_offset` (see `SegmentReader::read`).
+    #[cfg(test)]
     pub(crate) fn read(
         &self,
         fetch_offset: i64,
@@ -558,71 +684,19 @@ impl LogSegment {
         max_offset: i64,
         min_one_message: bool,
     ) -> Result<Option<Bytes>> {
-        let Some((pos, first)) = self.find_batch(fetch_offset)? else {
-            return Ok(None);
-        };
-        if first.last_offset() >= max_offset {
-            return Ok(Some(Bytes::new()));
-        }
-        // Never past the next damaged range: only whole valid batches are served.
-        let limit = self
-            .damaged
-            .iter()
-            .filter(|d| d.start > pos)
-            .map(|d| d.start)
-            .min()
-            .unwrap_or(self.size);
-        let available = usize::try_from(limit - pos).unwrap_or(usize::MAX);
-        let mut to_read = max_bytes.min(available);
-        if first.total_size() > to_read {
-            if !min_one_message || first.total_size() > available {
-                return Ok(Some(Bytes::new()));
-            }
-            to_read = first.total_size();
-        }
-        let mut buf = BytesMut::zeroed(to_read);
-        self.log.read_exact_at(&mut buf, pos)?;
-        let mut end = 0;
-        for item in batch::batches(&buf) {
-            let Ok((start, h)) = item else { break };
-            if h.last_offset() >= max_offset {
-                break;
-            }
-            end = start + h.total_size();
-        }
-        buf.truncate(end);
-        Ok(Some(buf.freeze()))
+        self.reader(fetch_offset)?
+            .read(fetch_offset, max_bytes, max_offset, min_one_message)
     }
 
     /// Position and header of the first batch whose last offset is >= `offset`.
     pub(crate) fn find_batch(&self, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
-        if let Some(d) = self.damaged.iter().find(|d| d.holds(offset)) {
-            return Err(StorageError::CorruptRecord(format!(
-                "offset {offset} lies in corrupt bytes [{}, {}) of {}",
-                d.start,
-                d.end,
-                self.log_path.display()
-            )));
-        }
-        let mut pos = u64::from(self.offset_index.lookup(offset).1);
-        while pos < self.size {
-            if let Some(d) = self.damaged.iter().find(|d| d.start == pos) {
-                pos = d.end;
-                continue;
-            }
-            let h = self.read_header_at(pos)?;
-            if h.last_offset() >= offset {
-                return Ok(Some((pos, h)));
-            }
-            pos += h.total_size() as u64;
-        }
-        Ok(None)
+        self.reader(offset)?.find_batch(offset)
     }
 
     /// The whole bytes of the batch at `pos` with header `h`.
     pub(crate) fn read_batch(&self, pos: u64, h: &BatchHeader) -> Result<Bytes> {
         let mut buf = BytesMut::zeroed(h.total_size());
-        self.log.read_exact_at(&mut buf, pos)?;
+        self.log.get()?.read_exact_at(&mut buf, pos)?;
         Ok(buf.freeze())
     }
 
@@ -641,11 +715,15 @@ impl LogSegment {
     /// fsync outside the log's lock.
     pub(crate) fn flush_handles(&mut self) -> Result<Vec<File>> {
         let mut files = vec![
-            self.log.try_clone()?,
+            self.log.get()?.try_clone()?,
             self.offset_index.flush_handle()?,
             self.time_index.flush_handle()?,
         ];
         files.extend(self.txn_index.try_clone_file()?);
+        // The duplicates serve the fsync; the index entries written, no descriptor is kept
+        // between flushes (one per partition, the active `.log`, is all an idle partition holds).
+        self.offset_index.release_handle();
+        self.time_index.release_handle();
         Ok(files)
     }
 
@@ -702,11 +780,11 @@ impl LogSegment {
     /// Removes the segment's files (open handles elsewhere stay readable: unlink semantics).
     pub(crate) fn delete_files(self) -> Result<()> {
         for path in [
-            self.log_path.clone(),
+            self.log.path().to_path_buf(),
             self.offset_index.path().to_path_buf(),
             self.time_index.path().to_path_buf(),
             self.txn_index.path().to_path_buf(),
-            self.log_path.with_extension(&DAMAGE_SUFFIX[1..]),
+            self.log.path().with_extension(&DAMAGE_SUFFIX[1..]),
         ] {
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -719,7 +797,7 @@ impl LogSegment {
 }
 
 /// `write_all` for a vectored write: loops over partial writes. The file is in append mode.
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
     while slices.iter().any(|s| !s.is_empty()) {
         match file.write_vectored(slices) {
@@ -779,7 +857,7 @@ mod tests {
             entries.as_slice(),
             "rebuild gives the same index"
         );
-        seg.log.set_len(seg.size - 1)?;
+        seg.log.get()?.set_len(seg.size - 1)?;
         seg.size -= 1;
         // Not allowed to cut: the torn tail is kept as damage, its offsets read as corrupt.
         assert_eq!(seg.recover(&config, false)?, 0);
