@@ -7,10 +7,15 @@ connection (bootstrap and after Metadata) goes through it. Bytes are forwarded u
 request headers are read (api_key, api_version, client_id). On SIGTERM it writes one line per
 (client_id, api, version) with a count, and a line per connection that the broker closed right
 after a request (the usual sign of an unsupported version or a failed response encoding).
+
+With SLUICE_WIRETAP_FRAMES=DIR it also saves the first frame (up to 64 KiB) of each (client, api,
+version) as DIR/<api>-v<version>-<client>: the seed corpus of the `request` fuzz target.
 """
 
 import asyncio
 import collections
+import os
+import re
 import signal
 import struct
 import sys
@@ -48,10 +53,22 @@ async def _pump_requests(reader, writer, state):
         if len(body) >= 10:
             key, ver, _corr, cid_len = struct.unpack(">hhih", body[:10])
             cid = body[10:10 + cid_len].decode("utf-8", "replace") if cid_len >= 0 else "-"
+            if counts[(cid, key, ver)] == 0:
+                save_frame(cid, key, ver, body)
             counts[(cid, key, ver)] += 1
             state["last"] = (cid, key, ver)
         writer.write(head + body)
         await writer.drain()
+
+
+def save_frame(cid, key, ver, body):
+    out = os.environ.get("SLUICE_WIRETAP_FRAMES")
+    if not out or len(body) > 65536:
+        return
+    os.makedirs(out, exist_ok=True)
+    client = re.sub(r"[^A-Za-z0-9_.-]", "_", cid)[:40]
+    with open(os.path.join(out, f"{API_NAMES.get(key, key)}-v{ver}-{client}"), "wb") as f:
+        f.write(body)
 
 
 async def pump_raw(reader, writer):

@@ -60,6 +60,58 @@ pub struct RequestContext<'a> {
     pub peer: std::net::SocketAddr,
 }
 
+/// A request frame decoded (see [`decode_request`]).
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        api_key: ApiKey,
+        version: i16,
+        header: RequestHeader,
+        body: RequestKind,
+    },
+    /// ApiVersions newer than we know: answered at v0 with our range.
+    ApiVersionsTooNew { correlation_id: i32 },
+    /// Kafka closes the connection (unknown key, unsupported version, bad header or body).
+    Reject(&'static str),
+}
+
+/// Decodes one request frame (header and body), applying Kafka's rules for unknown keys and
+/// versions. Pure: no broker, no I/O (the `request` fuzz target runs it on arbitrary bytes).
+pub fn decode_request(frame: Bytes) -> Decoded {
+    if frame.len() < 8 {
+        return Decoded::Reject("frame shorter than a request header");
+    }
+    let mut peek = &frame[..8];
+    let key_raw = peek.get_i16();
+    let version = peek.get_i16();
+    let correlation_id = peek.get_i32();
+    let Ok(api_key) = ApiKey::try_from(key_raw) else {
+        return Decoded::Reject("unknown api key");
+    };
+    let Some(range) = versions::supported(api_key) else {
+        return Decoded::Reject("unsupported api");
+    };
+    if api_key == ApiKey::ApiVersions && version > range.max {
+        return Decoded::ApiVersionsTooNew { correlation_id };
+    }
+    if version < range.min || version > range.max {
+        return Decoded::Reject("unsupported version");
+    }
+    let mut buf = frame;
+    let Ok(header) = RequestHeader::decode(&mut buf, api_key.request_header_version(version)) else {
+        return Decoded::Reject("bad request header");
+    };
+    match RequestKind::decode(api_key, &mut buf, version) {
+        Ok(body) => Decoded::Request {
+            api_key,
+            version,
+            header,
+            body,
+        },
+        Err(_) => Decoded::Reject("request body does not decode"),
+    }
+}
+
 /// Handles one request frame end to end. A response is encoded into `out` (cleared first),
 /// which the connection reuses, so responses are not built in freshly allocated memory.
 ///
@@ -73,36 +125,23 @@ pub async fn handle_frame(
     received: std::time::Instant,
 ) -> Outcome {
     out.clear();
-    if frame.len() < 8 {
-        return Outcome::Close;
-    }
-    let mut peek = &frame[..8];
-    let key_raw = peek.get_i16();
-    let version = peek.get_i16();
-    let correlation_id = peek.get_i32();
-    let Ok(api_key) = ApiKey::try_from(key_raw) else {
-        tracing::debug!(peer = %conn.peer, key_raw, "unknown api key; closing");
-        return Outcome::Close;
-    };
-    let Some(range) = versions::supported(api_key) else {
-        tracing::debug!(peer = %conn.peer, ?api_key, "unsupported api; closing");
-        return Outcome::Close;
-    };
-    if api_key == ApiKey::ApiVersions && version > range.max {
-        return api_versions::unsupported_version_response(correlation_id, out);
-    }
-    if version < range.min || version > range.max {
-        tracing::debug!(peer = %conn.peer, ?api_key, version, "unsupported version; closing");
-        return Outcome::Close;
-    }
-    let mut buf = frame;
-    let header = match RequestHeader::decode(&mut buf, api_key.request_header_version(version)) {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::debug!(peer = %conn.peer, error = %e, "bad request header; closing");
+    let key_raw = frame.first_chunk::<2>().map_or(-1, |k| i16::from_be_bytes(*k));
+    let (api_key, version, header, body) = match decode_request(frame) {
+        Decoded::Request {
+            api_key,
+            version,
+            header,
+            body,
+        } => (api_key, version, header, body),
+        Decoded::ApiVersionsTooNew { correlation_id } => {
+            return api_versions::unsupported_version_response(correlation_id, out);
+        }
+        Decoded::Reject(why) => {
+            tracing::debug!(peer = %conn.peer, key_raw, reason = why, "closing the connection");
             return Outcome::Close;
         }
     };
+    let correlation_id = header.correlation_id;
     let span = tracing::debug_span!(
         "request",
         api = ?api_key,
@@ -112,13 +151,6 @@ pub async fn handle_frame(
         peer = %conn.peer
     );
     async move {
-        let body = match RequestKind::decode(api_key, &mut buf, version) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::debug!(error = %e, "request body does not decode; closing");
-                return Outcome::Close;
-            }
-        };
         let started = std::time::Instant::now();
         let ctx = RequestContext {
             broker,

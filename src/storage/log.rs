@@ -19,12 +19,12 @@ use crate::storage::batch::{self, BatchHeader, HEADER_PREFIX_LEN};
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
 use crate::storage::config::LogConfig;
 use crate::storage::control::{self, EndTxnMarker, MarkerType};
-use crate::storage::decompress::{self, MAX_UNCOMPRESSED_BATCH_BYTES};
 use crate::storage::error::{Result, StorageError};
 use crate::storage::leader_epoch::LeaderEpochCache;
 use crate::storage::producer_state::{ProducerStateManager, StagedProducers};
+use crate::storage::read::{first_record, ReadPlan};
 use crate::storage::recovery;
-use crate::storage::segment::{LogSegment, SegmentReader};
+use crate::storage::segment::LogSegment;
 use crate::storage::txn_index::AbortedTxn;
 
 /// Outcome of `append_as_leader`.
@@ -658,13 +658,7 @@ impl UnifiedLog {
         if fetch_offset < self.log_start_offset || fetch_offset > log_end {
             return Err(self.out_of_range(fetch_offset));
         }
-        let mut plan = ReadPlan {
-            fetch_offset,
-            max_bytes,
-            max_offset,
-            min_one_message,
-            segments: Vec::new(),
-        };
+        let mut plan = ReadPlan::new(fetch_offset, max_bytes, max_offset, min_one_message);
         if fetch_offset == log_end || max_offset <= fetch_offset {
             return Ok(plan);
         }
@@ -675,8 +669,8 @@ impl UnifiedLog {
         // The segment holding the offset and, in case no batch of it reaches the offset (a gap),
         // the next one with data: its first batch is then the answer.
         for seg in self.segments.iter().skip(first) {
-            plan.segments.push(seg.reader(fetch_offset)?);
-            if plan.segments.len() > 1 && !seg.is_empty() {
+            plan.push(seg.reader(fetch_offset)?);
+            if plan.len() > 1 && !seg.is_empty() {
                 break;
             }
         }
@@ -936,32 +930,6 @@ pub struct ProducerStateInfo {
     pub current_txn_start_offset: i64,
 }
 
-/// A read of the log prepared by [`UnifiedLog::read_plan`], run without the log.
-#[derive(Debug)]
-pub struct ReadPlan {
-    fetch_offset: i64,
-    max_bytes: usize,
-    max_offset: i64,
-    min_one_message: bool,
-    segments: Vec<SegmentReader>,
-}
-
-impl ReadPlan {
-    /// The batches (see [`UnifiedLog::read`]). A segment cut shorter meanwhile (a truncation)
-    /// reads as nothing: the caller's next read sees the log as it is now.
-    pub fn read(&self) -> Result<FetchDataInfo> {
-        for seg in &self.segments {
-            match seg.read(self.fetch_offset, self.max_bytes, self.max_offset, self.min_one_message) {
-                Ok(Some(records)) => return Ok(FetchDataInfo { records }),
-                Ok(None) => {}
-                Err(StorageError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(FetchDataInfo::default())
-    }
-}
-
 /// Applies a marker at `offset` to the producer state (append and recovery replay). For an
 /// abort of an open transaction, returns its aborted-transaction index entry, whose last stable
 /// offset is the partition's first unstable offset after the abort, or the offset after the marker.
@@ -983,45 +951,6 @@ pub(crate) fn apply_marker(
         last_offset: offset,
         last_stable_offset: producers.first_unstable_offset().unwrap_or(offset + 1),
     })
-}
-
-/// The first record of a stored batch at offset >= `min_offset` whose timestamp satisfies `want`.
-///
-/// Compressed batches are stored unread, so a client can store one that inflates past
-/// `MAX_UNCOMPRESSED_BATCH_BYTES` (a bomb) or does not decode at all. Such a batch is answered at
-/// batch level, with a warning, instead of failing the partition's ListOffsets: as for a
-/// LogAppendTime batch, every record is taken to carry the batch's max timestamp, so the answer
-/// is the batch's first offset (>= `min_offset`), never later than the true one.
-fn first_record(
-    dir: &Path,
-    bytes: &[u8],
-    h: &BatchHeader,
-    min_offset: i64,
-    want: impl Fn(i64) -> bool,
-) -> Option<TimestampOffset> {
-    let hit = |timestamp, offset| TimestampOffset {
-        timestamp,
-        offset,
-        leader_epoch: h.partition_leader_epoch,
-    };
-    let batch_level = || {
-        let offset = h.base_offset.max(min_offset);
-        (want(h.max_timestamp) && offset <= h.last_offset()).then(|| hit(h.max_timestamp, offset))
-    };
-    if h.is_log_append_time() {
-        return batch_level();
-    }
-    let found = decompress::find_record(bytes, h, MAX_UNCOMPRESSED_BATCH_BYTES, |offset, ts| {
-        offset >= min_offset && want(ts)
-    });
-    match found {
-        Ok(found) => found.map(|(offset, timestamp)| hit(timestamp, offset)),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), base_offset = h.base_offset, error = %e,
-                "unreadable records, answering ListOffsets at batch level");
-            batch_level()
-        }
-    }
 }
 
 #[cfg(test)]

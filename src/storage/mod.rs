@@ -15,6 +15,7 @@
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
 //! - `txn_index`: the aborted-transaction index (`.txnindex`) of a segment.
 //! - `internal_log`: `InternalLog`, a compacted key/value log for the broker's own state.
+//! - `read`: `ReadPlan` (a read planned under the log lock, run without it), timestamp lookups.
 //! - `recovery`: loading a partition directory, truncating a torn tail.
 //! - `damage`: invalid bytes recovery found between valid batches: kept, skipped, reported.
 //! - `log`: `UnifiedLog`, the partition log the API and replication layers call.
@@ -33,6 +34,7 @@ pub mod internal_log;
 mod leader_epoch;
 pub mod log;
 mod producer_state;
+mod read;
 mod recovery;
 mod segment;
 pub mod segment_file;
@@ -43,7 +45,7 @@ pub use config::LogConfig;
 pub use control::{EndTxnMarker, MarkerType};
 pub use error::StorageError;
 pub use log::{
-    CheckpointOffsets, FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, ReadPlan, TimestampOffset,
-    UnifiedLog,
+    CheckpointOffsets, FetchDataInfo, FlushRequest, LogAppendInfo, ProducerStateInfo, TimestampOffset, UnifiedLog,
 };
+pub use read::ReadPlan;
 pub use txn_index::AbortedTxn;
