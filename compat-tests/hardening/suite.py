@@ -465,7 +465,7 @@ def disk_full(bs):
         print(f"# disk-full: {len(acked)} acknowledged, then {len(errors)} failed with codes {codes}", flush=True)
         if not errors or codes != [56]:
             fail(f"a full disk should answer KAFKA_STORAGE_ERROR (56), got {codes}")
-        if metric("sluice_offline_log_directory_count") != 1:
+        if metric("sluice_offline_log_directories") != 1:
             fail("the full log dir is not reported offline in /metrics")
         if offline_replicas(broker.port, topic) != {0: [1]}:
             fail(f"Metadata offline_replicas {offline_replicas(broker.port, topic)}, expected {{0: [1]}}")
@@ -491,7 +491,7 @@ def disk_full(bs):
         more, errors = produce_until_full(bs, topic, 100)
         if errors or len(more) != 100:
             fail(f"space freed: {len(more)} of 100 acknowledged, errors {errors[:3]}")
-        if metric("sluice_offline_log_directory_count") != 0:
+        if metric("sluice_offline_log_directories") != 0:
             fail("the log dir is still offline in /metrics after space freed")
         if offline_replicas(broker.port, topic) != {0: []}:
             fail(f"Metadata offline_replicas {offline_replicas(broker.port, topic)} after space freed")

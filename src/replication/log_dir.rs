@@ -5,7 +5,7 @@
 //! Offline, the broker goes on serving what is on disk (fetches, offsets, metadata) and answers
 //! appends with KAFKA_STORAGE_ERROR (each attempt still tries the disk, so space freed by an
 //! operator or by retention is used at once). The state is reported in the metrics
-//! (`sluice_offline_log_directory_count`, `sluice_offline_partitions`) and in Metadata, whose
+//! (`sluice_offline_log_directories`, `sluice_offline_partitions`) and in Metadata, whose
 //! partitions then list this broker among their `offline_replicas`, as Kafka's do.
 //!
 //! Kafka itself halts a broker whose last log dir fails; a full disk is the common cause, and
