@@ -36,6 +36,12 @@ pub enum BrokerError {
     NotEnoughReplicas,
     #[error("policy violation: {0}")]
     PolicyViolation(String),
+    #[error("not the active controller")]
+    NotController,
+    #[error("the metadata quorum is unavailable: {0}")]
+    ControllerUnavailable(String),
+    #[error("no producer ids available yet (a new block is on its way)")]
+    ProducerIdsUnavailable,
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("metadata store: {0}")]
@@ -58,6 +64,9 @@ impl BrokerError {
             BrokerError::RequestTimedOut => ResponseError::RequestTimedOut,
             BrokerError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
             BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
+            BrokerError::NotController => ResponseError::NotController,
+            BrokerError::ControllerUnavailable(_) => ResponseError::RequestTimedOut,
+            BrokerError::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             BrokerError::Storage(e) => storage_response_error(e),
             BrokerError::MetadataIo(_) => ResponseError::KafkaStorageError,
         }

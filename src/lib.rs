@@ -7,12 +7,16 @@
 //!   bytes arrive, in-order responses) and the broker-wide request memory pool.
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
 //!   module per Kafka API, the versions table, response encoding.
-//! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown.
+//! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown;
+//!   topic administration (proposed to the controller, answered once applied locally).
 //! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
 //!   leave, rebalance timers), its actor, and committed offsets in `__consumer_offsets`.
 //! - [`transaction`]: the transaction coordinator's state machine (issue #5; not wired yet).
-//! - [`metadata`]: topics (ids, partition counts, config overrides) and producer-id blocks,
-//!   persisted atomically.
+//! - [`controller`]: the controller quorum: the replicated metadata log (openraft), its records
+//!   and the `MetadataImage` they build, deterministically, on every node.
+//! - [`metadata`]: the broker's side of it: the latest image handlers read, proposing changes,
+//!   producer-id blocks, joining the quorum at startup, and the listener that applies each new
+//!   image to this broker's replicas.
 //! - [`replication`]: `Partition` (LEO, high watermark, leader epoch) and `ReplicaManager`
 //!   (appends with acks, fetches, the delayed produce / delayed fetch purgatory, group commit).
 //! - [`storage`]: the segment log on disk, knowing nothing of the wire: batches, segments,
@@ -30,6 +34,7 @@ pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod config;
+pub mod controller;
 pub mod coordinator;
 pub mod error;
 pub mod metadata;

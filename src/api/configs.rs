@@ -19,8 +19,8 @@ use kafka_protocol::ResponseError;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::config::{topic_config_value, BrokerConfig, TOPIC_CONFIG_KEYS};
+use crate::controller::image::TopicImage;
 use crate::error::BrokerError;
-use crate::metadata::TopicMeta;
 use crate::replication::replica_manager::topic_log_config;
 
 const RESOURCE_TOPIC: i8 = 2;
@@ -70,7 +70,7 @@ fn topic_config_type(key: &str) -> i8 {
 }
 
 /// Every topic config with its effective value and where it comes from.
-pub fn topic_config_entries(broker: &Broker, meta: &TopicMeta) -> Vec<ConfigEntry> {
+pub fn topic_config_entries(broker: &Broker, meta: &TopicImage) -> Vec<ConfigEntry> {
     let effective = topic_log_config(&broker.config.log, meta);
     TOPIC_CONFIG_KEYS
         .iter()
@@ -240,7 +240,7 @@ enum ConfigChange {
 }
 
 /// Applies a change to one resource's config overrides.
-fn alter_resource(
+async fn alter_resource(
     ctx: &RequestContext<'_>,
     resource_type: i8,
     name: &str,
@@ -258,11 +258,13 @@ fn alter_resource(
                 }
                 ctx.broker
                     .alter_topic_configs(name, |configs| *configs = next, validate_only)
+                    .await
             }
             ConfigChange::Edit(ops) => {
                 validate_ops(&ops)?;
                 ctx.broker
                     .alter_topic_configs(name, |configs| apply_ops(configs, &ops), validate_only)
+                    .await
             }
         },
         RESOURCE_BROKER => Err(broker_alter_refused()),
@@ -278,11 +280,10 @@ fn outcome_fields(outcome: Result<(), BrokerError>) -> (i16, Option<StrBytes>) {
 }
 
 /// AlterConfigs: the given set replaces all of a topic's overrides.
-pub fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+pub async fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
             let pairs = r
                 .configs
                 .iter()
@@ -294,28 +295,28 @@ pub fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigs
                 r.resource_name.as_str(),
                 change,
                 req.validate_only,
-            );
+            )
+            .await;
             let (code, message) = outcome_fields(outcome);
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     AlterConfigsResponse::default().with_responses(responses)
 }
 
 /// IncrementalAlterConfigs: SET / DELETE / APPEND / SUBTRACT per key (what `kafka-configs
 /// --alter` sends).
-pub fn incremental_alter(
+pub async fn incremental_alter(
     ctx: &RequestContext<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
-    let responses = req
-        .resources
-        .into_iter()
-        .map(|r| {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        responses.push({
             let ops = r.configs.iter().map(|c| {
                 (
                     c.name.to_string(),
@@ -330,15 +331,16 @@ pub fn incremental_alter(
                 r.resource_name.as_str(),
                 change,
                 req.validate_only,
-            );
+            )
+            .await;
             let (code, message) = outcome_fields(outcome);
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name)
                 .with_error_code(code)
                 .with_error_message(message)
-        })
-        .collect();
+        });
+    }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 

@@ -1,5 +1,6 @@
 //! CreateTopics (key 19): validate_only, -1 for broker defaults, Kafka's errors for existing
-//! topics, bad names, counts and configs, and manual assignments that name this broker only.
+//! topics, bad names, counts and configs, and manual replica assignments (registered brokers,
+//! no duplicates, the same count for every partition).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,30 +13,30 @@ use super::RequestContext;
 use crate::broker::NewTopic;
 use crate::error::BrokerError;
 
-pub fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut counts: HashMap<String, usize> = HashMap::new();
     for t in &req.topics {
         *counts.entry(t.name.to_string()).or_default() += 1;
     }
-    let results = req
-        .topics
-        .into_iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        results.push({
             let name = t.name.clone();
             let mut result = CreatableTopicResult::default().with_name(name.clone());
             if counts.get(name.as_str()).copied().unwrap_or(0) > 1 {
-                return with_error(
+                results.push(with_error(
                     result,
                     &BrokerError::InvalidRequest(format!("Duplicate topic name {}", name.as_str())),
-                );
+                ));
+                continue;
             }
-            let outcome = create_one(ctx, t, req.validate_only);
+            let outcome = create_one(ctx, t, req.validate_only).await;
             match outcome {
                 Ok(meta) => {
                     result = result
                         .with_topic_id(if req.validate_only { uuid::Uuid::nil() } else { meta.id })
-                        .with_num_partitions(meta.partitions)
-                        .with_replication_factor(meta.replication_factor);
+                        .with_num_partitions(meta.partition_count())
+                        .with_replication_factor(meta.replication_factor());
                     if ctx.version >= 5 {
                         let configs = topic_config_entries(ctx.broker, &meta)
                             .into_iter()
@@ -53,8 +54,8 @@ pub fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> CreateTopic
                 }
                 Err(e) => with_error(result, &e),
             }
-        })
-        .collect();
+        });
+    }
     CreateTopicsResponse::default().with_topics(results)
 }
 
@@ -66,30 +67,54 @@ fn with_error(result: CreatableTopicResult, e: &BrokerError) -> CreatableTopicRe
         .with_replication_factor(-1)
 }
 
-fn create_one(
+async fn create_one(
     ctx: &RequestContext<'_>,
     t: kafka_protocol::messages::create_topics_request::CreatableTopic,
     validate_only: bool,
-) -> Result<crate::metadata::TopicMeta, BrokerError> {
-    let node = ctx.broker.config.node_id;
+) -> Result<std::sync::Arc<crate::controller::image::TopicImage>, BrokerError> {
     let mut partitions = t.num_partitions;
     let mut replication_factor = t.replication_factor;
+    let mut assignments = None;
     if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(BrokerError::InvalidRequest(
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.".into(),
             ));
         }
-        for (i, a) in t.assignments.iter().enumerate() {
-            if a.partition_index != i as i32 || a.broker_ids.iter().any(|b| b.0 != node) || a.broker_ids.is_empty() {
+        let image = ctx.broker.metadata.image();
+        let mut sorted: Vec<_> = t.assignments.iter().collect();
+        sorted.sort_by_key(|a| a.partition_index);
+        let width = sorted.first().map_or(0, |a| a.broker_ids.len());
+        let mut replicas = Vec::with_capacity(sorted.len());
+        for (i, a) in sorted.iter().enumerate() {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            let mut distinct = ids.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let why = if a.partition_index != i as i32 {
+                Some("partitions must be numbered consecutively from 0".to_string())
+            } else if ids.is_empty() {
+                Some("an empty replica list".to_string())
+            } else if distinct.len() != ids.len() {
+                Some(format!("duplicate brokers in {ids:?}"))
+            } else if ids.len() != width {
+                Some("every partition must have the same number of replicas".to_string())
+            } else {
+                ids.iter()
+                    .find(|b| !image.brokers.contains_key(*b))
+                    .map(|b| format!("broker {b} is not registered"))
+            };
+            if let Some(why) = why {
                 return Err(BrokerError::InvalidReplicaAssignment(format!(
-                    "Invalid replica assignment for partition {}: only broker {node} exists",
+                    "Invalid replica assignment for partition {}: {why}",
                     a.partition_index
                 )));
             }
+            replicas.push(ids);
         }
-        partitions = t.assignments.len() as i32;
-        replication_factor = t.assignments.first().map(|a| a.broker_ids.len() as i16).unwrap_or(1);
+        partitions = replicas.len() as i32;
+        replication_factor = width as i16;
+        assignments = Some(replicas);
     }
     let mut configs = BTreeMap::new();
     for c in t.configs {
@@ -101,13 +126,16 @@ fn create_one(
         };
         configs.insert(c.name.to_string(), value.to_string());
     }
-    ctx.broker.create_topic(
-        NewTopic {
-            name: t.name.to_string(),
-            partitions,
-            replication_factor,
-            configs,
-        },
-        validate_only,
-    )
+    ctx.broker
+        .create_topic(
+            NewTopic {
+                name: t.name.to_string(),
+                partitions,
+                replication_factor,
+                configs,
+                assignments,
+            },
+            validate_only,
+        )
+        .await
 }

@@ -8,49 +8,46 @@ use uuid::Uuid;
 use super::RequestContext;
 use crate::error::BrokerError;
 
-/// Deletes the topics, then every group's committed offsets of them (as Kafka does).
+/// Deletes the topics; every group's committed offsets of them go too (as Kafka does), when
+/// the metadata listener applies the deletion.
 pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
-    let mut deleted = Vec::new();
     let mut targets: Vec<(Option<TopicName>, Uuid)> =
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
-    let responses = targets
-        .into_iter()
-        .map(|(name, id)| {
-            let resolved = match &name {
-                Some(n) => Ok(n.to_string()),
-                None => ctx
-                    .broker
-                    .metadata
-                    .topic_by_id(id)
-                    .map(|t| t.name)
-                    .ok_or(BrokerError::UnknownTopicId),
-            };
-            let outcome = resolved.and_then(|n| ctx.broker.delete_topic(&n));
-            let mut result = DeletableTopicResult::default().with_name(name).with_topic_id(id);
-            match outcome {
-                Ok(meta) => {
-                    deleted.push(meta.name.clone());
-                    result.topic_id = meta.id;
-                    if result.name.is_none() {
-                        result.name = Some(TopicName(StrBytes::from_string(meta.name)));
-                    }
-                }
-                Err(e) => {
-                    result.error_code = e.code();
-                    if ctx.version >= 5 {
-                        result.error_message = Some(StrBytes::from_string(e.to_string()));
-                    }
+    let mut responses = Vec::with_capacity(targets.len());
+    for (name, id) in targets {
+        let resolved = match &name {
+            Some(n) => Ok(n.to_string()),
+            None => ctx
+                .broker
+                .metadata
+                .topic_by_id(id)
+                .map(|t| t.name.clone())
+                .ok_or(BrokerError::UnknownTopicId),
+        };
+        let outcome = match resolved {
+            Ok(n) => ctx.broker.delete_topic(&n).await,
+            Err(e) => Err(e),
+        };
+        let mut result = DeletableTopicResult::default().with_name(name).with_topic_id(id);
+        match outcome {
+            Ok(meta) => {
+                result.topic_id = meta.id;
+                if result.name.is_none() {
+                    result.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
                 }
             }
-            if ctx.version < 6 {
-                result.topic_id = Uuid::nil();
+            Err(e) => {
+                result.error_code = e.code();
+                if ctx.version >= 5 {
+                    result.error_message = Some(StrBytes::from_string(e.to_string()));
+                }
             }
-            result
-        })
-        .collect();
-    if !deleted.is_empty() {
-        ctx.broker.groups.remove_topics(deleted).await;
+        }
+        if ctx.version < 6 {
+            result.topic_id = Uuid::nil();
+        }
+        responses.push(result);
     }
     DeleteTopicsResponse::default().with_responses(responses)
 }

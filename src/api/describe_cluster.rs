@@ -1,4 +1,5 @@
-//! DescribeCluster (key 60): this broker, which is also the controller.
+//! DescribeCluster (key 60): the live brokers of the image, and a live broker as the
+//! controller (clients cannot reach KRaft controllers; Kafka names a broker too).
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -6,6 +7,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::metadata::MetadataClient;
 
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
@@ -17,11 +19,20 @@ pub fn handle(ctx: &RequestContext<'_>, req: DescribeClusterRequest) -> Describe
             .with_error_code(ResponseError::UnsupportedEndpointType.code())
             .with_endpoint_type(req.endpoint_type);
     }
-    resp.with_cluster_id(StrBytes::from_string(ctx.broker.metadata.cluster_id()))
-        .with_controller_id(BrokerId(config.node_id))
+    let image = ctx.broker.metadata.image();
+    let brokers = MetadataClient::live_endpoints(&image, &config.cluster.inter_broker_listener_name)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    let controller = ctx.broker.metadata.controller_id_for_clients(&image);
+    resp.with_cluster_id(StrBytes::from_string(image.cluster_id.clone().unwrap_or_default()))
+        .with_controller_id(BrokerId(controller))
         .with_endpoint_type(if ctx.version >= 1 { ENDPOINT_TYPE_BROKERS } else { 1 })
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(config.node_id))
-            .with_host(StrBytes::from_string(config.advertised_host.clone()))
-            .with_port(config.advertised_port)])
+        .with_brokers(brokers)
 }

@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::broker::{Broker, NewTopic};
+use crate::controller::image::{MetadataImage, TopicImage};
+use crate::controller::record::NO_LEADER;
 use crate::error::BrokerError;
-use crate::metadata::TopicMeta;
+use crate::metadata::MetadataClient;
 
-pub fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataResponse {
+pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let config = &broker.config;
     // v0: an empty list means all topics; v1+: null means all topics.
@@ -23,37 +25,45 @@ pub fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataRespons
         Some(t) => t.is_empty() && ctx.version == 0,
     };
     let topics = if all {
-        broker
-            .metadata
-            .topics()
-            .iter()
-            .map(|t| topic_metadata(broker, t))
-            .collect()
+        let image = broker.metadata.image();
+        image.topics().map(|t| topic_metadata(broker, &image, t)).collect()
     } else {
         // v0-3 always allow auto-creation; from v4 the client says.
         let allow_auto = config.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
-        req.topics
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| match t.name {
-                Some(name) => by_name(broker, &name, allow_auto),
+        let mut out = Vec::new();
+        for t in req.topics.unwrap_or_default() {
+            out.push(match t.name {
+                Some(name) => by_name(broker, &name, allow_auto).await,
                 None => by_id(broker, t.topic_id),
-            })
-            .collect()
+            });
+        }
+        out
     };
+    let image = broker.metadata.image();
+    let brokers = MetadataClient::live_endpoints(&image, &config.cluster.inter_broker_listener_name)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port)
+                .with_rack(rack.map(StrBytes::from_string))
+        })
+        .collect();
+    let controller = broker.metadata.controller_id_for_clients(&image);
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(config.node_id))
-            .with_host(StrBytes::from_string(config.advertised_host.clone()))
-            .with_port(config.advertised_port)])
-        .with_cluster_id(Some(StrBytes::from_string(broker.metadata.cluster_id())))
-        .with_controller_id(BrokerId(config.node_id))
+        .with_brokers(brokers)
+        .with_cluster_id(Some(StrBytes::from_string(
+            image.cluster_id.clone().unwrap_or_default(),
+        )))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
 }
 
-fn by_name(broker: &Broker, name: &TopicName, allow_auto: bool) -> MetadataResponseTopic {
-    if let Some(meta) = broker.metadata.topic(name.as_str()) {
-        return topic_metadata(broker, &meta);
+async fn by_name(broker: &Broker, name: &TopicName, allow_auto: bool) -> MetadataResponseTopic {
+    let image = broker.metadata.image();
+    if let Some(topic) = image.topic(name.as_str()) {
+        return topic_metadata(broker, &image, topic);
     }
     let error = if crate::broker::validate_topic_name(name.as_str()).is_err() {
         ResponseError::InvalidTopicException
@@ -63,14 +73,18 @@ fn by_name(broker: &Broker, name: &TopicName, allow_auto: bool) -> MetadataRespo
             partitions: -1,
             replication_factor: -1,
             configs: Default::default(),
+            assignments: None,
         };
-        match broker.create_topic(new, false) {
-            Ok(meta) => return topic_metadata(broker, &meta),
+        match broker.create_topic(new, false).await {
+            Ok(topic) => return topic_metadata(broker, &broker.metadata.image(), &topic),
             // Lost a race with another creator: report what exists now.
-            Err(BrokerError::TopicAlreadyExists(_)) => match broker.metadata.topic(name.as_str()) {
-                Some(meta) => return topic_metadata(broker, &meta),
-                None => ResponseError::LeaderNotAvailable,
-            },
+            Err(BrokerError::TopicAlreadyExists(_)) => {
+                let image = broker.metadata.image();
+                match image.topic(name.as_str()) {
+                    Some(topic) => return topic_metadata(broker, &image, topic),
+                    None => ResponseError::LeaderNotAvailable,
+                }
+            }
             Err(e) => e.response_error(),
         }
     } else {
@@ -82,37 +96,50 @@ fn by_name(broker: &Broker, name: &TopicName, allow_auto: bool) -> MetadataRespo
 }
 
 fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
-    match broker.metadata.topic_by_id(id) {
-        Some(meta) => topic_metadata(broker, &meta),
+    let image = broker.metadata.image();
+    match image.topic_by_id(id) {
+        Some(topic) => topic_metadata(broker, &image, topic),
         None => MetadataResponseTopic::default()
             .with_topic_id(id)
             .with_error_code(ResponseError::UnknownTopicId.code()),
     }
 }
 
-fn topic_metadata(broker: &Broker, meta: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(broker.config.node_id);
-    // A log dir offline after a failed write (a full disk): this replica is offline, as Kafka
-    // reports it; it stays the leader, so reads go on.
-    let offline = broker.replicas.health.is_offline();
-    let partitions = broker
-        .replicas
-        .topic_partitions(&meta.name)
-        .unwrap_or_default()
+/// A topic as the image has it: each partition's leader, epoch, replicas and ISR; replicas on
+/// brokers that are fenced or gone, or on this broker while its log dir is offline (a full
+/// disk), are listed offline, as Kafka reports them.
+fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
+    let me = broker.config.node_id;
+    let dir_offline = broker.replicas.health.is_offline();
+    let partitions = topic
+        .partitions
         .iter()
-        .map(|p| {
+        .enumerate()
+        .map(|(i, p)| {
+            let offline: Vec<BrokerId> = p
+                .replicas
+                .iter()
+                .filter(|r| !image.is_live(**r) || (**r == me && dir_offline))
+                .map(|r| BrokerId(*r))
+                .collect();
+            let error = if p.leader == NO_LEADER {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
-                .with_leader_id(node)
-                .with_leader_epoch(p.leader_epoch())
-                .with_replica_nodes(vec![node])
-                .with_isr_nodes(vec![node])
-                .with_offline_replicas(if offline { vec![node] } else { Vec::new() })
+                .with_error_code(error)
+                .with_partition_index(i32::try_from(i).unwrap_or(i32::MAX))
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
+                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
+                .with_offline_replicas(offline)
         })
         .collect();
     MetadataResponseTopic::default()
-        .with_name(Some(TopicName(StrBytes::from_string(meta.name.clone()))))
-        .with_topic_id(meta.id)
+        .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
+        .with_topic_id(topic.id)
         .with_is_internal(false)
         .with_partitions(partitions)
 }

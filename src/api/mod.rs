@@ -192,10 +192,10 @@ pub async fn handle_frame(
 async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<ResponseKind> {
     let r = match body {
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
-        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req)),
-        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(ctx, req)),
+        RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req).await),
+        RequestKind::CreateTopics(req) => ResponseKind::CreateTopics(create_topics::handle(ctx, req).await),
         RequestKind::DeleteTopics(req) => ResponseKind::DeleteTopics(delete_topics::handle(ctx, req).await),
-        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, req)),
+        RequestKind::CreatePartitions(req) => ResponseKind::CreatePartitions(create_partitions::handle(ctx, req).await),
         RequestKind::Produce(req) => match produce::handle(ctx, req).await {
             Some(r) => ResponseKind::Produce(r),
             None => return None,
@@ -225,9 +225,9 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
             ResponseKind::DescribeProducers(transactions::describe_producers(ctx, req))
         }
         RequestKind::DescribeConfigs(req) => ResponseKind::DescribeConfigs(configs::describe(ctx, req)),
-        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(ctx, req)),
+        RequestKind::AlterConfigs(req) => ResponseKind::AlterConfigs(configs::alter(ctx, req).await),
         RequestKind::IncrementalAlterConfigs(req) => {
-            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, req))
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, req).await)
         }
         RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req)),
         RequestKind::OffsetForLeaderEpoch(req) => {

@@ -31,7 +31,7 @@ fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
     broker
         .metadata
         .topic(topic)
-        .is_some_and(|t| (0..t.partitions).contains(&partition))
+        .is_some_and(|t| (0..t.partition_count()).contains(&partition))
 }
 
 pub async fn offset_commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {

@@ -382,11 +382,11 @@ mod fuzz {
                     let dir = tempfile::tempdir().expect("tempdir");
                     let config = BrokerConfig::load(None, &[format!("log.dirs={}", dir.path().display())]).expect("config");
                     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                    let (broker, _queue) = {
-                        let _entered = rt.enter();
-                        Broker::open(config, crate::supervisor::Supervisor::new().0).expect("broker")
-                    };
-                    (rt, broker, dir)
+                    let tasks = crate::supervisor::Supervisor::new().0;
+                    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+                    let started = rt.block_on(crate::broker::start(config, &tasks, shutdown)).expect("broker");
+                    std::mem::forget(_stop);
+                    (rt, started.broker, dir)
                 };
             }
             FIXTURE.with(|(rt, broker, _)| {

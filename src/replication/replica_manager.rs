@@ -21,8 +21,8 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::controller::image::TopicImage;
 use crate::error::BrokerError;
-use crate::metadata::TopicMeta;
 use crate::replication::log_dir::LogDirHealth;
 use crate::replication::partition::{Partition, PartitionRead};
 use crate::storage::checkpoint::{
@@ -100,7 +100,7 @@ fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
         Err(e) => return Err(e.into()),
     }
     std::fs::create_dir_all(dir)?;
-    crate::metadata::write_atomically(&file, wanted.as_bytes())?;
+    crate::storage::checkpoint::write_atomic(&file, wanted.as_bytes())?;
     Ok(())
 }
 
@@ -113,10 +113,10 @@ fn is_internal_log(dir_name: &str) -> bool {
 
 /// Removes what a crash can leave behind: directories of deletions in progress (`*-delete`)
 /// and partition directories of topics (or partitions) the metadata no longer has.
-fn remove_stray_dirs(log_dir: &Path, topics: &[TopicMeta]) -> Result<(), BrokerError> {
+fn remove_stray_dirs(log_dir: &Path, topics: &[Arc<TopicImage>]) -> Result<(), BrokerError> {
     let wanted: std::collections::HashSet<String> = topics
         .iter()
-        .flat_map(|t| (0..t.partitions).map(move |i| format!("{}-{i}", t.name)))
+        .flat_map(|t| (0..t.partition_count()).map(move |i| format!("{}-{i}", t.name)))
         .collect();
     for entry in std::fs::read_dir(log_dir)? {
         let entry = entry?;
@@ -144,7 +144,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// The effective log config of a topic: broker defaults plus its overrides.
-pub fn topic_log_config(defaults: &LogConfig, meta: &TopicMeta) -> LogConfig {
+pub fn topic_log_config(defaults: &LogConfig, meta: &TopicImage) -> LogConfig {
     let mut config = defaults.clone();
     for (k, v) in &meta.configs {
         // Overrides were validated when stored; one that no longer parses keeps the default.
@@ -160,7 +160,7 @@ impl ReplicaManager {
     pub fn open(
         log_dir: &Path,
         defaults: LogConfig,
-        topics: &[TopicMeta],
+        topics: &[Arc<TopicImage>],
         had_clean_shutdown: bool,
         max_partitions: usize,
     ) -> Result<(Self, FlushQueue), BrokerError> {
@@ -191,7 +191,7 @@ impl ReplicaManager {
     /// Creates the partitions `meta` has beyond those already open (CreateTopics,
     /// CreatePartitions), [`OPEN_PARALLELISM`] at a time. On any failure every directory it
     /// created is removed again and the error returned: nothing is left behind.
-    pub fn create_partitions(&self, meta: &TopicMeta) -> Result<(), BrokerError> {
+    pub fn create_partitions(&self, meta: &TopicImage) -> Result<(), BrokerError> {
         self.open_partitions(meta, true, &SavedOffsets::default(), true)
     }
 
@@ -199,7 +199,7 @@ impl ReplicaManager {
     /// removes the directories of all of them (never at startup: those hold data).
     fn open_partitions(
         &self,
-        meta: &TopicMeta,
+        meta: &TopicImage,
         had_clean_shutdown: bool,
         saved: &SavedOffsets,
         creating: bool,
@@ -208,7 +208,7 @@ impl ReplicaManager {
         let name: Arc<str> = Arc::from(meta.name.as_str());
         let mut partitions: Vec<Arc<Partition>> = self.topic_partitions(&meta.name).unwrap_or_default();
         let first_new = partitions.len() as i32;
-        let indexes: Vec<i32> = (first_new..meta.partitions).collect();
+        let indexes: Vec<i32> = (first_new..meta.partition_count()).collect();
         let open_one = |&index: &i32| -> Result<Partition, BrokerError> {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
             claim_partition_dir(&dir, meta.id)?;
@@ -310,7 +310,7 @@ impl ReplicaManager {
     }
 
     /// Applies a topic's changed config to its open logs.
-    pub fn update_topic_config(&self, meta: &TopicMeta) {
+    pub fn update_topic_config(&self, meta: &TopicImage) {
         let config = topic_log_config(&self.defaults(), meta);
         for p in self.topic_partitions(&meta.name).unwrap_or_default() {
             p.set_config(config.clone());
@@ -671,14 +671,15 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn meta(name: &str, partitions: i32) -> TopicMeta {
-        TopicMeta {
+    fn meta(name: &str, partitions: i32) -> Arc<TopicImage> {
+        Arc::new(TopicImage {
             name: name.into(),
             id: uuid::Uuid::new_v4(),
-            partitions,
-            replication_factor: 1,
+            partitions: (0..partitions)
+                .map(|_| crate::controller::record::PartitionRegistration::new(vec![1]))
+                .collect(),
             configs: BTreeMap::new(),
-        }
+        })
     }
 
     /// A crash between forgetting a topic and removing its files must not hand the old data to

@@ -18,9 +18,10 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
+use crate::controller::image::MetadataImage;
 use crate::coordinator::{GroupCoordinator, OffsetStore};
 use crate::error::BrokerError;
-use crate::metadata::{MetadataStore, TopicMeta};
+use crate::metadata::MetadataClient;
 use crate::replication::replica_manager::{now_ms, run_flusher, FlushQueue, ReplicaManager};
 use crate::supervisor::Supervisor;
 
@@ -29,9 +30,16 @@ const LOCK_FILE: &str = ".lock";
 /// The most partitions one broker hosts; bounds the flush queue and CreateTopics requests.
 pub const MAX_PARTITIONS: usize = 100_000;
 
+mod topics;
+
 pub struct Broker {
     pub config: BrokerConfig,
-    pub metadata: MetadataStore,
+    /// The cluster metadata: images read by handlers, changes proposed to the controller.
+    pub metadata: Arc<MetadataClient>,
+    /// The metadata offset this broker's replicas reflect (see `metadata::listener`).
+    pub local_offset: watch::Sender<u64>,
+    /// Topics whose local replicas could not be created, by topic id (see `topics`).
+    pub(crate) local_failures: std::sync::Mutex<std::collections::HashMap<Uuid, BrokerError>>,
     pub replicas: ReplicaManager,
     /// The group coordinator (an actor owning every group and the committed offsets).
     pub groups: GroupCoordinator,
@@ -51,6 +59,8 @@ pub struct NewTopic {
     /// -1 = `default.replication.factor`.
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Explicit replicas per partition (CreateTopics' `assignments`), checked by the caller.
+    pub assignments: Option<Vec<Vec<i32>>>,
 }
 
 /// Kafka's topic name rules.
@@ -82,14 +92,17 @@ pub fn validate_topic_name(name: &str) -> Result<(), BrokerError> {
 impl Broker {
     /// Opens the data directory and every log in it, and starts the group and transaction
     /// coordinators under `tasks` (so it must run inside a tokio runtime).
-    pub fn open(config: BrokerConfig, tasks: Supervisor) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
+    pub fn open(
+        config: BrokerConfig,
+        tasks: Supervisor,
+        metadata: Arc<MetadataClient>,
+        image: &MetadataImage,
+        lock: File,
+    ) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
         let dir = config.log_dir.clone();
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
-        let lock = lock_dir(&dir)?;
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let had_clean_shutdown = marker.exists();
-        let metadata = MetadataStore::open(&dir).context("opening cluster metadata")?;
-        let topics = metadata.topics();
+        let topics: Vec<Arc<crate::controller::image::TopicImage>> = image.topics().cloned().collect();
         if !had_clean_shutdown && !topics.is_empty() {
             tracing::warn!("no clean shutdown marker: recovering logs");
         }
@@ -118,6 +131,8 @@ impl Broker {
         let broker = Arc::new(Broker {
             config,
             metadata,
+            local_offset: watch::channel(image.offset).0,
+            local_failures: std::sync::Mutex::new(std::collections::HashMap::new()),
             replicas,
             groups,
             transactions,
@@ -133,144 +148,6 @@ impl Broker {
         );
         broker.tasks.spawn("transaction-coordinator", txn_actor);
         Ok((broker, queue))
-    }
-
-    /// Creates a topic (or, with `validate_only`, checks that it could be created).
-    pub fn create_topic(&self, new: NewTopic, validate_only: bool) -> Result<TopicMeta, BrokerError> {
-        validate_topic_name(&new.name)?;
-        if self.metadata.topic(&new.name).is_some() {
-            return Err(BrokerError::TopicAlreadyExists(format!(
-                "Topic '{}' already exists.",
-                new.name
-            )));
-        }
-        let partitions = match new.partitions {
-            -1 => self.config.num_partitions,
-            n if n >= 1 => n,
-            n => {
-                return Err(BrokerError::InvalidPartitions(format!(
-                    "Number of partitions must be larger than 0, or -1 to use the default value. Got {n}"
-                )))
-            }
-        };
-        let existing: usize = self
-            .metadata
-            .topics()
-            .iter()
-            .map(|t| t.partitions.max(0) as usize)
-            .sum();
-        if existing.saturating_add(partitions as usize) > MAX_PARTITIONS {
-            return Err(BrokerError::PolicyViolation(format!(
-                "this broker hosts at most {MAX_PARTITIONS} partitions"
-            )));
-        }
-        let replication_factor = match new.replication_factor {
-            -1 => self.config.default_replication_factor,
-            n if n >= 1 => n,
-            n => {
-                return Err(BrokerError::InvalidReplicationFactor(format!(
-                    "Replication factor must be larger than 0, or -1 to use the default value. Got {n}"
-                )))
-            }
-        };
-        if replication_factor > 1 {
-            return Err(BrokerError::InvalidReplicationFactor(format!(
-                "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only 1 broker(s) are registered."
-            )));
-        }
-        let mut check = self.config.log.clone();
-        for (k, v) in &new.configs {
-            crate::config::apply_topic_config(&mut check, k, v)
-                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
-        }
-        let meta = TopicMeta {
-            name: new.name,
-            id: Uuid::new_v4(),
-            partitions,
-            replication_factor,
-            configs: new.configs,
-        };
-        if validate_only {
-            return Ok(meta);
-        }
-        let meta = self.metadata.create_topic(meta)?;
-        // Thousands of directories and files: off the runtime's workers (see `run_blocking`).
-        // A failure has already removed what it created.
-        if let Err(e) = crate::supervisor::run_blocking(|| self.replicas.create_partitions(&meta)) {
-            // Undo the registration so the name is free to try again.
-            let _ = self.metadata.delete_topic(&meta.name);
-            tracing::warn!(topic = %meta.name, error = %e, "creating topic failed; rolled back");
-            return Err(e);
-        }
-        tracing::info!(topic = %meta.name, partitions = meta.partitions, "created topic");
-        Ok(meta)
-    }
-
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
-        let meta = self.metadata.delete_topic(name)?;
-        crate::supervisor::run_blocking(|| self.replicas.delete_topic(name))?;
-        tracing::info!(topic = %name, "deleted topic");
-        Ok(meta)
-    }
-
-    /// Adds partitions to a topic (CreatePartitions).
-    pub fn add_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<TopicMeta, BrokerError> {
-        let current = self.metadata.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
-        if count < current.partitions {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "Topic currently has {} partitions, which is higher than the requested {count}.",
-                current.partitions
-            )));
-        }
-        if count == current.partitions {
-            return Err(BrokerError::InvalidPartitions(format!(
-                "Topic already has {count} partitions."
-            )));
-        }
-        if validate_only {
-            return Ok(TopicMeta {
-                partitions: count,
-                ..current
-            });
-        }
-        let meta = self.metadata.update_topic(name, |t| {
-            t.partitions = count;
-            Ok(())
-        })?;
-        if let Err(e) = crate::supervisor::run_blocking(|| self.replicas.create_partitions(&meta)) {
-            let _ = self.metadata.update_topic(name, |t| {
-                t.partitions = current.partitions;
-                Ok(())
-            });
-            return Err(e);
-        }
-        Ok(meta)
-    }
-
-    /// Replaces (or with `incremental`, edits) a topic's config overrides and applies them.
-    pub fn alter_topic_configs(
-        &self,
-        name: &str,
-        change: impl FnOnce(&mut BTreeMap<String, String>),
-        validate_only: bool,
-    ) -> Result<(), BrokerError> {
-        let current = self.metadata.topic(name).ok_or(BrokerError::UnknownTopicOrPartition)?;
-        let mut configs = current.configs.clone();
-        change(&mut configs);
-        let mut check = self.config.log.clone();
-        for (k, v) in &configs {
-            crate::config::apply_topic_config(&mut check, k, v)
-                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
-        }
-        if validate_only {
-            return Ok(());
-        }
-        let meta = self.metadata.update_topic(name, |t| {
-            t.configs = configs;
-            Ok(())
-        })?;
-        self.replicas.update_topic_config(&meta);
-        Ok(())
     }
 
     /// Flushes, closes every log and writes the clean shutdown marker.
@@ -309,6 +186,46 @@ pub enum Listen {
     Bound(TcpListener),
 }
 
+/// A broker opened by [`start`].
+pub struct Started {
+    pub broker: Arc<Broker>,
+    pub queue: FlushQueue,
+    pub controller: Arc<crate::controller::Controller>,
+    pub cluster_id: String,
+}
+
+/// Takes the log dir, joins the metadata quorum (starting this node's member), opens every
+/// replica the image gives this broker, and starts the metadata listener, under `tasks`.
+pub async fn start(
+    config: BrokerConfig,
+    tasks: &Supervisor,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Started> {
+    let dir = config.log_dir.clone();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
+    let lock = lock_dir(&dir)?;
+    crate::metadata::startup::check_node_id(&dir, config.node_id)?;
+    let controller = crate::metadata::startup::start_controller(&config, tasks, shutdown.clone()).await?;
+    let cluster_id = crate::metadata::startup::join(&controller, &config).await?;
+    let metadata = MetadataClient::new(Arc::clone(&controller));
+    metadata
+        .prime_producer_ids()
+        .await
+        .context("taking a block of producer ids")?;
+    let image = metadata.image();
+    let (broker, queue) = Broker::open(config, tasks.clone(), metadata, &image, lock)?;
+    tasks.spawn(
+        "metadata-listener",
+        crate::metadata::listener::run(broker.clone(), image, controller.subscribe(), shutdown),
+    );
+    Ok(Started {
+        broker,
+        queue,
+        controller,
+        cluster_id,
+    })
+}
+
 /// Runs a broker until `stop` resolves: the whole life of the process.
 pub async fn run(config: BrokerConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
     let addr = config.listener;
@@ -333,7 +250,13 @@ pub async fn run_on(
         }
     };
     let (tasks, mut failures) = Supervisor::new();
-    let (broker, queue) = Broker::open(config, tasks.clone())?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let Started {
+        broker,
+        queue,
+        controller,
+        cluster_id,
+    } = start(config, &tasks, shutdown_rx.clone()).await?;
     let listener = match listen {
         Listen::Bound(l) => l,
         Listen::Addr(addr) => TcpListener::bind(addr)
@@ -341,11 +264,11 @@ pub async fn run_on(
             .with_context(|| format!("binding listeners {addr}"))?,
     };
     let flusher = tasks.spawn("log-flusher", run_flusher(queue));
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));
     tracing::info!(
         listener = %broker.config.listener,
         node_id = broker.config.node_id,
+        cluster_id = %cluster_id,
         log_dir = %broker.config.log_dir.display(),
         startup_ms = started.elapsed().as_millis() as u64,
         "sluice started"
@@ -378,6 +301,7 @@ pub async fn run_on(
     broker.groups.shutdown().await;
     let b = broker.clone();
     tokio::task::spawn_blocking(move || b.shutdown()).await??;
+    controller.shutdown().await;
     if let Some(f) = failed {
         tracing::error!("shutdown complete; exiting with an error");
         return Err(anyhow::anyhow!(f));

@@ -13,6 +13,10 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+pub mod cluster;
+
+pub use cluster::{ClusterConfig, ListenerSpec};
+
 use crate::coordinator::GroupCoordinatorConfig;
 use crate::storage::LogConfig;
 use crate::transaction::TransactionConfig;
@@ -28,7 +32,7 @@ pub enum ConfigError {
     File { path: String, reason: String },
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::InvalidValue {
         key: key.to_string(),
         reason: reason.into(),
@@ -41,8 +45,11 @@ pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 512 << 20;
 /// The broker's configuration. Field names follow Kafka's keys with units last.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// `listeners`: where we accept connections (`PLAINTEXT://host:port`).
+    /// `listeners`: where we accept client (and inter-broker) connections: the entry that is
+    /// not a controller listener (`PLAINTEXT://host:port`).
     pub listener: SocketAddr,
+    /// `process.roles`, `controller.quorum.voters`, the controller listener, ...
+    pub cluster: ClusterConfig,
     /// `advertised.listeners`: the host and port given to clients in Metadata.
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -83,7 +90,8 @@ pub struct BrokerConfig {
     /// `fetch.max.bytes`: the most bytes one fetch response carries (Kafka's 55 MiB), whatever
     /// the client asks; bounds the memory of a fetch.
     pub fetch_max_bytes: usize,
-    /// `metrics.listener`: the Prometheus endpoint (127.0.0.1:9644; empty = off).
+    /// `metrics.listener`: the Prometheus endpoint (127.0.0.1:9644 for node 1, 9645 for node
+    /// 2, ... so brokers on one machine do not collide; empty = off).
     pub metrics_listener: Option<SocketAddr>,
     /// `log.format`: `text` or `json`.
     pub log_format_json: bool,
@@ -99,6 +107,7 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            cluster: ClusterConfig::default(),
             advertised_host: "127.0.0.1".to_string(),
             advertised_port: 9092,
             node_id: 1,
@@ -174,28 +183,11 @@ impl RawValue {
     }
 }
 
-fn in_range(key: &str, v: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
+pub(crate) fn in_range(key: &str, v: i64, min: i64, max: i64) -> Result<i64, ConfigError> {
     if v < min || v > max {
         return Err(invalid(key, format!("{v} is outside [{min}, {max}]")));
     }
     Ok(v)
-}
-
-/// Parses `PLAINTEXT://host:port` (the first listener of a comma-separated list).
-fn parse_listener(key: &str, text: &str) -> Result<(String, u16), ConfigError> {
-    let first = text.split(',').next().unwrap_or("").trim();
-    let rest = first
-        .strip_prefix("PLAINTEXT://")
-        .ok_or_else(|| invalid(key, format!("`{first}`: only PLAINTEXT://host:port is supported")))?;
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| invalid(key, format!("`{first}` has no port")))?;
-    let port = port
-        .parse::<u16>()
-        .map_err(|_| invalid(key, format!("`{port}` is not a port")))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host = if host.is_empty() { "0.0.0.0" } else { host };
-    Ok((host.to_string(), port))
 }
 
 /// Kafka's `max.connections.per.ip.overrides`: `host:count` pairs, comma-separated; a host
@@ -228,7 +220,7 @@ fn parse_per_ip_overrides(key: &str, text: &str) -> Result<BTreeMap<IpAddr, usiz
     Ok(out)
 }
 
-fn parse_socket_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+pub(crate) fn parse_socket_addr(key: &str, host: &str, port: u16) -> Result<SocketAddr, ConfigError> {
     let host = if host == "localhost" { "127.0.0.1" } else { host };
     format!("{host}:{port}")
         .parse::<SocketAddr>()
@@ -355,15 +347,56 @@ impl BrokerConfig {
         }
         let mut config = BrokerConfig::default();
         let mut advertised: Option<String> = None;
+        let mut listeners: Option<String> = None;
         for (key, value) in &raw {
-            if key == "advertised.listeners" {
-                advertised = Some(value.as_text());
-                continue;
+            match key.as_str() {
+                "advertised.listeners" => advertised = Some(value.as_text()),
+                "listeners" => listeners = Some(value.as_text()),
+                _ => {
+                    if !config.cluster.set(key, value)? {
+                        config.set(key, value)?;
+                    }
+                }
             }
-            config.set(key, value)?;
+        }
+        let specs = match &listeners {
+            Some(text) => cluster::parse_listeners("listeners", text)?,
+            None => vec![ListenerSpec {
+                name: "PLAINTEXT".into(),
+                host: "127.0.0.1".into(),
+                port: 9092,
+            }],
+        };
+        let is_controller = |l: &ListenerSpec| config.cluster.controller_listener_names.contains(&l.name);
+        let client = specs
+            .iter()
+            .find(|l| !is_controller(l))
+            .ok_or_else(|| invalid("listeners", "no broker listener (only controller listeners)"))?;
+        if client.name != "PLAINTEXT" {
+            return Err(invalid(
+                "listeners",
+                format!("`{}`: only PLAINTEXT broker listeners are supported", client.name),
+            ));
+        }
+        config.listener = parse_socket_addr("listeners", &client.host, client.port)?;
+        let controller = specs.iter().find(|l| is_controller(l)).cloned();
+        config.cluster.validate(config.node_id, controller.as_ref())?;
+        if !raw.contains_key("metrics.listener") {
+            // One machine, several nodes: each its own default port.
+            config.metrics_listener = u16::try_from(config.node_id)
+                .ok()
+                .and_then(|id| 9643u16.checked_add(id.max(1)))
+                .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         }
         let (host, port) = match advertised {
-            Some(text) => parse_listener("advertised.listeners", &text)?,
+            Some(text) => {
+                let all = cluster::parse_listeners("advertised.listeners", &text)?;
+                let l = all
+                    .iter()
+                    .find(|l| l.name == client.name)
+                    .ok_or_else(|| invalid("advertised.listeners", format!("no {} entry", client.name)))?;
+                (l.host.clone(), l.port)
+            }
             None => (config.listener.ip().to_string(), config.listener.port()),
         };
         config.advertised_host = if host == "0.0.0.0" || host == "::" {
@@ -389,10 +422,6 @@ impl BrokerConfig {
     fn set(&mut self, key: &str, value: &RawValue) -> Result<(), ConfigError> {
         let int = |min: i64, max: i64| -> Result<i64, ConfigError> { in_range(key, value.as_i64(key)?, min, max) };
         match key {
-            "listeners" => {
-                let (host, port) = parse_listener(key, &value.as_text())?;
-                self.listener = parse_socket_addr(key, &host, port)?;
-            }
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
             "log.dirs" | "log.dir" => {
                 let text = value.as_text();

@@ -1,0 +1,221 @@
+//! How the quorum's voters reach each other: Raft RPCs over TCP on the controller listener
+//! (`CONTROLLER://` in `listeners`). Clients never see this protocol (Kafka's controllers speak
+//! KRaft's own messages; ours is openraft's, see `shared/REPLICATION-NOTES.md` 1.11).
+//!
+//! Framing: `[len: u32][JSON]` each way, one request at a time per connection, frames capped at
+//! [`MAX_FRAME`]. A peer that sends anything else has its connection closed; the listener and
+//! other connections go on.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use openraft::{BasicNode, Raft};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::controller::TypeConfig;
+
+type RaftNodeId = u64;
+
+/// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// A request from one controller to another.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerRequest {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<RaftNodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+}
+
+/// Its answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum PeerResponse {
+    AppendEntries(Result<AppendEntriesResponse<RaftNodeId>, RaftError<RaftNodeId>>),
+    Vote(Result<VoteResponse<RaftNodeId>, RaftError<RaftNodeId>>),
+    InstallSnapshot(Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>),
+}
+
+async fn write_frame(stream: &mut TcpStream, value: &impl Serialize) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    if body.len() > MAX_FRAME {
+        return Err(io::Error::other("frame too large"));
+    }
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await
+}
+
+async fn read_frame<T: for<'de> Deserialize<'de>>(stream: &mut TcpStream) -> io::Result<T> {
+    let len = stream.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame too large"));
+    }
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// Creates a client per peer (openraft's factory). Addresses come from the membership's
+/// `BasicNode`s, which hold the peers' controller listener addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Network {}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerClient {
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            stream: None,
+        }
+    }
+}
+
+/// A connection to one peer, opened on first use and after any failure.
+#[derive(Debug)]
+pub struct PeerClient {
+    target: RaftNodeId,
+    addr: String,
+    stream: Option<TcpStream>,
+}
+
+fn unreachable<E: std::error::Error>(e: &io::Error) -> RPCError<RaftNodeId, BasicNode, E> {
+    RPCError::Unreachable(Unreachable::new(e))
+}
+
+impl PeerClient {
+    async fn call(&mut self, request: PeerRequest, ttl: Duration) -> io::Result<PeerResponse> {
+        let exchange = async {
+            if self.stream.is_none() {
+                let stream = TcpStream::connect(&self.addr).await?;
+                stream.set_nodelay(true)?;
+                self.stream = Some(stream);
+            }
+            let stream = self.stream.as_mut().ok_or_else(|| io::Error::other("no connection"))?;
+            write_frame(stream, &request).await?;
+            read_frame::<PeerResponse>(stream).await
+        };
+        let result = match tokio::time::timeout(ttl, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "controller RPC timed out")),
+        };
+        if result.is_err() {
+            self.stream = None; // a half-done exchange leaves the stream unusable
+        }
+        result
+    }
+}
+
+fn wrong_answer<E: std::error::Error>(target: RaftNodeId) -> RPCError<RaftNodeId, BasicNode, E> {
+    RPCError::Network(NetworkError::new(&io::Error::other(format!(
+        "node {target} answered with the wrong response type"
+    ))))
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+        match self.call(PeerRequest::AppendEntries(rpc), option.hard_ttl()).await {
+            Ok(PeerResponse::AppendEntries(r)) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(wrong_answer(self.target)),
+            Err(e) => Err(unreachable(&e)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<RaftNodeId>,
+        RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId, InstallSnapshotError>>,
+    > {
+        match self.call(PeerRequest::InstallSnapshot(rpc), option.hard_ttl()).await {
+            Ok(PeerResponse::InstallSnapshot(r)) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(wrong_answer(self.target)),
+            Err(e) => Err(unreachable(&e)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<RaftNodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<RaftNodeId>, RPCError<RaftNodeId, BasicNode, RaftError<RaftNodeId>>> {
+        match self.call(PeerRequest::Vote(rpc), option.hard_ttl()).await {
+            Ok(PeerResponse::Vote(r)) => {
+                r.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+            }
+            Ok(_) => Err(wrong_answer(self.target)),
+            Err(e) => Err(unreachable(&e)),
+        }
+    }
+}
+
+/// Serves peers' RPCs on the controller listener until `shutdown` turns true. Connections are
+/// capped (a quorum has few members); each is served by its own task.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
+    const MAX_PEER_CONNECTIONS: usize = 64;
+    let open = Arc::new(AtomicUsize::new(0));
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (mut stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "controller listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if open.fetch_add(1, Ordering::Relaxed) >= MAX_PEER_CONNECTIONS {
+            open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "too many controller connections; closing");
+            continue;
+        }
+        let raft = raft.clone();
+        let open = Arc::clone(&open);
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            loop {
+                let request = tokio::select! {
+                    r = read_frame::<PeerRequest>(&mut stream) => r,
+                    _ = stop.changed() => break,
+                };
+                let Ok(request) = request else { break };
+                let response = match request {
+                    PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(raft.append_entries(r).await),
+                    PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
+                    PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(raft.install_snapshot(r).await),
+                };
+                if write_frame(&mut stream, &response).await.is_err() {
+                    break;
+                }
+            }
+            open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+}

@@ -1,0 +1,204 @@
+//! The records of the metadata log: Kafka's KRaft records (`RegisterBrokerRecord`,
+//! `TopicRecord` + `PartitionRecord`, `PartitionChangeRecord`, ...) as our own serde types.
+//! Clients never see them; their meaning follows Kafka's (see `shared/REPLICATION-NOTES.md`,
+//! 1.10 and 4.4).
+//!
+//! A Raft entry carries one [`MetadataCommand`]: its records are applied together or not at all.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Kafka's broker or controller id (`node.id`).
+pub type NodeId = i32;
+
+/// "No leader" in a partition registration, as in Kafka.
+pub const NO_LEADER: NodeId = -1;
+
+/// One listener a broker registers (Kafka's `BrokerEndpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The listener name (`PLAINTEXT`, or a named listener).
+    pub name: String,
+    pub host: String,
+    pub port: i32,
+}
+
+/// Kafka's `LeaderRecoveryState`: an unclean election leaves the partition `Recovering` until
+/// the new leader has recovered its log (KIP-704).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum LeaderRecoveryState {
+    #[default]
+    Recovered,
+    Recovering,
+}
+
+/// A partition's replicas and leadership (Kafka's `PartitionRegistration`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// [`NO_LEADER`] when no replica can lead.
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    /// Bumped by every change: the compare-and-set version of the registration.
+    pub partition_epoch: i32,
+    #[serde(default)]
+    pub leader_recovery_state: LeaderRecoveryState,
+}
+
+impl PartitionRegistration {
+    /// A new partition: every replica in sync, the first one leading, epochs 0.
+    pub fn new(replicas: Vec<NodeId>) -> Self {
+        let leader = replicas.first().copied().unwrap_or(NO_LEADER);
+        PartitionRegistration {
+            isr: replicas.clone(),
+            replicas,
+            leader,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            leader_recovery_state: LeaderRecoveryState::Recovered,
+        }
+    }
+}
+
+/// A partition change (Kafka's `PartitionChangeRecord`). `None` fields are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    /// Applied only if the registration is still at this partition epoch (compare and set),
+    /// so a decision taken on a stale view never overwrites a newer one.
+    pub expected_partition_epoch: i32,
+    /// A new leader ([`NO_LEADER`] for none): the leader epoch is bumped, even if the same
+    /// leader is set again (Kafka's rule).
+    pub leader: Option<NodeId>,
+    pub isr: Option<Vec<NodeId>>,
+    pub replicas: Option<Vec<NodeId>>,
+    pub leader_recovery_state: Option<LeaderRecoveryState>,
+}
+
+impl PartitionChange {
+    pub fn new(topic_id: Uuid, partition: i32, expected_partition_epoch: i32) -> Self {
+        PartitionChange {
+            topic_id,
+            partition,
+            expected_partition_epoch,
+            leader: None,
+            isr: None,
+            replicas: None,
+            leader_recovery_state: None,
+        }
+    }
+}
+
+/// One record of the metadata log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// Names the cluster; applied only while it has no id (the first controller leader
+    /// proposes it).
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)registers. Its epoch becomes the log offset of this record; it starts
+    /// fenced (Kafka's `RegisterBrokerRecord`).
+    RegisterBroker {
+        id: NodeId,
+        incarnation_id: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    /// Kafka's `BrokerRegistrationChangeRecord`; applied only for the registration at `epoch`.
+    BrokerChange {
+        id: NodeId,
+        epoch: i64,
+        fenced: Option<bool>,
+        in_controlled_shutdown: Option<bool>,
+    },
+    UnregisterBroker {
+        id: NodeId,
+        epoch: i64,
+    },
+    /// A topic and its partitions (`TopicRecord` + `PartitionRecord`s).
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: Vec<PartitionRegistration>,
+        configs: BTreeMap<String, String>,
+    },
+    /// Partitions added at the end of a topic (CreatePartitions).
+    AddPartitions {
+        topic_id: Uuid,
+        partitions: Vec<PartitionRegistration>,
+    },
+    ChangePartition(PartitionChange),
+    RemoveTopic {
+        topic_id: Uuid,
+    },
+    /// Replaces a topic's config overrides.
+    SetTopicConfigs {
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// A block of `count` producer ids for `broker` (Kafka's `ProducerIdsRecord`): the next
+    /// unassigned id moves past it.
+    AllocateProducerIds {
+        broker: NodeId,
+        count: i64,
+    },
+}
+
+/// What one Raft entry carries: records applied atomically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MetadataCommand {
+    pub records: Vec<MetadataRecord>,
+}
+
+impl MetadataCommand {
+    pub fn one(record: MetadataRecord) -> Self {
+        MetadataCommand { records: vec![record] }
+    }
+}
+
+impl std::fmt::Display for MetadataCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} metadata record(s)", self.records.len())
+    }
+}
+
+/// Why a command was refused by every node's image (deterministically, at apply time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("topic '{0}' already exists")]
+    TopicAlreadyExists(String),
+    #[error("topic id {0} already exists")]
+    TopicIdAlreadyExists(Uuid),
+    #[error("unknown topic id {0}")]
+    UnknownTopicId(Uuid),
+    #[error("unknown partition {1} of topic id {0}")]
+    UnknownPartition(Uuid, i32),
+    /// The partition epoch moved on since the change was decided (Kafka's INVALID_UPDATE_VERSION).
+    #[error("partition {topic_id}-{partition} is at partition epoch {current}, not {expected}")]
+    InvalidUpdateVersion {
+        topic_id: Uuid,
+        partition: i32,
+        expected: i32,
+        current: i32,
+    },
+    #[error("broker {0} is not registered at epoch {1}")]
+    StaleBrokerEpoch(NodeId, i64),
+    #[error("invalid change: {0}")]
+    Invalid(String),
+}
+
+/// The answer to a command, the same on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ApplyResult {
+    /// The log index the command was applied at (a broker's epoch, if it registered).
+    pub offset: u64,
+    /// `None`: every record applied.
+    pub refused: Option<Refusal>,
+    /// The first id of the block of an `AllocateProducerIds`.
+    pub producer_id_start: Option<i64>,
+}
