@@ -118,7 +118,7 @@ pub async fn join(controller: &Controller, config: &BrokerConfig) -> anyhow::Res
         }
     };
     if leader == config.node_id && controller.image().cluster_id.is_none() {
-        let command = match import_legacy(&config.log_dir)? {
+        let command = match import_legacy(&config.log_dir, config.node_id)? {
             Some(import) => import,
             None => MetadataCommand::one(MetadataRecord::InitCluster {
                 cluster_id: new_cluster_id(),
@@ -179,7 +179,7 @@ async fn register(controller: &Controller, config: &BrokerConfig) -> anyhow::Res
 }
 
 /// The commands that import a pre-quorum metadata document, if the log dir has one.
-fn import_legacy(log_dir: &Path) -> anyhow::Result<Option<MetadataCommand>> {
+fn import_legacy(log_dir: &Path, node_id: i32) -> anyhow::Result<Option<MetadataCommand>> {
     let path = log_dir.join("__cluster_metadata").join("metadata.json");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -194,15 +194,14 @@ fn import_legacy(log_dir: &Path) -> anyhow::Result<Option<MetadataCommand>> {
         records.push(MetadataRecord::CreateTopic {
             name: t.name,
             id: t.id,
-            // A single node held every replica; the node id is set by the caller's image (1 in
-            // every pre-quorum broker, whose node id could not change).
-            partitions: (0..t.partitions).map(|_| PartitionRegistration::new(vec![1])).collect(),
+            // A pre-quorum broker was a single node: it held every replica.
+            partitions: (0..t.partitions).map(|_| PartitionRegistration::new(vec![node_id])).collect(),
             configs: t.configs,
         });
     }
     if doc.producer_id_block_end > 0 {
         records.push(MetadataRecord::AllocateProducerIds {
-            broker: 1,
+            broker: node_id,
             count: doc.producer_id_block_end,
         });
     }
