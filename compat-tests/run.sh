@@ -22,16 +22,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
 ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
   java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart observability
-  transactions confluent-kafka-txn kafka-python-txn hardening fuzz)
+  transactions confluent-kafka-txn kafka-python-txn hardening cluster fuzz)
 # Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir),
 # or need none (fuzz).
-SELF_MANAGED=" crash groups-restart observability transactions hardening fuzz "
+SELF_MANAGED=" crash groups-restart observability transactions hardening cluster fuzz "
 
 suite_cmd() {
   case "$1" in
     java-4.3.0) echo "$CT/java/run.sh 4.3.0" ;;
     java-3.9.1) echo "$CT/java/run.sh 3.9.1" ;;
-    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | hardening) echo "$CT/$1/run.sh" ;;
+    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | hardening | cluster) echo "$CT/$1/run.sh" ;;
     java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
     fuzz) echo "$ROOT/fuzz/run.sh ${SLUICE_FUZZ_SECONDS:-60}" ;;
     confluent-kafka-groups | kafka-python-groups | kafkajs-groups) echo "$CT/${1%-groups}/groups.sh" ;;
@@ -97,7 +97,7 @@ stop_pid() {
 cleanup() {
   [[ -n "$BROKER_PID" ]] && stop_pid "$BROKER_PID" >/dev/null
   local f pid
-  for f in "$WORK"/*/broker.pid; do
+  for f in "$WORK"/*/broker.pid "$WORK"/*/data.*/node*.pid; do
     [[ -f "$f" ]] || continue
     pid="$(cat "$f")"
     # Only a broker we started: its command line must be our binary.
@@ -214,14 +214,15 @@ run_suite() {
     timeout --kill-after=10 "$tmo" $cmd </dev/null 2>&1 | tee "$out" | grep --line-buffered -E '^(PASS|FAIL|#)'
   rc=${PIPESTATUS[0]}
 
-  if [[ -f "$dir/broker.pid" ]]; then
-    # The crash suite's own broker: normally stopped by the suite, not if the suite timed out.
-    local own
-    own="$(cat "$dir/broker.pid")"
+  local pidfile own
+  for pidfile in "$dir/broker.pid" "$data"/node*.pid; do
+    # A self-managed suite's own brokers: normally stopped by the suite, not if it timed out.
+    [[ -f "$pidfile" ]] || continue
+    own="$(cat "$pidfile")"
     if is_running "$own" && grep -qa -- "--override" "/proc/$own/cmdline" 2>/dev/null; then
       stop_pid "$own" >/dev/null
     fi
-  fi
+  done
   if [[ -n "$BROKER_PID" ]]; then
     if ! is_running "$BROKER_PID"; then
       wait "$BROKER_PID"

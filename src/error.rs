@@ -36,6 +36,8 @@ pub enum BrokerError {
     NotEnoughReplicas,
     #[error("policy violation: {0}")]
     PolicyViolation(String),
+    #[error("this broker does not lead the partition")]
+    NotLeaderOrFollower,
     #[error("not the active controller")]
     NotController,
     #[error("the metadata quorum is unavailable: {0}")]
@@ -65,6 +67,7 @@ impl BrokerError {
             BrokerError::NotEnoughReplicas => ResponseError::NotEnoughReplicas,
             BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
             BrokerError::NotController => ResponseError::NotController,
+            BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
             BrokerError::ControllerUnavailable(_) => ResponseError::RequestTimedOut,
             BrokerError::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             BrokerError::Storage(e) => storage_response_error(e),

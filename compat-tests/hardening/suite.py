@@ -38,6 +38,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import compat  # noqa: E402
 from broker import Broker  # noqa: E402
+from cluster import metadata, recv_exact  # noqa: E402
 from compat import fail  # noqa: E402
 
 MIB = 1 << 20
@@ -180,16 +181,6 @@ class MetadataProbe:
     def __exit__(self, *exc):
         self.stopping.set()
         self.thread.join(timeout=35)
-
-
-def recv_exact(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise OSError("connection closed")
-        buf += chunk
-    return bytes(buf)
 
 
 MANY = 3000
@@ -364,51 +355,8 @@ def metric(name):
 
 
 def offline_replicas(port, topic):
-    """Metadata v5 for one topic on a raw connection: partition -> offline_replicas."""
-    name = topic.encode()
-    client = b"hardening-probe"
-    frame = (struct.pack(">hhi", 3, 5, 7) + struct.pack(">h", len(client)) + client
-             + struct.pack(">ih", 1, len(name)) + name + b"\x00")
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(struct.pack(">i", len(frame)) + frame)
-        size = struct.unpack(">i", recv_exact(s, 4))[0]
-        r = Reader(recv_exact(s, size))
-    r.i32(), r.i32()  # correlation id, throttle
-    for _ in range(r.i32()):  # brokers: node_id, host, port, rack
-        r.i32(), r.string(), r.i32(), r.string()
-    r.string(), r.i32()  # cluster_id, controller_id
-    out = {}
-    for _ in range(r.i32()):
-        r.i16(), r.string(), r.take(1)  # error, name, is_internal
-        for _ in range(r.i32()):
-            r.i16()
-            index = r.i32()
-            r.i32()  # leader
-            r.array(), r.array()  # replicas, isr
-            out[index] = r.array()
-    return out
-
-
-class Reader:
-    def __init__(self, b):
-        self.b, self.at = b, 0
-
-    def take(self, n):
-        self.at += n
-        return self.b[self.at - n:self.at]
-
-    def i16(self):
-        return struct.unpack(">h", self.take(2))[0]
-
-    def i32(self):
-        return struct.unpack(">i", self.take(4))[0]
-
-    def string(self):
-        n = self.i16()
-        return None if n < 0 else self.take(n).decode()
-
-    def array(self):
-        return [self.i32() for _ in range(self.i32())]
+    """partition -> offline_replicas, from a raw Metadata v5."""
+    return {p: v[4] for p, v in metadata(port, [topic])[3][topic].items()}
 
 
 def produce_until_full(bs, topic, limit):

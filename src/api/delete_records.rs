@@ -20,8 +20,9 @@ pub fn handle(ctx: &RequestContext<'_>, req: DeleteRecordsRequest) -> DeleteReco
                     let resp = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
-                    let Some(partition) = ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match ctx.broker.leader_partition(t.name.as_str(), p.partition_index) {
+                        Ok(partition) => partition,
+                        Err(e) => return resp.with_error_code(e.code()),
                     };
                     let target = if p.offset == -1 {
                         partition.high_watermark()

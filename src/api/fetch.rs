@@ -45,14 +45,14 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
-            let partition = name
-                .as_deref()
-                .and_then(|n| broker.replicas.get_partition(n, p.partition));
+            let partition = name.as_deref().map(|n| broker.leader_partition(n, p.partition));
             // v9+: the consumer's view of the leader epoch must match ours.
             let epoch_check = match &partition {
-                Some(part) if ctx.version >= 9 => check_leader_epoch(part, p.current_leader_epoch),
+                Some(Ok(part)) if ctx.version >= 9 => check_leader_epoch(part, p.current_leader_epoch),
+                Some(Err(e)) => Err(e.response_error()),
                 _ => Ok(()),
             };
+            let partition = partition.and_then(Result::ok);
             match (&name, epoch_check) {
                 (None, _) => pd.error_code = ResponseError::UnknownTopicId.code(),
                 (Some(_), Err(e)) => pd.error_code = e.code(),

@@ -32,11 +32,9 @@ pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsR
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let mut resp = match ctx.broker.replicas.get_partition(t.name.as_str(), p.partition_index) {
-                        None => resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                        Some(partition) => {
-                            lookup(&partition, p.timestamp, p.current_leader_epoch, read_committed, resp)
-                        }
+                    let mut resp = match ctx.broker.leader_partition(t.name.as_str(), p.partition_index) {
+                        Err(e) => resp.with_error_code(e.code()),
+                        Ok(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, read_committed, resp),
                     };
                     if ctx.version < 4 {
                         // The field does not exist before v4 and must stay at its default.

@@ -4,7 +4,6 @@
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
-use kafka_protocol::ResponseError;
 
 use super::list_offsets::check_leader_epoch;
 use super::RequestContext;
@@ -22,8 +21,9 @@ pub fn handle(ctx: &RequestContext<'_>, req: OffsetForLeaderEpochRequest) -> Off
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
-                    let Some(partition) = ctx.broker.replicas.get_partition(t.topic.as_str(), p.partition) else {
-                        return resp.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    let partition = match ctx.broker.leader_partition(t.topic.as_str(), p.partition) {
+                        Ok(partition) => partition,
+                        Err(e) => return resp.with_error_code(e.code()),
                     };
                     if let Err(e) = check_leader_epoch(&partition, p.current_leader_epoch) {
                         return resp.with_error_code(e.code());

@@ -15,7 +15,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::RequestContext;
-use crate::broker::Broker;
+
 use crate::coordinator::{FetchedOffset, GroupError, OffsetCommitEntry, OffsetCommitParams, TopicPartition};
 use crate::error::{group_error_code, BrokerError};
 
@@ -24,14 +24,6 @@ type EarlyAnswers = Vec<(TopicName, Vec<(i32, Option<i16>)>)>;
 
 fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
-}
-
-/// Whether the broker hosts this partition.
-fn partition_exists(broker: &Broker, topic: &str, partition: i32) -> bool {
-    broker
-        .metadata
-        .topic(topic)
-        .is_some_and(|t| (0..t.partition_count()).contains(&partition))
 }
 
 pub async fn offset_commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
@@ -44,7 +36,7 @@ pub async fn offset_commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let metadata = p.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
-            let early = if !partition_exists(ctx.broker, &name, p.partition_index) {
+            let early = if !ctx.broker.partition_exists(&name, p.partition_index) {
                 Some(BrokerError::UnknownTopicOrPartition.code())
             } else if metadata.len() > max_metadata {
                 Some(GroupError::OffsetMetadataTooLarge.code())
@@ -226,7 +218,7 @@ pub async fn offset_delete(ctx: &RequestContext<'_>, req: OffsetDeleteRequest) -
             .partitions
             .iter()
             .map(|p| {
-                let exists = partition_exists(ctx.broker, &name, p.partition_index);
+                let exists = ctx.broker.partition_exists(&name, p.partition_index);
                 if exists {
                     known.push((name.clone(), p.partition_index));
                 }

@@ -51,7 +51,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     let acks = req.acks;
     // Layout of the response, in request order: (topic response, per-partition slot).
     let mut topics: Vec<TopicProduceResponse> = Vec::with_capacity(req.topic_data.len());
-    let mut entries: Vec<(Option<Arc<Partition>>, Bytes)> = Vec::new();
+    let mut entries: Vec<(Result<Arc<Partition>, crate::error::BrokerError>, Bytes)> = Vec::new();
     let mut counted: Vec<Option<Arc<Partition>>> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
     for t in req.topic_data {
@@ -85,9 +85,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
                     pr.error_message = Some(StrBytes::from_static_str(msg));
                 }
                 (Some(n), Ok(())) => {
-                    let partition = broker.replicas.get_partition(n, p.index);
+                    let partition = broker.leader_partition(n, p.index);
                     slots.push((topic_index, resp.partition_responses.len()));
-                    counted.push(partition.clone());
+                    counted.push(partition.as_ref().ok().cloned());
                     entries.push((partition, p.records.unwrap_or_default()));
                 }
             }

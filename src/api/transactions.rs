@@ -76,7 +76,7 @@ fn split_partitions(ctx: &RequestContext<'_>, topics: &[AddPartitionsToTxnTopic]
     let mut unknown = false;
     for t in topics {
         for &p in &t.partitions {
-            if ctx.broker.replicas.get_partition(t.name.as_str(), p).is_none() {
+            if !ctx.broker.partition_exists(t.name.as_str(), p) {
                 unknown = true;
             }
             all.push((t.name.to_string(), p));
@@ -99,7 +99,7 @@ fn topic_results(
                 .partitions
                 .iter()
                 .map(|&p| {
-                    let missing = ctx.broker.replicas.get_partition(t.name.as_str(), p).is_none();
+                    let missing = !ctx.broker.partition_exists(t.name.as_str(), p);
                     let c = match (unknown, missing) {
                         (true, true) => ResponseError::UnknownTopicOrPartition.code(),
                         (true, false) => ResponseError::OperationNotAttempted.code(),
@@ -231,12 +231,7 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
         let mut codes = Vec::with_capacity(t.partitions.len());
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            if ctx
-                .broker
-                .replicas
-                .get_partition(t.name.as_str(), p.partition_index)
-                .is_none()
-            {
+            if !ctx.broker.partition_exists(t.name.as_str(), p.partition_index) {
                 codes.push(Some(ResponseError::UnknownTopicOrPartition.code()));
             } else if metadata.len() > max_metadata {
                 codes.push(Some(ResponseError::OffsetMetadataTooLarge.code()));
@@ -401,9 +396,9 @@ pub fn describe_producers(ctx: &RequestContext<'_>, req: DescribeProducersReques
                 .iter()
                 .map(|&index| {
                     let resp = PartitionResponse::default().with_partition_index(index);
-                    match ctx.broker.replicas.get_partition(t.name.as_str(), index) {
-                        None => resp.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
-                        Some(p) => resp.with_active_producers(
+                    match ctx.broker.leader_partition(t.name.as_str(), index) {
+                        Err(e) => resp.with_error_code(e.code()),
+                        Ok(p) => resp.with_active_producers(
                             p.producer_states()
                                 .into_iter()
                                 .map(|st| {

@@ -107,9 +107,15 @@ impl Broker {
             tracing::warn!("no clean shutdown marker: recovering logs");
         }
         let started = std::time::Instant::now();
-        let (replicas, queue) =
-            ReplicaManager::open(&dir, config.log.clone(), &topics, had_clean_shutdown, MAX_PARTITIONS)
-                .context("opening logs")?;
+        let (replicas, queue) = ReplicaManager::open(
+            &dir,
+            config.node_id,
+            config.log.clone(),
+            &topics,
+            had_clean_shutdown,
+            MAX_PARTITIONS,
+        )
+        .context("opening logs")?;
         tracing::info!(
             topics = topics.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -148,6 +154,40 @@ impl Broker {
         );
         broker.tasks.spawn("transaction-coordinator", txn_actor);
         Ok((broker, queue))
+    }
+
+    /// Whether the cluster has this partition (wherever its replicas are).
+    pub fn partition_exists(&self, topic: &str, index: i32) -> bool {
+        self.metadata
+            .image()
+            .topic(topic)
+            .is_some_and(|t| t.partition(index).is_some())
+    }
+
+    /// The partition for a request only its leader serves (Produce, a consumer's Fetch,
+    /// ListOffsets, ...): NOT_LEADER_OR_FOLLOWER if the partition exists but this broker does
+    /// not lead it, UNKNOWN_TOPIC_OR_PARTITION if the cluster has no such partition.
+    pub fn leader_partition(
+        &self,
+        topic: &str,
+        index: i32,
+    ) -> Result<Arc<crate::replication::partition::Partition>, BrokerError> {
+        match self.replicas.get_partition(topic, index) {
+            Some(p) if p.is_leader() => Ok(p),
+            Some(_) => Err(BrokerError::NotLeaderOrFollower),
+            None => {
+                let known = self
+                    .metadata
+                    .image()
+                    .topic(topic)
+                    .is_some_and(|t| t.partition(index).is_some());
+                Err(if known {
+                    BrokerError::NotLeaderOrFollower
+                } else {
+                    BrokerError::UnknownTopicOrPartition
+                })
+            }
+        }
     }
 
     /// Flushes, closes every log and writes the clean shutdown marker.
@@ -206,7 +246,7 @@ pub async fn start(
     let lock = lock_dir(&dir)?;
     crate::metadata::startup::check_node_id(&dir, config.node_id)?;
     let controller = crate::metadata::startup::start_controller(&config, tasks, shutdown.clone()).await?;
-    let cluster_id = crate::metadata::startup::join(&controller, &config).await?;
+    let cluster_id = crate::metadata::startup::join(&controller, &config, tasks, shutdown.clone()).await?;
     let metadata = MetadataClient::new(Arc::clone(&controller));
     metadata
         .prime_producer_ids()

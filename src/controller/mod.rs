@@ -6,14 +6,20 @@
 //! - `image`: `MetadataImage`, a pure value each command is applied to, deterministically.
 //! - `raft_log`: the durable Raft log store (fsync before acknowledging, torn tails cut).
 //! - `state_machine`: applies entries to the image, publishes images, snapshots.
-//! - `network`: how voters reach each other (a quorum of one needs no network).
+//! - `network`: Raft RPCs between voters and brokers' requests to the active controller, over
+//!   the controller listener (a quorum of one needs no network).
+//! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
+//! - `election`: the partition changes fencing and unfencing bring (pure).
+//! - `placement`: where new partitions' replicas go (Kafka's spread).
 //!
 //! [`Controller`] is the handle the broker holds: propose a command, read the latest image,
 //! wait until an offset is applied.
 
+pub mod election;
 pub mod image;
 pub mod network;
 pub mod placement;
+pub mod quorum;
 pub mod raft_log;
 pub mod record;
 pub mod state_machine;
@@ -24,7 +30,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::{ClientWriteError, InitializeError, RaftError};
+use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Raft};
 use tokio::sync::watch;
 
@@ -51,14 +57,31 @@ pub enum ControllerError {
     Unavailable(String),
 }
 
+/// How long a forwarded request may take.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write is retried while the quorum has no leader to take it.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request did not reach the leader.
+enum Forward {
+    /// Not handled: safe to send again.
+    Retry(String),
+    /// Perhaps handled.
+    Final(String),
+}
+
 /// The timing of the quorum (Kafka's `controller.quorum.*` settings).
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// `controller.quorum.election.timeout.ms`: a follower that hears nothing from a leader
-    /// for this long (randomised up to twice it) starts an election.
+    /// `controller.quorum.election.timeout.ms`: a voter that hears nothing from a leader for
+    /// this long (at most; randomised from half of it) starts an election.
     pub election_timeout_ms: u64,
     /// Heartbeats from the leader (a fraction of the election timeout).
     pub heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// `unclean.leader.election.enable`, the broker default.
+    pub unclean_leader_election: bool,
 }
 
 impl Default for QuorumConfig {
@@ -66,6 +89,8 @@ impl Default for QuorumConfig {
         QuorumConfig {
             election_timeout_ms: 1_000,
             heartbeat_interval_ms: 100,
+            broker_session_timeout_ms: 9_000,
+            unclean_leader_election: false,
         }
     }
 }
@@ -75,6 +100,12 @@ pub struct Controller {
     node_id: NodeId,
     raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
+    quorum: Arc<quorum::QuorumController>,
+    /// Each voter's controller listener address (empty for a quorum of one).
+    voters: BTreeMap<NodeId, String>,
+    /// The connection heartbeats go over: kept open, as its closing tells the active
+    /// controller this broker may be gone.
+    heartbeat_conn: tokio::sync::Mutex<Option<network::PeerClient>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -104,8 +135,11 @@ impl Controller {
         let (machine, images) = state_machine::StateMachine::open(&dir)?;
         let config = openraft::Config {
             cluster_name: "sluice".into(),
-            election_timeout_min: quorum.election_timeout_ms,
-            election_timeout_max: quorum.election_timeout_ms * 2,
+            // A voter waits a random time in [T/2, T) without hearing from a leader; votes
+            // are refused while the leader's lease (openraft: the maximum, T) holds, so an
+            // election after a leader dies takes about T to 1.5 T.
+            election_timeout_min: (quorum.election_timeout_ms / 2).max(1),
+            election_timeout_max: quorum.election_timeout_ms.max(2),
             heartbeat_interval: quorum.heartbeat_interval_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(1_000),
             max_in_snapshot_log_to_keep: 1_000,
@@ -123,7 +157,31 @@ impl Controller {
                 Err(e) => anyhow::bail!("initialising the metadata quorum: {e}"),
             }
         }
-        Ok(Controller { node_id, raft, images })
+        let quorum = Arc::new(quorum::QuorumController::new(
+            node_id,
+            raft.clone(),
+            images.clone(),
+            Duration::from_millis(quorum.broker_session_timeout_ms),
+            quorum.unclean_leader_election,
+        ));
+        let voters = voters
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(k, v)| (*k, v.clone()))
+            .collect();
+        Ok(Controller {
+            node_id,
+            raft,
+            images,
+            quorum,
+            voters,
+            heartbeat_conn: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The active controller's side of this node (run by the caller under supervision).
+    pub fn quorum(&self) -> &Arc<quorum::QuorumController> {
+        &self.quorum
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -172,17 +230,87 @@ impl Controller {
             .unwrap_or_else(|_| Err(ControllerError::Unavailable("no controller leader elected".into())))
     }
 
-    /// Proposes `command` (this node must be the leader) and returns once it is applied here.
+    /// Sends `request` to the quorum's leader: handled here when this node leads, forwarded
+    /// over the controller listener otherwise. `Retry` errors left the request unhandled
+    /// (no leader, not the leader, connection refused); other errors may or may not have.
+    async fn to_leader(&self, request: network::PeerRequest) -> Result<network::PeerResponse, Forward> {
+        use network::{PeerRequest, PeerResponse};
+        let Some(leader) = self.leader() else {
+            return Err(Forward::Retry("no controller leader".into()));
+        };
+        if leader == self.node_id {
+            return Ok(match request {
+                PeerRequest::Write(c) => PeerResponse::Write(self.quorum.write_local(c).await),
+                _ => return Err(Forward::Final("not a forwarded request".into())),
+            });
+        }
+        let addr = self
+            .voters
+            .get(&leader)
+            .ok_or_else(|| Forward::Retry(format!("no address for controller {leader}")))?;
+        let mut client = network::PeerClient::new(addr.clone());
+        match client.call(request, FORWARD_TIMEOUT).await {
+            Ok(r) => Ok(r),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Forward::Retry(e.to_string())),
+            Err(e) => Err(Forward::Final(e.to_string())),
+        }
+    }
+
+    /// Proposes `command` to the quorum's leader (wherever it is) and returns once it is
+    /// applied here. Retried while no leader can take it, up to [`WRITE_TIMEOUT`]; never
+    /// retried once it may have been written (a lost answer), so it is applied at most once.
     pub async fn write(&self, command: MetadataCommand) -> Result<ApplyResult, ControllerError> {
-        match self.raft.client_write(command).await {
-            Ok(response) => {
-                let result = response.data;
-                self.wait_applied(result.offset).await;
-                Ok(result)
+        let deadline = tokio::time::Instant::now() + WRITE_TIMEOUT;
+        loop {
+            let outcome = match self.to_leader(network::PeerRequest::Write(command.clone())).await {
+                Ok(network::PeerResponse::Write(Ok(result))) => Ok(result),
+                Ok(network::PeerResponse::Write(Err(network::ForwardError::NotLeader(_)))) => {
+                    Err(Forward::Retry("not the leader".into()))
+                }
+                Ok(network::PeerResponse::Write(Err(e))) => Err(Forward::Final(e.to_string())),
+                Ok(_) => Err(Forward::Final("wrong response".into())),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(result) => {
+                    self.wait_applied(result.offset).await;
+                    return Ok(result);
+                }
+                Err(Forward::Retry(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(reason = %why, "metadata write: retrying");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(Forward::Retry(why) | Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
             }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ControllerError::NotController(
-                f.leader_id.and_then(|id| NodeId::try_from(id).ok()),
-            )),
+        }
+    }
+
+    /// Sends a broker heartbeat to the active controller, over a connection kept open.
+    pub async fn heartbeat(&self, hb: network::BrokerHeartbeat) -> Result<network::HeartbeatReply, ControllerError> {
+        let leader = self
+            .leader()
+            .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
+        if leader == self.node_id {
+            return self
+                .quorum
+                .heartbeat(&hb)
+                .map_err(|e| ControllerError::Unavailable(e.to_string()));
+        }
+        let addr = self
+            .voters
+            .get(&leader)
+            .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
+        let mut conn = self.heartbeat_conn.lock().await;
+        if conn.as_ref().is_none_or(|c| c.addr() != addr) {
+            *conn = Some(network::PeerClient::new(addr.clone()));
+        }
+        let Some(client) = conn.as_mut() else {
+            return Err(ControllerError::Unavailable("no connection".into()));
+        };
+        match client.call(network::PeerRequest::Heartbeat(hb), FORWARD_TIMEOUT).await {
+            Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
+            Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),
+            Ok(_) => Err(ControllerError::Unavailable("wrong response".into())),
             Err(e) => Err(ControllerError::Unavailable(e.to_string())),
         }
     }

@@ -17,12 +17,14 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use openraft::{BasicNode, Raft};
+use openraft::BasicNode;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::controller::quorum::QuorumController;
+use crate::controller::record::{ApplyResult, MetadataCommand, NodeId};
 use crate::controller::TypeConfig;
 
 type RaftNodeId = u64;
@@ -30,12 +32,16 @@ type RaftNodeId = u64;
 /// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
 pub const MAX_FRAME: usize = 64 << 20;
 
-/// A request from one controller to another.
+/// A request to a controller: Raft's own RPCs between voters, and what brokers ask of the
+/// active controller (a command to write, a heartbeat).
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<RaftNodeId>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Propose a command (a broker's proposal forwarded to the leader).
+    Write(MetadataCommand),
+    Heartbeat(BrokerHeartbeat),
 }
 
 /// Its answer.
@@ -44,6 +50,35 @@ pub enum PeerResponse {
     AppendEntries(Result<AppendEntriesResponse<RaftNodeId>, RaftError<RaftNodeId>>),
     Vote(Result<VoteResponse<RaftNodeId>, RaftError<RaftNodeId>>),
     InstallSnapshot(Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>),
+    Write(Result<ApplyResult, ForwardError>),
+    Heartbeat(Result<HeartbeatReply, ForwardError>),
+}
+
+/// Why a forwarded request was not handled.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    #[error("not the leader (leader: {0:?})")]
+    NotLeader(Option<NodeId>),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A broker's heartbeat to the active controller (Kafka's BrokerHeartbeat): who it is, the
+/// registration it speaks for, and how far its metadata has caught up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BrokerHeartbeat {
+    pub id: NodeId,
+    pub epoch: i64,
+    pub applied_offset: u64,
+}
+
+/// The controller's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// Fenced: its replicas lead nothing and are out of every ISR until it is unfenced.
+    pub fenced: bool,
+    /// The registration is not the current one (a newer one exists, or none): register again.
+    pub unknown_epoch: bool,
 }
 
 async fn write_frame(stream: &mut TcpStream, value: &impl Serialize) -> io::Result<()> {
@@ -97,7 +132,20 @@ fn unreachable<E: std::error::Error>(e: &io::Error) -> RPCError<RaftNodeId, Basi
 }
 
 impl PeerClient {
-    async fn call(&mut self, request: PeerRequest, ttl: Duration) -> io::Result<PeerResponse> {
+    /// A client of the controller at `addr` (a broker reaching the active controller).
+    pub fn new(addr: String) -> Self {
+        PeerClient {
+            target: 0,
+            addr,
+            stream: None,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn call(&mut self, request: PeerRequest, ttl: Duration) -> io::Result<PeerResponse> {
         let exchange = async {
             if self.stream.is_none() {
                 let stream = TcpStream::connect(&self.addr).await?;
@@ -173,9 +221,11 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 /// Serves peers' RPCs on the controller listener until `shutdown` turns true. Connections are
-/// capped (a quorum has few members); each is served by its own task.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: watch::Receiver<bool>) {
-    const MAX_PEER_CONNECTIONS: usize = 64;
+/// capped (a quorum has few members, and each broker holds one for heartbeats); each is served
+/// by its own task. A connection that carried a broker's heartbeats and closes tells the active
+/// controller that broker may be gone (`QuorumController::connection_closed`).
+pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shutdown: watch::Receiver<bool>) {
+    const MAX_PEER_CONNECTIONS: usize = 1024;
     let open = Arc::new(AtomicUsize::new(0));
     loop {
         let accepted = tokio::select! {
@@ -195,25 +245,35 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, mut shutdown: 
             tracing::warn!(%peer, "too many controller connections; closing");
             continue;
         }
-        let raft = raft.clone();
+        let quorum = Arc::clone(&quorum);
         let open = Arc::clone(&open);
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let mut heartbeats_from: Option<(NodeId, i64)> = None;
             loop {
                 let request = tokio::select! {
                     r = read_frame::<PeerRequest>(&mut stream) => r,
                     _ = stop.changed() => break,
                 };
                 let Ok(request) = request else { break };
+                let raft = quorum.raft();
                 let response = match request {
                     PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(raft.append_entries(r).await),
                     PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
                     PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(raft.install_snapshot(r).await),
+                    PeerRequest::Write(command) => PeerResponse::Write(quorum.write_local(command).await),
+                    PeerRequest::Heartbeat(hb) => {
+                        heartbeats_from = Some((hb.id, hb.epoch));
+                        PeerResponse::Heartbeat(quorum.heartbeat(&hb))
+                    }
                 };
                 if write_frame(&mut stream, &response).await.is_err() {
                     break;
                 }
+            }
+            if let Some((id, epoch)) = heartbeats_from {
+                quorum.connection_closed(id, epoch);
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });

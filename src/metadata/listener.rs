@@ -24,6 +24,8 @@ struct Delta {
     /// New topics, or topics with new partitions.
     created: Vec<Arc<TopicImage>>,
     reconfigured: Vec<Arc<TopicImage>>,
+    /// Topics whose partition registrations changed (leaders, epochs, ISR).
+    changed: Vec<Arc<TopicImage>>,
 }
 
 fn delta(old: &MetadataImage, new: &MetadataImage) -> Delta {
@@ -44,6 +46,9 @@ fn delta(old: &MetadataImage, new: &MetadataImage) -> Delta {
                 }
                 if t.configs != before.configs {
                     d.reconfigured.push(Arc::clone(t));
+                }
+                if t.partitions != before.partitions {
+                    d.changed.push(Arc::clone(t));
                 }
             }
         }
@@ -74,6 +79,9 @@ fn apply(broker: &Broker, d: &Delta) -> Vec<String> {
     for t in &d.reconfigured {
         broker.replicas.update_topic_config(t);
     }
+    for t in &d.changed {
+        broker.replicas.apply_leadership(t);
+    }
     deleted
 }
 
@@ -92,7 +100,7 @@ pub async fn run(
         }
         let next = Arc::clone(&images.borrow_and_update());
         let d = delta(&current, &next);
-        if !(d.deleted.is_empty() && d.created.is_empty() && d.reconfigured.is_empty()) {
+        if !(d.deleted.is_empty() && d.created.is_empty() && d.reconfigured.is_empty() && d.changed.is_empty()) {
             let b = Arc::clone(&broker);
             let deleted = crate::supervisor::run_blocking(move || apply(&b, &d));
             if !deleted.is_empty() {

@@ -2,10 +2,12 @@
 //! quorum applied, the way to change it (propose a command and wait until it is applied), and
 //! producer-id blocks. Handlers read images; they never write metadata themselves.
 //!
+//! - `heartbeat`: this broker's registration and its heartbeats to the active controller.
 //! - `listener`: applies each new image to this broker's replicas (create, delete, reconfigure).
 //! - `startup`: forming or joining the quorum, the cluster id and `meta.properties`, and the
 //!   one-time import of a pre-quorum `__cluster_metadata/metadata.json`.
 
+pub mod heartbeat;
 pub mod listener;
 pub mod startup;
 

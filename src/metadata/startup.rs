@@ -76,7 +76,9 @@ pub async fn start_controller(
     };
     let quorum = QuorumConfig {
         election_timeout_ms: config.cluster.election_timeout_ms,
-        heartbeat_interval_ms: (config.cluster.election_timeout_ms / 10).max(10),
+        heartbeat_interval_ms: (config.cluster.election_timeout_ms / 10).max(5),
+        broker_session_timeout_ms: config.cluster.broker_session_timeout_ms,
+        unclean_leader_election: false,
     };
     // Bound before the member starts, so peers reach it as soon as it votes.
     let listener = match config.cluster.controller_listener {
@@ -100,15 +102,22 @@ pub async fn start_controller(
     if let Some(listener) = listener {
         tasks.spawn(
             "controller-listener",
-            network::serve(listener, controller.raft().clone(), shutdown),
+            network::serve(listener, Arc::clone(controller.quorum()), shutdown.clone()),
         );
     }
+    tasks.spawn("active-controller", Arc::clone(controller.quorum()).run(shutdown));
     Ok(controller)
 }
 
 /// Waits for a leader, names the cluster if this node leads a new one, checks and writes
-/// `meta.properties`, and registers this broker. Returns the cluster id.
-pub async fn join(controller: &Controller, config: &BrokerConfig) -> anyhow::Result<String> {
+/// `meta.properties`, registers this broker and starts its heartbeats (under `tasks`), and
+/// returns once the active controller has unfenced it. Returns the cluster id.
+pub async fn join(
+    controller: &Arc<Controller>,
+    config: &BrokerConfig,
+    tasks: &crate::supervisor::Supervisor,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<String> {
     let leader = loop {
         match controller.wait_for_leader(Duration::from_secs(5)).await {
             Ok(id) => break id,
@@ -139,43 +148,47 @@ pub async fn join(controller: &Controller, config: &BrokerConfig) -> anyhow::Res
         .clone();
     let cluster_id = image.cluster_id.clone().unwrap_or_default();
     check_meta_properties(&config.log_dir, &cluster_id, config.node_id)?;
-    register(controller, config).await?;
-    Ok(cluster_id)
-}
-
-/// Registers this broker (fenced), then unfences it: it has caught up to its registration.
-async fn register(controller: &Controller, config: &BrokerConfig) -> anyhow::Result<()> {
-    let endpoint = Endpoint {
-        name: config.cluster.inter_broker_listener_name.clone(),
-        host: config.advertised_host.clone(),
-        port: config.advertised_port,
+    let registration = crate::metadata::heartbeat::Registration {
+        id: config.node_id,
+        endpoints: vec![Endpoint {
+            name: config.cluster.inter_broker_listener_name.clone(),
+            host: config.advertised_host.clone(),
+            port: config.advertised_port,
+        }],
+        rack: None,
     };
-    let registered = controller
-        .write(MetadataCommand::one(MetadataRecord::RegisterBroker {
-            id: config.node_id,
-            incarnation_id: Uuid::new_v4(),
-            endpoints: vec![endpoint],
-            rack: None,
-        }))
-        .await?;
-    let epoch = i64::try_from(registered.offset).unwrap_or(i64::MAX);
-    let unfenced = controller
-        .write(MetadataCommand::one(MetadataRecord::BrokerChange {
-            id: config.node_id,
+    let epoch = registration.register(controller).await?;
+    tasks.spawn(
+        "broker-heartbeat",
+        crate::metadata::heartbeat::run(
+            Arc::clone(controller),
+            registration,
             epoch,
-            fenced: Some(false),
-            in_controlled_shutdown: Some(false),
-        }))
-        .await?;
-    if let Some(refused) = unfenced.refused {
-        anyhow::bail!("registering broker {}: {refused}", config.node_id);
-    }
-    tracing::info!(
-        node_id = config.node_id,
-        broker_epoch = epoch,
-        "registered with the controller"
+            Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+            shutdown,
+        ),
     );
-    Ok(())
+    let mut images = controller.subscribe();
+    let mut waited = 0u32;
+    loop {
+        let unfenced = tokio::time::timeout(
+            Duration::from_secs(5),
+            images.wait_for(|i| i.brokers.get(&config.node_id).is_some_and(|b| !b.fenced)),
+        )
+        .await;
+        match unfenced {
+            Ok(Ok(_)) => break,
+            Ok(Err(_)) => anyhow::bail!("the metadata quorum stopped"),
+            Err(_) => {
+                waited += 5;
+                tracing::info!(
+                    waited_s = waited,
+                    "waiting for the active controller to unfence this broker"
+                );
+            }
+        }
+    }
+    Ok(cluster_id)
 }
 
 /// The commands that import a pre-quorum metadata document, if the log dir has one.
@@ -195,7 +208,9 @@ fn import_legacy(log_dir: &Path, node_id: i32) -> anyhow::Result<Option<Metadata
             name: t.name,
             id: t.id,
             // A pre-quorum broker was a single node: it held every replica.
-            partitions: (0..t.partitions).map(|_| PartitionRegistration::new(vec![node_id])).collect(),
+            partitions: (0..t.partitions)
+                .map(|_| PartitionRegistration::new(vec![node_id]))
+                .collect(),
             configs: t.configs,
         });
     }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::error::BrokerError;
 use crate::storage::StorageError;
 
 /// Linux's ENOSPC and EDQUOT: the disk (or the quota) is full.
@@ -44,10 +45,10 @@ impl LogDirHealth {
 
     /// Takes the outcome of a write to the dir (`what`: "append", "flush", ...). Errors that are
     /// not the disk's (a bad batch, a sequence error) say nothing about the dir.
-    pub fn observe<T>(&self, what: &str, result: &Result<T, StorageError>) {
+    pub fn observe<T>(&self, what: &str, result: &Result<T, BrokerError>) {
         match result {
             Ok(_) => self.succeeded(),
-            Err(StorageError::Io(e)) => self.failed(what, e),
+            Err(BrokerError::Storage(StorageError::Io(e))) => self.failed(what, e),
             Err(_) => {}
         }
     }
@@ -89,9 +90,16 @@ mod tests {
     #[test]
     fn only_disk_errors_change_the_state_and_each_change_is_one_transition() {
         let h = LogDirHealth::new(Path::new("/tmp/x"));
-        h.observe("append", &Err::<(), _>(StorageError::InvalidRecord("bad".into())));
+        h.observe(
+            "append",
+            &Err::<(), _>(BrokerError::Storage(StorageError::InvalidRecord("bad".into()))),
+        );
         assert!(!h.is_offline(), "a client's bad batch is not the disk's fault");
-        let full = || Err::<(), _>(StorageError::Io(std::io::Error::from_raw_os_error(28)));
+        let full = || {
+            Err::<(), _>(BrokerError::Storage(StorageError::Io(
+                std::io::Error::from_raw_os_error(28),
+            )))
+        };
         h.observe("append", &full());
         assert!(h.is_offline());
         h.observe("append", &full());

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::error::BrokerError;
 use crate::storage::{
     AbortedTxn, CheckpointOffsets, EndTxnMarker, FlushRequest, LogAppendInfo, LogConfig, ProducerStateInfo,
     StorageError, TimestampOffset, UnifiedLog,
@@ -59,6 +60,8 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     leader_epoch: AtomicI32,
+    /// This replica leads the partition (set by [`Partition::make_leader`] from the metadata).
+    leader: AtomicBool,
     log: Mutex<UnifiedLog>,
     high_watermark: watch::Sender<i64>,
     /// Set while this partition waits in the flusher's queue (at most one entry each).
@@ -79,13 +82,9 @@ pub struct PartitionStats {
 }
 
 impl Partition {
-    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, mut log: UnifiedLog) -> Result<Self, StorageError> {
-        // A single node is the leader of everything at epoch 0 until a controller says otherwise.
-        let leader_epoch = log.latest_epoch().unwrap_or(0).max(0);
-        if log.latest_epoch().is_none() {
-            let leo = log.log_end_offset();
-            log.assign_epoch_start_offset(leader_epoch, leo)?;
-        }
+    /// A replica that leads nothing until the metadata says so ([`Partition::make_leader`]).
+    pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, log: UnifiedLog) -> Result<Self, StorageError> {
+        let leader_epoch = log.latest_epoch().unwrap_or(-1);
         let hw = log.high_watermark();
         let (tx, _) = watch::channel(hw);
         Ok(Partition {
@@ -94,6 +93,7 @@ impl Partition {
             topic_id,
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
+            leader: AtomicBool::new(false),
             log: Mutex::new(log),
             high_watermark: tx,
             flush_scheduled: AtomicBool::new(false),
@@ -110,13 +110,44 @@ impl Partition {
         self.leader_epoch.load(Ordering::Relaxed)
     }
 
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Acquire)
+    }
+
+    /// Becomes the leader at `epoch` (Kafka's `makeLeader`): the epoch starts at the log end in
+    /// the leader-epoch cache, even before a record of it exists (a follower truncating
+    /// against this log must find it). A stale epoch (an older image) changes nothing.
+    pub fn make_leader(&self, epoch: i32) -> Result<(), StorageError> {
+        let mut log = self.log();
+        if epoch < self.leader_epoch() {
+            return Ok(());
+        }
+        if log.latest_epoch().is_none_or(|latest| epoch > latest) {
+            let leo = log.log_end_offset();
+            log.assign_epoch_start_offset(epoch, leo)?;
+        }
+        self.leader_epoch.store(epoch, Ordering::Relaxed);
+        self.leader.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Stops leading (another replica leads at `epoch`, or none does): produce and fetch get
+    /// NOT_LEADER_OR_FOLLOWER here from now on.
+    pub fn make_follower(&self, epoch: i32) {
+        let _log = self.log(); // ordered with appends in progress
+        if epoch >= self.leader_epoch() {
+            self.leader_epoch.store(epoch, Ordering::Relaxed);
+        }
+        self.leader.store(false, Ordering::Release);
+    }
+
     /// Appends a producer's records as the leader.
-    pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+    pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
         self.append_with(now_ms, |log, epoch| log.append_as_leader(records, epoch, now_ms))
     }
 
     /// Appends a transaction marker (from the transaction coordinator) as the leader.
-    pub fn append_marker(&self, marker: &EndTxnMarker, now_ms: i64) -> Result<AppendOutcome, StorageError> {
+    pub fn append_marker(&self, marker: &EndTxnMarker, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
         self.append_with(now_ms, |log, epoch| log.append_marker(marker, epoch, now_ms))
     }
 
@@ -125,8 +156,11 @@ impl Partition {
         &self,
         now_ms: i64,
         append: impl FnOnce(&mut UnifiedLog, i32) -> Result<LogAppendInfo, StorageError>,
-    ) -> Result<AppendOutcome, StorageError> {
+    ) -> Result<AppendOutcome, BrokerError> {
         let mut log = self.log();
+        if !self.is_leader() {
+            return Err(BrokerError::NotLeaderOrFollower);
+        }
         let info = append(&mut log, self.leader_epoch())?;
         let required_offset = info.last_offset + 1;
         let flush_required = log.needs_flush(now_ms);

@@ -62,10 +62,13 @@ pub struct FetchTarget {
     pub partition_max_bytes: usize,
 }
 
-type TopicPartitions = Arc<Vec<Arc<Partition>>>;
+/// A topic's partitions by index: `None` where this broker holds no replica.
+type TopicPartitions = Arc<Vec<Option<Arc<Partition>>>>;
 
 pub struct ReplicaManager {
     log_dir: PathBuf,
+    /// This broker: a partition is hosted here if its replicas name it.
+    node_id: i32,
     defaults: RwLock<LogConfig>,
     topics: RwLock<HashMap<Arc<str>, TopicPartitions>>,
     flush_tx: mpsc::Sender<Arc<Partition>>,
@@ -113,10 +116,16 @@ fn is_internal_log(dir_name: &str) -> bool {
 
 /// Removes what a crash can leave behind: directories of deletions in progress (`*-delete`)
 /// and partition directories of topics (or partitions) the metadata no longer has.
-fn remove_stray_dirs(log_dir: &Path, topics: &[Arc<TopicImage>]) -> Result<(), BrokerError> {
+fn remove_stray_dirs(log_dir: &Path, node_id: i32, topics: &[Arc<TopicImage>]) -> Result<(), BrokerError> {
     let wanted: std::collections::HashSet<String> = topics
         .iter()
-        .flat_map(|t| (0..t.partition_count()).map(move |i| format!("{}-{i}", t.name)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&node_id))
+                .map(move |(i, _)| format!("{}-{i}", t.name))
+        })
         .collect();
     for entry in std::fs::read_dir(log_dir)? {
         let entry = entry?;
@@ -159,6 +168,7 @@ impl ReplicaManager {
     /// Opens every partition of `topics` (recovering them after an unclean shutdown).
     pub fn open(
         log_dir: &Path,
+        node_id: i32,
         defaults: LogConfig,
         topics: &[Arc<TopicImage>],
         had_clean_shutdown: bool,
@@ -167,18 +177,20 @@ impl ReplicaManager {
         let (flush_tx, flush_rx) = mpsc::channel(max_partitions.max(1024));
         let rm = ReplicaManager {
             log_dir: log_dir.to_path_buf(),
+            node_id,
             defaults: RwLock::new(defaults),
             topics: RwLock::new(HashMap::new()),
             flush_tx,
             health: Arc::new(LogDirHealth::new(log_dir)),
         };
-        remove_stray_dirs(log_dir, topics)?;
+        remove_stray_dirs(log_dir, node_id, topics)?;
         let saved = SavedOffsets {
             recovery_points: read_partition_offsets(&log_dir.join(RECOVERY_POINT_OFFSET_CHECKPOINT))?,
             log_start_offsets: read_partition_offsets(&log_dir.join(LOG_START_OFFSET_DIR_CHECKPOINT))?,
         };
         for meta in topics {
             rm.open_partitions(meta, had_clean_shutdown, &saved, false)?;
+            rm.apply_leadership(meta);
         }
         let health = Arc::clone(&rm.health);
         Ok((rm, FlushQueue(flush_rx, health)))
@@ -192,7 +204,29 @@ impl ReplicaManager {
     /// CreatePartitions), [`OPEN_PARALLELISM`] at a time. On any failure every directory it
     /// created is removed again and the error returned: nothing is left behind.
     pub fn create_partitions(&self, meta: &TopicImage) -> Result<(), BrokerError> {
-        self.open_partitions(meta, true, &SavedOffsets::default(), true)
+        self.open_partitions(meta, true, &SavedOffsets::default(), true)?;
+        self.apply_leadership(meta);
+        Ok(())
+    }
+
+    /// Makes each hosted partition of `meta` leader or follower as its registration says,
+    /// with its leader epoch (Kafka's `ReplicaManager.applyDelta`).
+    pub fn apply_leadership(&self, meta: &TopicImage) {
+        for (index, reg) in meta.partitions.iter().enumerate() {
+            let Some(p) = self.get_partition(&meta.name, index as i32) else {
+                continue;
+            };
+            if reg.leader == self.node_id {
+                if p.is_leader() && p.leader_epoch() == reg.leader_epoch {
+                    continue;
+                }
+                if let Err(e) = p.make_leader(reg.leader_epoch) {
+                    tracing::error!(topic = %meta.name, partition = index, error = %e, "could not become leader");
+                }
+            } else if p.is_leader() || p.leader_epoch() != reg.leader_epoch {
+                p.make_follower(reg.leader_epoch);
+            }
+        }
     }
 
     /// Opens the partitions of `meta` not yet open, in parallel; with `creating`, a failure
@@ -206,9 +240,17 @@ impl ReplicaManager {
     ) -> Result<(), BrokerError> {
         let config = topic_log_config(&self.defaults(), meta);
         let name: Arc<str> = Arc::from(meta.name.as_str());
-        let mut partitions: Vec<Arc<Partition>> = self.topic_partitions(&meta.name).unwrap_or_default();
+        let mut partitions: Vec<Option<Arc<Partition>>> = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(meta.name.as_str())
+            .map(|v| v.as_ref().clone())
+            .unwrap_or_default();
         let first_new = partitions.len() as i32;
-        let indexes: Vec<i32> = (first_new..meta.partition_count()).collect();
+        let hosted = |i: i32| meta.partition(i).is_some_and(|p| p.replicas.contains(&self.node_id));
+        let indexes: Vec<i32> = (first_new..meta.partition_count()).filter(|i| hosted(*i)).collect();
+        partitions.resize(meta.partitions.len(), None);
         let open_one = |&index: &i32| -> Result<Partition, BrokerError> {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
             claim_partition_dir(&dir, meta.id)?;
@@ -224,7 +266,11 @@ impl ReplicaManager {
         let mut failure = None;
         for result in opened {
             match result {
-                Ok(p) => partitions.push(Arc::new(p)),
+                Ok(p) => {
+                    if let Some(slot) = usize::try_from(p.index).ok().and_then(|i| partitions.get_mut(i)) {
+                        *slot = Some(Arc::new(p));
+                    }
+                }
                 Err(e) => {
                     failure.get_or_insert(e);
                 }
@@ -245,7 +291,6 @@ impl ReplicaManager {
             }
             return Err(e);
         }
-        partitions.sort_by_key(|p| p.index);
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -258,18 +303,23 @@ impl ReplicaManager {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
-            .map(|v| v.as_ref().clone())
+            .map(|v| v.iter().flatten().cloned().collect())
     }
 
+    /// The replica of the partition hosted here, whatever its role.
     pub fn get_partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
         let parts = topics.get(topic)?;
-        usize::try_from(index).ok().and_then(|i| parts.get(i)).cloned()
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| parts.get(i))
+            .cloned()
+            .flatten()
     }
 
     pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics.values().flat_map(|v| v.iter().cloned()).collect()
+        topics.values().flat_map(|v| v.iter().flatten().cloned()).collect()
     }
 
     /// Removes a topic's partitions and their data. In-flight requests holding a partition
@@ -282,7 +332,7 @@ impl ReplicaManager {
         // same name never inherits its recovery point.
         self.write_checkpoints()?;
         let mut doomed_dirs = Vec::with_capacity(parts.len());
-        for p in parts.iter() {
+        for p in parts.iter().flatten() {
             let dir = partition_dir(&self.log_dir, topic, p.index);
             let doomed = self
                 .log_dir
@@ -333,15 +383,18 @@ impl ReplicaManager {
         &self,
         acks: i16,
         timeout_ms: i32,
-        entries: Vec<(Option<Arc<Partition>>, Bytes)>,
+        entries: Vec<(Result<Arc<Partition>, BrokerError>, Bytes)>,
     ) -> Vec<Result<LogAppendInfo, BrokerError>> {
         let now = now_ms();
         let mut results = Vec::with_capacity(entries.len());
         let mut pending = Vec::new();
         for (i, (partition, records)) in entries.into_iter().enumerate() {
-            let Some(p) = partition else {
-                results.push(Err(BrokerError::UnknownTopicOrPartition));
-                continue;
+            let p = match partition {
+                Ok(p) => p,
+                Err(e) => {
+                    results.push(Err(e));
+                    continue;
+                }
             };
             let appended = p.append_records_to_leader(records, now);
             self.health.observe("append", &appended);
@@ -355,7 +408,7 @@ impl ReplicaManager {
                     }
                     results.push(Ok(outcome.info));
                 }
-                Err(e) => results.push(Err(BrokerError::Storage(e))),
+                Err(e) => results.push(Err(e)),
             }
         }
         if !pending.is_empty() {
@@ -397,7 +450,7 @@ impl ReplicaManager {
                     }
                     results.push(Ok(()));
                 }
-                Err(e) => results.push(Err(BrokerError::Storage(e))),
+                Err(e) => results.push(Err(e)),
             }
         }
         await_high_watermarks(pending, Instant::now() + timeout, &mut results).await;
@@ -470,7 +523,12 @@ impl ReplicaManager {
         let topics = std::mem::take(&mut *self.topics.write().unwrap_or_else(|p| p.into_inner()));
         let mut all: Vec<Arc<Partition>> = Vec::new();
         for (_, parts) in topics {
-            all.extend(Arc::try_unwrap(parts).unwrap_or_else(|shared| shared.as_ref().clone()));
+            all.extend(
+                Arc::try_unwrap(parts)
+                    .unwrap_or_else(|shared| shared.as_ref().clone())
+                    .into_iter()
+                    .flatten(),
+            );
         }
         let workers = SHUTDOWN_PARALLELISM.min(all.len()).max(1);
         let queue = std::sync::Mutex::new(all);
@@ -593,6 +651,10 @@ fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<Partitio
             out.push(Err(BrokerError::UnknownTopicOrPartition));
             continue;
         };
+        if !p.is_leader() {
+            out.push(Err(BrokerError::NotLeaderOrFollower));
+            continue;
+        }
         let limit = t.partition_max_bytes.min(remaining);
         match p.read(t.fetch_offset, limit, min_one_message, params.read_committed) {
             Ok(read) => {
@@ -689,8 +751,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let old = meta("t", 2);
         {
-            let (rm, _q) =
-                ReplicaManager::open(dir.path(), LogConfig::default(), std::slice::from_ref(&old), true, 16)?;
+            let (rm, _q) = ReplicaManager::open(
+                dir.path(),
+                1,
+                LogConfig::default(),
+                std::slice::from_ref(&old),
+                true,
+                16,
+            )?;
             let p = rm.get_partition("t", 0).ok_or("no partition")?;
             let records = crate::server::tests::batch(&["old"], kafka_protocol::records::Compression::None)
                 .map_err(|e| e.to_string())?;
@@ -701,7 +769,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("__consumer_offsets-0"))?;
         // Same name, new id (deleted and recreated before the files went away).
         let new = meta("t", 1);
-        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[new], false, 16)?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[new], false, 16)?;
         assert_eq!(rm.get_partition("t", 0).map(|p| p.offsets().log_end_offset), Some(0));
         assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
         assert!(!dir.path().join("gone-0.abc-delete").exists());
@@ -718,7 +786,7 @@ mod tests {
     fn log_dir_checkpoints_cover_every_partition() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let topics = [meta("a", 2), meta("b", 1)];
-        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &topics, true, 16)?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16)?;
         let p = rm.get_partition("a", 1).ok_or("no partition")?;
         let records = crate::server::tests::batch(&["x", "y"], kafka_protocol::records::Compression::None)
             .map_err(|e| e.to_string())?;
@@ -740,7 +808,7 @@ mod tests {
             "no per-partition file"
         );
         // An unclean open trusts what the checkpoint says (nothing to re-validate here).
-        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &topics[..1], false, 16)?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics[..1], false, 16)?;
         let p = rm.get_partition("a", 1).ok_or("no partition")?;
         assert_eq!(p.checkpoint_offsets().recovery_point, 2);
         assert_eq!(p.offsets().log_end_offset, 2);
@@ -752,7 +820,7 @@ mod tests {
     #[test]
     fn failed_creation_removes_everything_it_created() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let (rm, _q) = ReplicaManager::open(dir.path(), LogConfig::default(), &[], true, 64)?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[], true, 64)?;
         std::fs::write(dir.path().join("t-5"), b"in the way")?;
         let t = meta("t", 10);
         assert!(rm.create_partitions(&t).is_err());

@@ -1,0 +1,279 @@
+"""A three-node cluster (combined broker+controller processes on loopback), driven by
+confluent-kafka and raw requests:
+
+- formation: three processes started with controller.quorum.voters form one cluster with no
+  format step; Metadata from every node lists the three brokers, one cluster id and controller;
+  each data dir's meta.properties names that cluster.
+- spread: a 6-partition RF=1 topic gets two leaders per broker (Kafka's spread); 3,000
+  acknowledged records are read back at their offsets through the leaders; a partition asked of
+  a broker that does not lead it answers NOT_LEADER_OR_FOLLOWER.
+- broker-kill: kill -9 of a broker: the survivors fence it within seconds (its partitions
+  offline, it is gone from the broker list) while produce to the other partitions goes on; it is
+  restarted and leads its partitions again (higher leader epoch) with every record it had.
+- controller-kill: kill -9 of the node leading the quorum: a new leader within seconds, the dead
+  node fenced at once (its listener refuses connections), a topic created through a survivor;
+  the node restarts and rejoins.
+- cluster-id-mismatch: a node whose data dir names another cluster refuses to start with a
+  clear message; with its own meta.properties back it starts.
+- restart-all: SIGTERM of every node, all restarted: same cluster id, topics, leaders and data.
+
+This suite runs its own processes (run.sh gives it the binary and a work dir).
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+import compat  # noqa: E402
+from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
+from compat import fail  # noqa: E402
+
+NOT_LEADER_OR_FOLLOWER = 6
+LEADER_NOT_AVAILABLE = 5
+
+
+def produce(bs, topic, partitions, n, tag, wanted=None):
+    """n records, record i to partition i % partitions (only those in `wanted` if given),
+    acks=all; returns {partition: {offset: value}} of the acknowledged ones and the errors."""
+    acked, errors = {}, []
+    p = Producer({"bootstrap.servers": bs, "acks": "all", "linger.ms": 5, "message.timeout.ms": 20000})
+
+    def on_delivery(err, m):
+        if err is None:
+            acked.setdefault(m.partition(), {})[m.offset()] = m.value()
+        else:
+            errors.append(err)
+
+    for i in range(n):
+        part = i % partitions
+        if wanted is not None and part not in wanted:
+            continue
+        p.produce(topic, value=f"{tag}-{i}".encode(), partition=part, on_delivery=on_delivery)
+        p.poll(0)
+    left = p.flush(30)
+    if left:
+        errors.append(f"{left} undelivered")
+    return acked, errors
+
+
+def read_back(bs, topic, expected, timeout=30):
+    """Reads each partition of `expected` from 0; fails unless every record is at its offset."""
+    c = Consumer({"bootstrap.servers": bs, "group.id": "compat-cluster-reader", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in expected])
+    want = sum(len(v) for v in expected.values())
+    got = {}
+    deadline = time.monotonic() + timeout
+    while sum(len(v) for v in got.values()) < want and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None or m.error():
+            continue
+        got.setdefault(m.partition(), {})[m.offset()] = m.value()
+    c.close()
+    wrong = [(p, o) for p, recs in expected.items() for o, v in recs.items() if got.get(p, {}).get(o) != v]
+    if wrong:
+        fail(f"{len(wrong)} acknowledged records not read back at their offsets, e.g. {wrong[:5]}")
+
+
+def wait_for(what, check, timeout):
+    """Polls `check()` until it returns a true value; returns (value, seconds taken)."""
+    t0 = time.monotonic()
+    last = None
+    for _ in compat.deadline_loop(timeout, step=0.1):
+        try:
+            last = check()
+        except OSError:
+            last = None
+        if last:
+            return last, time.monotonic() - t0
+    fail(f"{what}: not within {timeout} s (last: {last})")
+
+
+def formation(cl):
+    views = [metadata(n.port) for n in cl.nodes]
+    ids = {v[1] for v in views}
+    if len(ids) != 1 or None in ids:
+        fail(f"cluster ids {ids}")
+    for (brokers, _, controller, _), n in zip(views, cl.nodes):
+        if sorted(brokers) != [1, 2, 3]:
+            fail(f"node {n.id} lists brokers {sorted(brokers)}")
+        if controller not in (1, 2, 3):
+            fail(f"node {n.id} names controller {controller}")
+    cluster_id = ids.pop()
+    for n in cl.nodes:
+        with open(os.path.join(n.data, "meta.properties")) as f:
+            text = f.read()
+        if f"cluster.id={cluster_id}" not in text or f"node.id={n.id}" not in text:
+            fail(f"node {n.id} meta.properties: {text!r}")
+    print(f"# formation: cluster {cluster_id}, controller {views[0][2]}", flush=True)
+    return cluster_id
+
+
+def leaders(port, topic):
+    return {p: v[1] for p, v in metadata(port, [topic])[3][topic].items()}
+
+
+def spread(cl, state):
+    topic = "cluster-spread"
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(timeout=30)
+    by_leader = {}
+    for p, leader in leaders(cl.nodes[0].port, topic).items():
+        by_leader.setdefault(leader, []).append(p)
+    if sorted(len(v) for v in by_leader.values()) != [2, 2, 2]:
+        fail(f"leaders not spread: {by_leader}")
+    acked, errors = produce(cl.bootstrap(), topic, 6, 3000, "spread")
+    if errors or sum(len(v) for v in acked.values()) != 3000:
+        fail(f"{sum(len(v) for v in acked.values())} of 3000 acknowledged, errors {errors[:3]}")
+    read_back(cl.bootstrap(), topic, acked)
+    p, leader = next(iter(leaders(cl.nodes[0].port, topic).items()))
+    other = next(n for n in cl.nodes if n.id != leader)
+    code, _ = list_offsets_latest(other.port, topic, p)
+    if code != NOT_LEADER_OR_FOLLOWER:
+        fail(f"ListOffsets of partition {p} (leader {leader}) at broker {other.id}: error {code}")
+    code, end = list_offsets_latest(cl.node(leader).port, topic, p)
+    if code != 0 or end != len(acked[p]):
+        fail(f"ListOffsets at the leader: error {code}, end {end}, expected {len(acked[p])}")
+    print(f"# spread: leaders {dict(sorted(by_leader.items()))}; 3000 records read back", flush=True)
+    state["spread"] = (topic, acked)
+
+
+def broker_kill(cl, state):
+    topic, acked = state["spread"]
+    controller = metadata(cl.nodes[0].port)[2]
+    victim = next(n for n in cl.nodes if n.id != controller)
+    survivor = next(n for n in cl.nodes if n.id not in (controller, victim.id))
+    before = metadata(survivor.port, [topic])[3][topic]
+    theirs = sorted(p for p, v in before.items() if v[1] == victim.id)
+    victim.kill9()
+
+    def fenced():
+        brokers, _, _, topics = metadata(survivor.port, [topic])
+        parts = topics[topic]
+        offline = all(parts[p][0] == LEADER_NOT_AVAILABLE and parts[p][1] == -1 for p in theirs)
+        return victim.id not in brokers and offline
+
+    _, took = wait_for(f"broker {victim.id} fenced after kill -9", fenced, 20)
+    others = {p: v for p, v in acked.items() if p not in theirs}
+    more, errors = produce(cl.bootstrap(), topic, 6, 600, "while-down", wanted=set(others))
+    if errors:
+        fail(f"produce to the partitions of live brokers while {victim.id} is down: {errors[:3]}")
+    victim.start()
+
+    def back():
+        parts = metadata(survivor.port, [topic])[3][topic]
+        return all(parts[p][1] == victim.id and parts[p][0] == 0 for p in theirs)
+
+    _, back_s = wait_for(f"broker {victim.id} leading its partitions again", back, 30)
+    for p, recs in more.items():
+        acked.setdefault(p, {}).update(recs)
+    read_back(cl.bootstrap(), topic, acked)
+    print(f"# broker-kill: broker {victim.id} (led {theirs}) fenced {took:.2f} s after kill -9; back "
+          f"{back_s:.2f} s after restart; every acknowledged record read back", flush=True)
+
+
+def controller_kill(cl, state):
+    controller = metadata(cl.nodes[0].port)[2]
+    victim = cl.node(controller)
+    survivor = next(n for n in cl.nodes if n.id != controller)
+    t0 = time.monotonic()
+    victim.kill9()
+
+    def new_controller():
+        brokers, _, c, _ = metadata(survivor.port)
+        return c if c != controller and controller not in brokers else None
+
+    new, took = wait_for("a new controller with the old one fenced", new_controller, 20)
+    topic = "cluster-after-controller-kill"
+    admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
+    admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(timeout=30)
+    acked, errors = produce(survivor.bootstrap, topic, 4, 400, "after")
+    if errors:
+        fail(f"produce after the controller died: {errors[:3]}")
+    created_s = time.monotonic() - t0
+    victim.start()
+    wait_for(f"node {victim.id} listed again", lambda: victim.id in metadata(survivor.port)[0], 30)
+    read_back(cl.bootstrap(), topic, acked)
+    print(f"# controller-kill: node {controller} led the quorum; node {new} took over and the dead node "
+          f"was fenced {took:.2f} s after kill -9; a topic created and written {created_s:.2f} s after", flush=True)
+
+
+def cluster_id_mismatch(cl, state):
+    node = cl.nodes[2]
+    status = node.stop()
+    if status != 0:
+        fail(f"node {node.id} SIGTERM: {status}")
+    path = os.path.join(node.data, "meta.properties")
+    with open(path) as f:
+        original = f.read()
+    lines = [line if not line.startswith("cluster.id=") else "cluster.id=AnotherClusterXXXXXXXXXX"
+             for line in original.splitlines()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    node.start(wait=False)
+    try:
+        code = node.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        node.kill9()
+        fail("a node with another cluster's data dir kept running")
+    text = "\n".join(node.log_tail(10))
+    if code == 0 or "cluster id mismatch" not in text:
+        fail(f"exit {code}, log: {text[-500:]}")
+    with open(path, "w") as f:
+        f.write(original)
+    node.start()
+    print("# cluster-id-mismatch: refused to start (non-zero exit, 'cluster id mismatch' logged); started "
+          "again with its own meta.properties", flush=True)
+
+
+def restart_all(cl, state, cluster_id):
+    topic, acked = state["spread"]
+    before = leaders(cl.nodes[0].port, topic)
+    statuses = cl.stop()
+    if any(s != 0 for s in statuses.values()):
+        fail(f"SIGTERM exit statuses {statuses}")
+    cl.start()
+
+    def settled():
+        views = [metadata(n.port, [topic]) for n in cl.nodes]
+        ok = all(sorted(v[0]) == [1, 2, 3] and v[1] == cluster_id for v in views)
+        parts = views[0][3][topic]
+        return ok and all(parts[p][0] == 0 for p in parts)
+
+    wait_for("the restarted cluster serving every partition", settled, 30)
+    after = leaders(cl.nodes[0].port, topic)
+    if after != before:
+        fail(f"leaders before {before}, after {after}")
+    read_back(cl.bootstrap(), topic, acked)
+    print(f"# restart-all: SIGTERM of every node (status 0), restarted: cluster {cluster_id}, leaders "
+          f"{after}, every record read back", flush=True)
+
+
+def main():
+    suite = compat.Suite("cluster")
+    cl = Cluster(3)
+    state = {}
+    try:
+        cl.start()
+        _, cluster_id = suite.check("formation", formation, cl)
+        suite.check("spread", spread, cl, state)
+        suite.check("broker-kill", broker_kill, cl, state)
+        suite.check("controller-kill", controller_kill, cl, state)
+        suite.check("cluster-id-mismatch", cluster_id_mismatch, cl, state)
+        if cluster_id:
+            suite.check("restart-all", restart_all, cl, state, cluster_id)
+    finally:
+        if suite.failures:
+            cl.print_logs()
+        cl.stop()
+    suite.finish()
+
+
+if __name__ == "__main__":
+    main()

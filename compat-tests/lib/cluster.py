@@ -1,0 +1,226 @@
+"""Several broker processes on loopback forming one cluster (combined broker+controller nodes),
+started, SIGTERMed, kill -9ed and SIGSTOPped by PID only.
+
+Each node gets a client port and a controller port (free ports picked here), a data dir and a
+log file under the suite's work dir; `controller.quorum.voters` lists every node. Every start
+appends a banner to the node's log and its PID to SLUICE_PID_FILE's directory (`node<i>.pid`), so
+run.sh can stop what a timed-out suite left behind.
+"""
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+
+import compat
+from compat import fail
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    def __init__(self, cluster, node_id):
+        self.cluster = cluster
+        self.id = node_id
+        self.port = free_port()
+        self.cport = free_port()
+        self.data = os.path.join(cluster.work, f"data{node_id}")
+        self.log_path = os.path.join(cluster.work, f"node{node_id}.log")
+        self.proc = None
+        self.starts = 0
+        self.extra = []
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def args(self):
+        voters = ",".join(f"{n.id}@127.0.0.1:{n.cport}" for n in self.cluster.nodes)
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.cport}"
+        args = [self.cluster.bin, "--override", f"node.id={self.id}", "--override", f"listeners={listeners}",
+                "--override", f"controller.quorum.voters={voters}", "--override", f"log.dirs={self.data}",
+                "--override", "metrics.listener="]
+        for kv in self.cluster.overrides + self.extra:
+            args += ["--override", kv]
+        return args
+
+    def start(self, wait=True):
+        self.starts += 1
+        log = open(self.log_path, "ab")
+        log.write(f"\n===== node {self.id}: start #{self.starts} =====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        log.close()
+        with open(os.path.join(self.cluster.work, f"node{self.id}.pid"), "w") as f:
+            f.write(str(self.proc.pid))
+        if wait:
+            self.wait_listening()
+
+    def wait_listening(self, timeout=60):
+        """The client listener is bound once the node has joined the quorum and is unfenced."""
+        for _ in compat.deadline_loop(timeout, step=0.1):
+            if self.proc.poll() is not None:
+                fail(f"node {self.id} exited with {self.proc.returncode} during start #{self.starts}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                pass
+        fail(f"node {self.id} not listening on {self.port} {timeout} s after start #{self.starts}")
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill9(self):
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self):
+        """SIGTERM, then SIGKILL after 15 s; the exit status (None if it was not running)."""
+        if not self.alive():
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            return "killed after 15 s"
+
+    def log_tail(self, lines=20):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace").splitlines()[-lines:]
+        except OSError:
+            return []
+
+
+class Cluster:
+    def __init__(self, size, overrides=()):
+        self.bin = os.environ["SLUICE_BIN"]
+        self.work = os.environ["SLUICE_DATA_DIR"]
+        self.overrides = list(overrides)
+        self.nodes = []
+        self.nodes = [Node(self, i) for i in range(1, size + 1)]
+
+    def node(self, node_id):
+        return next(n for n in self.nodes if n.id == node_id)
+
+    def start(self):
+        for n in self.nodes:
+            n.start(wait=False)
+        for n in self.nodes:
+            n.wait_listening()
+
+    def live(self):
+        return [n for n in self.nodes if n.alive()]
+
+    def bootstrap(self):
+        return ",".join(n.bootstrap for n in self.live())
+
+    def stop(self):
+        return {n.id: n.stop() for n in self.nodes}
+
+    def print_logs(self, lines=15):
+        for n in self.nodes:
+            print(f"# --- last lines of node {n.id}'s log ({n.log_path})", flush=True)
+            for line in n.log_tail(lines):
+                print(f"#   {line[:300]}", flush=True)
+
+
+# ------------------------------------------------------------------ raw requests (no client)
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise OSError("connection closed")
+        buf += chunk
+    return bytes(buf)
+
+
+class Reader:
+    def __init__(self, b):
+        self.b, self.at = b, 0
+
+    def take(self, n):
+        self.at += n
+        return self.b[self.at - n:self.at]
+
+    def i16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def i64(self):
+        return struct.unpack(">q", self.take(8))[0]
+
+    def string(self):
+        n = self.i16()
+        return None if n < 0 else self.take(n).decode()
+
+    def array(self):
+        return [self.i32() for _ in range(self.i32())]
+
+
+def request(port, api, version, body, client=b"compat-cluster"):
+    frame = struct.pack(">hhi", api, version, 1) + struct.pack(">h", len(client)) + client + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        r = Reader(recv_exact(s, size))
+    r.i32()  # correlation id
+    return r
+
+
+def metadata(port, topics=None):
+    """Metadata v5: (brokers {id: port}, cluster id, controller id, {topic: {partition: (error,
+    leader, replicas, isr, offline)}})."""
+    if topics is None:
+        body = struct.pack(">i", -1)
+    else:
+        body = struct.pack(">i", len(topics))
+        for t in topics:
+            body += struct.pack(">h", len(t)) + t.encode()
+    r = request(port, 3, 5, body + b"\x00")
+    r.i32()  # throttle
+    brokers = {}
+    for _ in range(r.i32()):
+        node_id, _host, bport, _rack = r.i32(), r.string(), r.i32(), r.string()
+        brokers[node_id] = bport
+    cluster_id, controller = r.string(), r.i32()
+    out = {}
+    for _ in range(r.i32()):
+        r.i16()
+        name = r.string()
+        r.take(1)
+        parts = {}
+        for _ in range(r.i32()):
+            error = r.i16()
+            index = r.i32()
+            leader = r.i32()
+            parts[index] = (error, leader, r.array(), r.array(), r.array())
+        out[name] = parts
+    return brokers, cluster_id, controller, out
+
+
+def list_offsets_latest(port, topic, partition):
+    """ListOffsets v1 (latest) straight to one broker: (error code, offset)."""
+    name = topic.encode()
+    body = (struct.pack(">i", -1) + struct.pack(">i", 1) + struct.pack(">h", len(name)) + name
+            + struct.pack(">i", 1) + struct.pack(">iq", partition, -1))
+    r = request(port, 2, 1, body)
+    r.i32()
+    r.string()
+    r.i32()
+    r.i32()  # partition
+    error = r.i16()
+    r.i64()  # timestamp
+    return error, r.i64()

@@ -1,0 +1,188 @@
+//! What the active controller writes when a broker is fenced or unfenced (Kafka's
+//! `ReplicationControlManager.handleBrokerFenced` / `handleBrokerUnfenced` with
+//! `PartitionChangeBuilder`'s ONLINE election). Pure functions of the image, so they are
+//! tested alone; every change carries the partition epoch it was decided on (compare and set).
+//!
+//! Fenced: the broker leaves every ISR; the partitions it led get the first live replica of
+//! their new ISR, in replica order. Kafka never writes an empty ISR: when the broker was the
+//! last member it stays in the ISR and the partition goes leaderless (offline) until a member
+//! returns, unless the topic allows an unclean election. Unfenced: leaderless partitions whose
+//! ISR holds the broker get it as leader.
+
+use crate::controller::image::MetadataImage;
+use crate::controller::record::{LeaderRecoveryState, NodeId, PartitionChange, NO_LEADER};
+
+/// The topic config that allows electing a replica outside the ISR (Kafka's name and default).
+pub const UNCLEAN_LEADER_ELECTION: &str = "unclean.leader.election.enable";
+
+fn unclean_allowed(configs: &std::collections::BTreeMap<String, String>, default: bool) -> bool {
+    configs
+        .get(UNCLEAN_LEADER_ELECTION)
+        .map_or(default, |v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The partition changes that fence `broker` (it is still unfenced in `image`).
+pub fn on_fence(image: &MetadataImage, broker: NodeId, unclean_default: bool) -> Vec<PartitionChange> {
+    let live = |id: NodeId| id != broker && image.is_live(id);
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            let in_isr = p.isr.contains(&broker);
+            if !in_isr && p.leader != broker {
+                continue;
+            }
+            let mut change = PartitionChange::new(topic.id, index as i32, p.partition_epoch);
+            let mut isr: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != broker).collect();
+            if isr.is_empty() {
+                isr = p.isr.clone(); // the last member stays (Kafka's rule)
+            }
+            if p.leader == broker {
+                let clean = p.replicas.iter().copied().find(|r| isr.contains(r) && live(*r));
+                let leader = match clean {
+                    Some(l) => l,
+                    None if unclean_allowed(&topic.configs, unclean_default) => {
+                        match p.replicas.iter().copied().find(|r| live(*r)) {
+                            Some(l) => {
+                                isr = vec![l];
+                                change.leader_recovery_state = Some(LeaderRecoveryState::Recovering);
+                                l
+                            }
+                            None => NO_LEADER,
+                        }
+                    }
+                    None => NO_LEADER,
+                };
+                change.leader = Some(leader);
+            }
+            if isr != p.isr {
+                change.isr = Some(isr);
+            }
+            if change.leader.is_some() || change.isr.is_some() {
+                out.push(change);
+            }
+        }
+    }
+    out
+}
+
+/// The partition changes that unfencing `broker` brings: it leads the leaderless partitions
+/// whose ISR holds it.
+pub fn on_unfence(image: &MetadataImage, broker: NodeId) -> Vec<PartitionChange> {
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader == NO_LEADER && p.isr.contains(&broker) {
+                let mut change = PartitionChange::new(topic.id, index as i32, p.partition_epoch);
+                change.leader = Some(broker);
+                out.push(change);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::record::{MetadataCommand, MetadataRecord as R, PartitionRegistration};
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    fn image_with(replicas: &[Vec<NodeId>], brokers: &[NodeId], configs: BTreeMap<String, String>) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let mut offset = 0;
+        for b in brokers {
+            offset += 1;
+            image.apply(
+                offset,
+                &MetadataCommand::one(R::RegisterBroker {
+                    id: *b,
+                    incarnation_id: Uuid::new_v4(),
+                    endpoints: vec![],
+                    rack: None,
+                }),
+            );
+            let epoch = offset as i64;
+            offset += 1;
+            image.apply(
+                offset,
+                &MetadataCommand::one(R::BrokerChange {
+                    id: *b,
+                    epoch,
+                    fenced: Some(false),
+                    in_controlled_shutdown: None,
+                }),
+            );
+        }
+        offset += 1;
+        image.apply(
+            offset,
+            &MetadataCommand::one(R::CreateTopic {
+                name: "t".into(),
+                id: Uuid::new_v4(),
+                partitions: replicas.iter().map(|r| PartitionRegistration::new(r.clone())).collect(),
+                configs,
+            }),
+        );
+        image
+    }
+
+    fn applied(image: &mut MetadataImage, changes: Vec<PartitionChange>) {
+        let cmd = MetadataCommand {
+            records: changes.into_iter().map(R::ChangePartition).collect(),
+        };
+        let offset = image.offset + 1;
+        assert_eq!(image.apply(offset, &cmd).refused, None);
+    }
+
+    #[test]
+    fn a_fenced_leader_is_replaced_by_the_next_isr_member_in_replica_order() {
+        let mut image = image_with(&[vec![1, 2, 3], vec![2, 3, 1]], &[1, 2, 3], BTreeMap::new());
+        let changes = on_fence(&image, 1, false);
+        assert_eq!(changes.len(), 2, "both partitions have 1 in their ISR");
+        applied(&mut image, changes);
+        let t = image.topic("t").unwrap();
+        assert_eq!((t.partitions[0].leader, t.partitions[0].isr.clone()), (2, vec![2, 3]));
+        assert_eq!(t.partitions[0].leader_epoch, 1);
+        assert_eq!(
+            (t.partitions[1].leader, t.partitions[1].leader_epoch),
+            (2, 0),
+            "a shrink keeps the epoch"
+        );
+    }
+
+    #[test]
+    fn the_last_isr_member_stays_and_the_partition_goes_offline_until_it_returns() {
+        let mut image = image_with(&[vec![1]], &[1, 2], BTreeMap::new());
+        let changes = on_fence(&image, 1, false);
+        applied(&mut image, changes);
+        let p = image.topic("t").unwrap().partitions[0].clone();
+        assert_eq!((p.leader, p.isr), (NO_LEADER, vec![1]));
+        assert!(on_fence(&image, 1, false).is_empty(), "nothing more to change");
+        let changes = on_unfence(&image, 1);
+        applied(&mut image, changes);
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+    }
+
+    #[test]
+    fn unclean_election_takes_a_live_replica_outside_the_isr_when_the_topic_allows() {
+        let mut image = image_with(&[vec![1, 2]], &[1, 2], BTreeMap::new());
+        // 2 fell out of the ISR earlier.
+        let mut shrink = PartitionChange::new(image.topic("t").unwrap().id, 0, 0);
+        shrink.isr = Some(vec![1]);
+        applied(&mut image, vec![shrink]);
+        assert_eq!(on_fence(&image, 1, false)[0].leader, Some(NO_LEADER), "clean: offline");
+        let unclean = on_fence(&image, 1, true);
+        assert_eq!(unclean[0].leader, Some(2));
+        assert_eq!(unclean[0].isr, Some(vec![2]));
+        assert_eq!(unclean[0].leader_recovery_state, Some(LeaderRecoveryState::Recovering));
+        let configs = BTreeMap::from([(UNCLEAN_LEADER_ELECTION.to_string(), "true".to_string())]);
+        let image = image_with(&[vec![1, 2]], &[1, 2], configs);
+        assert_eq!(
+            on_fence(&image, 1, false)[0].leader,
+            Some(2),
+            "in the ISR: clean anyway"
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! The active controller: what the quorum's leader does beyond keeping the log (Kafka's
+//! `QuorumController` with its `BrokerHeartbeatManager`).
+//!
+//! - Writes: every proposal (local, or forwarded by another node) goes through
+//!   [`QuorumController::write_local`] on the leader.
+//! - Broker liveness is in memory here, as in Kafka: the time of each broker's last heartbeat.
+//!   A broker silent for `broker.session.timeout.ms`, or whose heartbeat connection closed (a
+//!   dead process: detected at once, so failover after `kill -9` is quick; fencing a live broker
+//!   by mistake is safe, it heartbeats again and is unfenced), is fenced together with the
+//!   partition changes that follows from it (`election::on_fence`), in one command.
+//! - A fenced broker that heartbeats with its current registration and has applied the log up
+//!   to that registration is unfenced, and leads the leaderless partitions whose ISR holds it.
+//!
+//! A node that becomes leader starts every broker's clock afresh (it does not know when they
+//! last heartbeated), as Kafka does, and probes each broker's listener once: a refused
+//! connection means no process is there (the old leader's own broker, killed with it), and that
+//! broker is fenced at once instead of after the session timeout.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{Raft, ServerState};
+use tokio::sync::watch;
+
+use crate::controller::election;
+use crate::controller::image::MetadataImage;
+use crate::controller::network::{BrokerHeartbeat, ForwardError, HeartbeatReply};
+use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId};
+use crate::controller::TypeConfig;
+
+/// How often the leader looks for brokers to fence or unfence.
+const CHECK_EVERY: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    epoch: i64,
+    at: Instant,
+    /// Its heartbeat connection closed: fence now.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Liveness {
+    /// The term this node leads in (None: not the leader).
+    leading_term: Option<u64>,
+    seen: HashMap<NodeId, Seen>,
+    /// Brokers with a fence or unfence being written.
+    in_flight: HashSet<NodeId>,
+}
+
+/// The active controller's state and decisions.
+pub struct QuorumController {
+    node_id: NodeId,
+    raft: Raft<TypeConfig>,
+    images: watch::Receiver<Arc<MetadataImage>>,
+    session_timeout: Duration,
+    unclean_default: bool,
+    liveness: Mutex<Liveness>,
+}
+
+fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
+    raft.metrics()
+        .borrow()
+        .current_leader
+        .and_then(|id| NodeId::try_from(id).ok())
+}
+
+impl QuorumController {
+    pub fn new(
+        node_id: NodeId,
+        raft: Raft<TypeConfig>,
+        images: watch::Receiver<Arc<MetadataImage>>,
+        session_timeout: Duration,
+        unclean_default: bool,
+    ) -> Self {
+        QuorumController {
+            node_id,
+            raft,
+            images,
+            session_timeout,
+            unclean_default,
+            liveness: Mutex::new(Liveness::default()),
+        }
+    }
+
+    pub fn raft(&self) -> &Raft<TypeConfig> {
+        &self.raft
+    }
+
+    fn liveness(&self) -> MutexGuard<'_, Liveness> {
+        self.liveness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Proposes `command` on this node, which must be the leader.
+    pub async fn write_local(&self, command: MetadataCommand) -> Result<ApplyResult, ForwardError> {
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => Err(ForwardError::NotLeader(
+                f.leader_id.and_then(|id| NodeId::try_from(id).ok()),
+            )),
+            Err(e) => Err(ForwardError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A broker's heartbeat. Only the leader takes them.
+    pub fn heartbeat(self: &Arc<Self>, hb: &BrokerHeartbeat) -> Result<HeartbeatReply, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let Some(reg) = image.brokers.get(&hb.id).filter(|b| b.epoch == hb.epoch) else {
+            return Ok(HeartbeatReply {
+                fenced: true,
+                unknown_epoch: true,
+            });
+        };
+        let fenced = reg.fenced;
+        let caught_up = hb.applied_offset >= u64::try_from(hb.epoch).unwrap_or(u64::MAX);
+        self.liveness().seen.insert(
+            hb.id,
+            Seen {
+                epoch: hb.epoch,
+                at: Instant::now(),
+                closed: false,
+            },
+        );
+        if fenced && caught_up {
+            // Unfence now rather than at the next check: a starting broker waits for it.
+            let me = Arc::clone(self);
+            let (id, epoch) = (hb.id, hb.epoch);
+            tokio::spawn(async move { me.unfence(id, epoch).await });
+        }
+        Ok(HeartbeatReply {
+            fenced,
+            unknown_epoch: false,
+        })
+    }
+
+    /// The heartbeat connection of broker `id` at `epoch` closed (or its listener refused a
+    /// probe): fence it at the next check, unless a heartbeat comes first.
+    pub fn connection_closed(&self, id: NodeId, epoch: i64) {
+        let mut l = self.liveness();
+        let seen = l.seen.entry(id).or_insert(Seen {
+            epoch,
+            at: Instant::now(),
+            closed: false,
+        });
+        if seen.epoch == epoch {
+            seen.closed = true;
+        }
+    }
+
+    /// Checks liveness every [`CHECK_EVERY`] while this node leads, until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut known_leader = None;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            // openraft's own logs are off by default (RUST_LOG=openraft=info shows them): the
+            // quorum's state changes are reported here, once each.
+            let (leader, term) = {
+                let m = self.raft.metrics();
+                let m = m.borrow();
+                (m.current_leader, m.current_term)
+            };
+            if leader != known_leader {
+                known_leader = leader;
+                match leader {
+                    Some(l) => tracing::info!(leader = l, term, "controller quorum leader"),
+                    None => tracing::warn!(term, "controller quorum has no leader"),
+                }
+            }
+            self.check().await;
+        }
+    }
+
+    async fn check(self: &Arc<Self>) {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            self.liveness().leading_term = None;
+            return;
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let now = Instant::now();
+        let due: Vec<(NodeId, i64)> = {
+            let mut l = self.liveness();
+            if l.leading_term != Some(metrics.current_term) {
+                // A new leader: every broker's clock starts now.
+                l.leading_term = Some(metrics.current_term);
+                l.seen.clear();
+                for b in image.brokers.values().filter(|b| !b.fenced && b.id != self.node_id) {
+                    let Some(e) = b.endpoints.first() else { continue };
+                    let me = Arc::clone(self);
+                    let (id, epoch, addr) = (b.id, b.epoch, format!("{}:{}", e.host, e.port));
+                    tokio::spawn(async move {
+                        let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr));
+                        if let Ok(Err(e)) = probe.await {
+                            if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                                tracing::info!(broker = id, %addr, "broker refuses connections: fencing it now");
+                                me.connection_closed(id, epoch);
+                            }
+                        }
+                    });
+                }
+            }
+            let mut due = Vec::new();
+            for b in image.brokers.values().filter(|b| !b.fenced) {
+                let seen = *l.seen.entry(b.id).or_insert(Seen {
+                    epoch: b.epoch,
+                    at: now,
+                    closed: false,
+                });
+                let expired =
+                    seen.epoch != b.epoch || seen.closed || now.duration_since(seen.at) > self.session_timeout;
+                if expired && !l.in_flight.contains(&b.id) {
+                    due.push((b.id, b.epoch));
+                }
+            }
+            due
+        };
+        for (id, epoch) in due {
+            self.fence(id, epoch).await;
+        }
+    }
+
+    /// Fences broker `id` (registration `epoch`) with every partition change it brings.
+    async fn fence(&self, id: NodeId, epoch: i64) {
+        if !self.liveness().in_flight.insert(id) {
+            return;
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let mut records = vec![MetadataRecord::BrokerChange {
+            id,
+            epoch,
+            fenced: Some(true),
+            in_controlled_shutdown: None,
+        }];
+        let changes = election::on_fence(&image, id, self.unclean_default);
+        let partitions = changes.len();
+        records.extend(changes.into_iter().map(MetadataRecord::ChangePartition));
+        let result = self.write_local(MetadataCommand { records }).await;
+        self.liveness().in_flight.remove(&id);
+        match result {
+            Ok(r) if r.refused.is_none() => {
+                tracing::warn!(
+                    broker = id,
+                    broker_epoch = epoch,
+                    partitions,
+                    "fenced a broker that stopped heartbeating"
+                )
+            }
+            Ok(r) => tracing::debug!(broker = id, refused = ?r.refused, "fencing refused; the next check retries"),
+            Err(e) => tracing::debug!(broker = id, error = %e, "fencing not written"),
+        }
+    }
+
+    /// Unfences broker `id` if it is still fenced at registration `epoch`.
+    async fn unfence(&self, id: NodeId, epoch: i64) {
+        let image = Arc::clone(&self.images.borrow());
+        if !image.brokers.get(&id).is_some_and(|b| b.fenced && b.epoch == epoch) {
+            return;
+        }
+        if !self.liveness().in_flight.insert(id) {
+            return;
+        }
+        let mut records = vec![MetadataRecord::BrokerChange {
+            id,
+            epoch,
+            fenced: Some(false),
+            in_controlled_shutdown: Some(false),
+        }];
+        records.extend(
+            election::on_unfence(&image, id)
+                .into_iter()
+                .map(MetadataRecord::ChangePartition),
+        );
+        let result = self.write_local(MetadataCommand { records }).await;
+        {
+            let mut l = self.liveness();
+            l.in_flight.remove(&id);
+            if let Some(seen) = l.seen.get_mut(&id) {
+                seen.at = Instant::now();
+            }
+        }
+        match result {
+            Ok(r) if r.refused.is_none() => tracing::info!(broker = id, broker_epoch = epoch, "unfenced a broker"),
+            Ok(r) => tracing::debug!(broker = id, refused = ?r.refused, "unfencing refused"),
+            Err(e) => tracing::debug!(broker = id, error = %e, "unfencing not written"),
+        }
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+}
