@@ -74,6 +74,17 @@ impl LeaderEpochCache {
         Ok(())
     }
 
+    /// Drops epochs that start at or after `offset` (a truncation removed everything from
+    /// there, including the batches that began those epochs; Kafka's truncateFromEnd).
+    pub(crate) fn truncate_at(&mut self, offset: i64) -> Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|&(_, s)| s < offset);
+        if self.entries.len() != before {
+            self.persist()?;
+        }
+        Ok(())
+    }
+
     /// The log start moved to `start`: epochs that began before it are removed except the latest
     /// of them, which now begins at `start` (Kafka's truncateFromStart).
     pub(crate) fn truncate_from_start(&mut self, start: i64) -> Result<()> {

@@ -507,12 +507,28 @@ impl UnifiedLog {
     /// a rolled segment asynchronously.
     fn roll(&mut self, now_ms: i64) -> Result<()> {
         let log_end = self.log_end_offset();
+        self.roll_at(log_end, now_ms)
+    }
+
+    /// [`UnifiedLog::roll`] to a segment starting at `base` (>= the log end: a follower's
+    /// first batch after a gap). An empty active segment is replaced rather than kept.
+    pub(crate) fn roll_at(&mut self, base: i64, now_ms: i64) -> Result<()> {
+        let log_end = self.log_end_offset();
         let active = self.active_mut()?;
         if active.is_empty() {
+            if active.base_offset() == base {
+                return Ok(());
+            }
+            if let Some(empty) = self.segments.pop() {
+                empty.delete_files()?;
+            }
+            self.segments
+                .push(LogSegment::create(&self.dir, base, &self.config, now_ms)?);
+            self.dir_dirty = true;
             return Ok(());
         }
         active.finish_writes()?;
-        let seg = LogSegment::create(&self.dir, log_end, &self.config, now_ms)?;
+        let seg = LogSegment::create(&self.dir, base, &self.config, now_ms)?;
         if let Some(old) = self.segments.last_mut() {
             old.seal();
         }
@@ -952,6 +968,9 @@ pub(crate) fn apply_marker(
         last_stable_offset: producers.first_unstable_offset().unwrap_or(offset + 1),
     })
 }
+
+#[path = "follower.rs"]
+mod follower;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

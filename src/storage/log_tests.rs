@@ -616,11 +616,11 @@ fn log_and_flush_request_can_cross_threads() {
     assert_send_sync::<FlushRequest>();
 }
 
-fn txn(pid: i64, seq: i32, count: i32) -> Bytes {
+pub(crate) fn txn(pid: i64, seq: i32, count: i32) -> Bytes {
     Bytes::from(crate::storage::batch::tests::make_txn_batch(count, pid, 0, seq))
 }
 
-fn marker(pid: i64, commit: bool) -> EndTxnMarker {
+pub(crate) fn marker(pid: i64, commit: bool) -> EndTxnMarker {
     EndTxnMarker {
         marker: if commit { MarkerType::Commit } else { MarkerType::Abort },
         coordinator_epoch: 0,

@@ -530,6 +530,51 @@ impl LogSegment {
         Ok(cut)
     }
 
+    /// Removes every batch whose last offset is >= `offset` (Kafka's `LogSegment.truncateTo`:
+    /// whole batches only), then rebuilds the indexes and running stats from the headers left.
+    /// Returns the bytes removed.
+    pub(crate) fn truncate_to(&mut self, offset: i64, config: &LogConfig) -> Result<u64> {
+        let pos = match self.reader(offset)?.find_batch(offset) {
+            Ok(Some((pos, _))) => pos,
+            Ok(None) => return Ok(0),
+            // The offset lies in damaged bytes: cut at the start of the damage.
+            Err(StorageError::CorruptRecord(_)) => self
+                .damaged
+                .iter()
+                .find(|d| d.holds(offset))
+                .map_or(self.size, |d| d.start),
+            Err(e) => return Err(e),
+        };
+        let removed = self.size - pos;
+        self.log.get()?.set_len(pos)?;
+        self.size = pos;
+        self.damaged.retain(|d| d.end <= pos);
+        let dir = self.log.path().parent().unwrap_or(Path::new(".")).to_path_buf();
+        damage::store(&segment_file(&dir, self.base_offset, DAMAGE_SUFFIX), &self.damaged)?;
+        self.offset_index.clear();
+        self.time_index.clear();
+        self.bytes_since_last_index_entry = 0;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = -1;
+        self.rolling_base_timestamp = None;
+        self.next_offset = self.base_offset;
+        let mut headers = Vec::new();
+        self.scan(0, false, |h, p| {
+            headers.push((*h, p));
+            Ok(true)
+        })?;
+        let interval = u64::from(config.index_interval_bytes);
+        for (h, p) in &headers {
+            self.track_batch(h, *p, interval);
+        }
+        self.offset_index.rewrite()?;
+        self.time_index.rewrite()?;
+        self.offset_index.release_handle();
+        self.time_index.release_handle();
+        self.txn_index.truncate_to(offset)?;
+        Ok(removed)
+    }
+
     /// The first position at or after `from` holding a valid batch (header sane, offsets at or
     /// above `min_offset`, CRC good), with its base offset.
     fn resync(&self, from: u64, min_offset: i64) -> Result<Option<(u64, i64)>> {

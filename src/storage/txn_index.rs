@@ -122,6 +122,16 @@ impl TxnIndex {
         Ok(())
     }
 
+    /// Drops the transactions whose marker is at or past `offset` (a truncation of the log).
+    pub(crate) fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.last_offset < offset);
+        if self.entries.len() != before || self.path.exists() {
+            self.rewrite()?;
+        }
+        Ok(())
+    }
+
     /// Adds an entry unless one for the same marker offset is present (replay after a snapshot).
     pub(crate) fn append(&mut self, entry: AbortedTxn) -> Result<()> {
         if self.entries.iter().rev().any(|e| e.last_offset == entry.last_offset) {
