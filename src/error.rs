@@ -38,6 +38,12 @@ pub enum BrokerError {
     PolicyViolation(String),
     #[error("this broker does not lead the partition")]
     NotLeaderOrFollower,
+    #[error("the leader epoch in the request is older than the partition's")]
+    FencedLeaderEpoch,
+    #[error("the leader epoch in the request is newer than this broker knows")]
+    UnknownLeaderEpoch,
+    #[error("the write was appended but the ISR fell below min.insync.replicas")]
+    NotEnoughReplicasAfterAppend,
     #[error("not the active controller")]
     NotController,
     #[error("the metadata quorum is unavailable: {0}")]
@@ -68,6 +74,9 @@ impl BrokerError {
             BrokerError::PolicyViolation(_) => ResponseError::PolicyViolation,
             BrokerError::NotController => ResponseError::NotController,
             BrokerError::NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            BrokerError::FencedLeaderEpoch => ResponseError::FencedLeaderEpoch,
+            BrokerError::UnknownLeaderEpoch => ResponseError::UnknownLeaderEpoch,
+            BrokerError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
             BrokerError::ControllerUnavailable(_) => ResponseError::RequestTimedOut,
             BrokerError::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             BrokerError::Storage(e) => storage_response_error(e),

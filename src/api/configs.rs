@@ -60,6 +60,7 @@ fn topic_config_type(key: &str) -> i8 {
     match key {
         "cleanup.policy" => TYPE_LIST,
         "compression.type" | "message.timestamp.type" => TYPE_STRING,
+        "unclean.leader.election.enable" => TYPE_BOOLEAN,
         "index.interval.bytes"
         | "max.message.bytes"
         | "min.insync.replicas"

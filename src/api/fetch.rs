@@ -22,6 +22,14 @@ const READ_COMMITTED: i8 = 1;
 
 pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchResponse {
     let broker = ctx.broker;
+    let replica = if ctx.version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    if replica >= 0 {
+        return super::replica_fetch::handle(ctx, req, replica).await;
+    }
     if req.session_id != 0 || req.session_epoch > 0 {
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }

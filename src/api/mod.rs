@@ -22,6 +22,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod replica_fetch;
 pub mod response_buf;
 mod transactions;
 pub mod versions;

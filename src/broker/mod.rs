@@ -304,6 +304,7 @@ pub async fn run_on(
             .with_context(|| format!("binding listeners {addr}"))?,
     };
     let flusher = tasks.spawn("log-flusher", run_flusher(queue));
+    start_replication(&broker, &controller, &tasks, shutdown_rx.clone());
     let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));
     tracing::info!(
         listener = %broker.config.listener,
@@ -350,6 +351,34 @@ pub async fn run_on(
     Ok(())
 }
 
+/// Starts the replica fetchers and the task that sends leaders' ISR changes to the controller.
+fn start_replication(
+    broker: &Arc<Broker>,
+    controller: &Arc<crate::controller::Controller>,
+    tasks: &Supervisor,
+    shutdown: watch::Receiver<bool>,
+) {
+    let c = &broker.config.cluster;
+    let (tx, rx) = tokio::sync::mpsc::channel(MAX_PARTITIONS);
+    let _ = broker.replicas.isr_changes.set(tx);
+    tasks.spawn(
+        "isr-changes",
+        crate::replication::leadership::run_isr_changes(rx, Arc::clone(controller)),
+    );
+    let config = crate::replication::fetcher::FetcherConfig {
+        max_wait_ms: c.replica_fetch_wait_max_ms,
+        min_bytes: c.replica_fetch_min_bytes,
+        response_max_bytes: c.replica_fetch_response_max_bytes,
+        partition_max_bytes: c.replica_fetch_max_bytes,
+        backoff_ms: c.replica_fetch_backoff_ms,
+        listener: c.inter_broker_listener_name.clone(),
+    };
+    broker
+        .replicas
+        .fetchers
+        .start(tasks.clone(), Arc::clone(&broker.metadata), config, shutdown);
+}
+
 /// Kafka's scheduler: the time-based flush check and retention (with time-based roll).
 async fn run_schedules(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let mut flush = tokio::time::interval(Duration::from_millis(broker.config.log_flush_scheduler_interval_ms));
@@ -366,12 +395,17 @@ async fn run_schedules(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>)
             .min(broker.config.log_flush_start_offset_checkpoint_interval_ms),
     );
     let mut checkpoints = tokio::time::interval_at(tokio::time::Instant::now() + checkpoint_every, checkpoint_every);
+    // Kafka's isr-expiration task, every half of replica.lag.time.max.ms.
+    let lag_ms = broker.config.cluster.replica_lag_time_max_ms;
+    let mut isr_expiration = tokio::time::interval(Duration::from_millis((lag_ms / 2).max(1)));
+    isr_expiration.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     checkpoints.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = flush.tick() => broker.replicas.flush_due(now_ms()),
+            _ = isr_expiration.tick() => broker.replicas.shrink_isrs(i64::try_from(lag_ms).unwrap_or(i64::MAX)),
             _ = checkpoints.tick() => {
                 let b = broker.clone();
                 let written = tokio::task::spawn_blocking(move || b.replicas.write_checkpoints()).await;

@@ -76,6 +76,22 @@ pub struct ClusterConfig {
     pub broker_heartbeat_interval_ms: u64,
     /// `broker.session.timeout.ms` (9000): a broker silent this long is fenced.
     pub broker_session_timeout_ms: u64,
+    /// `replica.lag.time.max.ms` (30000): an ISR member that has not caught up for this long
+    /// leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.max.bytes` (1 MiB): per partition of a follower's fetch.
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes` (10 MiB): per follower fetch response.
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.wait.max.ms` (500): how long a follower's fetch waits for data.
+    pub replica_fetch_wait_max_ms: i32,
+    /// `replica.fetch.min.bytes` (1).
+    pub replica_fetch_min_bytes: i32,
+    /// `replica.fetch.backoff.ms` (1000): after a failed fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// `num.replica.fetchers` (1): accepted for Kafka's configs; a follower runs one fetcher
+    /// per leader broker whatever its value.
+    pub num_replica_fetchers: u32,
 }
 
 impl Default for ClusterConfig {
@@ -92,6 +108,13 @@ impl Default for ClusterConfig {
             election_timeout_ms: 1_000,
             broker_heartbeat_interval_ms: 2_000,
             broker_session_timeout_ms: 9_000,
+            replica_lag_time_max_ms: 30_000,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_backoff_ms: 1_000,
+            num_replica_fetchers: 1,
         }
     }
 }
@@ -159,6 +182,29 @@ impl ClusterConfig {
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = super::in_range(key, value.as_i64(key)?, 10, 3_600_000)? as u64
+            }
+            "replica.lag.time.max.ms" => {
+                self.replica_lag_time_max_ms = super::in_range(key, value.as_i64(key)?, 10, i64::from(i32::MAX))? as u64
+            }
+            "replica.fetch.max.bytes" => {
+                self.replica_fetch_max_bytes = super::in_range(key, value.as_i64(key)?, 1, i64::from(i32::MAX))? as i32
+            }
+            "replica.fetch.response.max.bytes" => {
+                self.replica_fetch_response_max_bytes =
+                    super::in_range(key, value.as_i64(key)?, 1, i64::from(i32::MAX))? as i32
+            }
+            "replica.fetch.wait.max.ms" => {
+                self.replica_fetch_wait_max_ms =
+                    super::in_range(key, value.as_i64(key)?, 0, i64::from(i32::MAX))? as i32
+            }
+            "replica.fetch.min.bytes" => {
+                self.replica_fetch_min_bytes = super::in_range(key, value.as_i64(key)?, 1, i64::from(i32::MAX))? as i32
+            }
+            "replica.fetch.backoff.ms" => {
+                self.replica_fetch_backoff_ms = super::in_range(key, value.as_i64(key)?, 0, i64::from(i32::MAX))? as u64
+            }
+            "num.replica.fetchers" => {
+                self.num_replica_fetchers = super::in_range(key, value.as_i64(key)?, 1, 1024)? as u32
             }
             _ => return Ok(false),
         }

@@ -264,9 +264,8 @@ pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result
                 ));
             }
         }
-        "min.insync.replicas" => {
-            in_range(key, raw.as_i64(key)?, 1, i32::MAX as i64)?;
-        }
+        "min.insync.replicas" => log.min_insync_replicas = in_range(key, raw.as_i64(key)?, 1, i32::MAX as i64)? as u32,
+        "unclean.leader.election.enable" => log.unclean_leader_election_enable = raw.as_bool(key)?,
         "compression.type" => match value {
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
                 if value != "producer" {
@@ -291,6 +290,7 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
     ("max.message.bytes", "message.max.bytes"),
     ("message.timestamp.type", "log.message.timestamp.type"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
     ("retention.bytes", "log.retention.bytes"),
     ("retention.ms", "log.retention.ms"),
     ("segment.bytes", "log.segment.bytes"),
@@ -313,7 +313,8 @@ pub fn topic_config_value(log: &LogConfig, key: &str) -> Option<String> {
             "CreateTime"
         }
         .to_string(),
-        "min.insync.replicas" => "1".to_string(),
+        "min.insync.replicas" => log.min_insync_replicas.to_string(),
+        "unclean.leader.election.enable" => log.unclean_leader_election_enable.to_string(),
         "retention.bytes" => log.retention_bytes.to_string(),
         "retention.ms" => log.retention_ms.to_string(),
         "segment.bytes" => log.segment_bytes.to_string(),

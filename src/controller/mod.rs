@@ -241,6 +241,7 @@ impl Controller {
         if leader == self.node_id {
             return Ok(match request {
                 PeerRequest::Write(c) => PeerResponse::Write(self.quorum.write_local(c).await),
+                PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(self.quorum.alter_partition(&r).await),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -280,6 +281,43 @@ impl Controller {
                     tracing::debug!(reason = %why, "metadata write: retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(Forward::Retry(why) | Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
+            }
+        }
+    }
+
+    /// Sends a partition leader's ISR change to the active controller (retried while no
+    /// leader can take it); the metadata then carries the new ISR to every broker.
+    pub async fn alter_partition(
+        &self,
+        broker: NodeId,
+        change: &crate::replication::partition::IsrChange,
+    ) -> Result<(), ControllerError> {
+        let request = network::AlterPartitionRequest {
+            broker,
+            topic_id: change.topic_id,
+            partition: change.partition,
+            leader_epoch: change.leader_epoch,
+            partition_epoch: change.partition_epoch,
+            new_isr: change.new_isr.clone(),
+        };
+        let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
+        loop {
+            match self
+                .to_leader(network::PeerRequest::AlterPartition(request.clone()))
+                .await
+            {
+                Ok(network::PeerResponse::AlterPartition(Ok(()))) => return Ok(()),
+                Ok(network::PeerResponse::AlterPartition(Err(network::ForwardError::NotLeader(_))))
+                | Err(Forward::Retry(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ok(network::PeerResponse::AlterPartition(Err(e))) => {
+                    return Err(ControllerError::Unavailable(e.to_string()))
+                }
+                Ok(_) => return Err(ControllerError::Unavailable("wrong response".into())),
                 Err(Forward::Retry(why) | Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
             }
         }

@@ -42,6 +42,19 @@ pub enum PeerRequest {
     /// Propose a command (a broker's proposal forwarded to the leader).
     Write(MetadataCommand),
     Heartbeat(BrokerHeartbeat),
+    /// A partition leader's ISR change (Kafka's AlterPartition).
+    AlterPartition(AlterPartitionRequest),
+}
+
+/// A partition leader asks for a new ISR, decided on the epochs it names.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AlterPartitionRequest {
+    pub broker: NodeId,
+    pub topic_id: uuid::Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<NodeId>,
 }
 
 /// Its answer.
@@ -52,6 +65,7 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>),
     Write(Result<ApplyResult, ForwardError>),
     Heartbeat(Result<HeartbeatReply, ForwardError>),
+    AlterPartition(Result<(), ForwardError>),
 }
 
 /// Why a forwarded request was not handled.
@@ -61,6 +75,9 @@ pub enum ForwardError {
     NotLeader(Option<NodeId>),
     #[error("{0}")]
     Unavailable(String),
+    /// Handled and refused (Kafka's FENCED_LEADER_EPOCH, INVALID_UPDATE_VERSION, ...).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// A broker's heartbeat to the active controller (Kafka's BrokerHeartbeat): who it is, the
@@ -267,6 +284,7 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                         heartbeats_from = Some((hb.id, hb.epoch));
                         PeerResponse::Heartbeat(quorum.heartbeat(&hb))
                     }
+                    PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
                 };
                 if write_frame(&mut stream, &response).await.is_err() {
                     break;

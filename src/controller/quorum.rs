@@ -26,8 +26,8 @@ use tokio::sync::watch;
 
 use crate::controller::election;
 use crate::controller::image::MetadataImage;
-use crate::controller::network::{BrokerHeartbeat, ForwardError, HeartbeatReply};
-use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId};
+use crate::controller::network::{AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply};
+use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId, PartitionChange};
 use crate::controller::TypeConfig;
 
 /// How often the leader looks for brokers to fence or unfence.
@@ -153,6 +153,54 @@ impl QuorumController {
         });
         if seen.epoch == epoch {
             seen.closed = true;
+        }
+    }
+
+    /// A partition leader's ISR change (Kafka's `ReplicationControlManager.alterPartition`):
+    /// it must still lead at that leader epoch and partition epoch, the ISR must hold it and
+    /// lie within the replicas, and every new member must be live. Written as a
+    /// compare-and-set on the partition epoch.
+    pub async fn alter_partition(&self, r: &AlterPartitionRequest) -> Result<(), ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let refuse = |why: String| Err(ForwardError::Refused(why));
+        let Some(reg) = image.topic_by_id(r.topic_id).and_then(|t| t.partition(r.partition)) else {
+            return refuse("unknown partition".into());
+        };
+        if reg.leader != r.broker {
+            return refuse(format!("broker {} does not lead it (leader {})", r.broker, reg.leader));
+        }
+        if reg.leader_epoch != r.leader_epoch {
+            return refuse(format!(
+                "fenced leader epoch {} (now {})",
+                r.leader_epoch, reg.leader_epoch
+            ));
+        }
+        if reg.partition_epoch != r.partition_epoch {
+            return refuse(format!(
+                "invalid update version {} (now {})",
+                r.partition_epoch, reg.partition_epoch
+            ));
+        }
+        if !r.new_isr.contains(&r.broker) || !r.new_isr.iter().all(|m| reg.replicas.contains(m)) {
+            return refuse(format!(
+                "ISR {:?} must hold the leader and lie within {:?}",
+                r.new_isr, reg.replicas
+            ));
+        }
+        if let Some(m) = r.new_isr.iter().find(|m| !reg.isr.contains(m) && !image.is_live(**m)) {
+            return refuse(format!("ineligible replica {m}"));
+        }
+        let mut change = PartitionChange::new(r.topic_id, r.partition, r.partition_epoch);
+        change.isr = Some(r.new_isr.clone());
+        let result = self
+            .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
+            .await?;
+        match result.refused {
+            None => Ok(()),
+            Some(why) => refuse(why.to_string()),
         }
     }
 

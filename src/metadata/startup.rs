@@ -78,7 +78,7 @@ pub async fn start_controller(
         election_timeout_ms: config.cluster.election_timeout_ms,
         heartbeat_interval_ms: (config.cluster.election_timeout_ms / 10).max(5),
         broker_session_timeout_ms: config.cluster.broker_session_timeout_ms,
-        unclean_leader_election: false,
+        unclean_leader_election: config.log.unclean_leader_election_enable,
     };
     // Bound before the member starts, so peers reach it as soon as it votes.
     let listener = match config.cluster.controller_listener {

@@ -1,16 +1,19 @@
-//! One partition replica hosted by this broker, modelled as Kafka's `Partition`: the log, the
-//! leader epoch, and the high watermark published to waiters.
+//! One partition replica hosted by this broker, modelled as Kafka's `Partition`: the log, its
+//! role (leader or follower, with the leader epoch), the leader's replication state (ISR and
+//! follower positions, see `isr`), and the offsets published to waiters.
 //!
-//! The high watermark (HW) is what consumers may read and what acks=-1 waits for. On a single
-//! node it follows the log end offset (LEO) as soon as an append is durable under the flush
-//! policy: immediately when no flush is due, after the group-commit fsync otherwise. With
-//! followers, the same watch is advanced by the ISR's fetch positions instead; waiters (the
-//! delayed produce and delayed fetch purgatory) do not change.
+//! Three offsets are watched: the log end offset (LEO, for followers' fetches waiting for
+//! data), the durable offset (what this replica holds under its flush policy: the LEO at once
+//! when no flush is due, the fsynced offset otherwise; acks=1 waits for it) and the high
+//! watermark (HW: what consumers may read and acks=-1 waits for). On a leader the HW is the
+//! smallest durable offset / log end across the ISR (`leader` module); on a follower it is the
+//! leader's, capped by its own log end.
 //!
-//! The log sits behind a std `Mutex`: every critical section is a bounded piece of work (an
-//! append's write, a read's plan), never an await; reads' preads and fsyncs run outside it.
+//! Two locks, always taken in this order: the replication state, then the log. Every critical
+//! section is a bounded piece of work (an append's write, a read's plan), never an await;
+//! reads' preads and fsyncs run outside them.
 
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -18,6 +21,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::BrokerError;
+use crate::replication::isr::LeaderState;
 use crate::storage::{
     AbortedTxn, CheckpointOffsets, EndTxnMarker, FlushRequest, LogAppendInfo, LogConfig, ProducerStateInfo,
     StorageError, TimestampOffset, UnifiedLog,
@@ -62,13 +66,37 @@ pub struct Partition {
     leader_epoch: AtomicI32,
     /// This replica leads the partition (set by [`Partition::make_leader`] from the metadata).
     leader: AtomicBool,
+    /// The broker it follows (-1: none, or itself when leading).
+    leader_id: AtomicI32,
+    /// The leader's view of the replicas; `None` unless leading.
+    replication: Mutex<Option<LeaderState>>,
     log: Mutex<UnifiedLog>,
     high_watermark: watch::Sender<i64>,
+    durable: watch::Sender<i64>,
+    log_end: watch::Sender<i64>,
+    /// `min.insync.replicas` of its topic.
+    min_insync_replicas: AtomicU32,
     /// Set while this partition waits in the flusher's queue (at most one entry each).
     pub(crate) flush_scheduled: AtomicBool,
     /// Its byte and message counters (summed per topic in the metrics).
     pub metrics: crate::metrics::TopicMetrics,
 }
+
+/// Sets a watched offset, waking waiters only when it changes.
+fn publish(tx: &watch::Sender<i64>, value: i64) {
+    tx.send_if_modified(|current| {
+        if value != *current {
+            *current = value;
+            true
+        } else {
+            false
+        }
+    });
+}
+
+#[path = "leader.rs"]
+mod leader;
+pub use leader::{FollowerRead, IsrChange};
 
 /// A partition's figures for the metrics endpoint, taken under one lock.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +114,8 @@ impl Partition {
     pub fn new(topic: Arc<str>, topic_id: Uuid, index: i32, log: UnifiedLog) -> Result<Self, StorageError> {
         let leader_epoch = log.latest_epoch().unwrap_or(-1);
         let hw = log.high_watermark();
-        let (tx, _) = watch::channel(hw);
+        let leo = log.log_end_offset();
+        let min_isr = log.config().min_insync_replicas;
         Ok(Partition {
             metrics: crate::metrics::TopicMetrics::default(),
             topic,
@@ -94,8 +123,13 @@ impl Partition {
             index,
             leader_epoch: AtomicI32::new(leader_epoch),
             leader: AtomicBool::new(false),
+            leader_id: AtomicI32::new(-1),
+            replication: Mutex::new(None),
             log: Mutex::new(log),
-            high_watermark: tx,
+            high_watermark: watch::channel(hw).0,
+            durable: watch::channel(leo).0,
+            log_end: watch::channel(leo).0,
+            min_insync_replicas: AtomicU32::new(min_isr),
             flush_scheduled: AtomicBool::new(false),
         })
     }
@@ -114,33 +148,6 @@ impl Partition {
         self.leader.load(Ordering::Acquire)
     }
 
-    /// Becomes the leader at `epoch` (Kafka's `makeLeader`): the epoch starts at the log end in
-    /// the leader-epoch cache, even before a record of it exists (a follower truncating
-    /// against this log must find it). A stale epoch (an older image) changes nothing.
-    pub fn make_leader(&self, epoch: i32) -> Result<(), StorageError> {
-        let mut log = self.log();
-        if epoch < self.leader_epoch() {
-            return Ok(());
-        }
-        if log.latest_epoch().is_none_or(|latest| epoch > latest) {
-            let leo = log.log_end_offset();
-            log.assign_epoch_start_offset(epoch, leo)?;
-        }
-        self.leader_epoch.store(epoch, Ordering::Relaxed);
-        self.leader.store(true, Ordering::Release);
-        Ok(())
-    }
-
-    /// Stops leading (another replica leads at `epoch`, or none does): produce and fetch get
-    /// NOT_LEADER_OR_FOLLOWER here from now on.
-    pub fn make_follower(&self, epoch: i32) {
-        let _log = self.log(); // ordered with appends in progress
-        if epoch >= self.leader_epoch() {
-            self.leader_epoch.store(epoch, Ordering::Relaxed);
-        }
-        self.leader.store(false, Ordering::Release);
-    }
-
     /// Appends a producer's records as the leader.
     pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
         self.append_with(now_ms, |log, epoch| log.append_as_leader(records, epoch, now_ms))
@@ -151,7 +158,8 @@ impl Partition {
         self.append_with(now_ms, |log, epoch| log.append_marker(marker, epoch, now_ms))
     }
 
-    /// Runs an append under the log lock; without a flush due, the HW follows the LEO at once.
+    /// Runs an append under the log lock. Without a flush due the append is durable at once;
+    /// the HW then moves as the ISR allows (at once when the leader is the whole ISR).
     fn append_with(
         &self,
         now_ms: i64,
@@ -164,11 +172,12 @@ impl Partition {
         let info = append(&mut log, self.leader_epoch())?;
         let required_offset = info.last_offset + 1;
         let flush_required = log.needs_flush(now_ms);
+        let leo = log.log_end_offset();
+        drop(log);
+        publish(&self.log_end, leo);
         if !flush_required {
-            let leo = log.log_end_offset();
-            let hw = log.update_high_watermark(leo);
-            drop(log);
-            self.publish_high_watermark(hw);
+            publish(&self.durable, leo);
+            self.maybe_advance_high_watermark();
         }
         Ok(AppendOutcome {
             info,
@@ -183,14 +192,21 @@ impl Partition {
     }
 
     fn publish_high_watermark(&self, hw: i64) {
-        self.high_watermark.send_if_modified(|current| {
-            if hw != *current {
-                *current = hw;
-                true
-            } else {
-                false
-            }
-        });
+        publish(&self.high_watermark, hw);
+    }
+
+    /// A receiver that wakes whenever the durable offset moves (acks=1 under a flush policy).
+    pub fn subscribe_durable(&self) -> watch::Receiver<i64> {
+        self.durable.subscribe()
+    }
+
+    pub fn durable_offset(&self) -> i64 {
+        *self.durable.borrow()
+    }
+
+    /// A receiver that wakes whenever the log end moves (followers waiting for data).
+    pub fn subscribe_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end.subscribe()
     }
 
     /// A receiver that wakes whenever the HW moves.
@@ -285,7 +301,10 @@ impl Partition {
     }
 
     pub fn set_config(&self, config: LogConfig) {
+        self.min_insync_replicas
+            .store(config.min_insync_replicas, Ordering::Relaxed);
         self.log().set_config(config);
+        self.maybe_advance_high_watermark();
     }
 
     /// Closes idle sealed segments' files (see `storage::segment_file`).
@@ -302,14 +321,13 @@ impl Partition {
         self.log().prepare_flush()
     }
 
-    /// Second half: record the sync and let the HW pass what it covered.
+    /// Second half: record the sync; what it covered is durable, and the HW may pass it.
     pub fn complete_flush(&self, up_to_offset: i64, now_ms: i64) -> Result<(), StorageError> {
-        let mut log = self.log();
-        log.complete_flush(up_to_offset, now_ms)?;
-        let current = log.high_watermark();
-        let hw = log.update_high_watermark(up_to_offset.max(current));
-        drop(log);
-        self.publish_high_watermark(hw);
+        self.log().complete_flush(up_to_offset, now_ms)?;
+        if up_to_offset > self.durable_offset() {
+            publish(&self.durable, up_to_offset);
+        }
+        self.maybe_advance_high_watermark();
         Ok(())
     }
 

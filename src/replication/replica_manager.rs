@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::controller::image::TopicImage;
 use crate::error::BrokerError;
 use crate::replication::log_dir::LogDirHealth;
-use crate::replication::partition::{Partition, PartitionRead};
+use crate::replication::partition::{IsrChange, Partition, PartitionRead};
 use crate::storage::checkpoint::{
     read_partition_offsets, write_partition_offsets, LOG_START_OFFSET_DIR_CHECKPOINT, RECOVERY_POINT_OFFSET_CHECKPOINT,
 };
@@ -68,7 +68,11 @@ type TopicPartitions = Arc<Vec<Option<Arc<Partition>>>>;
 pub struct ReplicaManager {
     log_dir: PathBuf,
     /// This broker: a partition is hosted here if its replicas name it.
-    node_id: i32,
+    pub(crate) node_id: i32,
+    /// Followers fetching from their leaders (see `fetcher`).
+    pub fetchers: crate::replication::fetcher::ReplicaFetcherManager,
+    /// ISR changes for the controller (see `leadership`), once the broker is up.
+    pub(crate) isr_changes: std::sync::OnceLock<mpsc::Sender<(Arc<Partition>, IsrChange)>>,
     defaults: RwLock<LogConfig>,
     topics: RwLock<HashMap<Arc<str>, TopicPartitions>>,
     flush_tx: mpsc::Sender<Arc<Partition>>,
@@ -178,6 +182,8 @@ impl ReplicaManager {
         let rm = ReplicaManager {
             log_dir: log_dir.to_path_buf(),
             node_id,
+            fetchers: Default::default(),
+            isr_changes: std::sync::OnceLock::new(),
             defaults: RwLock::new(defaults),
             topics: RwLock::new(HashMap::new()),
             flush_tx,
@@ -207,26 +213,6 @@ impl ReplicaManager {
         self.open_partitions(meta, true, &SavedOffsets::default(), true)?;
         self.apply_leadership(meta);
         Ok(())
-    }
-
-    /// Makes each hosted partition of `meta` leader or follower as its registration says,
-    /// with its leader epoch (Kafka's `ReplicaManager.applyDelta`).
-    pub fn apply_leadership(&self, meta: &TopicImage) {
-        for (index, reg) in meta.partitions.iter().enumerate() {
-            let Some(p) = self.get_partition(&meta.name, index as i32) else {
-                continue;
-            };
-            if reg.leader == self.node_id {
-                if p.is_leader() && p.leader_epoch() == reg.leader_epoch {
-                    continue;
-                }
-                if let Err(e) = p.make_leader(reg.leader_epoch) {
-                    tracing::error!(topic = %meta.name, partition = index, error = %e, "could not become leader");
-                }
-            } else if p.is_leader() || p.leader_epoch() != reg.leader_epoch {
-                p.make_follower(reg.leader_epoch);
-            }
-        }
     }
 
     /// Opens the partitions of `meta` not yet open, in parallel; with `creating`, a failure
@@ -328,6 +314,9 @@ impl ReplicaManager {
     pub fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
         let removed = self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
         let Some(parts) = removed else { return Ok(()) };
+        for p in parts.iter().flatten() {
+            self.fetchers.unfollow(p.topic_id, p.index);
+        }
         // The log dir checkpoints forget the topic before its files go, so a new topic of the
         // same name never inherits its recovery point.
         self.write_checkpoints()?;
@@ -396,6 +385,15 @@ impl ReplicaManager {
                     continue;
                 }
             };
+            // acks=-1 needs min.insync.replicas in the ISR before anything is written.
+            if acks == -1 {
+                if let Some((isr, _, min_isr)) = p.isr_sizes() {
+                    if isr < min_isr {
+                        results.push(Err(BrokerError::NotEnoughReplicas));
+                        continue;
+                    }
+                }
+            }
             let appended = p.append_records_to_leader(records, now);
             self.health.observe("append", &appended);
             match appended {
@@ -403,7 +401,14 @@ impl ReplicaManager {
                     if outcome.flush_required {
                         self.schedule_flush(&p);
                     }
-                    if acks != 0 && p.high_watermark() < outcome.required_offset {
+                    // acks=-1 waits for the HW (the ISR has it); acks=1 for this replica's own
+                    // durability under the flush policy (at once without one).
+                    let wait = match acks {
+                        -1 => p.high_watermark() < outcome.required_offset,
+                        1 => p.durable_offset() < outcome.required_offset,
+                        _ => false,
+                    };
+                    if wait {
                         pending.push((i, p, outcome.required_offset));
                     }
                     results.push(Ok(outcome.info));
@@ -414,7 +419,11 @@ impl ReplicaManager {
         if !pending.is_empty() {
             let waiting = Instant::now();
             let timeout = Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
-            await_high_watermarks(pending, waiting + timeout, &mut results).await;
+            if acks == -1 {
+                await_high_watermarks(pending, waiting + timeout, &mut results).await;
+            } else {
+                await_durable(pending, waiting + timeout, &mut results).await;
+            }
             crate::metrics::remote_wait(waiting.elapsed());
         }
         results
@@ -634,6 +643,27 @@ async fn await_high_watermarks<T>(
     for (i, p, required) in pending {
         let mut rx = p.subscribe_high_watermark();
         let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
+        let Some(slot) = results.get_mut(i) else { continue };
+        if !matches!(reached, Ok(Ok(_))) {
+            *slot = Err(BrokerError::RequestTimedOut);
+        } else if !p.is_leader() {
+            // Leadership moved while waiting: the write may or may not survive.
+            *slot = Err(BrokerError::NotLeaderOrFollower);
+        } else if p.isr_sizes().is_some_and(|(_, maximal, min_isr)| maximal < min_isr) {
+            *slot = Err(BrokerError::NotEnoughReplicasAfterAppend);
+        }
+    }
+}
+
+/// acks=1 under a flush policy: waits (until `deadline`) for each append to be durable here.
+async fn await_durable<T>(
+    pending: Vec<(usize, Arc<Partition>, i64)>,
+    deadline: Instant,
+    results: &mut [Result<T, BrokerError>],
+) {
+    for (i, p, required) in pending {
+        let mut rx = p.subscribe_durable();
+        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|d| *d >= required)).await;
         if !matches!(reached, Ok(Ok(_))) {
             if let Some(slot) = results.get_mut(i) {
                 *slot = Err(BrokerError::RequestTimedOut);

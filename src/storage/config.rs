@@ -29,6 +29,11 @@ pub struct LogConfig {
     /// producer.id.expiration.ms (a broker setting in Kafka): idle producers' state is
     /// forgotten after this long, at retention time. Default 1 day.
     pub producer_id_expiration_ms: i64,
+    /// min.insync.replicas (default 1). A topic setting the log itself ignores: replication
+    /// reads it from here, with the rest of the topic's config.
+    pub min_insync_replicas: u32,
+    /// unclean.leader.election.enable (default false); likewise for the controller.
+    pub unclean_leader_election_enable: bool,
 }
 
 impl Default for LogConfig {
@@ -45,6 +50,8 @@ impl Default for LogConfig {
             max_message_bytes: 1_048_588,
             log_append_time: false,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
         }
     }
 }

@@ -1,0 +1,173 @@
+//! The replica manager's replication duties (Kafka's `ReplicaManager.applyDelta`,
+//! `fetchMessages` for replicas and `maybeShrinkIsr`): roles from each image, followers'
+//! fetches served by leaders, and the ISR changes leaders propose to the controller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::controller::image::TopicImage;
+use crate::controller::record::NO_LEADER;
+use crate::error::BrokerError;
+use crate::replication::partition::{FollowerRead, IsrChange, Partition};
+use crate::replication::replica_manager::{now_ms, ReplicaManager};
+
+/// One partition of a follower's fetch.
+#[derive(Debug, Clone)]
+pub struct FollowerFetchTarget {
+    pub partition: Result<Arc<Partition>, i16>,
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    pub current_leader_epoch: i32,
+    pub max_bytes: usize,
+}
+
+impl ReplicaManager {
+    /// Makes each hosted partition of `meta` leader or follower as its registration says
+    /// (Kafka's `ReplicaManager.applyDelta`): a leader takes the epoch, ISR and partition epoch;
+    /// a follower fetches from the named leader; a partition without a leader waits.
+    pub fn apply_leadership(&self, meta: &TopicImage) {
+        let now = now_ms();
+        for (index, reg) in meta.partitions.iter().enumerate() {
+            let Some(p) = self.get_partition(&meta.name, index as i32) else {
+                continue;
+            };
+            if reg.leader == self.node_id {
+                self.fetchers.unfollow(p.topic_id, p.index);
+                if let Err(e) = p.make_leader(self.node_id, reg, now) {
+                    tracing::error!(topic = %meta.name, partition = index, error = %e, "could not become leader");
+                }
+            } else {
+                let changed = p.is_leader() || p.leader_id() != reg.leader || p.leader_epoch() != reg.leader_epoch;
+                if changed {
+                    p.make_follower(reg.leader, reg.leader_epoch);
+                    if reg.leader == NO_LEADER {
+                        self.fetchers.unfollow(p.topic_id, p.index);
+                    } else {
+                        self.fetchers.follow(Arc::clone(&p), reg.leader, reg.leader_epoch);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands an ISR change to the task that sends them to the controller.
+    pub(crate) fn propose_isr_change(&self, p: &Arc<Partition>, change: IsrChange) {
+        let sent = self
+            .isr_changes
+            .get()
+            .map(|tx| tx.try_send((Arc::clone(p), change.clone())).is_ok())
+            .unwrap_or(false);
+        if !sent {
+            p.isr_change_failed(change.partition_epoch);
+        }
+    }
+
+    /// Leaders drop ISR members that have not caught up for `lag_ms` (run every half of it).
+    pub fn shrink_isrs(&self, lag_ms: i64) {
+        let now = now_ms();
+        for p in self.all_partitions() {
+            if let Some(change) = p.shrink_check(now, lag_ms) {
+                tracing::info!(topic = %p.topic, partition = p.index, new_isr = ?change.new_isr,
+                    "shrinking the ISR: members did not catch up within replica.lag.time.max.ms");
+                self.propose_isr_change(&p, change);
+            }
+        }
+    }
+
+    /// Serves a follower's fetch: reads every partition up to its log end; with less than
+    /// `min_bytes` and nothing to report, waits for new data (or `max_wait`) and reads again.
+    pub async fn fetch_for_follower(
+        &self,
+        replica: i32,
+        max_wait: Duration,
+        min_bytes: usize,
+        max_bytes: usize,
+        targets: &[FollowerFetchTarget],
+    ) -> Vec<Result<FollowerRead, BrokerError>> {
+        let deadline = Instant::now() + max_wait;
+        let mut watchers: Vec<_> = targets
+            .iter()
+            .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe_log_end()))
+            .collect();
+        loop {
+            let results = self.read_for_follower(replica, max_bytes, targets);
+            let bytes: usize = results
+                .iter()
+                .map(|r| r.as_ref().map(|d| d.records.len()).unwrap_or(0))
+                .sum();
+            let must_answer = results
+                .iter()
+                .any(|r| r.as_ref().map_or(true, |d| d.diverging.is_some()));
+            if bytes >= min_bytes || must_answer || watchers.is_empty() || Instant::now() >= deadline {
+                return results;
+            }
+            let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+            match tokio::time::timeout_at(deadline, changed).await {
+                Ok((Ok(()), _, _)) => continue,
+                Ok((Err(_), _, _)) | Err(_) => return self.read_for_follower(replica, max_bytes, targets),
+            }
+        }
+    }
+
+    fn read_for_follower(
+        &self,
+        replica: i32,
+        max_bytes: usize,
+        targets: &[FollowerFetchTarget],
+    ) -> Vec<Result<FollowerRead, BrokerError>> {
+        let now = now_ms();
+        let mut remaining = max_bytes;
+        let mut out = Vec::with_capacity(targets.len());
+        for t in targets {
+            let p = match &t.partition {
+                Ok(p) => p,
+                Err(_) => {
+                    out.push(Err(BrokerError::UnknownTopicOrPartition));
+                    continue;
+                }
+            };
+            let limit = t.max_bytes.min(remaining);
+            let read = p.read_for_follower(
+                replica,
+                t.fetch_offset,
+                t.last_fetched_epoch,
+                t.current_leader_epoch,
+                limit,
+                now,
+            );
+            match read {
+                Ok((read, change)) => {
+                    remaining = remaining.saturating_sub(read.records.len());
+                    if let Some(change) = change {
+                        tracing::info!(topic = %p.topic, partition = p.index, new_isr = ?change.new_isr,
+                            follower = replica, "expanding the ISR: the follower caught up");
+                        self.propose_isr_change(p, change);
+                    }
+                    out.push(Ok(read));
+                }
+                Err(e) => out.push(Err(e)),
+            }
+        }
+        out
+    }
+}
+
+/// Sends each ISR change to the active controller (Kafka's `AlterPartitionManager`); a change
+/// refused or not delivered is forgotten by its partition, which proposes again when due.
+pub async fn run_isr_changes(
+    mut rx: mpsc::Receiver<(Arc<Partition>, IsrChange)>,
+    controller: Arc<crate::controller::Controller>,
+) {
+    while let Some((p, change)) = rx.recv().await {
+        match controller.alter_partition(controller.node_id(), &change).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::info!(topic = %p.topic, partition = p.index, error = %e, "ISR change not made");
+                p.isr_change_failed(change.partition_epoch);
+            }
+        }
+    }
+}
