@@ -17,6 +17,16 @@ confluent-kafka and raw requests:
   clear message; with its own meta.properties back it starts.
 - restart-all: SIGTERM of every node, all restarted: same cluster id, topics, leaders and data.
 
+Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
+- failover: an RF=3 min.insync.replicas=2 topic, an idempotent acks=all producer while the
+  leader of one partition is killed (-9) and restarted, then another's: every acknowledged
+  record read back once at its offset, every ISR whole again; the time to the next ack printed.
+- follower-pause: a follower stopped (SIGSTOP) leaves the ISR, and rejoins after SIGCONT.
+- min-isr: min.insync.replicas=3 with a follower down: acks=all gets NOT_ENOUGH_REPLICAS, acks=1
+  is written but stays above the high watermark until the follower is back.
+- unclean: the ISR of an RF=2 partition gone: offline while unclean election is off; on, the
+  out-of-sync replica leads and the records it never had are gone from the other too.
+
 This suite runs its own processes (run.sh gives it the binary and a work dir).
 """
 
@@ -32,6 +42,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import compat  # noqa: E402
+import replicated  # noqa: E402
 from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
 from compat import fail  # noqa: E402
 
@@ -257,7 +268,7 @@ def restart_all(cl, state, cluster_id):
 
 def main():
     suite = compat.Suite("cluster")
-    cl = Cluster(3)
+    cl = Cluster(3, overrides=["replica.lag.time.max.ms=3000"])
     state = {}
     try:
         cl.start()
@@ -266,6 +277,10 @@ def main():
         suite.check("broker-kill", broker_kill, cl, state)
         suite.check("controller-kill", controller_kill, cl, state)
         suite.check("cluster-id-mismatch", cluster_id_mismatch, cl, state)
+        suite.check("failover", replicated.failover, cl, state)
+        suite.check("follower-pause", replicated.follower_pause, cl, state)
+        suite.check("min-isr", replicated.min_isr, cl, state)
+        suite.check("unclean", replicated.unclean, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:

@@ -34,6 +34,7 @@ class Node:
         self.proc = None
         self.starts = 0
         self.extra = []
+        self.paused = False
 
     @property
     def bootstrap(self):
@@ -74,7 +75,16 @@ class Node:
         fail(f"node {self.id} not listening on {self.port} {timeout} s after start #{self.starts}")
 
     def alive(self):
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.poll() is None and not self.paused
+
+    def pause(self):
+        """SIGSTOP: the process stays, silent (its connections accept nothing)."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self):
+        os.kill(self.proc.pid, signal.SIGCONT)
+        self.paused = False
 
     def kill9(self):
         os.kill(self.proc.pid, signal.SIGKILL)
@@ -82,8 +92,10 @@ class Node:
 
     def stop(self):
         """SIGTERM, then SIGKILL after 15 s; the exit status (None if it was not running)."""
-        if not self.alive():
+        if self.proc is None or self.proc.poll() is not None:
             return None
+        if self.paused:
+            self.resume()
         self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout=15)

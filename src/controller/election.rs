@@ -65,6 +65,40 @@ pub fn on_fence(image: &MetadataImage, broker: NodeId, unclean_default: bool) ->
     out
 }
 
+/// Leaderless partitions that can have a leader now: an ISR member that is live (a clean
+/// election), or, where the topic allows an unclean election, any live replica (its ISR
+/// becomes just it, the partition recovering). Kafka retries these on a timer too.
+pub fn on_leaderless(image: &MetadataImage, unclean_default: bool) -> Vec<PartitionChange> {
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if p.leader != NO_LEADER {
+                continue;
+            }
+            let mut change = PartitionChange::new(topic.id, index as i32, p.partition_epoch);
+            if let Some(l) = p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| p.isr.contains(r) && image.is_live(*r))
+            {
+                change.leader = Some(l);
+            } else if unclean_allowed(&topic.configs, unclean_default) {
+                let Some(l) = p.replicas.iter().copied().find(|r| image.is_live(*r)) else {
+                    continue;
+                };
+                change.leader = Some(l);
+                change.isr = Some(vec![l]);
+                change.leader_recovery_state = Some(LeaderRecoveryState::Recovering);
+            } else {
+                continue;
+            }
+            out.push(change);
+        }
+    }
+    out
+}
+
 /// The partition changes that unfencing `broker` brings: it leads the leaderless partitions
 /// whose ISR holds it.
 pub fn on_unfence(image: &MetadataImage, broker: NodeId) -> Vec<PartitionChange> {

@@ -32,6 +32,9 @@ use crate::controller::TypeConfig;
 
 /// How often the leader looks for brokers to fence or unfence.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How often it looks for leaderless partitions that can be given a leader (Kafka's
+/// `unclean.leader.election.interval.ms` is 5 minutes; a clean election here is cheap).
+const ELECT_EVERY: u32 = 10;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -195,6 +198,8 @@ impl QuorumController {
         }
         let mut change = PartitionChange::new(r.topic_id, r.partition, r.partition_epoch);
         change.isr = Some(r.new_isr.clone());
+        // A leader changing its ISR has its log in order: recovered (KIP-704).
+        change.leader_recovery_state = Some(crate::controller::record::LeaderRecoveryState::Recovered);
         let result = self
             .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
             .await?;
@@ -209,6 +214,7 @@ impl QuorumController {
         let mut tick = tokio::time::interval(CHECK_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut known_leader = None;
+        let mut ticks = 0u32;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -229,6 +235,10 @@ impl QuorumController {
                 }
             }
             self.check().await;
+            ticks = ticks.wrapping_add(1);
+            if ticks % ELECT_EVERY == 0 && self.is_leader() {
+                self.elect_leaderless().await;
+            }
         }
     }
 
@@ -278,6 +288,25 @@ impl QuorumController {
         };
         for (id, epoch) in due {
             self.fence(id, epoch).await;
+        }
+    }
+
+    /// Gives leaderless partitions a leader where one is eligible now.
+    async fn elect_leaderless(&self) {
+        let image = Arc::clone(&self.images.borrow());
+        let changes = election::on_leaderless(&image, self.unclean_default);
+        if changes.is_empty() {
+            return;
+        }
+        let n = changes.len();
+        let unclean = changes.iter().filter(|c| c.isr.is_some()).count();
+        let records = changes.into_iter().map(MetadataRecord::ChangePartition).collect();
+        match self.write_local(MetadataCommand { records }).await {
+            Ok(r) if r.refused.is_none() => {
+                tracing::info!(partitions = n, unclean, "elected leaders for leaderless partitions")
+            }
+            Ok(r) => tracing::debug!(refused = ?r.refused, "election refused; retried later"),
+            Err(e) => tracing::debug!(error = %e, "election not written"),
         }
     }
 
