@@ -4,6 +4,7 @@
 #   bench/run.sh               build what is needed, run every phase, print the table
 #   bench/run.sh --mock-only   only the reference figures (librdkafka mock broker, iperf3)
 #   bench/run.sh --no-build    do not run cargo for the broker (use SLUICE_BIN or target/release/sluice)
+#   bench/run.sh --rdkafka-performance   only build (or find) rdkafka_performance; print its path
 #
 # Results: printed at the end and written to bench/out/latest.txt; raw logs in bench/out/logs/.
 # Exit status: 0 if every phase ran (targets met or not), 1 if a phase failed to run, 2 on setup errors.
@@ -40,9 +41,11 @@ CLIENT_CPU=1
 
 MOCK_ONLY=0
 NO_BUILD=0
+RP_ONLY=0
 for a in "$@"; do
   case "$a" in
     --mock-only) MOCK_ONLY=1 ;;
+    --rdkafka-performance) RP_ONLY=1 ;;
     --no-build) NO_BUILD=1 ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) echo "unknown argument: $a (see --help)" >&2; exit 2 ;;
@@ -590,6 +593,7 @@ RESULTS="$WORK/results.txt"
 ensure_deps
 build_rdkafka_performance
 export RP # lib/mock_as_broker.py uses it
+if [[ $RP_ONLY == 1 ]]; then echo "$RP"; exit 0; fi
 if [[ $MOCK_ONLY == 0 ]]; then build_sluice; else SLUICE_ERR="skipped (--mock-only)"; fi
 
 # From here on the harness itself (this shell, its helpers) stays off the broker's core.
