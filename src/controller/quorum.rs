@@ -146,16 +146,30 @@ impl QuorumController {
     }
 
     /// The heartbeat connection of broker `id` at `epoch` closed (or its listener refused a
-    /// probe): fence it at the next check, unless a heartbeat comes first.
-    pub fn connection_closed(&self, id: NodeId, epoch: i64) {
-        let mut l = self.liveness();
-        let seen = l.seen.entry(id).or_insert(Seen {
-            epoch,
-            at: Instant::now(),
-            closed: false,
-        });
-        if seen.epoch == epoch {
+    /// probe): fence it now (clients looking up the new leader a moment later must find it),
+    /// unless a heartbeat came first.
+    pub fn connection_closed(self: &Arc<Self>, id: NodeId, epoch: i64) {
+        {
+            let mut l = self.liveness();
+            let seen = l.seen.entry(id).or_insert(Seen {
+                epoch,
+                at: Instant::now(),
+                closed: false,
+            });
+            if seen.epoch != epoch {
+                return;
+            }
             seen.closed = true;
+        }
+        let registered = self
+            .images
+            .borrow()
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.epoch == epoch && !b.fenced);
+        if registered && self.is_leader() {
+            let me = Arc::clone(self);
+            tokio::spawn(async move { me.fence(id, epoch).await });
         }
     }
 

@@ -267,8 +267,14 @@ async fn run(running: Arc<Running>, fetcher: Arc<Fetcher>) {
         let request = build_request(&running, &follows);
         let timeout =
             Duration::from_millis(u64::try_from(running.config.max_wait_ms).unwrap_or(500)) + Duration::from_secs(10);
+        // A partition added (a new leader elected) must not wait for the long poll in
+        // flight to end: the connection is dropped and the next request asks for it too.
         let response = tokio::select! {
             r = conn.send(&request, FETCH_VERSION, timeout) => r,
+            _ = fetcher.changed.notified() => {
+                client = None;
+                continue;
+            }
             _ = shutdown.changed() => return,
         };
         match response {
