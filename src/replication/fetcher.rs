@@ -66,6 +66,10 @@ struct Follow {
     leader_epoch: i32,
     /// Paused (an error that waits for new metadata) until then.
     paused_until: Option<Instant>,
+    /// Errors in a row: the pause doubles with each, from 10 ms up to replica.fetch.backoff.ms
+    /// (a new partition's first fetch often reaches its leader a moment before the leader has
+    /// applied the metadata that made it leader).
+    errors: u32,
 }
 
 #[derive(Debug, Default)]
@@ -145,6 +149,7 @@ impl ReplicaFetcherManager {
                     partition,
                     leader_epoch,
                     paused_until: None,
+                    errors: 0,
                 },
             );
             let start = !parts.running && state.running.is_some();
@@ -233,8 +238,15 @@ async fn run(running: Arc<Running>, fetcher: Arc<Fetcher>) {
                 .collect()
         };
         if follows.is_empty() {
+            let wake = fetcher
+                .parts()
+                .map
+                .values()
+                .filter_map(|f| f.paused_until)
+                .min()
+                .unwrap_or(now + backoff);
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep_until(wake.into()) => {}
                 _ = fetcher.changed.notified() => {}
                 _ = shutdown.changed() => return,
             }
@@ -335,6 +347,7 @@ fn apply_response(
         .map(|f| ((f.partition.topic_id, f.partition.index), f))
         .collect();
     let mut pause = Vec::new();
+    let mut fine = Vec::new();
     for topic in response.responses {
         for pd in topic.partitions {
             let key = (topic.topic_id, pd.partition_index);
@@ -357,20 +370,29 @@ fn apply_response(
                     Ok(())
                 }
             };
-            if let Err(e) = outcome {
-                tracing::warn!(topic = %p.topic, partition = p.index, leader = fetcher.leader, error = %e,
-                    "could not apply what the leader sent");
-                pause.push(key);
+            match outcome {
+                Err(e) => {
+                    tracing::warn!(topic = %p.topic, partition = p.index, leader = fetcher.leader, error = %e,
+                        "could not apply what the leader sent");
+                    pause.push(key);
+                }
+                Ok(()) if pause.last() != Some(&key) => fine.push(key),
+                Ok(()) => {}
             }
         }
     }
-    if !pause.is_empty() {
-        let until = Instant::now() + backoff;
-        let mut parts = fetcher.parts();
-        for key in pause {
-            if let Some(f) = parts.map.get_mut(&key) {
-                f.paused_until = Some(until);
-            }
+    let now = Instant::now();
+    let mut parts = fetcher.parts();
+    for key in pause {
+        if let Some(f) = parts.map.get_mut(&key) {
+            f.errors = f.errors.saturating_add(1);
+            let wait = Duration::from_millis(10u64 << f.errors.min(10)).min(backoff);
+            f.paused_until = Some(now + wait);
+        }
+    }
+    for key in fine {
+        if let Some(f) = parts.map.get_mut(&key) {
+            f.errors = 0;
         }
     }
 }

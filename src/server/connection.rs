@@ -86,7 +86,20 @@ pub async fn run(
     // memory each time. Its capacity is kept only up to a bound.
     let mut out = ResponseBuf::new();
     while let Some((frame, budget, received)) = rx.recv().await {
-        let outcome = api::handle_frame(&broker, frame, &info, &mut out, received).await;
+        // Responses of pipelined requests are batched into one write, but never held while a
+        // request waits (acks=all for the ISR, a long-poll fetch): then what is buffered goes out.
+        let outcome = {
+            let handling = api::handle_frame(&broker, frame, &info, &mut out, received);
+            tokio::pin!(handling);
+            tokio::select! {
+                biased;
+                outcome = &mut handling => outcome,
+                flushed = writer.flush(), if !writer.buffer().is_empty() => {
+                    flushed?;
+                    handling.await
+                }
+            }
+        };
         drop(budget);
         match outcome {
             Outcome::Respond => {
@@ -105,7 +118,7 @@ pub async fn run(
         if out.capacity() > RETAINED_BUFFER_BYTES {
             out = ResponseBuf::new();
         }
-        // Batch responses of pipelined requests into one write; flush when caught up.
+        // Flush when caught up (or, above, when the next request has to wait).
         if rx.is_empty() {
             writer.flush().await?;
         }
