@@ -116,6 +116,8 @@ pub const NONE: i16 = 0;
 pub fn group_response_error(e: GroupError) -> ResponseError {
     match e {
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
         GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
         GroupError::InvalidGroupId => ResponseError::InvalidGroupId,

@@ -10,7 +10,8 @@
 //! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown;
 //!   topic administration (proposed to the controller, answered once applied locally).
 //! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
-//!   leave, rebalance timers), its actor, and committed offsets in `__consumer_offsets`.
+//!   leave, rebalance timers), its actor, and committed offsets in the partitions of the
+//!   replicated `__consumer_offsets` this broker leads (`coordinator::log`).
 //! - [`transaction`]: the transaction coordinator's state machine (issue #5; not wired yet).
 //! - [`controller`]: the controller quorum: the replicated metadata log (openraft), its records
 //!   and the `MetadataImage` they build, deterministically, on every node.

@@ -21,6 +21,10 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - failover: an RF=3 min.insync.replicas=2 topic, an idempotent acks=all producer while the
   leader of one partition is killed (-9) and restarted, then another's: every acknowledged
   record read back once at its offset, every ISR whole again; the time to the next ack printed.
+- group-failover (group_failover.py): two members of a group consume an RF=3 topic and commit after
+  each batch; the broker coordinating the group (the leader of its `__consumer_offsets`
+  partition) is killed (-9): another broker coordinates it within seconds, the members go on,
+  every record is consumed and every committed offset ends at the partition's end.
 - follower-pause: a follower stopped (SIGSTOP) leaves the ISR, and rejoins after SIGCONT.
 - min-isr: min.insync.replicas=3 with a follower down: acks=all gets NOT_ENOUGH_REPLICAS, acks=1
   is written but stays above the high watermark until the follower is back.
@@ -42,6 +46,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import compat  # noqa: E402
+import group_failover  # noqa: E402
 import replicated  # noqa: E402
 from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
 from compat import fail  # noqa: E402
@@ -278,6 +283,7 @@ def main():
         suite.check("controller-kill", controller_kill, cl, state)
         suite.check("cluster-id-mismatch", cluster_id_mismatch, cl, state)
         suite.check("failover", replicated.failover, cl, state)
+        suite.check("group-failover", group_failover.group_failover, cl, state)
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)

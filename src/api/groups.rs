@@ -23,6 +23,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
+use crate::broker::coordinators::CoordinatorAddress;
 use crate::coordinator::{
     GroupError, GroupState, HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams,
 };
@@ -43,35 +44,52 @@ fn opt(text: Option<StrBytes>) -> Option<String> {
     text.map(|t| t.to_string())
 }
 
-/// FindCoordinator: this broker coordinates every group. Transactions are not implemented yet
-/// (issue #5): their coordinator is reported not available, so clients retry and time out.
-pub fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+/// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition
+/// (the topic is created at the first lookup); COORDINATOR_NOT_AVAILABLE while there is none.
+/// Transactional ids are still coordinated by the broker asked (their log is local for now).
+pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let config = &ctx.broker.config;
-    let answer = |key: StrBytes| -> Coordinator {
-        let base = Coordinator::default().with_key(key);
-        let error = match req.key_type {
-            KEY_TYPE_GROUP | KEY_TYPE_TRANSACTION => None,
-            _ => Some(ResponseError::InvalidRequest),
+    let key_type = req.key_type;
+    let answer = |key: StrBytes| async move {
+        let base = Coordinator::default().with_key(key.clone());
+        let found = match key_type {
+            KEY_TYPE_GROUP => ctx
+                .broker
+                .group_coordinator(key.as_str())
+                .await
+                .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.to_string())),
+            KEY_TYPE_TRANSACTION => Ok(CoordinatorAddress {
+                node_id: config.node_id,
+                host: config.advertised_host.clone(),
+                port: config.advertised_port,
+            }),
+            _ => Err((
+                ResponseError::InvalidRequest,
+                "unknown coordinator key type".to_string(),
+            )),
         };
-        match error {
-            None => base
-                .with_node_id(BrokerId(config.node_id))
-                .with_host(s(config.advertised_host.clone()))
-                .with_port(config.advertised_port)
+        match found {
+            Ok(c) => base
+                .with_node_id(BrokerId(c.node_id))
+                .with_host(s(c.host))
+                .with_port(c.port)
                 .with_error_message(None),
-            Some(e) => base
+            Err((e, message)) => base
                 .with_node_id(BrokerId(-1))
                 .with_host(s(""))
                 .with_port(-1)
                 .with_error_code(e.code())
-                .with_error_message(Some(s("unknown coordinator key type"))),
+                .with_error_message(Some(s(message))),
         }
     };
     if ctx.version >= 4 {
-        let coordinators = req.coordinator_keys.into_iter().map(answer).collect();
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for key in req.coordinator_keys {
+            coordinators.push(answer(key).await);
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let one = answer(req.key);
+    let one = answer(req.key).await;
     let mut resp = FindCoordinatorResponse::default()
         .with_error_code(one.error_code)
         .with_node_id(one.node_id)

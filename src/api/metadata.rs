@@ -140,6 +140,6 @@ fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) ->
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(StrBytes::from_string(topic.name.clone()))))
         .with_topic_id(topic.id)
-        .with_is_internal(false)
+        .with_is_internal(crate::broker::coordinators::is_internal_topic(&topic.name))
         .with_partitions(partitions)
 }

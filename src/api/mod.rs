@@ -235,7 +235,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
         RequestKind::DeleteRecords(req) => ResponseKind::DeleteRecords(delete_records::handle(ctx, req)),
-        RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(groups::find_coordinator(ctx, req)),
+        RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(groups::find_coordinator(ctx, req).await),
         RequestKind::JoinGroup(req) => ResponseKind::JoinGroup(groups::join_group(ctx, req).await),
         RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups::sync_group(ctx, req).await),
         RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups::heartbeat(ctx, req).await),

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::Compression;
 
 use super::versions::supported;
-use crate::server::tests::{batch, Client, TestBroker};
+use crate::server::tests::{batch, coordinator_ready, Client, TestBroker};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -568,6 +568,13 @@ async fn group_apis_at_every_version() -> TestResult {
         };
         assert_eq!((code, port), (0, i32::from(broker.addr.port())), "FindCoordinator v{v}");
     }
+    // The coordinator loads each group's partition before serving it (clients retry
+    // COORDINATOR_LOAD_IN_PROGRESS; this test waits instead).
+    for prefix in ["g", "missing", "none"] {
+        for v in 0..16 {
+            coordinator_ready(&mut c, &format!("{prefix}{v}")).await?;
+        }
+    }
 
     // A full join + sync + heartbeat + commit for each JoinGroup version; the others cycle
     // through their versions alongside (clamped to their own range).
@@ -795,6 +802,7 @@ async fn committed_offsets_survive_restart_and_crash() -> TestResult {
     let broker = TestBroker::start(&[]).await?;
     let mut c = Client::connect(broker.addr).await?;
     create(&mut c, "t", 1).await?;
+    coordinator_ready(&mut c, "g").await?;
     let commit = |offset: i64| {
         OffsetCommitRequest::default()
             .with_group_id(GroupId(StrBytes::from_static_str("g")))
@@ -830,6 +838,7 @@ async fn committed_offsets_survive_restart_and_crash() -> TestResult {
     let dir = broker.stop_keeping_dir().await?;
     let broker = TestBroker::start_in(dir, &[]).await?;
     let mut c = Client::connect(broker.addr).await?;
+    coordinator_ready(&mut c, "g").await?;
     assert_eq!(
         committed(&c.request(&fetch, 7).await?.ok_or("closed")?),
         Some(5),
@@ -840,6 +849,7 @@ async fn committed_offsets_survive_restart_and_crash() -> TestResult {
     let dir = broker.crash().await;
     let broker = TestBroker::start_in(dir, &[]).await?;
     let mut c = Client::connect(broker.addr).await?;
+    coordinator_ready(&mut c, "g").await?;
     assert_eq!(
         committed(&c.request(&fetch, 7).await?.ok_or("closed")?),
         Some(9),
@@ -868,6 +878,7 @@ async fn metrics_endpoint_reports_traffic_and_lag() -> TestResult {
     let listener = format!("metrics.listener=127.0.0.1:{port}");
     let broker = TestBroker::start(&[listener.as_str()]).await?;
     let mut c = Client::connect(broker.addr).await?;
+    coordinator_ready(&mut c, "lagging").await?;
     create(&mut c, "metered", 2).await?;
     let produce = ProduceRequest::default()
         .with_acks(-1)

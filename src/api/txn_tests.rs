@@ -9,7 +9,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-use crate::server::tests::{Client, TestBroker};
+use crate::server::tests::{coordinator_ready, Client, TestBroker};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -190,6 +190,7 @@ async fn transactions_over_the_wire() -> TestResult {
             .with_replication_factor(-1),
     ]);
     c.request(&create, 7).await?.ok_or("closed")?;
+    coordinator_ready(&mut c, "g").await?;
 
     let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
     let found = c.request(&find, 3).await?.ok_or("closed")?;
@@ -346,6 +347,7 @@ async fn transaction_apis_at_every_version() -> TestResult {
             .with_replication_factor(-1),
     ]);
     c.request(&create, 7).await?.ok_or("closed")?;
+    coordinator_ready(&mut c, "g").await?;
     for v in 0..=5i16 {
         let id = TransactionalId(st(&format!("tx-v{v}")));
         let init_req = InitProducerIdRequest::default()

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::controller::image::MetadataImage;
+use crate::coordinator::log::{CoordinatorLog, OFFSETS_TOPIC};
 use crate::coordinator::{GroupCoordinator, OffsetStore};
 use crate::error::BrokerError;
 use crate::metadata::MetadataClient;
@@ -30,6 +31,7 @@ const LOCK_FILE: &str = ".lock";
 /// The most partitions one broker hosts; bounds the flush queue and CreateTopics requests.
 pub const MAX_PARTITIONS: usize = 100_000;
 
+pub mod coordinators;
 mod topics;
 
 pub struct Broker {
@@ -40,7 +42,7 @@ pub struct Broker {
     pub local_offset: watch::Sender<u64>,
     /// Topics whose local replicas could not be created, by topic id (see `topics`).
     pub(crate) local_failures: std::sync::Mutex<std::collections::HashMap<Uuid, BrokerError>>,
-    pub replicas: ReplicaManager,
+    pub replicas: Arc<ReplicaManager>,
     /// The group coordinator (an actor owning every group and the committed offsets).
     pub groups: GroupCoordinator,
     /// The transaction coordinator (an actor owning every transactional id).
@@ -121,7 +123,14 @@ impl Broker {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "logs loaded"
         );
-        let offsets = OffsetStore::open(&dir, had_clean_shutdown, now_ms()).context("opening the offsets log")?;
+        let replicas = Arc::new(replicas);
+        let offsets_partitions = image
+            .topic(OFFSETS_TOPIC)
+            .map_or(config.offsets_topic_num_partitions, |t| t.partitions.len() as i32);
+        let offsets = OffsetStore::new(
+            CoordinatorLog::new(Arc::clone(&replicas), OFFSETS_TOPIC),
+            offsets_partitions,
+        );
         let (groups, group_actor) = crate::coordinator::start(config.groups, offsets);
         tasks.spawn("group-coordinator", group_actor);
         let mut machine = crate::transaction::TransactionStateMachine::new(config.transactions.max_timeout_ms);
@@ -254,6 +263,7 @@ pub async fn start(
         .context("taking a block of producer ids")?;
     let image = metadata.image();
     let (broker, queue) = Broker::open(config, tasks.clone(), metadata, &image, lock)?;
+    crate::metadata::listener::update_coordinators(&broker, &MetadataImage::default(), &image).await;
     tasks.spawn(
         "metadata-listener",
         crate::metadata::listener::run(broker.clone(), image, controller.subscribe(), shutdown),

@@ -63,6 +63,11 @@ pub struct BrokerConfig {
     pub default_replication_factor: i16,
     /// `auto.create.topics.enable`.
     pub auto_create_topics_enable: bool,
+    /// `offsets.topic.num.partitions` (50): partitions of `__consumer_offsets` when it is
+    /// created (at the first FindCoordinator for a group).
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (3), capped by the live brokers at creation.
+    pub offsets_topic_replication_factor: i16,
     /// `log.retention.check.interval.ms`: how often retention runs.
     pub log_retention_check_interval_ms: u64,
     /// `log.flush.scheduler.interval.ms`: how often the time-based flush policy is checked.
@@ -115,6 +120,8 @@ impl Default for BrokerConfig {
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics_enable: true,
+            offsets_topic_num_partitions: 50,
+            offsets_topic_replication_factor: 3,
             log_retention_check_interval_ms: 300_000,
             log_flush_scheduler_interval_ms: 1_000,
             log_flush_offset_checkpoint_interval_ms: 60_000,
@@ -435,6 +442,10 @@ impl BrokerConfig {
             "num.partitions" => self.num_partitions = int(1, 100_000)? as i32,
             "default.replication.factor" => self.default_replication_factor = int(1, i16::MAX as i64)? as i16,
             "auto.create.topics.enable" => self.auto_create_topics_enable = value.as_bool(key)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = int(1, 10_000)? as i32,
+            "offsets.topic.replication.factor" => {
+                self.offsets_topic_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
             "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = int(1, i64::MAX)? as u64,
             "log.flush.scheduler.interval.ms" => self.log_flush_scheduler_interval_ms = int(1, i64::MAX)? as u64,
             "log.flush.offset.checkpoint.interval.ms" => {
@@ -481,6 +492,7 @@ impl BrokerConfig {
             "offsets.retention.check.interval.ms" => {
                 self.groups.offsets_retention_check_interval_ms = int(1, i64::MAX)? as u64
             }
+            "offsets.commit.timeout.ms" => self.groups.offsets_commit_timeout_ms = int(1, i32::MAX as i64)? as u64,
             "offset.metadata.max.bytes" => self.groups.offset_metadata_max_bytes = int(0, i32::MAX as i64)? as usize,
             "transaction.max.timeout.ms" => self.transactions.max_timeout_ms = int(1, i32::MAX as i64)? as i32,
             "transactional.id.expiration.ms" => self.transactions.id_expiration_ms = int(1, i32::MAX as i64)? as u64,

@@ -43,12 +43,13 @@ use tokio::time::Instant;
 
 use super::error::GroupError;
 use super::group::GroupMetadata;
+use super::log::Replication;
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupParams, JoinGroupResult,
     JoinOutcome, LeaveGroupMember, LeaveMemberResult, OffsetCommitParams, SyncGroupParams, SyncGroupResult,
     SyncOutcome, TxnOffsetCommitParams,
 };
-use super::offsets::{FetchedOffset, OffsetStore, StoreError};
+use super::offsets::{FetchedOffset, LoadedOffsets, NotServed, OffsetStore, StoreError};
 use super::GroupCoordinatorConfig;
 
 /// Requests queued for the actor before callers wait (back-pressure, not loss).
@@ -151,6 +152,22 @@ enum Command {
         topics: Vec<String>,
         reply: Reply<()>,
     },
+    /// This broker leads `__consumer_offsets` partition `partition` at `epoch`: load it.
+    Elect {
+        partition: i32,
+        epoch: i32,
+        partition_count: i32,
+    },
+    /// This broker no longer leads the partition: drop its groups.
+    Resign {
+        partition: i32,
+    },
+    /// A load started by `Elect` finished (sent by the loading task).
+    Loaded {
+        partition: i32,
+        epoch: i32,
+        result: Result<LoadedOffsets, StoreError>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -192,7 +209,7 @@ pub fn start(
     store: OffsetStore,
 ) -> (GroupCoordinator, impl std::future::Future<Output = ()> + Send + 'static) {
     let (commands, receiver) = mpsc::channel(COMMAND_CHANNEL_CAPACITY);
-    let actor = Actor::new(config, Clock::start(), store);
+    let actor = Actor::new(config, Clock::start(), store, commands.downgrade());
     (GroupCoordinator { commands }, actor.run(receiver))
 }
 
@@ -394,6 +411,25 @@ impl GroupCoordinator {
         let _ = self.call(|reply| Command::RemoveTopics { topics, reply }).await;
     }
 
+    /// This broker became the leader of `__consumer_offsets` partition `partition` at `epoch`
+    /// (the topic has `partition_count` partitions): its groups are loaded, and served once
+    /// loaded (COORDINATOR_LOAD_IN_PROGRESS until then).
+    pub async fn elect(&self, partition: i32, epoch: i32, partition_count: i32) {
+        let _ = self
+            .commands
+            .send(Command::Elect {
+                partition,
+                epoch,
+                partition_count,
+            })
+            .await;
+    }
+
+    /// This broker no longer leads the partition: its groups are dropped (NOT_COORDINATOR).
+    pub async fn resign(&self, partition: i32) {
+        let _ = self.commands.send(Command::Resign { partition }).await;
+    }
+
     /// Closes the offsets log cleanly and stops the actor; later calls get
     /// COORDINATOR_NOT_AVAILABLE.
     pub async fn shutdown(&self) {
@@ -551,6 +587,8 @@ struct Actor {
     persisted: HashMap<String, Signature>,
     /// Each group's state after the last call (to count rebalances).
     last_state: HashMap<String, GroupState>,
+    /// For loading tasks to report back (weak: the actor stops when the handles go).
+    sender: mpsc::WeakSender<Command>,
 }
 
 /// The facts whose change makes the actor persist a group's metadata.
@@ -565,41 +603,163 @@ fn signature(group: &GroupMetadata) -> Signature {
 }
 
 impl Actor {
-    /// Loads every persisted group (Stable with its members, or Empty) and every group that
-    /// only has offsets (Empty).
-    fn new(config: GroupCoordinatorConfig, clock: Clock, store: OffsetStore) -> Self {
-        let now_ms = clock.now_ms();
-        let mut groups = HashMap::new();
-        let mut persisted = HashMap::new();
-        for (group_id, record) in store.group_records() {
-            let group = GroupMetadata::restore(group_id.clone(), config, record, now_ms);
-            persisted.insert(group_id.clone(), signature(&group));
-            groups.insert(group_id.clone(), group);
-        }
-        for group_id in store.group_ids() {
-            groups
-                .entry(group_id.clone())
-                .or_insert_with(|| GroupMetadata::new(group_id, config));
-        }
-        let mut deadlines = Deadlines::default();
-        for (group_id, group) in &groups {
-            deadlines.set(group_id, group.next_deadline_ms());
-        }
-        let loaded = groups.values().filter(|g| g.state() == GroupState::Stable).count();
-        if !groups.is_empty() {
-            tracing::info!(groups = groups.len(), stable = loaded, "loaded consumer groups");
-        }
-        Actor {
+    /// An actor over `store` (its loaded partitions' groups restored; more come by `Elect`).
+    fn new(
+        config: GroupCoordinatorConfig,
+        clock: Clock,
+        store: OffsetStore,
+        sender: mpsc::WeakSender<Command>,
+    ) -> Self {
+        let ids = store.all_group_ids();
+        let mut actor = Actor {
             config,
             clock,
-            groups,
+            groups: HashMap::new(),
             waiters: Waiters::default(),
-            deadlines,
+            deadlines: Deadlines::default(),
             store: Some(store),
             empty_since_ms: HashMap::new(),
-            persisted,
+            persisted: HashMap::new(),
             last_state: HashMap::new(),
+            sender,
+        };
+        actor.restore_groups(ids);
+        actor
+    }
+
+    /// Makes groups of loaded records: Stable with their members or Empty as persisted, and
+    /// Empty groups for those that only have offsets.
+    fn restore_groups(&mut self, ids: Vec<String>) {
+        let now_ms = self.clock.now_ms();
+        let Some(store) = self.store.as_ref() else { return };
+        let mut stable = 0;
+        let count = ids.len();
+        for group_id in ids {
+            let group = match store.group_record(&group_id) {
+                Some(record) => {
+                    let group = GroupMetadata::restore(group_id.clone(), self.config, record, now_ms);
+                    self.persisted.insert(group_id.clone(), signature(&group));
+                    group
+                }
+                None => GroupMetadata::new(group_id.clone(), self.config),
+            };
+            if group.state() == GroupState::Stable {
+                stable += 1;
+            }
+            self.deadlines.set(&group_id, group.next_deadline_ms());
+            self.groups.insert(group_id, group);
         }
+        if count > 0 {
+            tracing::info!(groups = count, stable, "loaded consumer groups");
+        }
+    }
+
+    /// Whether this broker serves `group_id` now (NOT_COORDINATOR, or
+    /// COORDINATOR_LOAD_IN_PROGRESS). An empty id passes: the call answers INVALID_GROUP_ID.
+    fn check_coordinator(&self, group_id: &str) -> Result<(), GroupError> {
+        if group_id.is_empty() {
+            return Ok(());
+        }
+        match self.store.as_ref() {
+            None => Err(GroupError::CoordinatorNotAvailable),
+            Some(store) => store.serves(group_id).map_err(|n| match n {
+                NotServed::NotCoordinator => GroupError::NotCoordinator,
+                NotServed::Loading => GroupError::CoordinatorLoadInProgress,
+            }),
+        }
+    }
+
+    fn elect(&mut self, partition: i32, epoch: i32, partition_count: i32) {
+        let previous = self.store.as_ref().and_then(|s| s.epoch_of(partition));
+        if previous.is_some_and(|e| e != epoch) {
+            self.resign(partition);
+        }
+        let Some(store) = self.store.as_mut() else { return };
+        if !store.begin_load(partition, epoch, partition_count) {
+            return;
+        }
+        let log = store.log().clone();
+        let sender = self.sender.clone();
+        tracing::debug!(partition, epoch, "loading consumer groups of an offsets partition");
+        tokio::task::spawn_blocking(move || {
+            let result = LoadedOffsets::replay(&log, partition, epoch);
+            if let Some(sender) = sender.upgrade() {
+                let _ = sender.blocking_send(Command::Loaded {
+                    partition,
+                    epoch,
+                    result,
+                });
+            }
+        });
+    }
+
+    fn loaded(&mut self, partition: i32, epoch: i32, result: Result<LoadedOffsets, StoreError>) {
+        let Some(store) = self.store.as_mut() else { return };
+        match result {
+            Ok(loaded) => {
+                if let Some(ids) = store.finish_load(partition, epoch, loaded) {
+                    if ids.is_empty() {
+                        tracing::debug!(partition, epoch, "offsets partition loaded");
+                    } else {
+                        tracing::info!(partition, epoch, groups = ids.len(), "offsets partition loaded");
+                    }
+                    self.restore_groups(ids);
+                }
+            }
+            Err(e) => {
+                store.abandon_load(partition, epoch);
+                if e.is_not_leader() {
+                    tracing::info!(partition, epoch, "leadership moved while loading an offsets partition");
+                } else {
+                    tracing::error!(partition, epoch, error = %e, "loading an offsets partition failed");
+                }
+            }
+        }
+    }
+
+    /// Drops the groups of a partition this broker no longer leads; their parked requests are
+    /// answered COORDINATOR_NOT_AVAILABLE (the clients look the coordinator up again).
+    fn resign(&mut self, partition: i32) {
+        let Some(store) = self.store.as_mut() else { return };
+        let mut ids = store.unload(partition);
+        ids.extend(
+            self.groups
+                .keys()
+                .filter(|g| store.partition_of(g) == partition)
+                .cloned(),
+        );
+        ids.sort_unstable();
+        ids.dedup();
+        for group_id in &ids {
+            if let Some(mut group) = self.groups.remove(group_id) {
+                group.mark_dead();
+                self.waiters.complete(group_id, group.take_completions());
+            }
+            self.waiters.abandon(Some(group_id));
+            self.deadlines.set(group_id, None);
+            self.empty_since_ms.remove(group_id);
+            self.last_state.remove(group_id);
+            self.persisted.remove(group_id);
+        }
+        if ids.is_empty() {
+            tracing::debug!(partition, "unloaded an offsets partition");
+        } else {
+            tracing::info!(partition, groups = ids.len(), "unloaded an offsets partition");
+        }
+    }
+
+    /// Answers `reply` once every write is replicated (on a task of its own: the actor goes on).
+    fn reply_when_replicated(&self, writes: Vec<Replication>, reply: Reply<Result<(), GroupError>>) {
+        let timeout = Duration::from_millis(self.config.offsets_commit_timeout_ms);
+        tokio::spawn(async move {
+            for w in writes {
+                if let Err(e) = w.wait(timeout).await {
+                    let _ = reply.send(Err(replication_failed(&e)));
+                    return;
+                }
+            }
+            let _ = reply.send(Ok(()));
+        });
     }
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
@@ -627,13 +787,9 @@ impl Actor {
         tracing::debug!("group coordinator stopped");
     }
 
+    /// Stops serving: the partitions' logs belong to the replica manager, which closes them.
     fn close_store(&mut self) {
-        if let Some(store) = self.store.take() {
-            let now_ms = self.now_ms_i64();
-            if let Err(e) = store.close(now_ms) {
-                tracing::error!(error = %e, "closing the offsets log failed");
-            }
-        }
+        self.store.take();
     }
 
     fn now_ms_i64(&self) -> i64 {
@@ -646,7 +802,68 @@ impl Actor {
     }
 
     fn handle(&mut self, command: Command) {
+        if let Some(command) = self.refuse_if_not_served(command) {
+            self.dispatch(command);
+        }
+    }
+
+    /// Answers a group command this broker does not serve now (see `check_coordinator`);
+    /// returns the others.
+    fn refuse_if_not_served(&mut self, command: Command) -> Option<Command> {
+        let group_id = match &command {
+            Command::Join { group_id, .. }
+            | Command::Sync { group_id, .. }
+            | Command::Heartbeat { group_id, .. }
+            | Command::Leave { group_id, .. }
+            | Command::CommitOffsets { group_id, .. }
+            | Command::FetchOffsets { group_id, .. }
+            | Command::TxnCommitOffsets { group_id, .. }
+            | Command::DeleteOffsets { group_id, .. } => group_id,
+            _ => return Some(command),
+        };
+        let Err(e) = self.check_coordinator(group_id) else {
+            return Some(command);
+        };
         match command {
+            Command::Join { params, reply, .. } => {
+                let _ = reply.send(JoinGroupResult::error(params.member_id, e));
+            }
+            Command::Sync { reply, .. } => {
+                let _ = reply.send(SyncGroupResult::error(e));
+            }
+            Command::Heartbeat { reply, .. } | Command::CommitOffsets { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Command::TxnCommitOffsets { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Command::Leave { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Command::FetchOffsets { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            Command::DeleteOffsets { reply, .. } => {
+                let _ = reply.send(Err(e));
+            }
+            other => return Some(other),
+        }
+        None
+    }
+
+    fn dispatch(&mut self, command: Command) {
+        match command {
+            Command::Elect {
+                partition,
+                epoch,
+                partition_count,
+            } => self.elect(partition, epoch, partition_count),
+            Command::Resign { partition } => self.resign(partition),
+            Command::Loaded {
+                partition,
+                epoch,
+                result,
+            } => self.loaded(partition, epoch, result),
             Command::Join {
                 group_id,
                 params,
@@ -672,21 +889,44 @@ impl Actor {
                 let _ = reply.send(self.leave(&group_id, &members));
             }
             Command::Describe { group_ids, reply } => {
-                let _ = reply.send(group_ids.into_iter().map(|id| self.describe(id)).collect());
+                let described = group_ids
+                    .into_iter()
+                    .map(|id| match self.check_coordinator(&id) {
+                        Ok(()) => self.describe(id),
+                        Err(e) => DescribedGroup {
+                            group_id: id,
+                            result: Err(e),
+                        },
+                    })
+                    .collect();
+                let _ = reply.send(described);
             }
             Command::List { states_filter, reply } => {
                 let _ = reply.send(self.list(&states_filter));
             }
             Command::Delete { group_ids, reply } => {
-                let _ = reply.send(group_ids.into_iter().map(|id| self.delete(id)).collect());
+                let deleted = group_ids
+                    .into_iter()
+                    .map(|id| match self.check_coordinator(&id) {
+                        Ok(()) => self.delete(id),
+                        Err(e) => DeletedGroup {
+                            group_id: id,
+                            result: Err(e),
+                        },
+                    })
+                    .collect();
+                let _ = reply.send(deleted);
             }
             Command::CommitOffsets {
                 group_id,
                 params,
                 reply,
-            } => {
-                let _ = reply.send(self.commit_offsets(&group_id, params));
-            }
+            } => match self.commit_offsets(&group_id, params) {
+                Ok(write) => self.reply_when_replicated(vec![write], reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::FetchOffsets {
                 group_id,
                 partitions,
@@ -711,9 +951,12 @@ impl Actor {
                 group_id,
                 params,
                 reply,
-            } => {
-                let _ = reply.send(self.txn_commit_offsets(&group_id, params));
-            }
+            } => match self.txn_commit_offsets(&group_id, params) {
+                Ok(write) => self.reply_when_replicated(vec![write], reply),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
             Command::EndTxn {
                 producer_id,
                 commit,
@@ -724,7 +967,12 @@ impl Actor {
                     s.end_txn(producer_id, commit, now)
                         .map_err(|e| store_failed("transaction end", &e))
                 });
-                let _ = reply.send(result);
+                match result {
+                    Ok(writes) => self.reply_when_replicated(writes, reply),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
             }
             Command::DeleteOffsets {
                 group_id,
@@ -810,7 +1058,7 @@ impl Actor {
         }
     }
 
-    fn commit_offsets(&mut self, group_id: &str, params: OffsetCommitParams) -> Result<(), GroupError> {
+    fn commit_offsets(&mut self, group_id: &str, params: OffsetCommitParams) -> Result<Replication, GroupError> {
         // The API layer answers ILLEGAL_GENERATION for a missing group below OffsetCommit v9, as Kafka.
         self.validate_commit(
             group_id,
@@ -826,7 +1074,7 @@ impl Actor {
         stored.map_err(|e| store_failed("commit", &e))
     }
 
-    fn txn_commit_offsets(&mut self, group_id: &str, params: TxnOffsetCommitParams) -> Result<(), GroupError> {
+    fn txn_commit_offsets(&mut self, group_id: &str, params: TxnOffsetCommitParams) -> Result<Replication, GroupError> {
         self.validate_commit(
             group_id,
             &params.member_id,
@@ -1132,8 +1380,9 @@ impl Actor {
         let Some(store) = self.store.as_mut() else {
             return;
         };
+        // Not waited for: a group record lost with its leader costs the members a rejoin.
         match store.store_group(group_id, Some(&record), now) {
-            Ok(()) => {
+            Ok(_unawaited) => {
                 self.persisted.insert(group_id.to_string(), current);
             }
             Err(e) => tracing::error!(group = %group_id, error = %e, "persisting group metadata failed"),
@@ -1145,7 +1394,7 @@ impl Actor {
         self.persisted.remove(group_id);
         let now = self.now_ms_i64();
         if let Some(store) = self.store.as_mut() {
-            if let Err(e) = store.store_group(group_id, None, now) {
+            if let Err(e) = store.store_group(group_id, None, now).map(drop) {
                 tracing::error!(group = %group_id, error = %e, "removing group metadata failed");
             }
         }
@@ -1190,8 +1439,23 @@ impl Actor {
 /// A store failure, logged, as the client sees it: the coordinator is not available (it retries
 /// and looks the coordinator up again), as Kafka answers when its offsets log cannot be written.
 fn store_failed(what: &str, error: &StoreError) -> GroupError {
+    if error.is_not_leader() {
+        return GroupError::NotCoordinator;
+    }
     tracing::error!(error = %error, "offsets log {what} failed");
     GroupError::CoordinatorNotAvailable
+}
+
+/// A commit that could not be replicated, as the client sees it (Kafka's mapping): another
+/// broker leads the partition now (NOT_COORDINATOR), or it could not be replicated in time or
+/// the ISR is too small (COORDINATOR_NOT_AVAILABLE); either way the client retries.
+fn replication_failed(error: &StoreError) -> GroupError {
+    if error.is_not_leader() {
+        GroupError::NotCoordinator
+    } else {
+        tracing::warn!(error = %error, "an offsets write was not replicated");
+        GroupError::CoordinatorNotAvailable
+    }
 }
 
 /// Sleeps until `at`, or forever for `None`.
@@ -1203,416 +1467,5 @@ async fn sleep_until(at: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::coordinator::Protocol;
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    const SESSION_MS: i32 = 10_000;
-    const REBALANCE_MS: i32 = 30_000;
-
-    /// An actor with a default config and an offset store in a fresh temp dir (kept alive by
-    /// the returned guard).
-    fn spawn_for_test() -> Result<(GroupCoordinator, JoinHandle<()>, tempfile::TempDir), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), true, 0)?;
-        let (coordinator, task) = spawn(GroupCoordinatorConfig::default(), store);
-        Ok((coordinator, task, dir))
-    }
-
-    fn join_params(member_id: &str, client_id: &str) -> JoinGroupParams {
-        JoinGroupParams {
-            member_id: member_id.to_string(),
-            group_instance_id: None,
-            client_id: client_id.to_string(),
-            client_host: "/127.0.0.1".to_string(),
-            session_timeout_ms: SESSION_MS,
-            rebalance_timeout_ms: REBALANCE_MS,
-            protocol_type: "consumer".to_string(),
-            protocols: vec![Protocol::new("range", format!("{client_id}:range"))],
-            require_known_member_id: true,
-            supports_skip_assignment: false,
-        }
-    }
-
-    fn sync_params(member_id: &str, generation_id: i32, assignments: Vec<(String, Bytes)>) -> SyncGroupParams {
-        SyncGroupParams {
-            member_id: member_id.to_string(),
-            group_instance_id: None,
-            generation_id,
-            protocol_type: Some("consumer".to_string()),
-            protocol_name: Some("range".to_string()),
-            assignments,
-        }
-    }
-
-    fn hb(member_id: &str, generation_id: i32) -> HeartbeatParams {
-        HeartbeatParams {
-            member_id: member_id.to_string(),
-            group_instance_id: None,
-            generation_id,
-        }
-    }
-
-    /// The v4+ dance through the actor: MEMBER_ID_REQUIRED, then the rejoin that waits.
-    async fn join_new(coordinator: &GroupCoordinator, group_id: &str, client_id: &str) -> JoinGroupResult {
-        let first = coordinator.join_group(group_id, join_params("", client_id)).await;
-        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
-        assert!(!first.member_id.is_empty());
-        coordinator
-            .join_group(group_id, join_params(&first.member_id, client_id))
-            .await
-    }
-
-    /// A consumer joins and syncs; the leader assigns "a:<member id>" to each member.
-    async fn consumer(coordinator: GroupCoordinator, group_id: &str, client_id: &str) -> (JoinGroupResult, Bytes) {
-        let joined = join_new(&coordinator, group_id, client_id).await;
-        let assignments = joined
-            .members
-            .iter()
-            .map(|m| (m.member_id.clone(), Bytes::from(format!("a:{}", m.member_id))))
-            .collect();
-        let synced = coordinator
-            .sync_group(
-                group_id,
-                sync_params(&joined.member_id, joined.generation_id, assignments),
-            )
-            .await;
-        assert_eq!(synced.error, None, "{client_id}");
-        (joined, synced.assignment)
-    }
-
-    async fn three_consumer_group(coordinator: &GroupCoordinator, group_id: &str) -> Vec<(JoinGroupResult, Bytes)> {
-        let (a, b, c) = tokio::join!(
-            consumer(coordinator.clone(), group_id, "c1"),
-            consumer(coordinator.clone(), group_id, "c2"),
-            consumer(coordinator.clone(), group_id, "c3"),
-        );
-        vec![a, b, c]
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn lone_consumer_is_answered_right_after_the_initial_delay() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        let start = Instant::now();
-        let joined = join_new(&coordinator, "g", "c1").await;
-        let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(3000), "{waited:?}");
-        assert!(waited < Duration::from_millis(3010), "{waited:?}");
-        assert_eq!(joined.error, None);
-        assert_eq!(joined.generation_id, 1);
-        assert_eq!(joined.leader_id, joined.member_id);
-        assert_eq!(joined.members.len(), 1);
-        let assignment = vec![(joined.member_id.clone(), Bytes::from_static(b"all"))];
-        let synced = coordinator
-            .sync_group("g", sync_params(&joined.member_id, 1, assignment))
-            .await;
-        assert_eq!(synced.error, None);
-        assert_eq!(synced.assignment, Bytes::from_static(b"all"));
-        assert_eq!(start.elapsed(), waited, "SyncGroup of a lone leader does not wait");
-        coordinator.heartbeat("g", hb(&joined.member_id, 1)).await?;
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn three_concurrent_consumers_all_join_and_get_their_assignments() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        let start = Instant::now();
-        let results = three_consumer_group(&coordinator, "g").await;
-        // As Kafka's InitialDelayedJoin: members arriving during the 3 s delay extend it once more.
-        let waited = start.elapsed();
-        assert!(waited >= Duration::from_millis(6000), "{waited:?}");
-        assert!(waited < Duration::from_millis(6010), "{waited:?}");
-        let leaders: Vec<&JoinGroupResult> = results
-            .iter()
-            .map(|(j, _)| j)
-            .filter(|j| !j.members.is_empty())
-            .collect();
-        assert_eq!(leaders.len(), 1);
-        for (joined, assignment) in &results {
-            assert_eq!(joined.error, None);
-            assert_eq!(joined.generation_id, 1);
-            assert_eq!(
-                joined.leader_id,
-                leaders.first().map(|l| l.member_id.clone()).unwrap_or_default()
-            );
-            assert_eq!(*assignment, Bytes::from(format!("a:{}", joined.member_id)));
-        }
-        let described = coordinator.describe_groups(vec!["g".to_string()]).await;
-        let summary = described.first().ok_or("no answer")?.result.clone()?;
-        assert_eq!(summary.state, GroupState::Stable);
-        assert_eq!(summary.members.len(), 3);
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn silent_member_expires_and_the_others_are_told_to_rebalance() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        let results = three_consumer_group(&coordinator, "g").await;
-        let stable_at = Instant::now();
-        let ids: Vec<String> = results.iter().map(|(j, _)| j.member_id.clone()).collect();
-        let [live_a, live_b, silent_id] = ids.as_slice() else {
-            return Err("expected three members".into());
-        };
-        // The two live members heartbeat every 3 s; the third says nothing.
-        let error = loop {
-            tokio::time::sleep(Duration::from_millis(3000)).await;
-            let mut errors = Vec::new();
-            for id in [live_a, live_b] {
-                if let Err(e) = coordinator.heartbeat("g", hb(id, 1)).await {
-                    errors.push(e);
-                }
-            }
-            if let Some(e) = errors.first() {
-                break *e;
-            }
-            assert!(stable_at.elapsed() < Duration::from_millis(20_000), "no expiry");
-        };
-        assert_eq!(error, GroupError::RebalanceInProgress);
-        assert_eq!(
-            stable_at.elapsed(),
-            Duration::from_millis(12_000),
-            "expired at 10 s, seen at the next heartbeat"
-        );
-        assert_eq!(
-            coordinator.heartbeat("g", hb(silent_id, 1)).await,
-            Err(GroupError::UnknownMemberId)
-        );
-        // The live members rejoin; the join completes as soon as both did.
-        let rejoin = |id: &String| coordinator.join_group("g", join_params(id, "live"));
-        let (a, b) = tokio::join!(rejoin(live_a), rejoin(live_b));
-        for joined in [&a, &b] {
-            assert_eq!(joined.error, None);
-            assert_eq!(joined.generation_id, 2);
-        }
-        assert_eq!(
-            a.members.len() + b.members.len(),
-            2,
-            "only the leader lists the two members"
-        );
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_second_join_of_a_waiting_member_releases_the_first() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        let first = coordinator.join_group("g", join_params("", "c1")).await;
-        let params = join_params(&first.member_id, "c1");
-        let (old, new) = tokio::join!(coordinator.join_group("g", params.clone()), async {
-            tokio::time::sleep(Duration::from_millis(1000)).await;
-            coordinator.join_group("g", params.clone()).await
-        });
-        assert_eq!(old.error, Some(GroupError::RebalanceInProgress));
-        assert_eq!(new.error, None);
-        assert_eq!(new.generation_id, 1);
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn unknown_groups_follow_kafka() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        assert_eq!(
-            coordinator.heartbeat("nope", hb("m", 1)).await,
-            Err(GroupError::UnknownMemberId)
-        );
-        let synced = coordinator.sync_group("nope", sync_params("m", 1, Vec::new())).await;
-        assert_eq!(synced.error, Some(GroupError::UnknownMemberId));
-        let leaving = vec![LeaveGroupMember {
-            member_id: "m".to_string(),
-            group_instance_id: None,
-        }];
-        let left = coordinator.leave_group("nope", leaving).await?;
-        assert_eq!(left.first().and_then(|l| l.error), Some(GroupError::UnknownMemberId));
-        let joined = coordinator.join_group("nope", join_params("m", "c1")).await;
-        assert_eq!(joined.error, Some(GroupError::UnknownMemberId));
-        let joined = coordinator.join_group("", join_params("", "c1")).await;
-        assert_eq!(joined.error, Some(GroupError::InvalidGroupId));
-        let described = coordinator.describe_groups(vec!["nope".to_string()]).await;
-        let summary = described.first().ok_or("no answer")?.result.clone()?;
-        assert_eq!(summary.state, GroupState::Dead);
-        assert!(summary.members.is_empty());
-        assert!(
-            coordinator.list_groups(Vec::new()).await?.is_empty(),
-            "refused joins leave no group"
-        );
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn list_describe_and_delete_groups() -> TestResult {
-        let (coordinator, _task, _dir) = spawn_for_test()?;
-        let results = three_consumer_group(&coordinator, "busy").await;
-        let quiet = join_new(&coordinator, "quiet", "q1").await;
-        let leaving = vec![LeaveGroupMember {
-            member_id: quiet.member_id.clone(),
-            group_instance_id: None,
-        }];
-        let left = coordinator.leave_group("quiet", leaving).await?;
-        assert_eq!(left.first().and_then(|l| l.error), None);
-
-        let all = coordinator.list_groups(Vec::new()).await?;
-        let names: Vec<(&str, GroupState)> = all.iter().map(|g| (g.group_id.as_str(), g.state)).collect();
-        assert_eq!(names, vec![("busy", GroupState::Stable), ("quiet", GroupState::Empty)]);
-        let stable = coordinator.list_groups(vec!["stable".to_string()]).await?;
-        assert_eq!(stable.len(), 1);
-        assert_eq!(stable.first().map(|g| g.protocol_type.as_str()), Some("consumer"));
-
-        let described = coordinator
-            .describe_groups(vec!["busy".to_string(), "quiet".to_string()])
-            .await;
-        let busy = described.first().ok_or("no answer")?.result.clone()?;
-        assert_eq!(busy.protocol_name, "range");
-        for (joined, assignment) in &results {
-            let member = busy
-                .members
-                .iter()
-                .find(|m| m.member_id == joined.member_id)
-                .ok_or("member not described")?;
-            assert_eq!(member.assignment, *assignment);
-        }
-
-        let deleted = coordinator
-            .delete_groups(vec!["busy".to_string(), "quiet".to_string(), "nope".to_string()])
-            .await;
-        let errors: Vec<Result<(), GroupError>> = deleted.into_iter().map(|d| d.result).collect();
-        assert_eq!(
-            errors,
-            vec![Err(GroupError::NonEmptyGroup), Ok(()), Err(GroupError::GroupIdNotFound)]
-        );
-        let described = coordinator.describe_groups(vec!["quiet".to_string()]).await;
-        assert_eq!(
-            described.first().ok_or("no answer")?.result.clone()?.state,
-            GroupState::Dead
-        );
-        assert_eq!(coordinator.list_groups(Vec::new()).await?.len(), 1);
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_stopped_actor_answers_coordinator_not_available() -> TestResult {
-        let (coordinator, task, _dir) = spawn_for_test()?;
-        let first = coordinator.join_group("g", join_params("", "c1")).await;
-        let waiting = {
-            let coordinator = coordinator.clone();
-            let params = join_params(&first.member_id, "c1");
-            tokio::spawn(async move { coordinator.join_group("g", params).await })
-        };
-        tokio::task::yield_now().await;
-        task.abort();
-        let joined = waiting.await?;
-        assert_eq!(joined.error, Some(GroupError::CoordinatorNotAvailable));
-        assert_eq!(
-            coordinator.heartbeat("g", hb(&first.member_id, 0)).await,
-            Err(GroupError::CoordinatorNotAvailable)
-        );
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn groups_and_offsets_survive_a_restart() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), true, 0)?;
-        let (coordinator, task) = spawn(GroupCoordinatorConfig::default(), store);
-        let results = three_consumer_group(&coordinator, "g").await;
-        let (leader, _) = results.first().ok_or("no member")?;
-        let commit = |member_id: &str, generation_id: i32| OffsetCommitParams {
-            member_id: member_id.to_string(),
-            group_instance_id: None,
-            generation_id,
-            entries: vec![crate::coordinator::OffsetCommitEntry {
-                topic: "t".into(),
-                partition: 0,
-                offset: 17,
-                leader_epoch: 0,
-                metadata: String::new(),
-            }],
-        };
-        assert_eq!(
-            coordinator.commit_offsets("g", commit(&leader.member_id, 9)).await,
-            Err(GroupError::IllegalGeneration)
-        );
-        assert_eq!(
-            coordinator.commit_offsets("g", commit("", -1)).await,
-            Err(GroupError::UnknownMemberId),
-            "a simple consumer cannot commit into a live group"
-        );
-        coordinator.commit_offsets("g", commit(&leader.member_id, 1)).await?;
-        coordinator.commit_offsets("simple", commit("", -1)).await?;
-        coordinator.shutdown().await;
-        task.await?;
-
-        let store = OffsetStore::open(dir.path(), true, 0)?;
-        let (coordinator, _task) = spawn(GroupCoordinatorConfig::default(), store);
-        // The members carry on with their generation: no rebalance after the restart.
-        for (joined, _) in &results {
-            coordinator.heartbeat("g", hb(&joined.member_id, 1)).await?;
-        }
-        let described = coordinator.describe_groups(vec!["g".to_string()]).await;
-        let summary = described.first().ok_or("no answer")?.result.clone()?;
-        assert_eq!(summary.state, GroupState::Stable);
-        for (joined, assignment) in &results {
-            let member = summary
-                .members
-                .iter()
-                .find(|m| m.member_id == joined.member_id)
-                .ok_or("member lost")?;
-            assert_eq!(member.assignment, *assignment);
-        }
-        let fetched = coordinator
-            .fetch_offsets("g", Some(vec![("t".into(), 0)]), false)
-            .await?;
-        assert_eq!(fetched.first().map(|f| f.committed.offset), Some(17));
-        let listed = coordinator.list_groups(Vec::new()).await?;
-        let names: Vec<(&str, GroupState)> = listed.iter().map(|g| (g.group_id.as_str(), g.state)).collect();
-        assert_eq!(names, vec![("g", GroupState::Stable), ("simple", GroupState::Empty)]);
-        // Members that never come back expire after their session timeout, and the group empties.
-        tokio::time::sleep(Duration::from_millis(u64::try_from(SESSION_MS)? + 100)).await;
-        let described = coordinator.describe_groups(vec!["g".to_string()]).await;
-        assert_eq!(
-            described.first().ok_or("no answer")?.result.clone()?.state,
-            GroupState::Empty
-        );
-        Ok(())
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn expiry_removes_old_offsets_and_then_the_empty_group() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let store = OffsetStore::open(dir.path(), true, 0)?;
-        let config = GroupCoordinatorConfig {
-            offsets_retention_ms: 60_000,
-            offsets_retention_check_interval_ms: 10_000,
-            ..Default::default()
-        };
-        let (coordinator, _task) = spawn(config, store);
-        let entry = crate::coordinator::OffsetCommitEntry {
-            topic: "t".into(),
-            partition: 0,
-            offset: 5,
-            leader_epoch: -1,
-            metadata: String::new(),
-        };
-        let params = OffsetCommitParams {
-            member_id: String::new(),
-            group_instance_id: None,
-            generation_id: -1,
-            entries: vec![entry],
-        };
-        coordinator.commit_offsets("old", params).await?;
-        tokio::time::sleep(Duration::from_millis(30_000)).await;
-        assert_eq!(coordinator.list_groups(Vec::new()).await?.len(), 1, "not yet expired");
-        tokio::time::sleep(Duration::from_millis(45_000)).await;
-        assert!(
-            coordinator.list_groups(Vec::new()).await?.is_empty(),
-            "expired with its offsets"
-        );
-        let fetched = coordinator
-            .fetch_offsets("old", Some(vec![("t".into(), 0)]), false)
-            .await?;
-        assert_eq!(fetched.first().map(|f| f.committed.offset), Some(-1));
-        Ok(())
-    }
-}
+#[path = "actor_tests.rs"]
+mod tests;

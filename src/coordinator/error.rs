@@ -10,6 +10,12 @@ pub enum GroupError {
     /// The group is being removed (state Dead); the client should find the coordinator again.
     #[error("the coordinator is not available")]
     CoordinatorNotAvailable,
+    /// Another broker leads the group's `__consumer_offsets` partition: find the coordinator again.
+    #[error("this broker is not the group's coordinator")]
+    NotCoordinator,
+    /// The group's partition is being loaded: retry shortly.
+    #[error("the group's coordinator is loading")]
+    CoordinatorLoadInProgress,
     /// The generation id in the request is not the group's current one.
     #[error("the generation id is not the current one")]
     IllegalGeneration,
@@ -79,6 +85,8 @@ mod tests {
     fn response_error_has_the_same_code() {
         let all = [
             GroupError::CoordinatorNotAvailable,
+            GroupError::NotCoordinator,
+            GroupError::CoordinatorLoadInProgress,
             GroupError::IllegalGeneration,
             GroupError::InconsistentGroupProtocol,
             GroupError::InvalidGroupId,

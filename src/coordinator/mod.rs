@@ -18,9 +18,11 @@
 //!   oneshot reply senders, sleeping until the earliest `next_deadline_ms()`; it parks the
 //!   senders of `Pending` calls by (group, member id) and answers them from completions. One
 //!   owner, no shared lock, and no network task ever blocks on a forming group.
-//! - [`offsets`]: `OffsetStore`, committed offsets persisted in an internal compacted log (as
-//!   Kafka's `__consumer_offsets`), replayed at open; owned by the actor once wired. Group
-//!   metadata is not persisted yet.
+//! - [`offsets`]: `OffsetStore`, committed offsets and group metadata of the groups whose
+//!   `__consumer_offsets` partition this broker leads, loaded when it became leader.
+//! - [`log`]: `CoordinatorLog`, the coordinators' narrow door to the replica manager: append to
+//!   a partition led here at a given epoch, wait for the high watermark, replay at load; and
+//!   Kafka's key-to-partition hash.
 
 #![deny(clippy::indexing_slicing)]
 
@@ -28,6 +30,7 @@ pub mod actor;
 pub mod error;
 pub mod group;
 pub mod group_record;
+pub mod log;
 pub mod member;
 pub mod messages;
 pub mod offsets;
@@ -45,7 +48,7 @@ pub use messages::{
     JoinGroupResult, JoinOutcome, LeaveGroupMember, LeaveMemberResult, MemberSummary, OffsetCommitParams,
     SyncGroupParams, SyncGroupResult, SyncOutcome, TxnOffsetCommitParams,
 };
-pub use offsets::{CommittedOffset, FetchedOffset, OffsetCommitEntry, OffsetStore, StoreError};
+pub use offsets::{CommittedOffset, FetchedOffset, LoadedOffsets, OffsetCommitEntry, OffsetStore, StoreError};
 
 pub(crate) use crate::supervisor::run_blocking;
 
@@ -73,6 +76,9 @@ pub struct GroupCoordinatorConfig {
     pub offsets_retention_check_interval_ms: u64,
     /// `offset.metadata.max.bytes` (4096): longer commit metadata gets OFFSET_METADATA_TOO_LARGE.
     pub offset_metadata_max_bytes: usize,
+    /// `offsets.commit.timeout.ms` (5000): how long a commit waits to be replicated to the
+    /// ISR of its `__consumer_offsets` partition before COORDINATOR_NOT_AVAILABLE.
+    pub offsets_commit_timeout_ms: u64,
 }
 
 impl Default for GroupCoordinatorConfig {
@@ -85,6 +91,7 @@ impl Default for GroupCoordinatorConfig {
             offsets_retention_ms: offsets::DEFAULT_OFFSETS_RETENTION_MS,
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
+            offsets_commit_timeout_ms: 5000,
         }
     }
 }

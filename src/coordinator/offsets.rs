@@ -1,36 +1,33 @@
 //! `OffsetStore`: consumer groups' committed offsets and group metadata, kept in memory and
-//! persisted in an internal log (Kafka's `__consumer_offsets`, one partition on one node),
-//! replayed at open and compacted by key. Synchronous and lock-free: the group coordinator actor
-//! owns it. Group metadata records (key version 2) are described in `group_record.rs`.
+//! persisted in Kafka's `__consumer_offsets`, a partitioned, replicated internal topic
+//! (`coordinator::log`). A group lives in partition `abs(hashCode(group)) % partitions`; this
+//! broker serves the groups of the partitions it leads, loaded by replaying the partition when
+//! it became leader. Synchronous and lock-free: the group coordinator actor owns it; each write
+//! returns a [`Replication`] the actor waits on (off its task) before answering a commit.
 //!
-//! Why a log and not a checkpoint file: every commit is one append (cheap, ordered, the write
-//! reaches the OS before `commit` returns, as `UnifiedLog` guarantees), and a log can be
-//! replicated later like any partition. Like Kafka we do not fsync per commit; the log's own
-//! flush policy and clean shutdown do.
+//! Why a log and not a checkpoint file: every commit is one append (cheap, ordered), and the
+//! log is replicated like any partition, so a new leader has every acknowledged commit.
 //!
-//! Record format. Each commit is ONE uncompressed v2 batch (built by kafka-protocol's
-//! `RecordBatchEncoder`, producer id -1) with one record per partition. This is our own format,
-//! not Kafka's `OffsetCommitKey`/`OffsetCommitValue` schemas; the leading version lets it
-//! evolve. All integers big-endian:
+//! Record format. Each commit is ONE uncompressed v2 batch (producer id -1) with one record
+//! per partition. This is our own format, not Kafka's `OffsetCommitKey`/`OffsetCommitValue`
+//! schemas; the leading version lets it evolve. All integers big-endian:
 //! - key v1: `u16 version = 1`, `u16 len + group (UTF-8)`, `u16 len + topic (UTF-8)`, `i32 partition`.
 //! - value v1: `u16 version = 1`, `i64 offset`, `i32 leader_epoch`, `i64 commit_timestamp_ms`,
 //!   `u32 len + metadata (UTF-8)`.
 //! - tombstone: the key with a null value (the offset is deleted).
 //! - group metadata: key version 2, see `group_record.rs`; replay tells the two apart by the
 //!   key's leading version.
-//!
 //! - pending transactional offset (TxnOffsetCommit): key version 3: `u16 version = 3`,
 //!   `i64 producer id`, `u16 len + group`, `u16 len + topic`, `i32 partition`; value as v1.
-//! - transaction end for a producer (its marker reached this log): key version 4: `u16 version
-//!   = 4`, `i64 producer id`; value `u16 version = 1`, `u8 committed (1) or aborted (0)`. Replay
-//!   moves that producer's pending offsets into the committed ones, or drops them.
+//! - transaction end for a producer (its marker reached this partition): key version 4:
+//!   `u16 version = 4`, `i64 producer id`; value `u16 version = 1`, `u8 committed (1) or
+//!   aborted (0)`. Replay moves that producer's pending offsets into the committed ones, or
+//!   drops them.
 //!
-//! Replay, compaction and crash repair are `storage::internal_log`'s: a compaction rewrites
-//! the live offsets and group records when the records written since the last one exceed
-//! `4 * live + slack` (slack 10,000 by default) and the log has reached 16 MiB.
+//! Compaction: none yet. The partitions keep every record (retention off) until the
+//! offset-preserving cleaner (issue #13) compacts them; a load replays the whole partition.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::Record;
@@ -38,11 +35,11 @@ use kafka_protocol::records::Record;
 use super::group_record::{
     decode_group_key, decode_group_value, encode_group_key, encode_group_value, GroupRecord, GROUP_KEY_VERSION,
 };
-pub use crate::storage::internal_log::InternalLogError as StoreError;
-use crate::storage::internal_log::{InternalLog, KeyValue};
+pub use super::log::LogError as StoreError;
+use super::log::{partition_for, CoordinatorLog, KeyValue, Replication};
 
-/// Directory name of the offsets log under the broker's log dir.
-pub const OFFSETS_LOG_DIR: &str = "__consumer_offsets-0";
+/// Tombstones written in one batch.
+const TOMBSTONES_PER_BATCH: usize = 1000;
 /// Kafka's `offsets.retention.minutes` default (7 days), in milliseconds.
 pub const DEFAULT_OFFSETS_RETENTION_MS: i64 = 10_080 * 60 * 1000;
 
@@ -108,12 +105,54 @@ pub struct FetchedOffset {
 type Key = (String, String, i32);
 type TopicPartitionKey = (String, i32);
 type GroupOffsets = BTreeMap<TopicPartitionKey, CommittedOffset>;
+/// Offsets as a write stored them.
+type StoredOffsets = Vec<(TopicPartitionKey, CommittedOffset)>;
 /// Offsets committed inside open transactions: producer id -> group -> offsets.
 type PendingOffsets = HashMap<i64, HashMap<String, GroupOffsets>>;
 
-/// Committed offsets of every group, backed by the `__consumer_offsets-0` log.
+/// What one partition of `__consumer_offsets` holds, as its replay built it.
+#[derive(Debug, Default)]
+pub struct LoadedOffsets {
+    groups: HashMap<String, GroupOffsets>,
+    group_records: HashMap<String, GroupRecord>,
+    pending: PendingOffsets,
+}
+
+impl LoadedOffsets {
+    /// Replays `partition` of `log` (led here at `epoch`). Blocking: run it off the workers.
+    pub fn replay(log: &CoordinatorLog, partition: i32, epoch: i32) -> Result<Self, StoreError> {
+        let mut loaded = LoadedOffsets::default();
+        log.replay(partition, epoch, &mut |record| {
+            apply(
+                &mut loaded.groups,
+                &mut loaded.group_records,
+                &mut loaded.pending,
+                record,
+            )
+        })?;
+        Ok(loaded)
+    }
+}
+
+/// Why a group cannot be served here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotServed {
+    /// Another broker leads the group's partition (NOT_COORDINATOR).
+    NotCoordinator,
+    /// The partition is being loaded (COORDINATOR_LOAD_IN_PROGRESS).
+    Loading,
+}
+
+/// Committed offsets and group metadata of the groups whose `__consumer_offsets` partition this
+/// broker leads and has loaded.
 pub struct OffsetStore {
-    log: InternalLog,
+    log: CoordinatorLog,
+    /// Partitions of `__consumer_offsets` (fixed once the topic exists).
+    partition_count: i32,
+    /// Loaded partitions and the leader epoch each was loaded at.
+    loaded: HashMap<i32, i32>,
+    /// Partitions being loaded, and their epoch.
+    loading: HashMap<i32, i32>,
     groups: HashMap<String, GroupOffsets>,
     /// Each group's persisted metadata (see `group_record.rs`).
     group_records: HashMap<String, GroupRecord>,
@@ -122,71 +161,149 @@ pub struct OffsetStore {
 }
 
 impl OffsetStore {
-    /// Opens (or creates) `<log_dir>/__consumer_offsets-0`, repairing an interrupted compaction
-    /// first, and replays it into memory.
-    pub fn open(log_dir: &Path, had_clean_shutdown: bool, now_ms: i64) -> Result<Self, StoreError> {
-        let mut groups = HashMap::new();
-        let mut group_records = HashMap::new();
-        let mut pending = HashMap::new();
-        let log = InternalLog::open(log_dir, OFFSETS_LOG_DIR, had_clean_shutdown, now_ms, |record| {
-            apply(&mut groups, &mut group_records, &mut pending, record)
-        })?;
-        let store = OffsetStore {
+    /// A store with no partition loaded yet.
+    pub fn new(log: CoordinatorLog, partition_count: i32) -> Self {
+        OffsetStore {
             log,
-            groups,
-            group_records,
-            pending,
-        };
-        tracing::debug!(
-            groups = store.groups.len(),
-            offsets = store.live_count(),
-            "replayed offsets log"
-        );
-        Ok(store)
+            partition_count: partition_count.max(1),
+            loaded: HashMap::new(),
+            loading: HashMap::new(),
+            groups: HashMap::new(),
+            group_records: HashMap::new(),
+            pending: HashMap::new(),
+        }
     }
 
-    /// Sets the slack of the compaction trigger (records beyond `4 * live offsets`) and drops
-    /// its size floor (tests).
-    pub fn set_compaction_slack_records(&mut self, slack: u64) {
-        self.log.set_compaction_thresholds(slack, 0);
+    /// The log (for loading partitions off the actor).
+    pub fn log(&self) -> &CoordinatorLog {
+        &self.log
     }
 
-    /// Stores `entries` for `group` as one batch, then in memory. The batch has reached the OS
-    /// when this returns.
-    pub fn commit(&mut self, group: &str, entries: &[OffsetCommitEntry], now_ms: i64) -> Result<(), StoreError> {
-        let offsets = self.groups.entry(group.to_string()).or_default();
-        let committed = Self::write_offsets(&mut self.log, entries, now_ms, |e| {
-            encode_key(group, &e.topic, e.partition)
+    /// The group's partition of `__consumer_offsets`.
+    pub fn partition_of(&self, group: &str) -> i32 {
+        partition_for(group, self.partition_count)
+    }
+
+    /// Whether this broker serves `group` now.
+    pub fn serves(&self, group: &str) -> Result<(), NotServed> {
+        let p = self.partition_of(group);
+        if self.loaded.contains_key(&p) {
+            Ok(())
+        } else if self.loading.contains_key(&p) {
+            Err(NotServed::Loading)
+        } else {
+            Err(NotServed::NotCoordinator)
+        }
+    }
+
+    /// Whether any partition is being loaded (ListGroups answers COORDINATOR_LOAD_IN_PROGRESS).
+    pub fn is_loading(&self) -> bool {
+        !self.loading.is_empty()
+    }
+
+    /// This broker became the partition's leader at `epoch` (the topic has `partition_count`
+    /// partitions): returns whether a load should start. A partition loaded (or loading) at
+    /// another epoch is dropped first; the caller unloads its groups (`unload`).
+    pub fn begin_load(&mut self, partition: i32, epoch: i32, partition_count: i32) -> bool {
+        self.partition_count = partition_count.max(1);
+        if self.loaded.get(&partition) == Some(&epoch) || self.loading.get(&partition) == Some(&epoch) {
+            return false;
+        }
+        self.loading.insert(partition, epoch);
+        true
+    }
+
+    /// A load finished: installs it if the partition is still wanted at that epoch. Returns the
+    /// group ids it brought (`None` if it was stale).
+    pub fn finish_load(&mut self, partition: i32, epoch: i32, loaded: LoadedOffsets) -> Option<Vec<String>> {
+        if self.loading.get(&partition) != Some(&epoch) {
+            return None;
+        }
+        self.loading.remove(&partition);
+        self.loaded.insert(partition, epoch);
+        let mut ids: Vec<String> = loaded
+            .groups
+            .keys()
+            .chain(loaded.group_records.keys())
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        self.groups.extend(loaded.groups);
+        self.group_records.extend(loaded.group_records);
+        for (producer_id, groups) in loaded.pending {
+            self.pending.entry(producer_id).or_default().extend(groups);
+        }
+        Some(ids)
+    }
+
+    /// A load failed: the partition stays unserved (the next election retries).
+    pub fn abandon_load(&mut self, partition: i32, epoch: i32) {
+        if self.loading.get(&partition) == Some(&epoch) {
+            self.loading.remove(&partition);
+        }
+    }
+
+    /// Drops a partition this broker no longer leads (or leads at a new epoch): forgets its
+    /// groups; returns their ids.
+    pub fn unload(&mut self, partition: i32) -> Vec<String> {
+        self.loaded.remove(&partition);
+        self.loading.remove(&partition);
+        let count = self.partition_count;
+        let mine = |g: &String| partition_for(g, count) == partition;
+        let mut ids: Vec<String> = self
+            .groups
+            .keys()
+            .chain(self.group_records.keys())
+            .filter(|g| mine(g))
+            .cloned()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for g in &ids {
+            self.groups.remove(g);
+            self.group_records.remove(g);
+        }
+        for groups in self.pending.values_mut() {
+            groups.retain(|g, _| !mine(g));
+        }
+        self.pending.retain(|_, groups| !groups.is_empty());
+        ids
+    }
+
+    /// The partitions loaded here and their epochs.
+    pub fn loaded_partitions(&self) -> impl Iterator<Item = (i32, i32)> + '_ {
+        self.loaded.iter().map(|(p, e)| (*p, *e))
+    }
+
+    /// Appends `kvs` to `group`'s partition at the epoch it was loaded with.
+    fn append(&self, group: &str, kvs: &[KeyValue], now_ms: i64) -> Result<Replication, StoreError> {
+        self.append_to(self.partition_of(group), kvs, now_ms)
+    }
+
+    fn append_to(&self, partition: i32, kvs: &[KeyValue], now_ms: i64) -> Result<Replication, StoreError> {
+        let epoch = *self.loaded.get(&partition).ok_or(StoreError::NotLeader {
+            topic: self.log.topic(),
+            partition,
+            epoch: -1,
         })?;
-        offsets.extend(committed);
-        self.maybe_compact(now_ms);
-        Ok(())
+        self.log.append(partition, epoch, kvs, now_ms)
     }
 
-    /// Appends `entries` as one batch under the keys `key` gives; returns them as stored.
-    fn write_offsets(
-        log: &mut InternalLog,
+    /// Stores `entries` for `group` as one batch, then in memory. Committed once the returned
+    /// replication completes.
+    pub fn commit(
+        &mut self,
+        group: &str,
         entries: &[OffsetCommitEntry],
         now_ms: i64,
-        key: impl Fn(&OffsetCommitEntry) -> Result<Bytes, StoreError>,
-    ) -> Result<Vec<(TopicPartitionKey, CommittedOffset)>, StoreError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
+    ) -> Result<Replication, StoreError> {
+        let (kvs, stored) = offset_records(entries, now_ms, |e| encode_key(group, &e.topic, e.partition))?;
+        let replication = self.append(group, &kvs, now_ms)?;
+        if !stored.is_empty() {
+            self.groups.entry(group.to_string()).or_default().extend(stored);
         }
-        let mut kvs = Vec::with_capacity(entries.len());
-        let mut stored = Vec::with_capacity(entries.len());
-        for e in entries {
-            let c = CommittedOffset {
-                offset: e.offset,
-                leader_epoch: e.leader_epoch,
-                metadata: e.metadata.clone(),
-                commit_timestamp_ms: now_ms,
-            };
-            kvs.push((key(e)?, Some(encode_value(&c)?)));
-            stored.push(((e.topic.clone(), e.partition), c));
-        }
-        log.append(&kvs, now_ms)?;
-        Ok(stored)
+        Ok(replication)
     }
 
     /// TxnOffsetCommit: stores `entries` for `group` as pending offsets of `producer_id`'s open
@@ -197,10 +314,11 @@ impl OffsetStore {
         group: &str,
         entries: &[OffsetCommitEntry],
         now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let stored = Self::write_offsets(&mut self.log, entries, now_ms, |e| {
+    ) -> Result<Replication, StoreError> {
+        let (kvs, stored) = offset_records(entries, now_ms, |e| {
             encode_txn_offset_key(producer_id, group, &e.topic, e.partition)
         })?;
+        let replication = self.append(group, &kvs, now_ms)?;
         if !stored.is_empty() {
             self.pending
                 .entry(producer_id)
@@ -209,21 +327,27 @@ impl OffsetStore {
                 .or_default()
                 .extend(stored);
         }
-        self.maybe_compact(now_ms);
-        Ok(())
+        Ok(replication)
     }
 
     /// A transaction marker for `producer_id` reached the group coordinator: its pending
-    /// offsets become committed (`commit`) or are dropped. Nothing is written without any.
-    pub fn end_txn(&mut self, producer_id: i64, commit: bool, now_ms: i64) -> Result<(), StoreError> {
-        if !self.pending.contains_key(&producer_id) {
-            return Ok(());
-        }
+    /// offsets become committed (`commit`) or are dropped. One record per partition holding
+    /// some; nothing is written without any.
+    pub fn end_txn(&mut self, producer_id: i64, commit: bool, now_ms: i64) -> Result<Vec<Replication>, StoreError> {
+        let Some(by_group) = self.pending.get(&producer_id) else {
+            return Ok(Vec::new());
+        };
+        let mut partitions: Vec<i32> = by_group.keys().map(|g| self.partition_of(g)).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
         let value = Bytes::from(vec![0, 1, u8::from(commit)]);
-        self.append(&[(encode_txn_end_key(producer_id), Some(value))], now_ms)?;
+        let kv = [(encode_txn_end_key(producer_id), Some(value))];
+        let mut out = Vec::with_capacity(partitions.len());
+        for p in partitions {
+            out.push(self.append_to(p, &kv, now_ms)?);
+        }
         resolve_pending(&mut self.groups, &mut self.pending, producer_id, commit);
-        self.maybe_compact(now_ms);
-        Ok(())
+        Ok(out)
     }
 
     /// Whether an open transaction holds an offset of `group` for the partition (OffsetFetch
@@ -266,29 +390,34 @@ impl OffsetStore {
     }
 
     /// Persists a group's metadata (`Some`), or removes it (`None`, a tombstone if there was
-    /// one). The record has reached the OS when this returns.
-    pub fn store_group(&mut self, group: &str, record: Option<&GroupRecord>, now_ms: i64) -> Result<(), StoreError> {
+    /// one).
+    pub fn store_group(
+        &mut self,
+        group: &str,
+        record: Option<&GroupRecord>,
+        now_ms: i64,
+    ) -> Result<Replication, StoreError> {
         match record {
             Some(record) => {
                 let kv = (encode_group_key(group)?, Some(encode_group_value(record)?));
-                self.append(&[kv], now_ms)?;
+                let replication = self.append(group, &[kv], now_ms)?;
                 self.group_records.insert(group.to_string(), record.clone());
+                Ok(replication)
             }
             None => {
                 if !self.group_records.contains_key(group) {
-                    return Ok(());
+                    return Ok(Replication::done(self.log.topic()));
                 }
-                self.append(&[(encode_group_key(group)?, None)], now_ms)?;
+                let replication = self.append(group, &[(encode_group_key(group)?, None)], now_ms)?;
                 self.group_records.remove(group);
+                Ok(replication)
             }
         }
-        self.maybe_compact(now_ms);
-        Ok(())
     }
 
-    /// Every group's persisted metadata, as replayed or stored since.
-    pub fn group_records(&self) -> &HashMap<String, GroupRecord> {
-        &self.group_records
+    /// The persisted metadata of `group`, as replayed or stored since.
+    pub fn group_record(&self, group: &str) -> Option<&GroupRecord> {
+        self.group_records.get(group)
     }
 
     /// Every committed offset: (group, topic, partition, offset).
@@ -318,7 +447,7 @@ impl OffsetStore {
             .map(|(t, p)| (group.to_string(), t.clone(), *p))
             .collect();
         let removed = self.write_tombstones(keys, now_ms)?;
-        self.store_group(group, None, now_ms)?;
+        drop(self.store_group(group, None, now_ms)?);
         Ok(removed)
     }
 
@@ -381,6 +510,22 @@ impl OffsetStore {
         Ok(removed)
     }
 
+    /// Every group this store knows: with offsets or persisted metadata.
+    pub fn all_group_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.groups.keys().chain(self.group_records.keys()).cloned().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The epoch `partition` is loaded (or being loaded) at.
+    pub fn epoch_of(&self, partition: i32) -> Option<i32> {
+        self.loaded
+            .get(&partition)
+            .or_else(|| self.loading.get(&partition))
+            .copied()
+    }
+
     /// The groups that have committed offsets.
     pub fn group_ids(&self) -> Vec<String> {
         self.groups
@@ -390,87 +535,51 @@ impl OffsetStore {
             .collect()
     }
 
-    /// Flushes the log to disk (fsync).
-    pub fn flush(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        self.log.flush(now_ms)
-    }
-
-    /// Closes the log cleanly (flush, checkpoints).
-    pub fn close(self, now_ms: i64) -> Result<(), StoreError> {
-        self.log.close(now_ms)
-    }
-
-    /// Size of the offsets log in bytes.
-    pub fn log_size_bytes(&self) -> u64 {
-        self.log.size_bytes()
-    }
-
-    /// Rewrites the log with only the live offsets and group records.
-    pub fn compact(&mut self, now_ms: i64) -> Result<(), StoreError> {
-        let mut kvs = Vec::new();
-        for (group, offsets) in &self.groups {
-            for ((topic, partition), c) in offsets {
-                kvs.push((encode_key(group, topic, *partition)?, Some(encode_value(c)?)));
-            }
-        }
-        for (group, record) in &self.group_records {
-            kvs.push((encode_group_key(group)?, Some(encode_group_value(record)?)));
-        }
-        for (producer_id, groups) in &self.pending {
-            for (group, offsets) in groups {
-                for ((topic, partition), c) in offsets {
-                    kvs.push((
-                        encode_txn_offset_key(*producer_id, group, topic, *partition)?,
-                        Some(encode_value(c)?),
-                    ));
-                }
-            }
-        }
-        self.log.compact(&kvs, now_ms)
-    }
-
-    fn maybe_compact(&mut self, now_ms: i64) {
-        let pending: usize = self.pending.values().flat_map(HashMap::values).map(BTreeMap::len).sum();
-        if self
-            .log
-            .should_compact(self.live_count() + self.group_records.len() + pending)
-        {
-            // The caller's write is already durable; a failed compaction is retried next time.
-            if let Err(e) = super::run_blocking(|| self.compact(now_ms)) {
-                tracing::warn!(error = %e, "offsets log compaction failed");
-            }
-        }
-    }
-
-    /// Appends `kvs` as one batch.
-    fn append(&mut self, kvs: &[KeyValue], now_ms: i64) -> Result<(), StoreError> {
-        self.log.append(kvs, now_ms)
-    }
-
-    /// Writes tombstones for `keys` in batches of about `CHUNK_BYTES`, removing each batch's
-    /// keys from memory once it is appended.
+    /// Writes tombstones for `keys`, one batch of at most `TOMBSTONES_PER_BATCH` per
+    /// partition at a time, removing each batch's keys from memory once it is appended. Not
+    /// waited for: a tombstone lost with its leader leaves an offset a later expiry removes.
     fn write_tombstones(&mut self, keys: Vec<Key>, now_ms: i64) -> Result<usize, StoreError> {
-        let mut kvs = Vec::with_capacity(keys.len());
-        for (g, t, p) in &keys {
-            kvs.push((encode_key(g, t, *p)?, None));
+        let mut by_partition: BTreeMap<i32, Vec<Key>> = BTreeMap::new();
+        for key in keys {
+            by_partition.entry(self.partition_of(&key.0)).or_default().push(key);
         }
         let mut done = 0;
-        let mut written = Vec::new();
-        let result = self.log.append_chunked(&kvs, now_ms, |range| {
-            done = range.end;
-            written.push(range);
-        });
-        for range in written {
-            for (g, t, p) in keys.get(range).unwrap_or(&[]) {
-                remove_key(&mut self.groups, g, t, *p);
+        for (partition, keys) in by_partition {
+            for chunk in keys.chunks(TOMBSTONES_PER_BATCH) {
+                let mut kvs = Vec::with_capacity(chunk.len());
+                for (g, t, p) in chunk {
+                    kvs.push((encode_key(g, t, *p)?, None));
+                }
+                drop(self.append_to(partition, &kvs, now_ms)?);
+                for (g, t, p) in chunk {
+                    remove_key(&mut self.groups, g, t, *p);
+                }
+                done += chunk.len();
             }
-        }
-        result?;
-        if done > 0 {
-            self.maybe_compact(now_ms);
         }
         Ok(done)
     }
+}
+
+/// Records for `entries` under the keys `key` gives, and the offsets as stored.
+fn offset_records(
+    entries: &[OffsetCommitEntry],
+    now_ms: i64,
+    key: impl Fn(&OffsetCommitEntry) -> Result<Bytes, StoreError>,
+) -> Result<(Vec<KeyValue>, StoredOffsets), StoreError> {
+    let mut kvs = Vec::with_capacity(entries.len());
+    let mut stored = Vec::with_capacity(entries.len());
+    for e in entries {
+        let c = CommittedOffset {
+            offset: e.offset,
+            leader_epoch: e.leader_epoch,
+            metadata: e.metadata.clone(),
+            commit_timestamp_ms: now_ms,
+        };
+        kvs.push((key(e)?, Some(encode_value(&c)?)));
+        stored.push(((e.topic.clone(), e.partition), c));
+    }
+    Ok((kvs, stored))
 }
 
 fn remove_key(groups: &mut HashMap<String, GroupOffsets>, group: &str, topic: &str, partition: i32) {
@@ -682,13 +791,54 @@ fn decode_value(bytes: &[u8]) -> Result<CommittedOffset, String> {
     })
 }
 
+/// A store over a fresh single-node `__consumer_offsets` of `partitions` partitions in `dir`,
+/// every partition loaded (tests). Keep the replica manager: it owns the logs.
+#[cfg(test)]
+pub(crate) fn loaded_for_test(
+    dir: &std::path::Path,
+    partitions: i32,
+) -> Result<
+    (
+        OffsetStore,
+        std::sync::Arc<crate::replication::replica_manager::ReplicaManager>,
+    ),
+    Box<dyn std::error::Error>,
+> {
+    let (log, rm) = super::log::testing::single_node(dir, super::log::OFFSETS_TOPIC, partitions)?;
+    let mut store = OffsetStore::new(log, partitions);
+    reload_for_test(&mut store, &rm)?;
+    Ok((store, rm))
+}
+
+/// Unloads every partition and loads it again from its log, as a new leader would (tests).
+#[cfg(test)]
+pub(crate) fn reload_for_test(
+    store: &mut OffsetStore,
+    rm: &crate::replication::replica_manager::ReplicaManager,
+) -> Result<(), Box<dyn std::error::Error>> {
+    for p in 0..store.partition_count {
+        let epoch = rm
+            .get_partition(super::log::OFFSETS_TOPIC, p)
+            .ok_or("no partition")?
+            .leader_epoch();
+        store.unload(p);
+        store.begin_load(p, epoch, store.partition_count);
+        let loaded = LoadedOffsets::replay(&store.log, p, epoch)?;
+        store.finish_load(p, epoch, loaded).ok_or("stale load")?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
+    use crate::coordinator::log::OFFSETS_TOPIC;
+    use crate::replication::replica_manager::ReplicaManager;
+    use std::sync::Arc;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
     const DAY_MS: i64 = 86_400_000;
+    const PARTITIONS: i32 = 3;
 
     fn entry(topic: &str, partition: i32, offset: i64) -> OffsetCommitEntry {
         OffsetCommitEntry {
@@ -708,12 +858,20 @@ mod tests {
             .map_or(-2, |f| f.committed.offset)
     }
 
+    fn open(dir: &std::path::Path) -> Result<(OffsetStore, Arc<ReplicaManager>), Box<dyn std::error::Error>> {
+        loaded_for_test(dir, PARTITIONS)
+    }
+
+    fn reload_all(store: &mut OffsetStore, rm: &ReplicaManager) -> TestResult {
+        reload_for_test(store, rm)
+    }
+
     #[test]
     fn commit_then_fetch_and_overwrite_wins() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 1000)?;
-        store.commit("g", &[entry("t", 0, 5), entry("t", 1, 7)], 1000)?;
-        store.commit("g", &[entry("t", 0, 9)], 2000)?;
+        let (mut store, _rm) = open(dir.path())?;
+        drop(store.commit("g", &[entry("t", 0, 5), entry("t", 1, 7)], 1000)?);
+        drop(store.commit("g", &[entry("t", 0, 9)], 2000)?);
         let all = store.fetch("g", None);
         assert_eq!(all.len(), 2);
         let first = all.first().ok_or("empty")?;
@@ -732,31 +890,51 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn survives_clean_and_unclean_reopen() -> TestResult {
+    #[tokio::test]
+    async fn commits_are_replicated_and_survive_a_reload() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 1000)?;
-        store.commit("g", &[entry("t", 0, 5), entry("u", 2, 8)], 1000)?;
-        store.commit("g", &[entry("t", 0, 6)], 1001)?;
-        let before = store.fetch("g", None);
-        store.close(1002)?;
-        let mut store = OffsetStore::open(dir.path(), true, 1003)?;
-        assert_eq!(store.fetch("g", None), before);
-        store.commit("h", &[entry("t", 0, 1)], 1004)?;
-        drop(store); // a crash: no close, no flush
-        let store = OffsetStore::open(dir.path(), false, 1005)?;
-        assert_eq!(store.fetch("g", None), before);
-        assert_eq!(offset_of(&store, "h", "t", 0), 1);
+        let (mut store, rm) = open(dir.path())?;
+        store
+            .commit("g", &[entry("t", 0, 5), entry("u", 2, 8)], 1000)?
+            .wait(std::time::Duration::from_secs(5))
+            .await?;
+        drop(store.commit("g", &[entry("t", 0, 6)], 1001)?);
+        reload_all(&mut store, &rm)?;
+        assert_eq!(offset_of(&store, "g", "t", 0), 6);
+        assert_eq!(offset_of(&store, "g", "u", 2), 8);
         Ok(())
     }
 
     #[test]
-    fn tombstones_survive_reopen() -> TestResult {
+    fn groups_are_served_only_from_loaded_partitions() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.commit("a", &[entry("t", 0, 1), entry("t", 1, 2), entry("gone", 0, 3)], 0)?;
-        store.commit("b", &[entry("t", 0, 4), entry("gone", 1, 5)], 0)?;
-        store.commit("c", &[entry("t", 0, 6)], 0)?;
+        let (mut store, rm) = open(dir.path())?;
+        drop(store.commit("g", &[entry("t", 0, 5)], 0)?);
+        let p = store.partition_of("g");
+        assert_eq!(store.serves("g"), Ok(()));
+        assert_eq!(store.unload(p), vec!["g".to_string()]);
+        assert_eq!(store.serves("g"), Err(NotServed::NotCoordinator));
+        assert!(store
+            .commit("g", &[entry("t", 0, 6)], 0)
+            .is_err_and(|e| e.is_not_leader()));
+        let epoch = rm.get_partition(OFFSETS_TOPIC, p).ok_or("no partition")?.leader_epoch();
+        assert!(store.begin_load(p, epoch, PARTITIONS));
+        assert_eq!(store.serves("g"), Err(NotServed::Loading));
+        // A load for an epoch no longer wanted is dropped.
+        assert!(store.finish_load(p, epoch + 1, LoadedOffsets::default()).is_none());
+        let loaded = LoadedOffsets::replay(store.log(), p, epoch)?;
+        assert_eq!(store.finish_load(p, epoch, loaded), Some(vec!["g".to_string()]));
+        assert_eq!(offset_of(&store, "g", "t", 0), 5);
+        Ok(())
+    }
+
+    #[test]
+    fn tombstones_survive_reload() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let (mut store, rm) = open(dir.path())?;
+        drop(store.commit("a", &[entry("t", 0, 1), entry("t", 1, 2), entry("gone", 0, 3)], 0)?);
+        drop(store.commit("b", &[entry("t", 0, 4), entry("gone", 1, 5)], 0)?);
+        drop(store.commit("c", &[entry("t", 0, 6)], 0)?);
         assert_eq!(store.delete_offsets("a", &[("t".into(), 1), ("t".into(), 9)], 1)?, 1);
         assert_eq!(store.remove_topic("gone", 1)?, 2);
         assert_eq!(store.delete_group("c", 1)?, 1);
@@ -771,25 +949,25 @@ mod tests {
             assert_eq!(s.live_count(), 2);
         };
         check(&store);
-        drop(store);
-        check(&OffsetStore::open(dir.path(), false, 2)?);
+        reload_all(&mut store, &rm)?;
+        check(&store);
         Ok(())
     }
 
     #[test]
     fn expire_only_old_commits_of_empty_groups() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.commit("empty", &[entry("t", 0, 1)], 0)?;
-        store.commit("empty", &[entry("t", 1, 2)], 6 * DAY_MS)?;
-        store.commit("active", &[entry("t", 0, 3)], 0)?;
+        let (mut store, rm) = open(dir.path())?;
+        drop(store.commit("empty", &[entry("t", 0, 1)], 0)?);
+        drop(store.commit("empty", &[entry("t", 1, 2)], 6 * DAY_MS)?);
+        drop(store.commit("active", &[entry("t", 0, 3)], 0)?);
         let now = 7 * DAY_MS;
         let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| {
             (g == "empty").then_some(i64::MIN)
         })?;
         assert_eq!(removed, 1);
         // Retention counts from when the group became empty if that is later than the commit.
-        store.commit("late", &[entry("t", 0, 4)], 0)?;
+        drop(store.commit("late", &[entry("t", 0, 4)], 0)?);
         let removed = store.expire(now, DEFAULT_OFFSETS_RETENTION_MS, |g| {
             (g == "late").then_some(3 * DAY_MS)
         })?;
@@ -799,134 +977,48 @@ mod tests {
         assert_eq!(offset_of(&store, "empty", "t", 0), -1);
         assert_eq!(offset_of(&store, "empty", "t", 1), 2);
         assert_eq!(offset_of(&store, "active", "t", 0), 3);
-        drop(store);
-        let store = OffsetStore::open(dir.path(), false, now)?;
+        reload_all(&mut store, &rm)?;
         assert_eq!(offset_of(&store, "empty", "t", 0), -1);
         assert_eq!(store.live_count(), 2);
         Ok(())
     }
 
     #[test]
-    fn compaction_keeps_live_offsets_shrinks_and_survives_reopen() -> TestResult {
+    fn transactional_offsets_appear_on_commit_only_and_survive_reload() -> TestResult {
         let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.set_compaction_slack_records(u64::MAX);
-        for round in 0..50 {
-            let entries: Vec<_> = (0..20).map(|p| entry("t", p, round * 100 + i64::from(p))).collect();
-            store.commit("g", &entries, round)?;
-            store.commit("h", &[entry("u", 0, round)], round)?;
-        }
-        store.delete_group("h", 60)?;
-        let before = store.fetch("g", None);
-        let size_before = store.log_size_bytes();
-        store.compact(61)?;
-        assert!(
-            store.log_size_bytes() * 10 < size_before,
-            "{} vs {size_before}",
-            store.log_size_bytes()
-        );
-        assert_eq!(store.fetch("g", None), before);
-        assert!(!dir.path().join("__consumer_offsets-0.compacting").exists());
-        assert!(!dir.path().join("__consumer_offsets-0.delete").exists());
-        store.commit("g", &[entry("t", 0, 1)], 62)?;
-        drop(store);
-        let store = OffsetStore::open(dir.path(), false, 63)?;
-        assert_eq!(store.live_count(), 20);
-        assert_eq!(offset_of(&store, "g", "t", 0), 1);
-        assert_eq!(store.fetch("g", None).get(1..), before.get(1..));
-        assert!(!store.has_offsets("h"));
-        Ok(())
-    }
-
-    #[test]
-    fn compaction_triggers_by_record_count() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.set_compaction_slack_records(10);
-        for i in 0..30 {
-            store.commit("g", &[entry("t", 0, i)], i)?;
-        }
-        // Compacted whenever more than 4 * 1 + 10 records had accumulated.
-        assert!(store.log.log().log_end_offset() <= 15);
-        store.close(31)?;
-        let store = OffsetStore::open(dir.path(), true, 32)?;
-        assert_eq!(offset_of(&store, "g", "t", 0), 29);
-        Ok(())
-    }
-
-    /// Inside a multi-threaded runtime (the broker's) compaction leaves the worker first.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn compaction_runs_off_the_runtime_worker() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.set_compaction_slack_records(10);
-        for i in 0..30 {
-            store.commit("g", &[entry("t", 0, i)], i)?;
-        }
-        assert!(store.log.log().log_end_offset() <= 15, "compacted");
-        assert_eq!(offset_of(&store, "g", "t", 0), 29);
-        Ok(())
-    }
-
-    #[test]
-    fn interrupted_compactions_are_repaired_at_open() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.commit("g", &[entry("t", 0, 5)], 0)?;
-        store.close(1)?;
-        // A rewrite that never swapped (contents stale on purpose): thrown away.
-        let compacting = dir.path().join("__consumer_offsets-0.compacting");
-        let mut stale = OffsetStore::open(&dir.path().join("elsewhere"), true, 0)?;
-        stale.commit("g", &[entry("t", 0, 1)], 0)?;
-        stale.close(1)?;
-        fs::rename(dir.path().join("elsewhere").join(OFFSETS_LOG_DIR), &compacting)?;
-        let store = OffsetStore::open(dir.path(), true, 2)?;
-        assert!(!compacting.exists());
-        assert_eq!(offset_of(&store, "g", "t", 0), 5);
-        store.close(3)?;
-        // A crash between the two renames: the complete rewrite is promoted.
-        let main = dir.path().join(OFFSETS_LOG_DIR);
-        let old = dir.path().join("__consumer_offsets-0.delete");
-        fs::rename(&main, &compacting)?;
-        fs::create_dir(&old)?;
-        let store = OffsetStore::open(dir.path(), false, 4)?;
-        assert!(!compacting.exists() && !old.exists());
-        assert_eq!(offset_of(&store, "g", "t", 0), 5);
-        Ok(())
-    }
-
-    #[test]
-    fn transactional_offsets_appear_on_commit_only_and_survive_reopen() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let mut store = OffsetStore::open(dir.path(), true, 0)?;
-        store.commit("g", &[entry("t", 0, 1)], 0)?;
-        store.txn_commit(7, "g", &[entry("t", 0, 10), entry("t", 1, 11)], 1)?;
-        store.txn_commit(8, "g", &[entry("t", 2, 20)], 1)?;
+        let (mut store, rm) = open(dir.path())?;
+        drop(store.commit("g", &[entry("t", 0, 1)], 0)?);
+        drop(store.txn_commit(7, "g", &[entry("t", 0, 10), entry("t", 1, 11)], 1)?);
+        drop(store.txn_commit(8, "g", &[entry("t", 2, 20)], 1)?);
         assert_eq!(offset_of(&store, "g", "t", 0), 1, "pending offsets are not visible");
         assert!(store.has_pending("g", "t", 1) && !store.has_pending("g", "t", 3));
-        store.end_txn(7, true, 2)?;
+        assert_eq!(store.end_txn(7, true, 2)?.len(), 1);
         assert_eq!(offset_of(&store, "g", "t", 0), 10);
         assert_eq!(offset_of(&store, "g", "t", 1), 11);
         assert!(!store.has_pending("g", "t", 1));
-        drop(store); // crash with pid 8 still open
-        let mut store = OffsetStore::open(dir.path(), false, 3)?;
+        assert!(
+            store.end_txn(99, true, 2)?.is_empty(),
+            "nothing pending, nothing written"
+        );
+        reload_all(&mut store, &rm)?;
         assert_eq!(offset_of(&store, "g", "t", 1), 11);
         assert!(store.has_pending("g", "t", 2), "the open transaction's offsets survive");
-        store.compact(4)?;
-        store.end_txn(8, false, 5)?;
-        store.close(6)?;
-        let store = OffsetStore::open(dir.path(), true, 7)?;
+        drop(store.end_txn(8, false, 5)?);
+        reload_all(&mut store, &rm)?;
         assert_eq!(offset_of(&store, "g", "t", 2), -1, "aborted offsets are dropped");
         assert!(!store.has_pending("g", "t", 2));
         Ok(())
     }
 
     #[test]
-    fn corrupt_record_is_refused_at_open() -> TestResult {
+    fn corrupt_record_is_refused_at_load() -> TestResult {
         let dir = tempfile::tempdir()?;
+        let (store, rm) = open(dir.path())?;
+        let p = store.partition_of("g");
+        let epoch = rm.get_partition(OFFSETS_TOPIC, p).ok_or("no partition")?.leader_epoch();
         let bad = [(Bytes::from_static(b"\x00\x09junk"), None)];
-        crate::storage::internal_log::write_raw(dir.path(), OFFSETS_LOG_DIR, &bad)?;
-        let err = OffsetStore::open(dir.path(), true, 2).err().ok_or("opened")?;
+        drop(store.log().append(p, epoch, &bad, 0)?);
+        let err = LoadedOffsets::replay(store.log(), p, epoch).err().ok_or("loaded")?;
         assert!(matches!(err, StoreError::Decode { offset: 0, .. }), "{err}");
         Ok(())
     }

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::controller::image::{MetadataImage, TopicImage};
+use crate::coordinator::log::OFFSETS_TOPIC;
 
 /// What one image changed for this broker.
 #[derive(Debug, Default)]
@@ -107,7 +108,39 @@ pub async fn run(
                 broker.groups.remove_topics(deleted).await;
             }
         }
+        update_coordinators(&broker, &current, &next).await;
         current = next;
         broker.local_offset.send_replace(current.offset);
+    }
+}
+
+/// Tells the group coordinator which `__consumer_offsets` partitions this broker gained
+/// (leader at a new epoch: load) or lost (unload) between two images.
+pub async fn update_coordinators(broker: &Broker, old: &MetadataImage, new: &MetadataImage) {
+    let me = broker.config.node_id;
+    let before = old.topic(OFFSETS_TOPIC);
+    let after = new.topic(OFFSETS_TOPIC);
+    if let (Some(a), Some(b)) = (before, after) {
+        if Arc::ptr_eq(a, b) {
+            return;
+        }
+    }
+    let count = after.map_or(0, |t| t.partitions.len());
+    for (index, reg) in after.iter().flat_map(|t| t.partitions.iter().enumerate()) {
+        let was = before.and_then(|t| t.partitions.get(index));
+        let index = index as i32;
+        if reg.leader == me {
+            if !was.is_some_and(|w| w.leader == me && w.leader_epoch == reg.leader_epoch) {
+                broker.groups.elect(index, reg.leader_epoch, count as i32).await;
+            }
+        } else if was.is_some_and(|w| w.leader == me) {
+            broker.groups.resign(index).await;
+        }
+    }
+    // Partitions gone with the topic (deleted, or fewer: never happens to an internal topic).
+    for (index, reg) in before.iter().flat_map(|t| t.partitions.iter().enumerate()) {
+        if index >= count && reg.leader == me {
+            broker.groups.resign(index as i32).await;
+        }
     }
 }

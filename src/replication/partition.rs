@@ -150,12 +150,41 @@ impl Partition {
 
     /// Appends a producer's records as the leader.
     pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
-        self.append_with(now_ms, |log, epoch| log.append_as_leader(records, epoch, now_ms))
+        self.append_with(now_ms, None, |log, epoch| log.append_as_leader(records, epoch, now_ms))
+    }
+
+    /// Appends a coordinator's records as the leader, only while still leader at `epoch` (the
+    /// epoch the coordinator loaded the partition with).
+    pub fn append_records_at_epoch(
+        &self,
+        records: Bytes,
+        epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendOutcome, BrokerError> {
+        self.append_with(now_ms, Some(epoch), |log, epoch| {
+            log.append_as_leader(records, epoch, now_ms)
+        })
+    }
+
+    /// The log's start and end offsets.
+    pub fn log_range(&self) -> (i64, i64) {
+        let log = self.log();
+        (log.log_start_offset(), log.log_end_offset())
+    }
+
+    /// Reads from `fetch_offset` up to the log end, past the high watermark (a coordinator
+    /// loading its partition). The file reads run without the lock.
+    pub fn read_to_log_end(&self, fetch_offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        let plan = {
+            let log = self.log();
+            log.read_plan(fetch_offset, max_bytes, log.log_end_offset(), true)?
+        };
+        Ok(plan.read()?.records)
     }
 
     /// Appends a transaction marker (from the transaction coordinator) as the leader.
     pub fn append_marker(&self, marker: &EndTxnMarker, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
-        self.append_with(now_ms, |log, epoch| log.append_marker(marker, epoch, now_ms))
+        self.append_with(now_ms, None, |log, epoch| log.append_marker(marker, epoch, now_ms))
     }
 
     /// Runs an append under the log lock. Without a flush due the append is durable at once;
@@ -163,11 +192,15 @@ impl Partition {
     fn append_with(
         &self,
         now_ms: i64,
+        expected_epoch: Option<i32>,
         append: impl FnOnce(&mut UnifiedLog, i32) -> Result<LogAppendInfo, StorageError>,
     ) -> Result<AppendOutcome, BrokerError> {
         let mut log = self.log();
         if !self.is_leader() {
             return Err(BrokerError::NotLeaderOrFollower);
+        }
+        if expected_epoch.is_some_and(|e| e != self.leader_epoch()) {
+            return Err(BrokerError::FencedLeaderEpoch);
         }
         let info = append(&mut log, self.leader_epoch())?;
         let required_offset = info.last_offset + 1;

@@ -113,7 +113,7 @@ fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
 
 /// Internal logs the broker owns outside the topic metadata (Kafka's names).
 fn is_internal_log(dir_name: &str) -> bool {
-    ["__cluster_metadata", "__consumer_offsets", "__transaction_state"]
+    ["__cluster_metadata", "__transaction_state"]
         .iter()
         .any(|prefix| dir_name.starts_with(prefix))
 }
@@ -427,6 +427,24 @@ impl ReplicaManager {
             crate::metrics::remote_wait(waiting.elapsed());
         }
         results
+    }
+
+    /// Appends a coordinator's batch to `p`, led here at `epoch`; returns the offset the high
+    /// watermark has to pass for it to be committed (see `coordinator::log`).
+    pub fn append_internal(
+        &self,
+        p: &Arc<Partition>,
+        epoch: i32,
+        records: Bytes,
+        now: i64,
+    ) -> Result<i64, BrokerError> {
+        let appended = p.append_records_at_epoch(records, epoch, now);
+        self.health.observe("append", &appended);
+        let outcome = appended?;
+        if outcome.flush_required {
+            self.schedule_flush(p);
+        }
+        Ok(outcome.required_offset)
     }
 
     /// Writes a transaction marker to each partition (Kafka's WriteTxnMarkers, done in-process on
@@ -796,7 +814,7 @@ mod tests {
             rm.shutdown()?;
         }
         std::fs::create_dir_all(dir.path().join("gone-0.abc-delete"))?;
-        std::fs::create_dir_all(dir.path().join("__consumer_offsets-0"))?;
+        std::fs::create_dir_all(dir.path().join("__transaction_state-0"))?;
         // Same name, new id (deleted and recreated before the files went away).
         let new = meta("t", 1);
         let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[new], false, 16)?;
@@ -804,7 +822,7 @@ mod tests {
         assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
         assert!(!dir.path().join("gone-0.abc-delete").exists());
         assert!(
-            dir.path().join("__consumer_offsets-0").exists(),
+            dir.path().join("__transaction_state-0").exists(),
             "internal logs are not strays"
         );
         Ok(())

@@ -91,6 +91,31 @@ pub(crate) struct Client {
     correlation_id: i32,
 }
 
+/// Looks up `group`'s coordinator (creating `__consumer_offsets` on first use, as a client's
+/// FindCoordinator does) and waits until it serves the group (its partition loaded).
+pub async fn coordinator_ready(c: &mut Client, group: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use kafka_protocol::messages::{FindCoordinatorRequest, GroupId, OffsetFetchRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let find = FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_string()));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = c.request(&find, 3).await?.ok_or("closed")?;
+        if found.error_code == 0 {
+            let fetch = OffsetFetchRequest::default()
+                .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+                .with_topics(None);
+            let r = c.request(&fetch, 5).await?.ok_or("closed")?;
+            if r.error_code == 0 {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no coordinator for {group}").into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Result<Self, std::io::Error> {
         Ok(Client {

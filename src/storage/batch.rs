@@ -591,3 +591,40 @@ pub(crate) mod tests {
         }
     }
 }
+
+/// A key and its value (`None`: a tombstone), as internal logs store them.
+pub type KeyValue = (bytes::Bytes, Option<bytes::Bytes>);
+
+/// One uncompressed v2 batch without a producer (producer id -1), one record per key, as the
+/// coordinators write their internal logs. `Err` names what could not be encoded.
+pub fn encode_keyed_batch(kvs: &[KeyValue], now_ms: i64) -> std::result::Result<bytes::Bytes, String> {
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    let mut records = Vec::with_capacity(kvs.len());
+    for (i, (key, value)) in kvs.iter().enumerate() {
+        let i = i32::try_from(i).map_err(|_| "too many records in one batch".to_string())?;
+        records.push(Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i64::from(i),
+            // The encoder starts a new batch whenever offset - sequence changes; this keeps one
+            // batch with base sequence -1 (no producer).
+            sequence: i - 1,
+            timestamp: now_ms,
+            key: Some(key.clone()),
+            value: value.clone(),
+            headers: Default::default(),
+        });
+    }
+    let mut buf = bytes::BytesMut::new();
+    let options = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}

@@ -28,10 +28,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 use crate::storage::batch::batches;
 use crate::storage::{LogConfig, StorageError, UnifiedLog};
@@ -49,8 +47,7 @@ const REPLAY_READ_BYTES: usize = 16 * 1024 * 1024;
 /// Leader epoch stamped on our batches (a single node; replication may change it later).
 const LEADER_EPOCH: i32 = 0;
 
-/// A key and its value (`None`: a tombstone).
-pub type KeyValue = (Bytes, Option<Bytes>);
+pub use crate::storage::batch::KeyValue;
 
 /// What an internal log can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -293,12 +290,6 @@ impl InternalLog {
         }
         Ok(())
     }
-
-    /// The underlying log (tests).
-    #[cfg(test)]
-    pub(crate) fn log(&self) -> &UnifiedLog {
-        &self.log
-    }
 }
 
 /// Applies the crash rules of the module docs to `log_dir/<name>*`.
@@ -355,41 +346,5 @@ fn chunks(kvs: &[KeyValue]) -> Vec<&[KeyValue]> {
 
 /// One uncompressed v2 batch without a producer, one record per key.
 pub(crate) fn encode_batch(kvs: &[KeyValue], now_ms: i64) -> Result<Bytes, InternalLogError> {
-    let mut records = Vec::with_capacity(kvs.len());
-    for (i, (key, value)) in kvs.iter().enumerate() {
-        let i = i32::try_from(i).map_err(|_| InternalLogError::Encode("too many records in one batch".into()))?;
-        records.push(Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: LEADER_EPOCH,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i64::from(i),
-            // The encoder starts a new batch whenever offset - sequence changes; this keeps one
-            // batch with base sequence -1 (no producer).
-            sequence: i - 1,
-            timestamp: now_ms,
-            key: Some(key.clone()),
-            value: value.clone(),
-            headers: Default::default(),
-        });
-    }
-    let mut buf = BytesMut::new();
-    let options = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, &records, &options).map_err(|e| InternalLogError::Encode(e.to_string()))?;
-    Ok(buf.freeze())
-}
-
-/// Writes one raw batch of `kvs` to `<log_dir>/<name>` without the owner (tests of bad records).
-#[cfg(test)]
-pub(crate) fn write_raw(log_dir: &Path, name: &str, kvs: &[KeyValue]) -> Result<(), InternalLogError> {
-    let mut log = UnifiedLog::open(log_dir.join(name), log_config(), true, 0)?;
-    log.append_as_leader(encode_batch(kvs, 0)?, LEADER_EPOCH, 0)?;
-    log.close(1)?;
-    Ok(())
+    crate::storage::batch::encode_keyed_batch(kvs, now_ms).map_err(InternalLogError::Encode)
 }

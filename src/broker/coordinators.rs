@@ -1,0 +1,110 @@
+//! Where a group's (or transactional id's) coordinator is: the leader of its partition of the
+//! internal topic (Kafka's `abs(hashCode(key)) % partitions`). The topic is created at the first
+//! lookup, as Kafka does, with `offsets.topic.num.partitions` partitions and
+//! `offsets.topic.replication.factor` replicas capped by the live brokers (so a single node, or
+//! a cluster still starting, gets a usable topic rather than an endless
+//! COORDINATOR_NOT_AVAILABLE). Until the offset-preserving cleaner exists (issue #13) the
+//! internal topics keep everything: `retention.ms` and `retention.bytes` are -1.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{Broker, NewTopic};
+use crate::controller::image::TopicImage;
+use crate::controller::record::NO_LEADER;
+use crate::coordinator::log::{partition_for, OFFSETS_TOPIC};
+use crate::error::BrokerError;
+use crate::metadata::MetadataClient;
+
+/// Kafka's `offsets.topic.segment.bytes`.
+const INTERNAL_SEGMENT_BYTES: &str = "104857600";
+
+/// A coordinator's address, as FindCoordinator answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CoordinatorAddress {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+/// Why no coordinator can be named now (COORDINATOR_NOT_AVAILABLE: the client retries).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NoCoordinator(pub String);
+
+impl Broker {
+    /// The broker coordinating `group_id`: the leader of its `__consumer_offsets` partition.
+    pub async fn group_coordinator(&self, group_id: &str) -> Result<CoordinatorAddress, NoCoordinator> {
+        let topic = self
+            .internal_topic(
+                OFFSETS_TOPIC,
+                self.config.offsets_topic_num_partitions,
+                self.config.offsets_topic_replication_factor,
+                BTreeMap::new(),
+            )
+            .await?;
+        self.partition_leader(&topic, partition_for(group_id, topic.partitions.len() as i32))
+    }
+
+    /// The leader of `topic`'s partition `index`, with its client endpoint.
+    fn partition_leader(&self, topic: &TopicImage, index: i32) -> Result<CoordinatorAddress, NoCoordinator> {
+        let leader = topic.partition(index).map_or(NO_LEADER, |p| p.leader);
+        if leader == NO_LEADER {
+            return Err(NoCoordinator(format!("{}-{index} has no leader", topic.name)));
+        }
+        let image = self.metadata.image();
+        MetadataClient::live_endpoints(&image, &self.config.cluster.inter_broker_listener_name)
+            .into_iter()
+            .find(|(id, ..)| *id == leader)
+            .map(|(node_id, host, port, _)| CoordinatorAddress { node_id, host, port })
+            .ok_or_else(|| {
+                NoCoordinator(format!(
+                    "the leader of {}-{index}, broker {leader}, is not live",
+                    topic.name
+                ))
+            })
+    }
+
+    /// The internal topic `name`, created first if the cluster has none.
+    async fn internal_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        mut configs: BTreeMap<String, String>,
+    ) -> Result<Arc<TopicImage>, NoCoordinator> {
+        if let Some(t) = self.metadata.topic(name) {
+            return Ok(t);
+        }
+        let live = self.metadata.image().live_brokers().count();
+        let rf = replication_factor.min(i16::try_from(live).unwrap_or(i16::MAX)).max(1);
+        for (k, v) in [
+            ("retention.ms", "-1"),
+            ("retention.bytes", "-1"),
+            ("segment.bytes", INTERNAL_SEGMENT_BYTES),
+        ] {
+            configs.entry(k.to_string()).or_insert_with(|| v.to_string());
+        }
+        let new = NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor: rf,
+            configs,
+            assignments: None,
+        };
+        match self.create_topic(new, false).await {
+            Ok(t) => Ok(t),
+            // Created meanwhile by another request.
+            Err(BrokerError::TopicAlreadyExists(_)) => self
+                .metadata
+                .topic(name)
+                .ok_or_else(|| NoCoordinator(format!("{name} is being created"))),
+            Err(e) => Err(NoCoordinator(format!("creating {name}: {e}"))),
+        }
+    }
+}
+
+/// Whether `topic` is one of Kafka's internal topics (Metadata's `is_internal`).
+pub fn is_internal_topic(topic: &str) -> bool {
+    topic == OFFSETS_TOPIC || topic == crate::coordinator::log::TRANSACTION_STATE_TOPIC
+}
