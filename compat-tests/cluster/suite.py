@@ -25,6 +25,10 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   each batch; the broker coordinating the group (the leader of its `__consumer_offsets`
   partition) is killed (-9): another broker coordinates it within seconds, the members go on,
   every record is consumed and every committed offset ends at the partition's end.
+- txn-markers (txn_markers.py): a transactional producer commits and aborts transactions over
+  partitions led by all three brokers, with a consumer group's offsets in them: read_committed
+  sees exactly the committed records (the markers reached every leader, as WriteTxnMarkers to
+  the others) and the group's offset is the last committed transaction's.
 - follower-pause: a follower stopped (SIGSTOP) leaves the ISR, and rejoins after SIGCONT.
 - min-isr: min.insync.replicas=3 with a follower down: acks=all gets NOT_ENOUGH_REPLICAS, acks=1
   is written but stays above the high watermark until the follower is back.
@@ -48,6 +52,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import compat  # noqa: E402
 import group_failover  # noqa: E402
 import replicated  # noqa: E402
+import txn_markers  # noqa: E402
 from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
 from compat import fail  # noqa: E402
 
@@ -284,6 +289,7 @@ def main():
         suite.check("cluster-id-mismatch", cluster_id_mismatch, cl, state)
         suite.check("failover", replicated.failover, cl, state)
         suite.check("group-failover", group_failover.group_failover, cl, state)
+        suite.check("txn-markers", txn_markers.markers_across_brokers, cl, state)
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)

@@ -88,6 +88,12 @@ pub fn for_each_error(response: &ResponseKind, mut f: impl FnMut(i16)) {
         }
         ResponseKind::AddOffsetsToTxn(r) => one(r.error_code),
         ResponseKind::EndTxn(r) => one(r.error_code),
+        ResponseKind::WriteTxnMarkers(r) => r
+            .markers
+            .iter()
+            .flat_map(|m| &m.topics)
+            .flat_map(|t| &t.partitions)
+            .for_each(|p| one(p.error_code)),
         ResponseKind::TxnOffsetCommit(r) => r
             .topics
             .iter()

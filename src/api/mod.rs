@@ -26,6 +26,7 @@ mod replica_fetch;
 pub mod response_buf;
 mod transactions;
 pub mod versions;
+mod write_txn_markers;
 
 #[cfg(test)]
 mod tests;
@@ -216,6 +217,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::TxnOffsetCommit(req) => {
             ResponseKind::TxnOffsetCommit(transactions::txn_offset_commit(ctx, req).await)
         }
+        RequestKind::WriteTxnMarkers(req) => ResponseKind::WriteTxnMarkers(write_txn_markers::handle(ctx, req).await),
         RequestKind::DescribeTransactions(req) => {
             ResponseKind::DescribeTransactions(transactions::describe_transactions(ctx, req).await)
         }
@@ -310,6 +312,7 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::AddPartitionsToTxn(r) => r.encode(out, version),
         ResponseKind::AddOffsetsToTxn(r) => r.encode(out, version),
         ResponseKind::EndTxn(r) => r.encode(out, version),
+        ResponseKind::WriteTxnMarkers(r) => r.encode(out, version),
         ResponseKind::TxnOffsetCommit(r) => r.encode(out, version),
         ResponseKind::DescribeTransactions(r) => r.encode(out, version),
         ResponseKind::ListTransactions(r) => r.encode(out, version),

@@ -184,6 +184,15 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext<'_>, req: AddOffsetsToTxnRe
     if req.group_id.is_empty() {
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
     }
+    // The group's partition of __consumer_offsets: its leader gets the transaction's marker.
+    let partitions = ctx
+        .broker
+        .metadata
+        .topic(OFFSETS_TOPIC)
+        .map_or(ctx.broker.config.offsets_topic_num_partitions, |t| {
+            t.partitions.len() as i32
+        });
+    let offsets_partition = crate::coordinator::log::partition_for(req.group_id.as_str(), partitions);
     let result = ctx
         .broker
         .transactions
@@ -191,7 +200,7 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext<'_>, req: AddOffsetsToTxnRe
             req.transactional_id.to_string(),
             req.producer_id.0,
             req.producer_epoch,
-            vec![(OFFSETS_TOPIC.to_string(), 0)],
+            vec![(OFFSETS_TOPIC.to_string(), offsets_partition)],
             false,
         )
         .await;

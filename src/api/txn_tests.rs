@@ -438,3 +438,45 @@ async fn transaction_apis_at_every_version() -> TestResult {
     }
     broker.stop().await
 }
+
+/// WriteTxnMarkers as another broker's transaction coordinator sends it: the marker ends the
+/// producer's open transaction on a partition led here (the last stable offset moves past
+/// it); a partition the cluster does not have gets UNKNOWN_TOPIC_OR_PARTITION.
+#[tokio::test]
+async fn write_txn_markers_from_another_coordinator() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_num_partitions(1)
+            .with_replication_factor(-1),
+    ]);
+    c.request(&create, 7).await?.ok_or("closed")?;
+    let (code, pid, epoch) = init(&mut c, "tx").await?;
+    assert_eq!(code, 0);
+    assert_eq!(add(&mut c, pid, epoch, "t", vec![0]).await?, vec![0]);
+    assert_eq!(produce(&mut c, 0, txn_batch(pid, epoch, 0, &["a", "b"])?).await?, 0);
+    assert_eq!(latest(&mut c, 0, 1).await?, 0, "the open transaction holds the LSO");
+    let topic = |name: &str| {
+        write_txn_markers_request::WritableTxnMarkerTopic::default()
+            .with_name(TopicName(st(name)))
+            .with_partition_indexes(vec![0])
+    };
+    let req =
+        WriteTxnMarkersRequest::default().with_markers(vec![write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(true)
+            .with_topics(vec![topic("t"), topic("nope")])]);
+    let r = c.request(&req, 1).await?.ok_or("closed")?;
+    let codes: Vec<(String, i16)> = r
+        .markers
+        .iter()
+        .flat_map(|m| &m.topics)
+        .flat_map(|t| t.partitions.iter().map(move |p| (t.name.to_string(), p.error_code)))
+        .collect();
+    assert_eq!(codes, vec![("t".to_string(), 0), ("nope".to_string(), 3)]);
+    assert_eq!(latest(&mut c, 0, 1).await?, 3, "records and marker are stable");
+    broker.stop().await
+}

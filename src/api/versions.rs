@@ -46,6 +46,8 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 0, 4),
     (ApiKey::EndTxn, 0, 0, 5),
     (ApiKey::TxnOffsetCommit, 0, 0, 5),
+    // Between brokers: a transaction coordinator's markers to partitions led elsewhere.
+    (ApiKey::WriteTxnMarkers, 1, 1, 1),
     (ApiKey::DescribeProducers, 0, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0, 0),
     (ApiKey::ListTransactions, 0, 0, 1),
@@ -97,6 +99,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
         ApiKey::EndTxn => "EndTxn",
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         ApiKey::DescribeProducers => "DescribeProducers",
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
@@ -147,6 +150,7 @@ mod tests {
         check::<AddOffsetsToTxnRequest>(ApiKey::AddOffsetsToTxn);
         check::<EndTxnRequest>(ApiKey::EndTxn);
         check::<TxnOffsetCommitRequest>(ApiKey::TxnOffsetCommit);
+        check::<WriteTxnMarkersRequest>(ApiKey::WriteTxnMarkers);
         check::<DescribeProducersRequest>(ApiKey::DescribeProducers);
         check::<DescribeTransactionsRequest>(ApiKey::DescribeTransactions);
         check::<ListTransactionsRequest>(ApiKey::ListTransactions);
