@@ -13,7 +13,7 @@
 //! - [`member`]: `MemberMetadata`, one member (protocols, assignment, liveness rules).
 //! - [`messages`]: the plain inputs and outputs (no kafka-protocol types).
 //! - [`error`]: `GroupError`, each variant one Kafka error code.
-//! - [`actor`]: `GroupCoordinator`, one tokio task per broker owning every group
+//! - [`actor`] (with `actor_handle.rs`, `actor_timers.rs`, `actor_partitions.rs`): `GroupCoordinator`, one tokio task per broker owning every group
 //!   (`HashMap<String, GroupMetadata>`), fed by a bounded channel of requests that carry
 //!   oneshot reply senders, sleeping until the earliest `next_deadline_ms()`; it parks the
 //!   senders of `Pending` calls by (group, member id) and answers them from completions. One

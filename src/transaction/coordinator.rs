@@ -606,14 +606,13 @@ async fn send_markers(
     commit: bool,
     partitions: &[(String, i32)],
 ) -> std::io::Result<Vec<(String, i32)>> {
-    if !clients.contains_key(&leader) {
-        let addr = addr.ok_or_else(|| std::io::Error::other(format!("broker {leader} is not live")))?;
-        let client = BrokerClient::connect(&addr, "sluice-txn-markers", Duration::from_secs(5)).await?;
-        clients.insert(leader, client);
-    }
-    let client = clients
-        .get_mut(&leader)
-        .ok_or_else(|| std::io::Error::other("no connection"))?;
+    let client = match clients.entry(leader) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            let addr = addr.ok_or_else(|| std::io::Error::other(format!("broker {leader} is not live")))?;
+            v.insert(BrokerClient::connect(&addr, "sluice-txn-markers", Duration::from_secs(5)).await?)
+        }
+    };
     let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
     for (t, p) in partitions {
         by_topic.entry(t.as_str()).or_default().push(*p);
