@@ -1,9 +1,10 @@
 //! Where a group's (or transactional id's) coordinator is: the leader of its partition of the
 //! internal topic (Kafka's `abs(hashCode(key)) % partitions`). The topic is created at the first
 //! lookup, as Kafka does, with `offsets.topic.num.partitions` partitions and
-//! `offsets.topic.replication.factor` replicas capped by the live brokers (so a single node, or
-//! a cluster still starting, gets a usable topic rather than an endless
-//! COORDINATOR_NOT_AVAILABLE). Until the offset-preserving cleaner exists (issue #13) the
+//! `offsets.topic.replication.factor` replicas capped by the brokers registered in the cluster
+//! (so a single node gets a usable topic rather than an endless COORDINATOR_NOT_AVAILABLE);
+//! while fewer brokers are live than that, the lookup answers COORDINATOR_NOT_AVAILABLE (the
+//! client retries) rather than creating the topic under-replicated for good. Until the offset-preserving cleaner exists (issue #13) the
 //! internal topics keep everything: `retention.ms` and `retention.bytes` are -1.
 
 use std::collections::BTreeMap;
@@ -76,8 +77,17 @@ impl Broker {
         if let Some(t) = self.metadata.topic(name) {
             return Ok(t);
         }
-        let live = self.metadata.image().live_brokers().count();
-        let rf = replication_factor.min(i16::try_from(live).unwrap_or(i16::MAX)).max(1);
+        let image = self.metadata.image();
+        let registered = image.brokers.len();
+        let live = image.live_brokers().count();
+        let rf = replication_factor.min(i16::try_from(registered).unwrap_or(i16::MAX)).max(1);
+        if live < usize::try_from(rf).unwrap_or(0) {
+            // Kafka's rule: wait for enough brokers rather than create it under-replicated for
+            // good (a registered broker that is restarting comes back).
+            return Err(NoCoordinator(format!(
+                "{name} needs {rf} live brokers for its replication factor, {live} are live"
+            )));
+        }
         for (k, v) in [
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
