@@ -80,7 +80,9 @@ impl Broker {
         let image = self.metadata.image();
         let registered = image.brokers.len();
         let live = image.live_brokers().count();
-        let rf = replication_factor.min(i16::try_from(registered).unwrap_or(i16::MAX)).max(1);
+        let rf = replication_factor
+            .min(i16::try_from(registered).unwrap_or(i16::MAX))
+            .max(1);
         if live < usize::try_from(rf).unwrap_or(0) {
             // Kafka's rule: wait for enough brokers rather than create it under-replicated for
             // good (a registered broker that is restarting comes back).
