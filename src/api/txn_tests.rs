@@ -50,6 +50,18 @@ fn txn_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Res<Bytes> {
     Ok(buf.freeze())
 }
 
+/// Creates topic "t" with `partitions` partitions.
+async fn create_t(c: &mut Client, partitions: i32) -> Res<()> {
+    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(st("t")))
+            .with_num_partitions(partitions)
+            .with_replication_factor(-1),
+    ]);
+    c.request(&create, 7).await?.ok_or("closed")?;
+    Ok(())
+}
+
 async fn produce(c: &mut Client, partition: i32, records: Bytes) -> Res<i16> {
     let req = ProduceRequest::default()
         .with_acks(-1)
@@ -183,13 +195,7 @@ async fn offset_fetch(c: &mut Client, require_stable: bool) -> Res<(i16, i64)> {
 async fn transactions_over_the_wire() -> TestResult {
     let broker = TestBroker::start(&[]).await?;
     let mut c = Client::connect(broker.addr).await?;
-    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(st("t")))
-            .with_num_partitions(2)
-            .with_replication_factor(-1),
-    ]);
-    c.request(&create, 7).await?.ok_or("closed")?;
+    create_t(&mut c, 2).await?;
     coordinator_ready(&mut c, "g").await?;
 
     let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
@@ -340,13 +346,7 @@ async fn transactions_over_the_wire() -> TestResult {
 async fn transaction_apis_at_every_version() -> TestResult {
     let broker = TestBroker::start(&[]).await?;
     let mut c = Client::connect(broker.addr).await?;
-    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(st("t")))
-            .with_num_partitions(1)
-            .with_replication_factor(-1),
-    ]);
-    c.request(&create, 7).await?.ok_or("closed")?;
+    create_t(&mut c, 1).await?;
     coordinator_ready(&mut c, "g").await?;
     for v in 0..=5i16 {
         let id = TransactionalId(st(&format!("tx-v{v}")));
@@ -446,13 +446,7 @@ async fn transaction_apis_at_every_version() -> TestResult {
 async fn write_txn_markers_from_another_coordinator() -> TestResult {
     let broker = TestBroker::start(&[]).await?;
     let mut c = Client::connect(broker.addr).await?;
-    let create = CreateTopicsRequest::default().with_timeout_ms(1000).with_topics(vec![
-        create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(st("t")))
-            .with_num_partitions(1)
-            .with_replication_factor(-1),
-    ]);
-    c.request(&create, 7).await?.ok_or("closed")?;
+    create_t(&mut c, 1).await?;
     let (code, pid, epoch) = init(&mut c, "tx").await?;
     assert_eq!(code, 0);
     assert_eq!(add(&mut c, pid, epoch, "t", vec![0]).await?, vec![0]);

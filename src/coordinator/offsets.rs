@@ -221,14 +221,7 @@ impl OffsetStore {
         }
         self.loading.remove(&partition);
         self.loaded.insert(partition, epoch);
-        let mut ids: Vec<String> = loaded
-            .groups
-            .keys()
-            .chain(loaded.group_records.keys())
-            .cloned()
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = group_ids_of(&loaded.groups, &loaded.group_records, |_| true);
         self.groups.extend(loaded.groups);
         self.group_records.extend(loaded.group_records);
         for (producer_id, groups) in loaded.pending {
@@ -251,15 +244,7 @@ impl OffsetStore {
         self.loading.remove(&partition);
         let count = self.partition_count;
         let mine = |g: &String| partition_for(g, count) == partition;
-        let mut ids: Vec<String> = self
-            .groups
-            .keys()
-            .chain(self.group_records.keys())
-            .filter(|g| mine(g))
-            .cloned()
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let ids = group_ids_of(&self.groups, &self.group_records, mine);
         for g in &ids {
             self.groups.remove(g);
             self.group_records.remove(g);
@@ -512,10 +497,7 @@ impl OffsetStore {
 
     /// Every group this store knows: with offsets or persisted metadata.
     pub fn all_group_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.groups.keys().chain(self.group_records.keys()).cloned().collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids
+        group_ids_of(&self.groups, &self.group_records, |_| true)
     }
 
     /// The epoch `partition` is loaded (or being loaded) at.
@@ -559,6 +541,23 @@ impl OffsetStore {
         }
         Ok(done)
     }
+}
+
+/// The ids (sorted, once each) of the groups with offsets or metadata that `keep` accepts.
+fn group_ids_of(
+    groups: &HashMap<String, GroupOffsets>,
+    records: &HashMap<String, GroupRecord>,
+    keep: impl Fn(&String) -> bool,
+) -> Vec<String> {
+    let mut ids: Vec<String> = groups
+        .keys()
+        .chain(records.keys())
+        .filter(|g| keep(g))
+        .cloned()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 /// Records for `entries` under the keys `key` gives, and the offsets as stored.
