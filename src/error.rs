@@ -148,6 +148,8 @@ pub fn txn_response_error(e: TxnError) -> ResponseError {
         TxnError::ProducerFenced => ResponseError::ProducerFenced,
         TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
         TxnError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
     }
 }

@@ -12,7 +12,9 @@
 //! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
 //!   leave, rebalance timers), its actor, and committed offsets in the partitions of the
 //!   replicated `__consumer_offsets` this broker leads (`coordinator::log`).
-//! - [`transaction`]: the transaction coordinator's state machine (issue #5; not wired yet).
+//! - [`transaction`]: the transaction coordinator: Kafka's state machine, its actor serving the
+//!   transactional ids of the replicated `__transaction_state` partitions this broker leads, and
+//!   the marker writer.
 //! - [`controller`]: the controller quorum: the replicated metadata log (openraft), its records
 //!   and the `MetadataImage` they build, deterministically, on every node.
 //! - [`metadata`]: the broker's side of it: the latest image handlers read, proposing changes,

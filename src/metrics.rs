@@ -449,7 +449,11 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
     // Transactional ids by state; every state listed, zeros included. Skipped if the
     // coordinator is gone (shutdown).
     if let Ok(all) = broker.transactions.list().await {
-        gauge_header(out, TRANSACTIONS, "Transactional ids, by transaction state.");
+        gauge_header(
+            out,
+            TRANSACTIONS,
+            "Transactional ids this broker coordinates, by transaction state.",
+        );
         for state in crate::transaction::TxnState::LISTED {
             let count = all.iter().filter(|t| t.state == state).count();
             let _ = writeln!(out, "{TRANSACTIONS}{{state=\"{}\"}} {count}", state.as_str());

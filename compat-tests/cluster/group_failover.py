@@ -17,9 +17,12 @@ N_PARTITIONS = 6
 RECORDS = 6000
 
 
-def coordinator_of(admin, group):
-    """(coordinator node id, state name) as DescribeGroups through the admin client sees it;
-    None while it answers a retriable error (the coordinator moving or loading)."""
+def coordinator_of(bs, group):
+    """(coordinator node id, state name) as DescribeGroups through a new admin client sees it
+    (a new one each time: librdkafka's admin client keeps a coordinator it found, even a dead
+    one, in its cache); None while it answers a retriable error (the coordinator moving or
+    loading)."""
+    admin = AdminClient({"bootstrap.servers": bs})
     try:
         d = admin.describe_consumer_groups([group])[group].result(timeout=10)
     except KafkaException as e:
@@ -79,14 +82,14 @@ def group_failover(cl, state):
     for m in members:
         m.start()
     (coordinator, _), _ = wait_for("the group Stable", lambda: (lambda c: c if c and c[1] == "STABLE" else None)(
-        coordinator_of(admin, GROUP)), 30)
+        coordinator_of(bs, GROUP)), 30)
     offsets_leaders = {v[1] for v in partitions(cl, "__consumer_offsets").values()}
     wait_for("some records consumed and committed", lambda: sum(len(m.commits) for m in members) >= 2, 30)
     node = cl.node(coordinator)
     node.kill9()
     killed = time.monotonic()
     # A coordinator elsewhere, and the members committing through it.
-    survivor = AdminClient({"bootstrap.servers": cl.live()[0].bootstrap})
+    survivor = cl.live()[0].bootstrap
     (moved, _), took = wait_for("a new coordinator", lambda: (lambda c: c if c and c[0] != coordinator else None)(
         coordinator_of(survivor, GROUP)), 30, step=0.2)
     wait_for("every record consumed", lambda: len(set().union(*(m.seen for m in members))) >= RECORDS, 60)

@@ -29,6 +29,10 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   partitions led by all three brokers, with a consumer group's offsets in them: read_committed
   sees exactly the committed records (the markers reached every leader, as WriteTxnMarkers to
   the others) and the group's offset is the last committed transaction's.
+- txn-coordinator-kill (txn_markers.py): the broker coordinating a transactional id (the leader
+  of its `__transaction_state` partition) is killed (-9) with a transaction open: the producer
+  commits it through the new coordinator; the next coordinator is killed right after answering
+  a commit: the one after writes its markers; read_committed sees exactly the committed records.
 - follower-pause: a follower stopped (SIGSTOP) leaves the ISR, and rejoins after SIGCONT.
 - min-isr: min.insync.replicas=3 with a follower down: acks=all gets NOT_ENOUGH_REPLICAS, acks=1
   is written but stays above the high watermark until the follower is back.
@@ -290,6 +294,7 @@ def main():
         suite.check("failover", replicated.failover, cl, state)
         suite.check("group-failover", group_failover.group_failover, cl, state)
         suite.check("txn-markers", txn_markers.markers_across_brokers, cl, state)
+        suite.check("txn-coordinator-kill", txn_markers.coordinator_kills, cl, state)
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)

@@ -23,7 +23,6 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use super::RequestContext;
-use crate::broker::coordinators::CoordinatorAddress;
 use crate::coordinator::{
     GroupError, GroupState, HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams,
 };
@@ -45,10 +44,9 @@ fn opt(text: Option<StrBytes>) -> Option<String> {
 }
 
 /// FindCoordinator: a group's coordinator is the leader of its `__consumer_offsets` partition
-/// (the topic is created at the first lookup); COORDINATOR_NOT_AVAILABLE while there is none.
-/// Transactional ids are still coordinated by the broker asked (their log is local for now).
+/// (the topic is created at the first lookup), a transactional id's the leader of its
+/// `__transaction_state` partition; COORDINATOR_NOT_AVAILABLE while there is none.
 pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let config = &ctx.broker.config;
     let key_type = req.key_type;
     let answer = |key: StrBytes| async move {
         let base = Coordinator::default().with_key(key.clone());
@@ -58,11 +56,11 @@ pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequ
                 .group_coordinator(key.as_str())
                 .await
                 .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.to_string())),
-            KEY_TYPE_TRANSACTION => Ok(CoordinatorAddress {
-                node_id: config.node_id,
-                host: config.advertised_host.clone(),
-                port: config.advertised_port,
-            }),
+            KEY_TYPE_TRANSACTION => ctx
+                .broker
+                .transaction_coordinator(key.as_str())
+                .await
+                .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.to_string())),
             _ => Err((
                 ResponseError::InvalidRequest,
                 "unknown coordinator key type".to_string(),

@@ -307,8 +307,19 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
     TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
-fn describe_one(id: TransactionalId, found: Option<TransactionMetadata>) -> TransactionState {
+fn describe_one(id: TransactionalId, found: Result<Option<TransactionMetadata>, TxnError>) -> TransactionState {
     let base = TransactionState::default().with_transactional_id(id);
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            return base
+                .with_error_code(e.code())
+                .with_transaction_state(s(""))
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+                .with_transaction_start_time_ms(-1)
+        }
+    };
     let Some(t) = found else {
         return base
             .with_error_code(ResponseError::TransactionalIdNotFound.code())

@@ -9,7 +9,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
-use crate::server::tests::{coordinator_ready, Client, TestBroker};
+use crate::server::tests::{coordinator_ready, txn_coordinator_ready, Client, TestBroker};
 
 type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -197,14 +197,20 @@ async fn transactions_over_the_wire() -> TestResult {
     let mut c = Client::connect(broker.addr).await?;
     create_t(&mut c, 2).await?;
     coordinator_ready(&mut c, "g").await?;
+    assert_eq!(
+        init(&mut c, "tx").await?.0,
+        16,
+        "NOT_COORDINATOR before __transaction_state exists"
+    );
 
     let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
     let found = c.request(&find, 3).await?.ok_or("closed")?;
     assert_eq!(
         (found.error_code, found.node_id.0),
         (0, 1),
-        "this broker coordinates transactions"
+        "this broker leads every partition of __transaction_state"
     );
+    txn_coordinator_ready(&mut c, "tx").await?;
 
     let (code, pid, epoch) = init(&mut c, "tx").await?;
     assert_eq!((code, epoch), (0, 0));
@@ -328,6 +334,7 @@ async fn transactions_over_the_wire() -> TestResult {
     let dir = broker.crash().await;
     let broker = TestBroker::start_in(dir, &[]).await?;
     let mut c = Client::connect(broker.addr).await?;
+    txn_coordinator_ready(&mut c, "tx").await?;
     let (_, hw, lso, _) = fetch_committed(&mut c, 1).await?;
     assert_eq!((hw, lso), (3, 2), "still open after the crash");
     let d = c.request(&describe, 0).await?.ok_or("closed")?;
@@ -348,6 +355,7 @@ async fn transaction_apis_at_every_version() -> TestResult {
     let mut c = Client::connect(broker.addr).await?;
     create_t(&mut c, 1).await?;
     coordinator_ready(&mut c, "g").await?;
+    txn_coordinator_ready(&mut c, "tx-v0").await?;
     for v in 0..=5i16 {
         let id = TransactionalId(st(&format!("tx-v{v}")));
         let init_req = InitProducerIdRequest::default()
@@ -447,6 +455,7 @@ async fn write_txn_markers_from_another_coordinator() -> TestResult {
     let broker = TestBroker::start(&[]).await?;
     let mut c = Client::connect(broker.addr).await?;
     create_t(&mut c, 1).await?;
+    txn_coordinator_ready(&mut c, "tx").await?;
     let (code, pid, epoch) = init(&mut c, "tx").await?;
     assert_eq!(code, 0);
     assert_eq!(add(&mut c, pid, epoch, "t", vec![0]).await?, vec![0]);

@@ -1,7 +1,8 @@
 //! Where a group's (or transactional id's) coordinator is: the leader of its partition of the
 //! internal topic (Kafka's `abs(hashCode(key)) % partitions`). The topic is created at the first
 //! lookup, as Kafka does, with `offsets.topic.num.partitions` partitions and
-//! `offsets.topic.replication.factor` replicas capped by the brokers registered in the cluster
+//! `offsets.topic.replication.factor` replicas (`transaction.state.log.*` for
+//! `__transaction_state`) capped by the brokers registered in the cluster
 //! (so a single node gets a usable topic rather than an endless COORDINATOR_NOT_AVAILABLE);
 //! while fewer brokers are live than that, the lookup answers COORDINATOR_NOT_AVAILABLE (the
 //! client retries) rather than creating the topic under-replicated for good. Until the offset-preserving cleaner exists (issue #13) the
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use super::{Broker, NewTopic};
 use crate::controller::image::TopicImage;
 use crate::controller::record::NO_LEADER;
-use crate::coordinator::log::{partition_for, OFFSETS_TOPIC};
+use crate::coordinator::log::{partition_for, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::error::BrokerError;
 use crate::metadata::MetadataClient;
 
@@ -45,6 +46,22 @@ impl Broker {
             )
             .await?;
         self.partition_leader(&topic, partition_for(group_id, topic.partitions.len() as i32))
+    }
+
+    /// The broker coordinating `transactional_id`: the leader of its `__transaction_state`
+    /// partition. The topic's `min.insync.replicas` is `transaction.state.log.min.isr` capped
+    /// by its replication factor.
+    pub async fn transaction_coordinator(&self, transactional_id: &str) -> Result<CoordinatorAddress, NoCoordinator> {
+        let t = &self.config.transactions;
+        let topic = self
+            .internal_topic(
+                TRANSACTION_STATE_TOPIC,
+                t.state_log_num_partitions,
+                t.state_log_replication_factor,
+                BTreeMap::from([("min.insync.replicas".to_string(), t.state_log_min_isr.to_string())]),
+            )
+            .await?;
+        self.partition_leader(&topic, partition_for(transactional_id, topic.partitions.len() as i32))
     }
 
     /// The leader of `topic`'s partition `index`, with its client endpoint.
@@ -90,6 +107,10 @@ impl Broker {
                 "{name} needs {rf} live brokers for its replication factor, {live} are live"
             )));
         }
+        if let Some(min_isr) = configs.get_mut("min.insync.replicas") {
+            let capped = min_isr.parse::<i16>().unwrap_or(1).clamp(1, rf);
+            *min_isr = capped.to_string();
+        }
         for (k, v) in [
             ("retention.ms", "-1"),
             ("retention.bytes", "-1"),
@@ -118,5 +139,5 @@ impl Broker {
 
 /// Whether `topic` is one of Kafka's internal topics (Metadata's `is_internal`).
 pub fn is_internal_topic(topic: &str) -> bool {
-    topic == OFFSETS_TOPIC || topic == crate::coordinator::log::TRANSACTION_STATE_TOPIC
+    topic == OFFSETS_TOPIC || topic == TRANSACTION_STATE_TOPIC
 }

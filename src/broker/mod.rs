@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::config::BrokerConfig;
 use crate::controller::image::MetadataImage;
-use crate::coordinator::log::{CoordinatorLog, OFFSETS_TOPIC};
+use crate::coordinator::log::{CoordinatorLog, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 use crate::coordinator::{GroupCoordinator, OffsetStore};
 use crate::error::BrokerError;
 use crate::metadata::MetadataClient;
@@ -133,10 +133,6 @@ impl Broker {
         );
         let (groups, group_actor) = crate::coordinator::start(config.groups, offsets);
         tasks.spawn("group-coordinator", group_actor);
-        let mut machine = crate::transaction::TransactionStateMachine::new(config.transactions.max_timeout_ms);
-        let txn_store =
-            crate::transaction::coordinator::TxnStore::open(&dir, had_clean_shutdown, now_ms(), &mut machine)
-                .context("opening the transaction log")?;
         let (transactions, txn_commands) = crate::transaction::coordinator::channel();
         if had_clean_shutdown {
             std::fs::remove_file(&marker).context("removing clean shutdown marker")?;
@@ -154,11 +150,14 @@ impl Broker {
             tasks,
             _lock: lock,
         });
+        let txn_partitions = image
+            .topic(TRANSACTION_STATE_TOPIC)
+            .map_or(txn_config.state_log_num_partitions, |t| t.partitions.len() as i32);
         let txn_actor = crate::transaction::coordinator::actor(
             txn_commands,
             txn_config,
-            machine,
-            txn_store,
+            CoordinatorLog::new(Arc::clone(&broker.replicas), TRANSACTION_STATE_TOPIC),
+            txn_partitions,
             Arc::downgrade(&broker),
         );
         broker.tasks.spawn("transaction-coordinator", txn_actor);

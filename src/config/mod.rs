@@ -502,6 +502,13 @@ impl BrokerConfig {
             "transaction.remove.expired.transaction.cleanup.interval.ms" => {
                 self.transactions.remove_expired_interval_ms = int(1, i32::MAX as i64)? as u64
             }
+            "transaction.state.log.num.partitions" => {
+                self.transactions.state_log_num_partitions = int(1, 10_000)? as i32
+            }
+            "transaction.state.log.replication.factor" => {
+                self.transactions.state_log_replication_factor = int(1, i16::MAX as i64)? as i16
+            }
+            "transaction.state.log.min.isr" => self.transactions.state_log_min_isr = int(1, i16::MAX as i64)? as i16,
             "metrics.listener" => {
                 let text = value.as_text();
                 self.metrics_listener = if text.trim().is_empty() {

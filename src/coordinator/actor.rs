@@ -43,7 +43,7 @@ use tokio::time::Instant;
 
 use super::error::GroupError;
 use super::group::GroupMetadata;
-use super::log::Replication;
+use super::log::{Leadership, Replication};
 use super::messages::{
     Completion, GroupOverview, GroupState, GroupSummary, HeartbeatParams, JoinGroupParams, JoinGroupResult,
     JoinOutcome, LeaveGroupMember, LeaveMemberResult, OffsetCommitParams, SyncGroupParams, SyncGroupResult,
@@ -152,16 +152,8 @@ enum Command {
         topics: Vec<String>,
         reply: Reply<()>,
     },
-    /// This broker leads `__consumer_offsets` partition `partition` at `epoch`: load it.
-    Elect {
-        partition: i32,
-        epoch: i32,
-        partition_count: i32,
-    },
-    /// This broker no longer leads the partition: drop its groups.
-    Resign {
-        partition: i32,
-    },
+    /// This broker gained or lost the leadership of one of its topic's partitions.
+    Leadership(Leadership),
     /// A load started by `Elect` finished (sent by the loading task).
     Loaded {
         partition: i32,
@@ -352,12 +344,12 @@ impl Actor {
 
     fn dispatch(&mut self, command: Command) {
         match command {
-            Command::Elect {
+            Command::Leadership(Leadership::Gained {
                 partition,
                 epoch,
-                partition_count,
-            } => self.elect(partition, epoch, partition_count),
-            Command::Resign { partition } => self.resign(partition),
+                count,
+            }) => self.elect(partition, epoch, count),
+            Command::Leadership(Leadership::Lost { partition }) => self.resign(partition),
             Command::Loaded {
                 partition,
                 epoch,

@@ -220,23 +220,11 @@ impl GroupCoordinator {
         let _ = self.call(|reply| Command::RemoveTopics { topics, reply }).await;
     }
 
-    /// This broker became the leader of `__consumer_offsets` partition `partition` at `epoch`
-    /// (the topic has `partition_count` partitions): its groups are loaded, and served once
-    /// loaded (COORDINATOR_LOAD_IN_PROGRESS until then).
-    pub async fn elect(&self, partition: i32, epoch: i32, partition_count: i32) {
-        let _ = self
-            .commands
-            .send(Command::Elect {
-                partition,
-                epoch,
-                partition_count,
-            })
-            .await;
-    }
-
-    /// This broker no longer leads the partition: its groups are dropped (NOT_COORDINATOR).
-    pub async fn resign(&self, partition: i32) {
-        let _ = self.commands.send(Command::Resign { partition }).await;
+    /// This broker gained a `__consumer_offsets` partition's leadership (its groups are
+    /// loaded, and served once loaded: COORDINATOR_LOAD_IN_PROGRESS until then) or lost it
+    /// (its groups are dropped: NOT_COORDINATOR).
+    pub async fn leadership(&self, change: Leadership) {
+        let _ = self.commands.send(Command::Leadership(change)).await;
     }
 
     /// Closes the offsets log cleanly and stops the actor; later calls get

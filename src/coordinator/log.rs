@@ -40,6 +40,22 @@ const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 
 pub use crate::storage::batch::KeyValue;
 
+/// A coordinator partition this broker started or stopped leading, as the metadata listener
+/// tells the coordinator that owns the topic: gained (at a new leader epoch) means load it,
+/// lost means drop what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leadership {
+    /// Led here at `epoch`; the topic has `count` partitions.
+    Gained {
+        partition: i32,
+        epoch: i32,
+        count: i32,
+    },
+    Lost {
+        partition: i32,
+    },
+}
+
 /// What a coordinator's log can fail with.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {

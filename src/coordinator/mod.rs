@@ -50,8 +50,6 @@ pub use messages::{
 };
 pub use offsets::{CommittedOffset, FetchedOffset, LoadedOffsets, OffsetCommitEntry, OffsetStore, StoreError};
 
-pub(crate) use crate::supervisor::run_blocking;
-
 /// The coordinator's settings, named after Kafka's broker configs, with Kafka's defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::controller::image::{MetadataImage, TopicImage};
-use crate::coordinator::log::OFFSETS_TOPIC;
+use crate::coordinator::log::{Leadership, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
 
 /// What one image changed for this broker.
 #[derive(Debug, Default)]
@@ -114,33 +114,102 @@ pub async fn run(
     }
 }
 
-/// Tells the group coordinator which `__consumer_offsets` partitions this broker gained
-/// (leader at a new epoch: load) or lost (unload) between two images.
+/// Tells the group coordinator which `__consumer_offsets` partitions, and the transaction
+/// coordinator which `__transaction_state` partitions, this broker gained (leader at a new
+/// epoch: load) or lost (unload) between two images.
 pub async fn update_coordinators(broker: &Broker, old: &MetadataImage, new: &MetadataImage) {
     let me = broker.config.node_id;
-    let before = old.topic(OFFSETS_TOPIC);
-    let after = new.topic(OFFSETS_TOPIC);
+    for change in leadership_changes(me, old.topic(OFFSETS_TOPIC), new.topic(OFFSETS_TOPIC)) {
+        broker.groups.leadership(change).await;
+    }
+    let (before, after) = (old.topic(TRANSACTION_STATE_TOPIC), new.topic(TRANSACTION_STATE_TOPIC));
+    for change in leadership_changes(me, before, after) {
+        broker.transactions.leadership(change).await;
+    }
+}
+
+/// The partitions of one internal topic whose leadership by `me` changed between two images.
+fn leadership_changes(me: i32, before: Option<&Arc<TopicImage>>, after: Option<&Arc<TopicImage>>) -> Vec<Leadership> {
     if let (Some(a), Some(b)) = (before, after) {
         if Arc::ptr_eq(a, b) {
-            return;
+            return Vec::new();
         }
     }
+    let mut changes = Vec::new();
     let count = after.map_or(0, |t| t.partitions.len());
     for (index, reg) in after.iter().flat_map(|t| t.partitions.iter().enumerate()) {
         let was = before.and_then(|t| t.partitions.get(index));
-        let index = index as i32;
+        let partition = index as i32;
         if reg.leader == me {
             if !was.is_some_and(|w| w.leader == me && w.leader_epoch == reg.leader_epoch) {
-                broker.groups.elect(index, reg.leader_epoch, count as i32).await;
+                changes.push(Leadership::Gained {
+                    partition,
+                    epoch: reg.leader_epoch,
+                    count: count as i32,
+                });
             }
         } else if was.is_some_and(|w| w.leader == me) {
-            broker.groups.resign(index).await;
+            changes.push(Leadership::Lost { partition });
         }
     }
     // Partitions gone with the topic (deleted, or fewer: never happens to an internal topic).
     for (index, reg) in before.iter().flat_map(|t| t.partitions.iter().enumerate()) {
         if index >= count && reg.leader == me {
-            broker.groups.resign(index as i32).await;
+            changes.push(Leadership::Lost {
+                partition: index as i32,
+            });
         }
+    }
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::record::PartitionRegistration;
+
+    fn topic(leaders: &[(i32, i32)]) -> Arc<TopicImage> {
+        Arc::new(TopicImage {
+            name: TRANSACTION_STATE_TOPIC.into(),
+            id: Uuid::nil(),
+            partitions: leaders
+                .iter()
+                .map(|&(leader, epoch)| {
+                    let mut p = PartitionRegistration::new(vec![1, 2]);
+                    p.leader = leader;
+                    p.leader_epoch = epoch;
+                    p
+                })
+                .collect(),
+            configs: Default::default(),
+        })
+    }
+
+    #[test]
+    fn coordinator_partitions_follow_leadership() {
+        let first = topic(&[(1, 0), (2, 0), (1, 0)]);
+        let gained = |partition, epoch| Leadership::Gained {
+            partition,
+            epoch,
+            count: 3,
+        };
+        // Created: every partition led here is loaded.
+        assert_eq!(
+            leadership_changes(1, None, Some(&first)),
+            vec![gained(0, 0), gained(2, 0)]
+        );
+        // The same image: nothing.
+        assert!(leadership_changes(1, Some(&first), Some(&first)).is_empty());
+        // 0 moves away, 1 comes here, 2 is led here at a new epoch (reloaded).
+        let next = topic(&[(2, 1), (1, 1), (1, 1)]);
+        assert_eq!(
+            leadership_changes(1, Some(&first), Some(&next)),
+            vec![Leadership::Lost { partition: 0 }, gained(1, 1), gained(2, 1)]
+        );
+        // Deleted: every partition led here is dropped.
+        assert_eq!(
+            leadership_changes(1, Some(&next), None),
+            vec![Leadership::Lost { partition: 1 }, Leadership::Lost { partition: 2 }]
+        );
     }
 }

@@ -111,11 +111,9 @@ fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
     Ok(())
 }
 
-/// Internal logs the broker owns outside the topic metadata (Kafka's names).
+/// The log the broker keeps outside the topic metadata: the metadata log itself.
 fn is_internal_log(dir_name: &str) -> bool {
-    ["__cluster_metadata", "__transaction_state"]
-        .iter()
-        .any(|prefix| dir_name.starts_with(prefix))
+    dir_name.starts_with("__cluster_metadata")
 }
 
 /// Removes what a crash can leave behind: directories of deletions in progress (`*-delete`)
@@ -814,7 +812,7 @@ mod tests {
             rm.shutdown()?;
         }
         std::fs::create_dir_all(dir.path().join("gone-0.abc-delete"))?;
-        std::fs::create_dir_all(dir.path().join("__transaction_state-0"))?;
+        std::fs::create_dir_all(dir.path().join("__cluster_metadata-0"))?;
         // Same name, new id (deleted and recreated before the files went away).
         let new = meta("t", 1);
         let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[new], false, 16)?;
@@ -822,8 +820,8 @@ mod tests {
         assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
         assert!(!dir.path().join("gone-0.abc-delete").exists());
         assert!(
-            dir.path().join("__transaction_state-0").exists(),
-            "internal logs are not strays"
+            dir.path().join("__cluster_metadata-0").exists(),
+            "the metadata log is not a stray"
         );
         Ok(())
     }

@@ -116,6 +116,36 @@ pub async fn coordinator_ready(c: &mut Client, group: &str) -> Result<(), Box<dy
     }
 }
 
+/// Waits until this broker coordinates `transactional_id`: FindCoordinator (creating
+/// `__transaction_state`) answers, and no partition of it is still loading.
+pub async fn txn_coordinator_ready(
+    c: &mut Client,
+    transactional_id: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use kafka_protocol::messages::{FindCoordinatorRequest, ListTransactionsRequest};
+    use kafka_protocol::protocol::StrBytes;
+    let find = FindCoordinatorRequest::default()
+        .with_key(StrBytes::from_string(transactional_id.to_string()))
+        .with_key_type(1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = c.request(&find, 3).await?.ok_or("closed")?;
+        if found.error_code == 0 {
+            let listed = c
+                .request(&ListTransactionsRequest::default(), 0)
+                .await?
+                .ok_or("closed")?;
+            if listed.error_code == 0 {
+                return Ok(());
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("no transaction coordinator for {transactional_id}").into());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Result<Self, std::io::Error> {
         Ok(Client {

@@ -14,7 +14,6 @@
 //! - `checkpoint`: durable text checkpoints (leader epochs, log start offset, recovery point).
 //! - `leader_epoch`: the epoch -> start offset cache behind OffsetsForLeaderEpoch.
 //! - `txn_index`: the aborted-transaction index (`.txnindex`) of a segment.
-//! - `internal_log`: `InternalLog`, a compacted key/value log for the broker's own state.
 //! - `read`: `ReadPlan` (a read planned under the log lock, run without it), timestamp lookups.
 //! - `recovery`: loading a partition directory, truncating a torn tail.
 //! - `damage`: invalid bytes recovery found between valid batches: kept, skipped, reported.
@@ -30,7 +29,6 @@ pub mod damage;
 mod decompress;
 pub mod error;
 mod index;
-pub mod internal_log;
 mod leader_epoch;
 pub mod log;
 mod producer_state;

@@ -1,49 +1,49 @@
-//! The transaction coordinator actor (Kafka's `TransactionCoordinator` on one node).
+//! The transaction coordinator actor (Kafka's `TransactionCoordinator` and
+//! `TransactionStateManager`).
 //!
-//! One tokio task owns the [`TransactionStateMachine`] and the `__transaction_state-0` internal
-//! log; request handlers talk to it through [`TxnCoordinator`]. Every state change is appended to
-//! the log (one record per transactional id, key-compacted) before the client is answered, and
-//! undone in memory if the append fails (the client gets COORDINATOR_NOT_AVAILABLE and retries).
+//! One tokio task owns the [`TransactionStateMachine`] of the transactional ids this broker
+//! coordinates: those whose `__transaction_state` partition (Kafka's
+//! `abs(hashCode(transactional.id)) % transaction.state.log.num.partitions`) it leads. The
+//! metadata listener tells it which partitions it gained (`elect`: the partition is replayed off
+//! the async workers, COORDINATOR_LOAD_IN_PROGRESS meanwhile) and lost (`resign`: its ids are
+//! dropped); an id of any other partition gets NOT_COORDINATOR and the client looks the
+//! coordinator up again. Request handlers talk to it through [`TxnCoordinator`].
+//!
+//! Every state change is a record (one per transactional id, see `record.rs`) appended to the
+//! id's partition at the leader epoch it was loaded with, and takes effect, in memory and for
+//! the client, only once the partition's high watermark passes it (replicated to the ISR), as
+//! Kafka's `appendTransactionToLog` does. Meanwhile later requests for the same id wait their
+//! turn (parked in order) so each one sees the state the previous one left. A write that is
+//! not replicated in time answers COORDINATOR_NOT_AVAILABLE, one whose leadership was lost
+//! NOT_COORDINATOR; the id's state stays what was last replicated.
 //!
 //! Completing a transaction: EndTxn (or a fencing InitProducerId, or the timeout) moves it to
-//! PrepareCommit / PrepareAbort, which is persisted; the client is answered; then a marker task
-//! writes the commit/abort marker to every data partition of the transaction (waiting, as
-//! acks=-1, for each to be acknowledged) and hands the group coordinator the end of the
-//! producer's transactional offsets (`__consumer_offsets` in the transaction, added by
-//! AddOffsetsToTxn). Failed partitions are retried with backoff. When all are done the actor
-//! persists CompleteCommit / CompleteAbort. After a restart, transactions found in a Prepare state
-//! get their markers written again (markers are idempotent for the log: a second one for a
-//! producer without an open transaction changes nothing a consumer sees).
+//! PrepareCommit / PrepareAbort; once that is replicated the client is answered and a marker
+//! task (`markers.rs`) writes the commit/abort marker to every partition of the transaction; when
+//! all are acknowledged the actor records CompleteCommit / CompleteAbort. A new coordinator
+//! that loads a transaction in a Prepare state writes its markers again (markers are idempotent
+//! for the log: a second one for a producer without an open transaction changes nothing a
+//! consumer sees), so transaction state survives the death of its coordinator's broker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Weak;
 use std::time::Duration;
 
-use kafka_protocol::messages::write_txn_markers_request::{WritableTxnMarker, WritableTxnMarkerTopic};
-use kafka_protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
-use kafka_protocol::protocol::StrBytes;
-
-use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use super::markers::{write_markers, CoordinatorPartition};
 use super::record;
 use super::state_machine::{MarkerJob, TransactionMetadata, TransactionStateMachine, TxnError, TxnResult};
 use super::TransactionConfig;
 use crate::broker::Broker;
-use crate::controller::record::NO_LEADER;
-use crate::metadata::MetadataClient;
-use crate::replication::broker_client::BrokerClient;
-use crate::storage::internal_log::{InternalLog, InternalLogError, KeyValue};
-use crate::storage::{EndTxnMarker, MarkerType};
+use crate::coordinator::log::{partition_for, CoordinatorLog, KeyValue, Leadership, LogError};
 
-/// Directory of the transaction log under the broker's log dir (Kafka's topic name, one partition).
-pub const TXN_LOG_DIR: &str = "__transaction_state-0";
 /// The topic of the partition AddOffsetsToTxn adds: the group's `__consumer_offsets` partition.
 pub use crate::coordinator::log::OFFSETS_TOPIC;
 const COMMAND_CHANNEL_CAPACITY: usize = 1024;
-/// How long one round of marker writes waits for acknowledgements before retrying.
-const MARKER_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-const MARKER_RETRY_MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a state record may take to reach the ISR before the client is answered
+/// COORDINATOR_NOT_AVAILABLE (and retries).
+const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -71,13 +71,27 @@ enum Command {
     },
     Describe {
         transactional_ids: Vec<String>,
-        reply: Reply<Vec<Option<TransactionMetadata>>>,
+        reply: Reply<Vec<Result<Option<TransactionMetadata>, TxnError>>>,
     },
     List {
-        reply: Reply<Vec<TransactionMetadata>>,
+        reply: Reply<Result<Vec<TransactionMetadata>, TxnError>>,
     },
     MarkersWritten {
         job: MarkerJob,
+        coordinator: CoordinatorPartition,
+    },
+    /// This broker gained or lost the leadership of one of its topic's partitions.
+    Leadership(Leadership),
+    /// A partition's replay finished (the latest record of every id, `None` for a tombstone).
+    Loaded {
+        partition: i32,
+        epoch: i32,
+        result: Result<Vec<(String, Option<TransactionMetadata>)>, LogError>,
+    },
+    /// A state record's replication finished.
+    Written {
+        write: Box<Write>,
+        result: Result<(), LogError>,
     },
     Shutdown {
         reply: Reply<()>,
@@ -172,8 +186,12 @@ impl TxnCoordinator {
         .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
     }
 
-    /// DescribeTransactions: each id's state, `None` if unknown. `Err` if the actor is gone.
-    pub async fn describe(&self, transactional_ids: Vec<String>) -> Result<Vec<Option<TransactionMetadata>>, TxnError> {
+    /// DescribeTransactions: each id's state, `None` if unknown, `Err` where this broker does
+    /// not coordinate it. `Err` if the actor is gone.
+    pub async fn describe(
+        &self,
+        transactional_ids: Vec<String>,
+    ) -> Result<Vec<Result<Option<TransactionMetadata>, TxnError>>, TxnError> {
         self.call(|reply| Command::Describe {
             transactional_ids,
             reply,
@@ -182,84 +200,89 @@ impl TxnCoordinator {
         .ok_or(TxnError::CoordinatorNotAvailable)
     }
 
-    /// ListTransactions: every transactional id, sorted.
+    /// ListTransactions: every transactional id this broker coordinates, sorted
+    /// (COORDINATOR_LOAD_IN_PROGRESS while one of its partitions loads).
     pub async fn list(&self) -> Result<Vec<TransactionMetadata>, TxnError> {
         self.call(|reply| Command::List { reply })
             .await
-            .ok_or(TxnError::CoordinatorNotAvailable)
+            .unwrap_or(Err(TxnError::CoordinatorNotAvailable))
     }
 
-    /// Closes the transaction log cleanly; later calls answer COORDINATOR_NOT_AVAILABLE.
+    /// This broker gained a `__transaction_state` partition's leadership (its ids are loaded,
+    /// and served once loaded) or lost it (its ids are dropped: NOT_COORDINATOR).
+    pub async fn leadership(&self, change: Leadership) {
+        let _ = self.commands.send(Command::Leadership(change)).await;
+    }
+
+    /// Stops the actor; later calls answer COORDINATOR_NOT_AVAILABLE.
     pub async fn shutdown(&self) {
         let _ = self.call(|reply| Command::Shutdown { reply }).await;
     }
 }
 
-/// The transaction log: one record per transactional id (see `record.rs`), tombstone on expiry.
-pub struct TxnStore {
-    log: InternalLog,
+/// A state change appended and waiting to be replicated, with what to do once it is.
+pub struct Write {
+    transactional_id: String,
+    at: CoordinatorPartition,
+    after: TransactionMetadata,
+    /// Markers to write once the change is durable.
+    markers: Option<MarkerJob>,
+    answer: Answer,
 }
 
-impl TxnStore {
-    /// Opens `<log_dir>/__transaction_state-0` and replays it into `machine`.
-    pub fn open(
-        log_dir: &std::path::Path,
-        had_clean_shutdown: bool,
-        now_ms: i64,
-        machine: &mut TransactionStateMachine,
-    ) -> Result<Self, InternalLogError> {
-        let log = InternalLog::open(log_dir, TXN_LOG_DIR, had_clean_shutdown, now_ms, |r| {
-            let key = r.key.ok_or("record without a key")?;
-            let id = record::decode_key(key).map_err(|e| e.to_string())?;
-            match r.value {
-                None => machine.forget(&id),
-                Some(value) => machine.restore(record::decode_value(&id, value).map_err(|e| e.to_string())?),
+/// Who waits for a state change, and what they are told once it is replicated.
+enum Answer {
+    Nobody,
+    ProducerId(Reply<Result<(i64, i16), TxnError>>, Result<(i64, i16), TxnError>),
+    Done(Reply<Result<(), TxnError>>, Result<(), TxnError>),
+    /// A completion: if it cannot be recorded the markers are written again.
+    Completion(MarkerJob),
+}
+
+impl Answer {
+    fn succeed(self) {
+        match self {
+            Answer::ProducerId(reply, result) => {
+                let _ = reply.send(result);
             }
-            Ok(())
-        })?;
-        Ok(TxnStore { log })
-    }
-
-    fn kv(t: &TransactionMetadata) -> Result<KeyValue, InternalLogError> {
-        let encode = |e: record::RecordError| InternalLogError::Encode(e.to_string());
-        Ok((
-            record::encode_key(&t.transactional_id).map_err(encode)?,
-            Some(record::encode_value(t).map_err(encode)?),
-        ))
-    }
-
-    fn store(&mut self, t: &TransactionMetadata, now_ms: i64) -> Result<(), InternalLogError> {
-        self.log.append(&[Self::kv(t)?], now_ms)
-    }
-
-    fn remove(&mut self, ids: &[String], now_ms: i64) -> Result<(), InternalLogError> {
-        let mut kvs: Vec<KeyValue> = Vec::with_capacity(ids.len());
-        for id in ids {
-            let key = record::encode_key(id).map_err(|e| InternalLogError::Encode(e.to_string()))?;
-            kvs.push((key, None::<Bytes>));
-        }
-        self.log.append_chunked(&kvs, now_ms, |_| {})
-    }
-
-    fn maybe_compact(&mut self, machine: &TransactionStateMachine, now_ms: i64) {
-        let live = machine.list();
-        if !self.log.should_compact(live.len()) {
-            return;
-        }
-        let kvs: Result<Vec<KeyValue>, InternalLogError> = live.into_iter().map(Self::kv).collect();
-        let compacted = crate::coordinator::run_blocking(|| kvs.and_then(|kvs| self.log.compact(&kvs, now_ms)));
-        if let Err(e) = compacted {
-            tracing::warn!(error = %e, "transaction log compaction failed");
+            Answer::Done(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Answer::Nobody | Answer::Completion(_) => {}
         }
     }
+
+    fn fail(self, error: TxnError) {
+        match self {
+            Answer::ProducerId(reply, _) => {
+                let _ = reply.send(Err(error));
+            }
+            Answer::Done(reply, _) => {
+                let _ = reply.send(Err(error));
+            }
+            Answer::Nobody | Answer::Completion(_) => {}
+        }
+    }
+}
+
+/// Whether a partition of `__transaction_state` led here is being replayed or serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    Loading(i32),
+    Loaded(i32),
 }
 
 struct Actor {
     config: TransactionConfig,
     machine: TransactionStateMachine,
-    store: Option<TxnStore>,
+    log: CoordinatorLog,
+    /// `__transaction_state`'s partition count (from the metadata; the config until it exists).
+    partition_count: i32,
+    partitions: HashMap<i32, Load>,
+    /// Ids with a state change being replicated, and the requests for them waiting their turn.
+    pending: HashMap<String, VecDeque<Command>>,
     broker: Weak<Broker>,
-    /// For marker tasks to report back (weak: the actor stops when the broker's handle goes).
+    /// For tasks to report back (weak: the actor stops when the broker's handle goes).
     sender: mpsc::WeakSender<Command>,
 }
 
@@ -267,32 +290,41 @@ fn now_ms() -> u64 {
     u64::try_from(crate::replication::replica_manager::now_ms()).unwrap_or(0)
 }
 
-/// The actor, owning the opened transaction log, as a future for the broker's supervisor to
-/// spawn. Transactions left in a Prepare state get their markers written.
+/// The actor as a future for the broker's supervisor to spawn. It serves no transactional id
+/// until the metadata listener elects it for a partition.
 pub fn actor(
     commands: TxnCommands,
     config: TransactionConfig,
-    machine: TransactionStateMachine,
-    store: TxnStore,
+    log: CoordinatorLog,
+    partition_count: i32,
     broker: Weak<Broker>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
     let TxnCommands { receiver, sender } = commands;
     let actor = Actor {
+        machine: TransactionStateMachine::new(config.max_timeout_ms),
         config,
-        machine,
-        store: Some(store),
+        log,
+        partition_count: partition_count.max(1),
+        partitions: HashMap::new(),
+        pending: HashMap::new(),
         broker,
         sender,
     };
     actor.run(receiver)
 }
 
+/// The client's answer to a failed state write.
+fn write_failed(error: &LogError) -> TxnError {
+    if error.is_not_leader() {
+        TxnError::NotCoordinator
+    } else {
+        tracing::warn!(error = %error, "a transaction state record was not replicated");
+        TxnError::CoordinatorNotAvailable
+    }
+}
+
 impl Actor {
     async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
-        for job in self.machine.pending_marker_jobs() {
-            tracing::info!(transactional_id = %job.transactional_id, result = ?job.result, "resuming transaction markers");
-            self.dispatch_markers(job);
-        }
         let mut abort_tick =
             tokio::time::interval(Duration::from_millis(self.config.abort_timed_out_interval_ms.max(1)));
         let mut expire_tick =
@@ -303,29 +335,53 @@ impl Actor {
             tokio::select! {
                 command = receiver.recv() => match command {
                     Some(Command::Shutdown { reply }) => {
-                        self.close();
                         let _ = reply.send(());
                         return;
                     }
                     Some(command) => self.handle(command),
-                    None => break,
+                    None => return,
                 },
                 _ = abort_tick.tick() => self.abort_timed_out(),
                 _ = expire_tick.tick() => self.expire_ids(),
             }
         }
-        self.close();
     }
 
-    fn close(&mut self) {
-        if let Some(store) = self.store.take() {
-            if let Err(e) = store.log.close(crate::replication::replica_manager::now_ms()) {
-                tracing::error!(error = %e, "closing the transaction log failed");
-            }
+    /// Where `transactional_id` is coordinated, if here: its partition at the loaded epoch.
+    fn serving(&self, transactional_id: &str) -> Result<CoordinatorPartition, TxnError> {
+        let partition = partition_for(transactional_id, self.partition_count);
+        match self.partitions.get(&partition) {
+            Some(Load::Loaded(epoch)) => Ok(CoordinatorPartition {
+                partition,
+                epoch: *epoch,
+            }),
+            Some(Load::Loading(_)) => Err(TxnError::CoordinatorLoadInProgress),
+            None => Err(TxnError::NotCoordinator),
+        }
+    }
+
+    /// The id a command changes, if it changes one.
+    fn changes(command: &Command) -> Option<&str> {
+        match command {
+            Command::InitProducerId { transactional_id, .. }
+            | Command::EndTxn { transactional_id, .. }
+            | Command::AddPartitions {
+                transactional_id,
+                verify_only: false,
+                ..
+            } => Some(transactional_id),
+            Command::MarkersWritten { job, .. } => Some(&job.transactional_id),
+            _ => None,
         }
     }
 
     fn handle(&mut self, command: Command) {
+        if let Some(id) = Self::changes(&command) {
+            if let Some(queue) = self.pending.get_mut(id) {
+                queue.push_back(command);
+                return;
+            }
+        }
         let now = now_ms();
         match command {
             Command::InitProducerId {
@@ -334,6 +390,10 @@ impl Actor {
                 expected,
                 reply,
             } => {
+                if let Err(e) = self.serving(&transactional_id) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 let before = self.machine.get(&transactional_id).cloned();
                 let broker = self.broker.upgrade();
                 let mut allocation_failed = false;
@@ -353,18 +413,13 @@ impl Actor {
                     self.machine
                         .init_producer_id(&transactional_id, timeout_ms, expected, now, &mut allocate);
                 drop(broker);
-                let result = if allocation_failed {
+                if allocation_failed {
                     self.revert(&transactional_id, before);
-                    Err(TxnError::CoordinatorNotAvailable)
-                } else {
-                    self.persist(&transactional_id, before).and(outcome.result)
-                };
-                if let Some(job) = outcome.markers {
-                    if !matches!(result, Err(TxnError::CoordinatorNotAvailable)) {
-                        self.dispatch_markers(job);
-                    }
+                    let _ = reply.send(Err(TxnError::CoordinatorNotAvailable));
+                    return;
                 }
-                let _ = reply.send(result);
+                let answer = Answer::ProducerId(reply, outcome.result);
+                self.record_change(transactional_id, before, outcome.markers, answer);
             }
             Command::AddPartitions {
                 transactional_id,
@@ -374,17 +429,23 @@ impl Actor {
                 verify_only,
                 reply,
             } => {
-                let result = if verify_only {
-                    self.machine
-                        .verify_partitions(&transactional_id, producer_id, epoch, &partitions)
-                } else {
-                    let before = self.machine.get(&transactional_id).cloned();
-                    let result = self
-                        .machine
-                        .add_partitions(&transactional_id, producer_id, epoch, &partitions, now);
-                    result.and_then(|()| self.persist(&transactional_id, before))
-                };
-                let _ = reply.send(result);
+                if let Err(e) = self.serving(&transactional_id) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+                if verify_only {
+                    let _ =
+                        reply.send(
+                            self.machine
+                                .verify_partitions(&transactional_id, producer_id, epoch, &partitions),
+                        );
+                    return;
+                }
+                let before = self.machine.get(&transactional_id).cloned();
+                let result = self
+                    .machine
+                    .add_partitions(&transactional_id, producer_id, epoch, &partitions, now);
+                self.record_change(transactional_id, before, None, Answer::Done(reply, result));
             }
             Command::EndTxn {
                 transactional_id,
@@ -393,14 +454,15 @@ impl Actor {
                 commit,
                 reply,
             } => {
+                if let Err(e) = self.serving(&transactional_id) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 let before = self.machine.get(&transactional_id).cloned();
                 let result = if commit { TxnResult::Commit } else { TxnResult::Abort };
                 let outcome = self.machine.end_txn(&transactional_id, producer_id, epoch, result, now);
-                let result = outcome.result.and_then(|()| self.persist(&transactional_id, before));
-                if let (Ok(()), Some(job)) = (&result, outcome.markers) {
-                    self.dispatch_markers(job);
-                }
-                let _ = reply.send(result);
+                let markers = outcome.markers.filter(|_| outcome.result.is_ok());
+                self.record_change(transactional_id, before, markers, Answer::Done(reply, outcome.result));
             }
             Command::Describe {
                 transactional_ids,
@@ -408,55 +470,125 @@ impl Actor {
             } => {
                 let found = transactional_ids
                     .iter()
-                    .map(|id| self.machine.get(id).cloned())
+                    .map(|id| self.serving(id).map(|_| self.machine.get(id).cloned()))
                     .collect();
                 let _ = reply.send(found);
             }
             Command::List { reply } => {
-                let _ = reply.send(self.machine.list().into_iter().cloned().collect());
-            }
-            Command::MarkersWritten { job } => {
-                let before = self.machine.get(&job.transactional_id).cloned();
-                self.machine.markers_written(&job, now);
-                if let Err(e) = self.persist(&job.transactional_id, before) {
-                    // The markers are in the logs; the Prepare state stays and is retried.
-                    tracing::warn!(transactional_id = %job.transactional_id, error = %e, "could not persist a completed transaction; retrying its markers");
-                    self.dispatch_markers(job);
+                let loading = self.partitions.values().any(|l| matches!(l, Load::Loading(_)));
+                let _ = reply.send(if loading {
+                    Err(TxnError::CoordinatorLoadInProgress)
                 } else {
-                    tracing::debug!(transactional_id = %job.transactional_id, result = ?job.result, "transaction complete");
-                }
+                    Ok(self.machine.list().into_iter().cloned().collect())
+                });
             }
+            Command::MarkersWritten { job, coordinator } => {
+                if self.serving(&job.transactional_id) != Ok(coordinator) {
+                    return; // another coordinator (or epoch) finishes it
+                }
+                let id = job.transactional_id.clone();
+                let before = self.machine.get(&id).cloned();
+                self.machine.markers_written(&job, now);
+                self.record_change(id, before, None, Answer::Completion(job));
+            }
+            Command::Leadership(Leadership::Gained {
+                partition,
+                epoch,
+                count,
+            }) => self.elect(partition, epoch, count),
+            Command::Leadership(Leadership::Lost { partition }) => self.resign(partition),
+            Command::Loaded {
+                partition,
+                epoch,
+                result,
+            } => self.loaded(partition, epoch, result),
+            Command::Written { write, result } => self.written(*write, result),
             Command::Shutdown { reply } => {
-                self.close();
                 let _ = reply.send(());
             }
         }
     }
 
-    /// Writes the id's record if the call changed it; on failure restores `before` in memory.
-    fn persist(&mut self, transactional_id: &str, before: Option<TransactionMetadata>) -> Result<(), TxnError> {
-        let after = self.machine.get(transactional_id).cloned();
-        if after == before {
-            return Ok(());
-        }
-        let Some(after) = after else { return Ok(()) };
-        let now = crate::replication::replica_manager::now_ms();
-        let written = match self.store.as_mut() {
-            Some(store) => store.store(&after, now),
-            None => Err(InternalLogError::Poisoned),
+    /// The state machine changed `transactional_id` (or not) from `before`: the change is put
+    /// back, appended to the id's partition, and applied when replicated (see the module docs).
+    /// Nothing changed: the answer goes out now.
+    fn record_change(
+        &mut self,
+        transactional_id: String,
+        before: Option<TransactionMetadata>,
+        markers: Option<MarkerJob>,
+        answer: Answer,
+    ) {
+        let after = self.machine.get(&transactional_id).cloned();
+        let Some(after) = after.filter(|a| Some(a) != before.as_ref()) else {
+            answer.succeed();
+            if let Some(job) = markers {
+                self.dispatch_markers(job);
+            }
+            return;
         };
-        match written {
-            Ok(()) => {
-                if let Some(store) = self.store.as_mut() {
-                    store.maybe_compact(&self.machine, now);
+        self.revert(&transactional_id, before);
+        let at = match self.serving(&transactional_id) {
+            Ok(at) => at,
+            Err(e) => return answer.fail(e),
+        };
+        let appended = state_record(&after).and_then(|kv| {
+            self.log.append(
+                at.partition,
+                at.epoch,
+                &[kv],
+                crate::replication::replica_manager::now_ms(),
+            )
+        });
+        let replication = match appended {
+            Ok(r) => r,
+            Err(e) => return answer.fail(write_failed(&e)),
+        };
+        self.pending.entry(transactional_id.clone()).or_default();
+        let write = Box::new(Write {
+            transactional_id,
+            at,
+            after,
+            markers,
+            answer,
+        });
+        let done = self.sender.clone();
+        let Some(tasks) = self.broker.upgrade().map(|b| b.tasks.clone()) else {
+            return; // shutting down: the answer is dropped (COORDINATOR_NOT_AVAILABLE)
+        };
+        tasks.spawn("transaction-state-write", async move {
+            let result = replication.wait(STATE_WRITE_TIMEOUT).await;
+            if let Some(done) = done.upgrade() {
+                let _ = done.send(Command::Written { write, result }).await;
+            }
+        });
+    }
+
+    /// A state record's replication finished: the change applies if it is committed and this
+    /// broker still coordinates the id; then the requests parked behind it run.
+    fn written(&mut self, write: Write, result: Result<(), LogError>) {
+        let parked = self.pending.remove(&write.transactional_id).unwrap_or_default();
+        let current = self.serving(&write.transactional_id) == Ok(write.at);
+        match (result, current) {
+            (Ok(()), true) => {
+                self.machine.restore(write.after);
+                write.answer.succeed();
+                if let Some(job) = write.markers {
+                    self.dispatch_markers(job);
                 }
-                Ok(())
             }
-            Err(e) => {
-                tracing::error!(transactional_id, error = %e, "writing the transaction log failed");
-                self.revert(transactional_id, before);
-                Err(TxnError::CoordinatorNotAvailable)
+            (Ok(()), false) => write.answer.fail(TxnError::NotCoordinator),
+            (Err(e), _) => {
+                let error = write_failed(&e);
+                if let (Answer::Completion(job), true) = (&write.answer, current) {
+                    // The markers are in the logs; the Prepare state stays: write them again.
+                    self.dispatch_markers(job.clone());
+                }
+                write.answer.fail(error);
             }
+        }
+        for command in parked {
+            self.handle(command);
         }
     }
 
@@ -469,183 +601,78 @@ impl Actor {
 
     fn abort_timed_out(&mut self) {
         let now = now_ms();
-        for job in self.machine.abort_timed_out(now) {
-            tracing::info!(transactional_id = %job.transactional_id, producer_id = job.producer_id,
-                "aborting a transaction past its timeout");
-            if let (Some(store), Some(t)) = (self.store.as_mut(), self.machine.get(&job.transactional_id)) {
-                if let Err(e) = store.store(t, crate::replication::replica_manager::now_ms()) {
-                    tracing::error!(error = %e, "writing the transaction log failed");
-                }
+        for id in self.machine.timed_out(now) {
+            if self.pending.contains_key(&id) {
+                continue; // the next round sees what the write in flight leaves
             }
-            self.dispatch_markers(job);
+            let before = self.machine.get(&id).cloned();
+            let Some(job) = self.machine.abort_timed_out_one(&id, now) else {
+                continue;
+            };
+            tracing::info!(transactional_id = %id, producer_id = job.producer_id,
+                "aborting a transaction past its timeout");
+            self.record_change(id, before, Some(job), Answer::Nobody);
         }
     }
 
+    /// Forgets ids unused for `transactional.id.expiration.ms`, with a tombstone each (not
+    /// waited for: an expiry that is lost only keeps an idle id a while longer).
     fn expire_ids(&mut self) {
-        let gone = self.machine.expire_ids(now_ms(), self.config.id_expiration_ms);
+        let gone: Vec<String> = self
+            .machine
+            .expired(now_ms(), self.config.id_expiration_ms)
+            .into_iter()
+            .filter(|id| !self.pending.contains_key(id))
+            .collect();
         if gone.is_empty() {
             return;
         }
-        tracing::info!(count = gone.len(), "expired transactional ids");
-        if let Some(store) = self.store.as_mut() {
-            if let Err(e) = store.remove(&gone, crate::replication::replica_manager::now_ms()) {
-                tracing::error!(error = %e, "writing the transaction log failed");
+        tracing::info!(count = gone.len(), "expiring transactional ids");
+        let mut by_partition: HashMap<CoordinatorPartition, Vec<KeyValue>> = HashMap::new();
+        for id in &gone {
+            let (Ok(at), Ok(key)) = (self.serving(id), record::encode_key(id)) else {
+                continue;
+            };
+            by_partition.entry(at).or_default().push((key, None));
+            self.machine.forget(id);
+        }
+        let now = crate::replication::replica_manager::now_ms();
+        for (at, kvs) in by_partition {
+            // The replication is not waited for (see above).
+            if let Err(e) = self.log.append(at.partition, at.epoch, &kvs, now).map(drop) {
+                tracing::warn!(partition = at.partition, error = %e, "writing transactional id tombstones failed");
             }
         }
     }
 
     /// Writes the job's markers on a task of its own; it reports `MarkersWritten` when done.
     fn dispatch_markers(&self, job: MarkerJob) {
+        let Ok(coordinator) = self.serving(&job.transactional_id) else {
+            return; // no longer coordinated here: the new coordinator resumes it
+        };
         let Some(tasks) = self.broker.upgrade().map(|b| b.tasks.clone()) else {
             return; // the broker is gone: shutting down
         };
         let broker = self.broker.clone();
         let done = self.sender.clone();
         tasks.spawn("transaction-markers", async move {
-            if write_markers(&broker, &job).await {
+            if write_markers(&broker, &job, coordinator).await {
                 if let Some(done) = done.upgrade() {
-                    let _ = done.send(Command::MarkersWritten { job }).await;
+                    let _ = done.send(Command::MarkersWritten { job, coordinator }).await;
                 }
             }
         });
     }
 }
 
-/// Writes a job's markers until every partition has acknowledged one; false if the broker is
-/// gone (shutdown). Each partition goes to its leader as the current metadata names it: this
-/// broker's own partitions directly, the others as WriteTxnMarkers to their leader; a
-/// `__consumer_offsets` partition ends the producer's pending offsets in its group coordinator.
-/// A partition gone from the metadata (its topic deleted) has nothing to mark; one without a
-/// leader, or whose leader fails, is retried with backoff.
-async fn write_markers(broker: &Weak<Broker>, job: &MarkerJob) -> bool {
-    let commit = job.result == TxnResult::Commit;
-    let marker = EndTxnMarker {
-        marker: if commit { MarkerType::Commit } else { MarkerType::Abort },
-        coordinator_epoch: 0,
-        producer_id: job.producer_id,
-        producer_epoch: job.producer_epoch,
-    };
-    let mut left: Vec<(String, i32)> = job.partitions.clone();
-    let mut clients: HashMap<i32, BrokerClient> = HashMap::new();
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let Some(b) = broker.upgrade() else { return false };
-        let image = b.metadata.image();
-        let me = b.config.node_id;
-        let mut local_data = Vec::new();
-        let mut local_offsets = Vec::new();
-        let mut remote: HashMap<i32, Vec<(String, i32)>> = HashMap::new();
-        let mut failed = Vec::new();
-        for (topic, partition) in left.drain(..) {
-            let leader = image
-                .topic(&topic)
-                .and_then(|t| t.partition(partition))
-                .map(|p| p.leader);
-            match leader {
-                // A legacy (single-node) offsets entry, or a deleted topic.
-                None if topic == OFFSETS_TOPIC => local_offsets.push((topic, partition)),
-                None => {}
-                Some(NO_LEADER) => failed.push((topic, partition)),
-                Some(l) if l == me && topic == OFFSETS_TOPIC => local_offsets.push((topic, partition)),
-                Some(l) if l == me => local_data.push((topic, partition)),
-                Some(l) => remote.entry(l).or_default().push((topic, partition)),
-            }
-        }
-        if !local_data.is_empty() {
-            let results = b
-                .replicas
-                .write_txn_markers(marker, &local_data, MARKER_WRITE_TIMEOUT)
-                .await;
-            for (tp, r) in local_data.into_iter().zip(results) {
-                if let Err(e) = r {
-                    tracing::warn!(topic = %tp.0, partition = tp.1, producer_id = job.producer_id, error = %e,
-                        "writing a transaction marker failed; retrying");
-                    failed.push(tp);
-                }
-            }
-        }
-        if !local_offsets.is_empty() {
-            if let Err(e) = b.groups.end_txn(job.producer_id, commit).await {
-                tracing::warn!(producer_id = job.producer_id, error = %e, "ending transactional offsets failed; retrying");
-                failed.extend(local_offsets);
-            }
-        }
-        for (leader, partitions) in remote {
-            let addr = MetadataClient::live_endpoints(&image, &b.config.cluster.inter_broker_listener_name)
-                .into_iter()
-                .find(|(id, ..)| *id == leader)
-                .map(|(_, host, port, _)| format!("{host}:{port}"));
-            match send_markers(&mut clients, leader, addr, &marker, commit, &partitions).await {
-                Ok(refused) => failed.extend(refused),
-                Err(e) => {
-                    tracing::warn!(leader, producer_id = job.producer_id, error = %e,
-                        "sending transaction markers failed; retrying");
-                    clients.remove(&leader);
-                    failed.extend(partitions);
-                }
-            }
-        }
-        drop(image);
-        drop(b);
-        if failed.is_empty() {
-            return true;
-        }
-        left = failed;
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MARKER_RETRY_MAX_BACKOFF);
-    }
+/// An id's state as its `__transaction_state` record.
+fn state_record(t: &TransactionMetadata) -> Result<KeyValue, LogError> {
+    let encode = |e: record::RecordError| LogError::Encode(e.to_string());
+    Ok((
+        record::encode_key(&t.transactional_id).map_err(encode)?,
+        Some(record::encode_value(t).map_err(encode)?),
+    ))
 }
 
-/// One WriteTxnMarkers to `leader`: the partitions it refused (to retry), or the connection's
-/// error.
-async fn send_markers(
-    clients: &mut HashMap<i32, BrokerClient>,
-    leader: i32,
-    addr: Option<String>,
-    marker: &EndTxnMarker,
-    commit: bool,
-    partitions: &[(String, i32)],
-) -> std::io::Result<Vec<(String, i32)>> {
-    let client = match clients.entry(leader) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(v) => {
-            let addr = addr.ok_or_else(|| std::io::Error::other(format!("broker {leader} is not live")))?;
-            v.insert(BrokerClient::connect(&addr, "sluice-txn-markers", Duration::from_secs(5)).await?)
-        }
-    };
-    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-    for (t, p) in partitions {
-        by_topic.entry(t.as_str()).or_default().push(*p);
-    }
-    let request = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
-        .with_producer_id(ProducerId(marker.producer_id))
-        .with_producer_epoch(marker.producer_epoch)
-        .with_transaction_result(commit)
-        .with_coordinator_epoch(marker.coordinator_epoch)
-        .with_topics(
-            by_topic
-                .into_iter()
-                .map(|(t, ps)| {
-                    WritableTxnMarkerTopic::default()
-                        .with_name(TopicName(StrBytes::from_string(t.to_string())))
-                        .with_partition_indexes(ps)
-                })
-                .collect(),
-        )]);
-    let response = client
-        .send(&request, 1, MARKER_WRITE_TIMEOUT + Duration::from_secs(5))
-        .await?;
-    let mut refused = Vec::new();
-    for m in response.markers {
-        for t in m.topics {
-            for p in t.partitions {
-                if p.error_code != 0 {
-                    tracing::debug!(topic = %t.name.as_str(), partition = p.partition_index, leader, code = p.error_code,
-                        "a transaction marker was refused; retrying");
-                    refused.push((t.name.to_string(), p.partition_index));
-                }
-            }
-        }
-    }
-    Ok(refused)
-}
+#[path = "loading.rs"]
+mod loading;

@@ -9,12 +9,17 @@
 //!   id, pure and clock-free. Each call returns its answer plus the work to do: persist the
 //!   metadata, and for a transaction being completed, write markers and then call
 //!   [`TransactionStateMachine::markers_written`].
-//! - [`coordinator`]: the actor that owns the state machine and the `__transaction_state-0` log
-//!   ([`record`] is its record format), writes markers through the replica manager and ends
-//!   transactional offsets through the group coordinator, aborts timed-out transactions.
+//! - [`coordinator`]: the actor that owns the state machine of the ids whose
+//!   `__transaction_state` partitions this broker leads ([`record`] is its record format; state
+//!   changes are answered once replicated), loads and unloads partitions as leadership moves,
+//!   aborts timed-out transactions.
+//! - [`markers`]: writes a completed transaction's markers to each partition's leader (this
+//!   broker's directly, the others' with WriteTxnMarkers) and ends transactional offsets
+//!   through the group coordinator.
 //! - The log side (`storage`): markers as control batches, the last stable offset, `.txnindex`.
 
 pub mod coordinator;
+pub mod markers;
 pub mod record;
 pub mod state_machine;
 
@@ -35,6 +40,14 @@ pub struct TransactionConfig {
     pub abort_timed_out_interval_ms: u64,
     /// `transaction.remove.expired.transaction.cleanup.interval.ms` (3600000).
     pub remove_expired_interval_ms: u64,
+    /// `transaction.state.log.num.partitions` (50): partitions of `__transaction_state` when it
+    /// is created (at the first FindCoordinator for a transactional id).
+    pub state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (3), capped by the brokers registered.
+    pub state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (2): the topic's `min.insync.replicas`, capped by its
+    /// replication factor.
+    pub state_log_min_isr: i16,
 }
 
 impl Default for TransactionConfig {
@@ -44,6 +57,9 @@ impl Default for TransactionConfig {
             id_expiration_ms: 604_800_000,
             abort_timed_out_interval_ms: 10_000,
             remove_expired_interval_ms: 3_600_000,
+            state_log_num_partitions: 50,
+            state_log_replication_factor: 3,
+            state_log_min_isr: 2,
         }
     }
 }

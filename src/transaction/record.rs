@@ -1,4 +1,4 @@
-//! The record format of `__transaction_state` (written by `coordinator::TxnStore`): one
+//! The record format of `__transaction_state` (written by the coordinator actor): one
 //! record per transactional id, the latest wins, a null value deletes (compaction by key, as
 //! the offsets log). Our own versioned format, big-endian, strings `u16 len + UTF-8`:
 //! - key v1: `u16 version = 1`, transactional id.

@@ -79,6 +79,13 @@ pub enum TxnError {
     /// (COORDINATOR_NOT_AVAILABLE, 15; the client finds the coordinator again and retries).
     #[error("the transaction coordinator is not available")]
     CoordinatorNotAvailable,
+    /// This broker does not lead the id's `__transaction_state` partition (NOT_COORDINATOR, 16;
+    /// the client looks the coordinator up again).
+    #[error("this broker is not the transactional id's coordinator")]
+    NotCoordinator,
+    /// This broker is loading the id's partition (COORDINATOR_LOAD_IN_PROGRESS, 14; retry).
+    #[error("the transaction coordinator is loading the id's partition")]
+    CoordinatorLoadInProgress,
 }
 
 impl TxnError {
@@ -136,6 +143,12 @@ impl TransactionMetadata {
         } else {
             i64::try_from(self.txn_start_ms).unwrap_or(-1)
         }
+    }
+
+    /// When the open transaction times out.
+    fn deadline_ms(&self) -> u64 {
+        self.txn_start_ms
+            .saturating_add(u64::try_from(self.timeout_ms.max(0)).unwrap_or(0))
     }
 
     fn is_epoch_exhausted(epoch: i16) -> bool {
@@ -463,30 +476,49 @@ impl TransactionStateMachine {
     /// Transactions open longer than their timeout are aborted by the coordinator, fencing their
     /// producer (Kafka's `abortTimedOutTransactions`). Returns the markers to write.
     pub fn abort_timed_out(&mut self, now_ms: u64) -> Vec<MarkerJob> {
-        let mut jobs = Vec::new();
-        let mut ids: Vec<&String> = self.txns.keys().collect();
+        self.timed_out(now_ms)
+            .iter()
+            .filter_map(|id| self.abort_timed_out_one(id, now_ms))
+            .collect()
+    }
+
+    /// The ids whose open transaction is past its timeout, sorted.
+    pub fn timed_out(&self, now_ms: u64) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .txns
+            .values()
+            .filter(|t| t.state == TxnState::Ongoing && now_ms >= t.deadline_ms())
+            .map(|t| t.transactional_id.clone())
+            .collect();
         ids.sort();
-        let ids: Vec<String> = ids.into_iter().cloned().collect();
-        for id in ids {
-            let Some(txn) = self.txns.get_mut(&id) else {
-                continue;
-            };
-            let deadline = txn
-                .txn_start_ms
-                .saturating_add(u64::try_from(txn.timeout_ms.max(0)).unwrap_or(0));
-            if txn.state == TxnState::Ongoing && now_ms >= deadline {
-                txn.fence_epoch();
-                txn.state = TxnState::PrepareAbort;
-                txn.last_update_ms = now_ms;
-                jobs.push(txn.marker_job(TxnResult::Abort));
-            }
+        ids
+    }
+
+    /// Aborts `transactional_id`'s transaction if it is open past its timeout, fencing its
+    /// producer; the markers to write.
+    pub fn abort_timed_out_one(&mut self, transactional_id: &str, now_ms: u64) -> Option<MarkerJob> {
+        let txn = self.txns.get_mut(transactional_id)?;
+        if txn.state != TxnState::Ongoing || now_ms < txn.deadline_ms() {
+            return None;
         }
-        jobs
+        txn.fence_epoch();
+        txn.state = TxnState::PrepareAbort;
+        txn.last_update_ms = now_ms;
+        Some(txn.marker_job(TxnResult::Abort))
     }
 
     /// Forgets ids idle (Empty or complete) for `expiration_ms` (`transactional.id.expiration.ms`).
     /// Returns the removed ids.
     pub fn expire_ids(&mut self, now_ms: u64, expiration_ms: u64) -> Vec<String> {
+        let gone = self.expired(now_ms, expiration_ms);
+        for id in &gone {
+            self.txns.remove(id);
+        }
+        gone
+    }
+
+    /// The ids [`Self::expire_ids`] would remove, sorted.
+    pub fn expired(&self, now_ms: u64, expiration_ms: u64) -> Vec<String> {
         let mut gone: Vec<String> = self
             .txns
             .values()
@@ -499,10 +531,15 @@ impl TransactionStateMachine {
             .map(|t| t.transactional_id.clone())
             .collect();
         gone.sort();
-        for id in &gone {
-            self.txns.remove(id);
-        }
         gone
+    }
+
+    /// Forgets every id `unloaded` selects (a coordinator partition this broker stopped
+    /// leading); how many.
+    pub fn forget_where(&mut self, unloaded: impl Fn(&str) -> bool) -> usize {
+        let before = self.txns.len();
+        self.txns.retain(|id, _| !unloaded(id));
+        before - self.txns.len()
     }
 }
 
