@@ -15,8 +15,6 @@ confluent-kafka and raw requests:
   the node restarts and rejoins.
 - cluster-id-mismatch: a node whose data dir names another cluster refuses to start with a
   clear message; with its own meta.properties back it starts.
-- restart-all: SIGTERM of every node, all restarted: same cluster id, topics, leaders and data.
-
 Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - failover: an RF=3 min.insync.replicas=2 topic, an idempotent acks=all producer while the
   leader of one partition is killed (-9) and restarted, then another's: every acknowledged
@@ -38,6 +36,13 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   is written but stays above the high watermark until the follower is back.
 - unclean: the ISR of an RF=2 partition gone: offline while unclean election is off; on, the
   out-of-sync replica leads and the records it never had are gone from the other too.
+- broker-only (broker_only.py): a fourth node started later with process.roles=broker (no
+  controller listener; it pulls the metadata from the voters) is listed by every node, a new
+  topic puts replicas and leaders on it, it follows a new quorum leader (a topic created through
+  it after kill -9 of the old one), and kill -9 of it loses no acknowledged record (its
+  partitions move to the other ISR member).
+- restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
+  topics, leaders and data.
 
 This suite runs its own processes (run.sh gives it the binary and a work dir).
 """
@@ -53,6 +58,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
+import broker_only  # noqa: E402
 import compat  # noqa: E402
 import group_failover  # noqa: E402
 import replicated  # noqa: E402
@@ -267,7 +273,7 @@ def restart_all(cl, state, cluster_id):
 
     def settled():
         views = [metadata(n.port, [topic]) for n in cl.nodes]
-        ok = all(sorted(v[0]) == [1, 2, 3] and v[1] == cluster_id for v in views)
+        ok = all(sorted(v[0]) == sorted(n.id for n in cl.nodes) and v[1] == cluster_id for v in views)
         parts = views[0][3][topic]
         return ok and all(parts[p][0] == 0 for p in parts)
 
@@ -298,6 +304,7 @@ def main():
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)
+        suite.check("broker-only", broker_only.fourth_broker, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:

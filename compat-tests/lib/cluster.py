@@ -2,7 +2,8 @@
 started, SIGTERMed, kill -9ed and SIGSTOPped by PID only.
 
 Each node gets a client port and a controller port (free ports picked here), a data dir and a
-log file under the suite's work dir; `controller.quorum.voters` lists every node. Every start
+log file under the suite's work dir; `controller.quorum.voters` lists every controller node.
+`add_broker` adds a broker-only node (`process.roles=broker`, no controller listener). Every start
 appends a banner to the node's log and its PID to SLUICE_PID_FILE's directory (`node<i>.pid`), so
 run.sh can stop what a timed-out suite left behind.
 """
@@ -24,9 +25,11 @@ def free_port():
 
 
 class Node:
-    def __init__(self, cluster, node_id):
+    def __init__(self, cluster, node_id, controller=True):
         self.cluster = cluster
         self.id = node_id
+        # A voter of the controller quorum (process.roles=broker,controller), or broker-only.
+        self.controller = controller
         self.port = free_port()
         self.cport = free_port()
         self.data = os.path.join(cluster.work, f"data{node_id}")
@@ -41,11 +44,15 @@ class Node:
         return f"127.0.0.1:{self.port}"
 
     def args(self):
-        voters = ",".join(f"{n.id}@127.0.0.1:{n.cport}" for n in self.cluster.nodes)
-        listeners = f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.cport}"
+        voters = ",".join(f"{n.id}@127.0.0.1:{n.cport}" for n in self.cluster.nodes if n.controller)
+        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        if self.controller:
+            listeners += f",CONTROLLER://127.0.0.1:{self.cport}"
         args = [self.cluster.bin, "--override", f"node.id={self.id}", "--override", f"listeners={listeners}",
                 "--override", f"controller.quorum.voters={voters}", "--override", f"log.dirs={self.data}",
                 "--override", "metrics.listener="]
+        if not self.controller:
+            args += ["--override", "process.roles=broker"]
         for kv in self.cluster.overrides + self.extra:
             args += ["--override", kv]
         return args
@@ -122,6 +129,12 @@ class Cluster:
 
     def node(self, node_id):
         return next(n for n in self.nodes if n.id == node_id)
+
+    def add_broker(self):
+        """A broker-only node (process.roles=broker) joining later: not started yet."""
+        n = Node(self, max(m.id for m in self.nodes) + 1, controller=False)
+        self.nodes.append(n)
+        return n
 
     def start(self):
         for n in self.nodes:

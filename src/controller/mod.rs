@@ -8,6 +8,7 @@
 //! - `state_machine`: applies entries to the image, publishes images, snapshots.
 //! - `network`: Raft RPCs between voters and brokers' requests to the active controller, over
 //!   the controller listener (a quorum of one needs no network).
+//! - `observer`: a broker-only node's pull of the images from the voters.
 //! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
 //! - `election`: the partition changes fencing and unfencing bring (pure).
 //! - `placement`: where new partitions' replicas go (Kafka's spread).
@@ -18,6 +19,7 @@
 pub mod election;
 pub mod image;
 pub mod network;
+pub mod observer;
 pub mod placement;
 pub mod quorum;
 pub mod raft_log;
@@ -98,9 +100,8 @@ impl Default for QuorumConfig {
 /// The broker's handle on the metadata quorum.
 pub struct Controller {
     node_id: NodeId,
-    raft: Raft<TypeConfig>,
+    member: Member,
     images: watch::Receiver<Arc<MetadataImage>>,
-    quorum: Arc<quorum::QuorumController>,
     /// Each voter's controller listener address (empty for a quorum of one).
     voters: BTreeMap<NodeId, String>,
     /// The connection heartbeats go over: kept open, as its closing tells the active
@@ -112,6 +113,19 @@ impl std::fmt::Debug for Controller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Controller").field("node_id", &self.node_id).finish()
     }
+}
+
+/// What this node is in the quorum.
+enum Member {
+    /// A voter (`process.roles` with `controller`): a Raft member, and the active controller's
+    /// side when it leads.
+    Voter {
+        raft: Raft<TypeConfig>,
+        quorum: Arc<quorum::QuorumController>,
+    },
+    /// A broker-only node: images pulled from the voters (`observer`), which also name the
+    /// leader that writes go to.
+    Observer { leader: watch::Receiver<Option<NodeId>> },
 }
 
 fn raft_id(id: NodeId) -> u64 {
@@ -171,26 +185,44 @@ impl Controller {
             .collect();
         Ok(Controller {
             node_id,
-            raft,
+            member: Member::Voter { raft, quorum },
             images,
-            quorum,
             voters,
             heartbeat_conn: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// The active controller's side of this node (run by the caller under supervision).
-    pub fn quorum(&self) -> &Arc<quorum::QuorumController> {
-        &self.quorum
+    /// A broker-only node's handle: no Raft member, images pulled from `voters` by a task the
+    /// caller runs under supervision (the returned future; see [`observer`]).
+    pub fn observe(
+        node_id: NodeId,
+        voters: &BTreeMap<NodeId, String>,
+        shutdown: watch::Receiver<bool>,
+    ) -> (Controller, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (images_tx, images) = watch::channel(Arc::new(MetadataImage::default()));
+        let (leader_tx, leader) = watch::channel(None);
+        let pull = observer::run(voters.clone(), images_tx, leader_tx, shutdown);
+        let controller = Controller {
+            node_id,
+            member: Member::Observer { leader },
+            images,
+            voters: voters.clone(),
+            heartbeat_conn: tokio::sync::Mutex::new(None),
+        };
+        (controller, pull)
+    }
+
+    /// The active controller's side of this node (run by the caller under supervision);
+    /// `None` on a broker-only node.
+    pub fn quorum(&self) -> Option<&Arc<quorum::QuorumController>> {
+        match &self.member {
+            Member::Voter { quorum, .. } => Some(quorum),
+            Member::Observer { .. } => None,
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
         self.node_id
-    }
-
-    /// The Raft member (for serving peers' RPCs).
-    pub fn raft(&self) -> &Raft<TypeConfig> {
-        &self.raft
     }
 
     /// The latest applied image.
@@ -205,23 +237,39 @@ impl Controller {
 
     /// The current leader of the quorum (the active controller), if known.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft
-            .metrics()
-            .borrow()
-            .current_leader
-            .and_then(|id| NodeId::try_from(id).ok())
+        match &self.member {
+            Member::Voter { raft, .. } => raft
+                .metrics()
+                .borrow()
+                .current_leader
+                .and_then(|id| NodeId::try_from(id).ok()),
+            Member::Observer { leader } => *leader.borrow(),
+        }
     }
 
     /// Waits (up to `timeout`) until the quorum has a leader.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, ControllerError> {
-        let mut metrics = self.raft.metrics();
         let wait = async {
-            loop {
-                if let Some(id) = metrics.borrow_and_update().current_leader {
-                    return NodeId::try_from(id).map_err(|_| ControllerError::Unavailable("bad leader id".into()));
+            match &self.member {
+                Member::Voter { raft, .. } => {
+                    let mut metrics = raft.metrics();
+                    loop {
+                        if let Some(id) = metrics.borrow_and_update().current_leader {
+                            return NodeId::try_from(id)
+                                .map_err(|_| ControllerError::Unavailable("bad leader id".into()));
+                        }
+                        if metrics.changed().await.is_err() {
+                            return Err(ControllerError::Unavailable("the Raft task stopped".into()));
+                        }
+                    }
                 }
-                if metrics.changed().await.is_err() {
-                    return Err(ControllerError::Unavailable("the Raft task stopped".into()));
+                Member::Observer { leader } => {
+                    let mut leader = leader.clone();
+                    let found = match leader.wait_for(Option::is_some).await {
+                        Ok(l) => *l,
+                        Err(_) => return Err(ControllerError::Unavailable("the metadata fetcher stopped".into())),
+                    };
+                    found.ok_or_else(|| ControllerError::Unavailable("no leader".into()))
                 }
             }
         };
@@ -238,10 +286,10 @@ impl Controller {
         let Some(leader) = self.leader() else {
             return Err(Forward::Retry("no controller leader".into()));
         };
-        if leader == self.node_id {
+        if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
             return Ok(match request {
-                PeerRequest::Write(c) => PeerResponse::Write(self.quorum.write_local(c).await),
-                PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(self.quorum.alter_partition(&r).await),
+                PeerRequest::Write(c) => PeerResponse::Write(quorum.write_local(c).await),
+                PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -328,9 +376,8 @@ impl Controller {
         let leader = self
             .leader()
             .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
-        if leader == self.node_id {
-            return self
-                .quorum
+        if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
+            return quorum
                 .heartbeat(&hb)
                 .map_err(|e| ControllerError::Unavailable(e.to_string()));
         }
@@ -359,8 +406,11 @@ impl Controller {
         let _ = rx.wait_for(|image| image.offset >= offset).await;
     }
 
-    /// Stops the Raft member (at broker shutdown).
+    /// Stops the Raft member (at broker shutdown; a broker-only node's fetcher stops with the
+    /// shutdown signal).
     pub async fn shutdown(&self) {
-        let _ = self.raft.shutdown().await;
+        if let Member::Voter { raft, .. } = &self.member {
+            let _ = raft.shutdown().await;
+        }
     }
 }

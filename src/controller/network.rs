@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::controller::image::MetadataImage;
 use crate::controller::quorum::QuorumController;
 use crate::controller::record::{ApplyResult, MetadataCommand, NodeId};
 use crate::controller::TypeConfig;
@@ -32,8 +33,8 @@ type RaftNodeId = u64;
 /// The largest frame either side accepts (snapshot chunks are 3 MiB by default).
 pub const MAX_FRAME: usize = 64 << 20;
 
-/// A request to a controller: Raft's own RPCs between voters, and what brokers ask of the
-/// active controller (a command to write, a heartbeat).
+/// A request to a controller: Raft's own RPCs between voters, what brokers ask of the active
+/// controller (a command to write, a heartbeat), and broker-only nodes' metadata fetches.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum PeerRequest {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
@@ -44,6 +45,24 @@ pub enum PeerRequest {
     Heartbeat(BrokerHeartbeat),
     /// A partition leader's ISR change (Kafka's AlterPartition).
     AlterPartition(AlterPartitionRequest),
+    /// A broker-only node asks for an image newer than `after` (any, when `None`), answered
+    /// at once if there is one, else when one comes or after `max_wait_ms` (capped).
+    FetchMetadata {
+        after: Option<u64>,
+        max_wait_ms: u64,
+    },
+}
+
+/// The longest a FetchMetadata is held.
+const MAX_FETCH_WAIT: Duration = Duration::from_secs(5);
+
+/// A voter's answer to FetchMetadata.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetadataUpdate {
+    /// The quorum's leader as this voter knows it.
+    pub leader: Option<NodeId>,
+    /// This voter's latest applied image, if newer than asked for.
+    pub image: Option<MetadataImage>,
 }
 
 /// A partition leader asks for a new ISR, decided on the epochs it names.
@@ -66,6 +85,7 @@ pub enum PeerResponse {
     Write(Result<ApplyResult, ForwardError>),
     Heartbeat(Result<HeartbeatReply, ForwardError>),
     AlterPartition(Result<(), ForwardError>),
+    FetchMetadata(Result<MetadataUpdate, ForwardError>),
 }
 
 /// Why a forwarded request was not handled.
@@ -285,6 +305,10 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                         PeerResponse::Heartbeat(quorum.heartbeat(&hb))
                     }
                     PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
+                    PeerRequest::FetchMetadata { after, max_wait_ms } => {
+                        let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);
+                        PeerResponse::FetchMetadata(Ok(quorum.fetch_metadata(after, wait).await))
+                    }
                 };
                 if write_frame(&mut stream, &response).await.is_err() {
                     break;

@@ -92,6 +92,19 @@ impl QuorumController {
         &self.raft
     }
 
+    /// FetchMetadata (a broker-only node's pull): this voter's latest applied image if newer
+    /// than `after`, waiting up to `wait` for one.
+    pub async fn fetch_metadata(&self, after: Option<u64>, wait: Duration) -> super::network::MetadataUpdate {
+        let newer = |i: &Arc<MetadataImage>| after.is_none_or(|a| i.offset > a);
+        let mut images = self.images.clone();
+        let _ = tokio::time::timeout(wait, images.wait_for(newer)).await;
+        let image = Arc::clone(&images.borrow());
+        super::network::MetadataUpdate {
+            leader: leader_of(&self.raft),
+            image: newer(&image).then(|| (*image).clone()),
+        }
+    }
+
     fn liveness(&self) -> MutexGuard<'_, Liveness> {
         self.liveness.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -63,12 +63,19 @@ pub fn new_cluster_id() -> String {
 }
 
 /// Starts this node's member of the quorum (voters from `controller.quorum.voters`, or just
-/// this node) and serves peers on the controller listener, under `tasks`.
+/// this node) and serves peers on the controller listener, under `tasks`; on a broker-only
+/// node (`process.roles=broker`), the pull of the voters' images instead.
 pub async fn start_controller(
     config: &BrokerConfig,
     tasks: &crate::supervisor::Supervisor,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Arc<Controller>> {
+    if !config.cluster.roles.controller {
+        let (controller, pull) = Controller::observe(config.node_id, &config.cluster.voters, shutdown);
+        tasks.spawn("metadata-fetcher", pull);
+        tracing::info!(voters = ?config.cluster.voters, "broker-only node: following the controller quorum");
+        return Ok(Arc::new(controller));
+    }
     let voters: BTreeMap<i32, String> = if config.cluster.voters.is_empty() {
         BTreeMap::from([(config.node_id, String::new())])
     } else {
@@ -99,13 +106,16 @@ pub async fn start_controller(
         )
         .await?,
     );
+    let Some(quorum) = controller.quorum().cloned() else {
+        anyhow::bail!("a controller node without its quorum member");
+    };
     if let Some(listener) = listener {
         tasks.spawn(
             "controller-listener",
-            network::serve(listener, Arc::clone(controller.quorum()), shutdown.clone()),
+            network::serve(listener, Arc::clone(&quorum), shutdown.clone()),
         );
     }
-    tasks.spawn("active-controller", Arc::clone(controller.quorum()).run(shutdown));
+    tasks.spawn("active-controller", quorum.run(shutdown));
     Ok(controller)
 }
 
