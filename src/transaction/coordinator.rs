@@ -13,9 +13,10 @@
 //! id's partition at the leader epoch it was loaded with, and takes effect, in memory and for
 //! the client, only once the partition's high watermark passes it (replicated to the ISR), as
 //! Kafka's `appendTransactionToLog` does. Meanwhile later requests for the same id wait their
-//! turn (parked in order) so each one sees the state the previous one left. A write that is
-//! not replicated in time answers COORDINATOR_NOT_AVAILABLE, one whose leadership was lost
-//! NOT_COORDINATOR; the id's state stays what was last replicated.
+//! turn (parked in order) so each one sees the state the previous one left (Kafka answers them
+//! CONCURRENT_TRANSACTIONS and the client retries). A write not replicated within the
+//! transaction's timeout (Kafka's bound) answers COORDINATOR_NOT_AVAILABLE, one whose
+//! leadership was lost NOT_COORDINATOR; the id's state stays what was last replicated.
 //!
 //! Completing a transaction: EndTxn (or a fencing InitProducerId, or the timeout) moves it to
 //! PrepareCommit / PrepareAbort; once that is replicated the client is answered and a marker
@@ -41,9 +42,6 @@ use crate::coordinator::log::{partition_for, CoordinatorLog, KeyValue, Leadershi
 /// The topic of the partition AddOffsetsToTxn adds: the group's `__consumer_offsets` partition.
 pub use crate::coordinator::log::OFFSETS_TOPIC;
 const COMMAND_CHANNEL_CAPACITY: usize = 1024;
-/// How long a state record may take to reach the ISR before the client is answered
-/// COORDINATOR_NOT_AVAILABLE (and retries).
-const STATE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -240,28 +238,25 @@ enum Answer {
 }
 
 impl Answer {
-    fn succeed(self) {
+    /// Sends the answer the change carries, or `failure` instead.
+    fn finish(self, failure: Option<TxnError>) {
         match self {
             Answer::ProducerId(reply, result) => {
-                let _ = reply.send(result);
+                let _ = reply.send(failure.map_or(result, Err));
             }
             Answer::Done(reply, result) => {
-                let _ = reply.send(result);
+                let _ = reply.send(failure.map_or(result, Err));
             }
             Answer::Nobody | Answer::Completion(_) => {}
         }
     }
 
+    fn succeed(self) {
+        self.finish(None);
+    }
+
     fn fail(self, error: TxnError) {
-        match self {
-            Answer::ProducerId(reply, _) => {
-                let _ = reply.send(Err(error));
-            }
-            Answer::Done(reply, _) => {
-                let _ = reply.send(Err(error));
-            }
-            Answer::Nobody | Answer::Completion(_) => {}
-        }
+        self.finish(Some(error));
     }
 }
 
@@ -544,6 +539,12 @@ impl Actor {
             Ok(r) => r,
             Err(e) => return answer.fail(write_failed(&e)),
         };
+        let Some(tasks) = self.broker.upgrade().map(|b| b.tasks.clone()) else {
+            return answer.fail(TxnError::CoordinatorNotAvailable); // shutting down
+        };
+        // Kafka waits for the ISR as long as the transaction's own timeout; then the client
+        // gets COORDINATOR_NOT_AVAILABLE and retries.
+        let timeout = Duration::from_millis(u64::try_from(after.timeout_ms).unwrap_or(0).max(1));
         self.pending.entry(transactional_id.clone()).or_default();
         let write = Box::new(Write {
             transactional_id,
@@ -553,11 +554,8 @@ impl Actor {
             answer,
         });
         let done = self.sender.clone();
-        let Some(tasks) = self.broker.upgrade().map(|b| b.tasks.clone()) else {
-            return; // shutting down: the answer is dropped (COORDINATOR_NOT_AVAILABLE)
-        };
         tasks.spawn("transaction-state-write", async move {
-            let result = replication.wait(STATE_WRITE_TIMEOUT).await;
+            let result = replication.wait(timeout).await;
             if let Some(done) = done.upgrade() {
                 let _ = done.send(Command::Written { write, result }).await;
             }
