@@ -554,6 +554,9 @@ async fn group_apis_at_every_version() -> TestResult {
     let mut c = Client::connect(broker.addr).await?;
     create(&mut c, "t", 2).await?;
     let group = |prefix: &str, v: i16| GroupId(StrBytes::from_string(format!("{prefix}{v}")));
+    // The first lookup creates __consumer_offsets and answers COORDINATOR_NOT_AVAILABLE (Kafka's
+    // answer); this waits for a served coordinator.
+    coordinator_ready(&mut c, "g").await?;
 
     for v in range(ApiKey::FindCoordinator) {
         let req = if v >= 4 {

@@ -206,11 +206,16 @@ async fn transactions_over_the_wire() -> TestResult {
     let find = FindCoordinatorRequest::default().with_key(st("tx")).with_key_type(1);
     let found = c.request(&find, 3).await?.ok_or("closed")?;
     assert_eq!(
+        found.error_code, 15,
+        "COORDINATOR_NOT_AVAILABLE from the lookup that creates __transaction_state (Kafka's)"
+    );
+    txn_coordinator_ready(&mut c, "tx").await?;
+    let found = c.request(&find, 3).await?.ok_or("closed")?;
+    assert_eq!(
         (found.error_code, found.node_id.0),
         (0, 1),
         "this broker leads every partition of __transaction_state"
     );
-    txn_coordinator_ready(&mut c, "tx").await?;
 
     let (code, pid, epoch) = init(&mut c, "tx").await?;
     assert_eq!((code, epoch), (0, 0));

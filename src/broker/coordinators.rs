@@ -83,7 +83,8 @@ impl Broker {
             })
     }
 
-    /// The internal topic `name`, created first if the cluster has none.
+    /// The internal topic `name`; if the cluster has none, it is created and this lookup answers
+    /// COORDINATOR_NOT_AVAILABLE, as Kafka's does.
     async fn internal_topic(
         &self,
         name: &str,
@@ -126,7 +127,11 @@ impl Broker {
             assignments: None,
         };
         match self.create_topic(new, false).await {
-            Ok(t) => Ok(t),
+            // Kafka's answer to the lookup that creates the topic: the client looks again after
+            // its backoff, by when the new leaders have loaded their (empty) partitions.
+            Ok(_) => Err(NoCoordinator(format!(
+                "{name} was just created; its partitions are loading"
+            ))),
             // Created meanwhile by another request.
             Err(BrokerError::TopicAlreadyExists(_)) => self
                 .metadata
