@@ -1,7 +1,8 @@
 //! Fetch (key 1): read whole batches below the high watermark (the last stable offset for
 //! read_committed, with the aborted transactions among them), honouring `max_bytes`,
 //! `partition_max_bytes` and at-least-one-batch as Kafka does, long-polling through the
-//! replica manager's delayed fetch until `min_bytes` or `max_wait_ms`.
+//! replica manager's delayed fetch until `min_bytes` or `max_wait_ms`. A partition this broker
+//! no longer leads names its current leader (v16+, KIP-951).
 //!
 //! Fetch sessions (KIP-227): we never create one and answer session id 0, which every client
 //! treats as "sessions unsupported" and sends full fetch requests, as against a Kafka broker
@@ -36,6 +37,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
     let mut targets: Vec<FetchTarget> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
+    let mut names: Vec<Option<String>> = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = if ctx.version >= 13 {
             broker.metadata.topic_name_by_id(t.topic_id)
@@ -78,6 +80,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             resp.partitions.push(pd);
         }
         topics.push(resp);
+        names.push(name);
     }
     let params = FetchParams {
         max_wait_ms: i64::from(req.max_wait_ms),
@@ -134,5 +137,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             }
         }
     }
-    FetchResponse::default().with_responses(topics)
+    let mut response = FetchResponse::default().with_responses(topics);
+    super::leader_hint::fill_fetch(broker, ctx.version, &names, &mut response);
+    response
 }

@@ -1,6 +1,9 @@
 //! ListOffsets (key 2): earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
 //! and the first offset whose timestamp is at or after a given time (through the time index).
 //! read_committed (v2+) answers below the last stable offset instead of the high watermark.
+//! A new leader whose high watermark has not reached its epoch's start answers
+//! OFFSET_NOT_AVAILABLE for the latest offset (KIP-207), so clients retry instead of seeing an
+//! end that moves back.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
@@ -81,7 +84,14 @@ fn lookup(
     } else {
         offsets.high_watermark
     };
+    // A leader elected moments ago has not yet learnt what its predecessor committed (its high
+    // watermark is below its epoch's start): Kafka answers OFFSET_NOT_AVAILABLE (KIP-207) for
+    // the latest offset and for a timestamp not found below the fetchable end.
+    let lagging = partition
+        .leader_epoch_start_offset()
+        .is_some_and(|start| start > offsets.high_watermark);
     match timestamp {
+        LATEST if lagging => resp.error_code = ResponseError::OffsetNotAvailable.code(),
         LATEST => {
             resp.offset = fetchable;
             resp.leader_epoch = epoch;
@@ -108,9 +118,64 @@ fn lookup(
                 resp.timestamp = found.timestamp;
                 resp.leader_epoch = found.leader_epoch;
             }
+            Ok(_) if lagging => resp.error_code = ResponseError::OffsetNotAvailable.code(),
             Ok(_) => {}
             Err(e) => resp.error_code = storage_error_code(&e),
         },
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::controller::record::PartitionRegistration;
+    use crate::storage::batch::tests::make_batch;
+    use crate::storage::log::tests::{open, NOW};
+    use crate::storage::LogConfig;
+
+    fn latest_and_a_time(partition: &Partition, time: i64) -> Vec<(i16, i64)> {
+        [LATEST, EARLIEST, time]
+            .into_iter()
+            .map(|ts| {
+                let r = lookup(
+                    partition,
+                    ts,
+                    -1,
+                    false,
+                    ListOffsetsPartitionResponse::default().with_offset(-1),
+                );
+                (r.error_code, r.offset)
+            })
+            .collect()
+    }
+
+    /// KIP-207: a follower that had three records but a high watermark of 0 becomes leader with
+    /// another replica in its ISR; until that replica's fetch moves the HW to the epoch's start
+    /// (3), the latest offset and a time past the committed records are OFFSET_NOT_AVAILABLE.
+    #[test]
+    fn a_new_leader_behind_its_epoch_start_answers_offset_not_available() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let log = open(dir.path(), LogConfig::default(), true)?;
+        let partition = Partition::new(Arc::from("t"), uuid::Uuid::new_v4(), 0, log)?;
+        partition.make_follower(2, 0);
+        partition.append_as_follower(&Bytes::from(make_batch(3, NOW, 10)), 0, NOW)?;
+        let mut reg = PartitionRegistration::new(vec![1, 2]);
+        reg.leader_epoch = 1;
+        partition.make_leader(1, &reg, NOW)?;
+        let unavailable = ResponseError::OffsetNotAvailable.code();
+        assert_eq!(
+            latest_and_a_time(&partition, NOW),
+            vec![(unavailable, -1), (0, 0), (unavailable, -1)]
+        );
+        // The follower fetches from 3: the HW reaches the epoch start, and the answers come.
+        partition.read_for_follower(2, 3, -1, 1, 1 << 20, NOW)?;
+        assert_eq!(partition.high_watermark(), 3);
+        assert_eq!(latest_and_a_time(&partition, NOW), vec![(0, 3), (0, 0), (0, 0)]);
+        Ok(())
+    }
 }

@@ -17,6 +17,7 @@ mod describe_cluster;
 mod errors;
 mod fetch;
 mod groups;
+mod leader_hint;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;

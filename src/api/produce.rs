@@ -1,6 +1,7 @@
 //! Produce (key 0): validate each partition's records as Kafka does at the API boundary
 //! (exactly one v2 batch per partition, zstd only from v7), hand them to the replica manager as
-//! bytes, answer with base offsets. acks=0 gets no response at all.
+//! bytes, answer with base offsets (and, v10+, the current leader where this broker no longer
+//! leads). acks=0 gets no response at all.
 
 use std::sync::Arc;
 
@@ -54,6 +55,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     let mut entries: Vec<(Result<Arc<Partition>, crate::error::BrokerError>, Bytes)> = Vec::new();
     let mut counted: Vec<Option<Arc<Partition>>> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
+    let mut names: Vec<Option<String>> = Vec::with_capacity(req.topic_data.len());
     for t in req.topic_data {
         // v13 names topics by id.
         let name = if ctx.version >= 13 {
@@ -94,6 +96,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
             resp.partition_responses.push(pr);
         }
         topics.push(resp);
+        names.push(name);
     }
     let results = broker.replicas.append_records(acks, req.timeout_ms, entries).await;
     for (((ti, pi), result), partition) in slots.into_iter().zip(results).zip(counted) {
@@ -120,5 +123,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     if acks == 0 {
         return None;
     }
-    Some(ProduceResponse::default().with_responses(topics))
+    let mut response = ProduceResponse::default().with_responses(topics);
+    super::leader_hint::fill_produce(broker, ctx.version, &names, &mut response);
+    Some(response)
 }

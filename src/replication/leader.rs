@@ -112,6 +112,13 @@ impl Partition {
         }
     }
 
+    /// The log end when this replica's leader epoch began, while leading (Kafka's
+    /// `leaderEpochStartOffsetOpt`): until the high watermark reaches it, a new leader does
+    /// not yet know what its predecessor committed (ListOffsets answers OFFSET_NOT_AVAILABLE).
+    pub fn leader_epoch_start_offset(&self) -> Option<i64> {
+        self.replication().as_ref().map(|ls| ls.epoch_start_offset)
+    }
+
     /// (ISR size, maximal ISR size, effective min ISR) while leading, for acks=-1.
     pub fn isr_sizes(&self) -> Option<(usize, usize, usize)> {
         let state = self.replication();
