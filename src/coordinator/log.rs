@@ -25,7 +25,7 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 use tokio::time::Instant;
 
 use crate::error::BrokerError;
-use crate::replication::partition::Partition;
+use crate::replication::partition::{Partition, Uncommitted};
 use crate::replication::replica_manager::ReplicaManager;
 use crate::storage::batch::batches;
 
@@ -35,8 +35,6 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 /// Bytes asked per read during replay.
 const REPLAY_READ_BYTES: usize = 16 * 1024 * 1024;
-/// How often a wait looks at the partition's leadership besides the HW moving.
-const LEADERSHIP_CHECK: Duration = Duration::from_millis(100);
 
 pub use crate::storage::batch::KeyValue;
 
@@ -232,29 +230,22 @@ impl Replication {
     /// epoch is lost, or `timeout`.
     pub async fn wait(self, timeout: Duration) -> Result<(), LogError> {
         let Some(p) = self.partition else { return Ok(()) };
-        let deadline = Instant::now() + timeout;
-        let mut hw = p.subscribe_high_watermark();
-        loop {
-            if *hw.borrow_and_update() >= self.offset {
-                return Ok(());
-            }
-            if !p.is_leader() || p.leader_epoch() != self.epoch {
-                return Err(LogError::NotLeader {
-                    topic: self.topic,
-                    partition: p.index,
-                    epoch: self.epoch,
-                });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(LogError::Unavailable(format!(
-                    "{}-{}: not replicated within {} ms",
-                    self.topic,
-                    p.index,
-                    timeout.as_millis()
-                )));
-            }
-            let _ = tokio::time::timeout(LEADERSHIP_CHECK.min(deadline - now), hw.changed()).await;
+        match p
+            .wait_committed(self.epoch, self.offset, Instant::now() + timeout)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(Uncommitted::NotLeader) => Err(LogError::NotLeader {
+                topic: self.topic,
+                partition: p.index,
+                epoch: self.epoch,
+            }),
+            Err(Uncommitted::TimedOut) => Err(LogError::Unavailable(format!(
+                "{}-{}: not replicated within {} ms",
+                self.topic,
+                p.index,
+                timeout.as_millis()
+            ))),
         }
     }
 }

@@ -80,6 +80,7 @@ impl Partition {
                 self.leader_epoch.store(reg.leader_epoch, Ordering::Relaxed);
                 self.leader_id.store(me, Ordering::Relaxed);
                 self.leader.store(true, Ordering::Release);
+                self.notify_role_change();
             }
         }
         self.maybe_advance_high_watermark();
@@ -97,6 +98,9 @@ impl Partition {
         }
         self.leader_id.store(leader, Ordering::Relaxed);
         self.leader.store(false, Ordering::Release);
+        drop(_log);
+        drop(state);
+        self.notify_role_change();
     }
 
     /// Moves the high watermark as far as the ISR's positions allow (leader only).

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::BrokerError;
@@ -31,11 +32,21 @@ use crate::storage::{
 #[derive(Debug)]
 pub struct AppendOutcome {
     pub info: LogAppendInfo,
+    /// The leader epoch the records were appended at.
+    pub leader_epoch: i32,
     /// The HW must reach this offset (exclusive end of the append) for the append to count as
     /// acknowledged.
     pub required_offset: i64,
     /// The flush policy requires an fsync before the HW may pass this append.
     pub flush_required: bool,
+}
+
+/// Why [`Partition::wait_committed`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Uncommitted {
+    /// This replica no longer leads at the append's epoch: the append may or may not survive.
+    NotLeader,
+    TimedOut,
 }
 
 /// The result of reading a partition for a fetch.
@@ -202,7 +213,8 @@ impl Partition {
         if expected_epoch.is_some_and(|e| e != self.leader_epoch()) {
             return Err(BrokerError::FencedLeaderEpoch);
         }
-        let info = append(&mut log, self.leader_epoch())?;
+        let leader_epoch = self.leader_epoch();
+        let info = append(&mut log, leader_epoch)?;
         let required_offset = info.last_offset + 1;
         let flush_required = log.needs_flush(now_ms);
         let leo = log.log_end_offset();
@@ -214,6 +226,7 @@ impl Partition {
         }
         Ok(AppendOutcome {
             info,
+            leader_epoch,
             required_offset,
             flush_required,
         })
@@ -226,6 +239,35 @@ impl Partition {
 
     fn publish_high_watermark(&self, hw: i64) {
         publish(&self.high_watermark, hw);
+    }
+
+    /// Waits until an append made as leader at `epoch` is committed: the high watermark
+    /// reaches `offset` while this replica still leads at `epoch`. Leadership lost first (a
+    /// follower's high watermark says nothing of what it appended as leader, even once it
+    /// passes the offset) is [`Uncommitted::NotLeader`]; `deadline` passing is
+    /// [`Uncommitted::TimedOut`]. Kafka's delayed produce, completed on a role change.
+    pub async fn wait_committed(&self, epoch: i32, offset: i64, deadline: Instant) -> Result<(), Uncommitted> {
+        let mut hw = self.subscribe_high_watermark();
+        loop {
+            // The HW first, then the role: leading at `epoch` now means the HW read was set
+            // while leading at it (an epoch is never led twice).
+            let reached = *hw.borrow_and_update() >= offset;
+            if !self.is_leader() || self.leader_epoch() != epoch {
+                return Err(Uncommitted::NotLeader);
+            }
+            if reached {
+                return Ok(());
+            }
+            // Role changes also wake the watch (`notify_role_change`).
+            if tokio::time::timeout_at(deadline, hw.changed()).await.is_err() {
+                return Err(Uncommitted::TimedOut);
+            }
+        }
+    }
+
+    /// Wakes the high watermark's waiters without changing it: the role or epoch changed.
+    fn notify_role_change(&self) {
+        self.high_watermark.send_modify(|_| {});
     }
 
     /// A receiver that wakes whenever the durable offset moves (acks=1 under a flush policy).
@@ -389,3 +431,7 @@ impl Partition {
         log.delete()
     }
 }
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::controller::image::TopicImage;
 use crate::error::BrokerError;
 use crate::replication::log_dir::LogDirHealth;
-use crate::replication::partition::{IsrChange, Partition, PartitionRead};
+use crate::replication::partition::{IsrChange, Partition, PartitionRead, Uncommitted};
 use crate::storage::checkpoint::{
     read_partition_offsets, write_partition_offsets, LOG_START_OFFSET_DIR_CHECKPOINT, RECOVERY_POINT_OFFSET_CHECKPOINT,
 };
@@ -407,7 +407,7 @@ impl ReplicaManager {
                         _ => false,
                     };
                     if wait {
-                        pending.push((i, p, outcome.required_offset));
+                        pending.push((i, p, outcome.leader_epoch, outcome.required_offset));
                     }
                     results.push(Ok(outcome.info));
                 }
@@ -471,7 +471,7 @@ impl ReplicaManager {
                         self.schedule_flush(&p);
                     }
                     if p.high_watermark() < outcome.required_offset {
-                        pending.push((i, p, outcome.required_offset));
+                        pending.push((i, p, outcome.leader_epoch, outcome.required_offset));
                     }
                     results.push(Ok(()));
                 }
@@ -652,32 +652,32 @@ fn close_partition(p: Arc<Partition>) -> Result<CheckpointOffsets, StorageError>
 /// high watermark reaches `offset`, or `deadline`, which turns `results[slot]` into
 /// REQUEST_TIMED_OUT.
 async fn await_high_watermarks<T>(
-    pending: Vec<(usize, Arc<Partition>, i64)>,
+    pending: Vec<(usize, Arc<Partition>, i32, i64)>,
     deadline: Instant,
     results: &mut [Result<T, BrokerError>],
 ) {
-    for (i, p, required) in pending {
-        let mut rx = p.subscribe_high_watermark();
-        let reached = tokio::time::timeout_at(deadline, rx.wait_for(|hw| *hw >= required)).await;
+    for (i, p, epoch, required) in pending {
+        let committed = p.wait_committed(epoch, required, deadline).await;
         let Some(slot) = results.get_mut(i) else { continue };
-        if !matches!(reached, Ok(Ok(_))) {
-            *slot = Err(BrokerError::RequestTimedOut);
-        } else if !p.is_leader() {
+        match committed {
+            Err(Uncommitted::TimedOut) => *slot = Err(BrokerError::RequestTimedOut),
             // Leadership moved while waiting: the write may or may not survive.
-            *slot = Err(BrokerError::NotLeaderOrFollower);
-        } else if p.isr_sizes().is_some_and(|(_, maximal, min_isr)| maximal < min_isr) {
-            *slot = Err(BrokerError::NotEnoughReplicasAfterAppend);
+            Err(Uncommitted::NotLeader) => *slot = Err(BrokerError::NotLeaderOrFollower),
+            Ok(()) if p.isr_sizes().is_some_and(|(_, maximal, min_isr)| maximal < min_isr) => {
+                *slot = Err(BrokerError::NotEnoughReplicasAfterAppend);
+            }
+            Ok(()) => {}
         }
     }
 }
 
 /// acks=1 under a flush policy: waits (until `deadline`) for each append to be durable here.
 async fn await_durable<T>(
-    pending: Vec<(usize, Arc<Partition>, i64)>,
+    pending: Vec<(usize, Arc<Partition>, i32, i64)>,
     deadline: Instant,
     results: &mut [Result<T, BrokerError>],
 ) {
-    for (i, p, required) in pending {
+    for (i, p, _epoch, required) in pending {
         let mut rx = p.subscribe_durable();
         let reached = tokio::time::timeout_at(deadline, rx.wait_for(|d| *d >= required)).await;
         if !matches!(reached, Ok(Ok(_))) {
