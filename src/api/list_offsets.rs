@@ -173,7 +173,7 @@ mod tests {
             vec![(unavailable, -1), (0, 0), (unavailable, -1)]
         );
         // The follower fetches from 3: the HW reaches the epoch start, and the answers come.
-        partition.read_for_follower(2, 3, -1, 1, 1 << 20, NOW)?;
+        partition.read_for_follower(2, true, 3, -1, 1, 1 << 20, NOW)?;
         assert_eq!(partition.high_watermark(), 3);
         assert_eq!(latest_and_a_time(&partition, NOW), vec![(0, 3), (0, 0), (0, 0)]);
         Ok(())

@@ -371,32 +371,84 @@ impl Controller {
         }
     }
 
-    /// Sends a broker heartbeat to the active controller, over a connection kept open.
-    pub async fn heartbeat(&self, hb: network::BrokerHeartbeat) -> Result<network::HeartbeatReply, ControllerError> {
-        let leader = self
-            .leader()
-            .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
-        if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
-            return quorum
-                .heartbeat(&hb)
-                .map_err(|e| ControllerError::Unavailable(e.to_string()));
+    /// Sends a broker heartbeat to the active controller, over a connection kept open, waiting
+    /// at most `timeout` for the answer. A heartbeat in flight when the quorum's leader changes
+    /// is abandoned with its connection and sent to the new leader at once: an old leader cut
+    /// off by the network would otherwise hold it until the timeout, while the new leader's
+    /// session clock for this broker runs.
+    pub async fn heartbeat(
+        &self,
+        hb: network::BrokerHeartbeat,
+        timeout: Duration,
+    ) -> Result<network::HeartbeatReply, ControllerError> {
+        // Bounded: a leader that changes on every attempt gets the next tick's heartbeat.
+        for _ in 0..3 {
+            let leader = self
+                .leader()
+                .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
+            if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
+                return quorum
+                    .heartbeat(&hb, 0)
+                    .map_err(|e| ControllerError::Unavailable(e.to_string()));
+            }
+            let addr = self
+                .voters
+                .get(&leader)
+                .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
+            let mut conn = self.heartbeat_conn.lock().await;
+            if conn.as_ref().is_none_or(|c| c.addr() != addr) {
+                *conn = Some(network::PeerClient::new(addr.clone()));
+            }
+            let Some(client) = conn.as_mut() else {
+                return Err(ControllerError::Unavailable("no connection".into()));
+            };
+            let answered = tokio::select! {
+                r = client.call(network::PeerRequest::Heartbeat(hb.clone()), timeout) => Some(r),
+                () = self.leader_changes_from(Some(leader)) => None,
+            };
+            let Some(answered) = answered else {
+                tracing::debug!(
+                    old_leader = leader,
+                    "the controller leader changed during a heartbeat; resending"
+                );
+                *conn = None;
+                continue;
+            };
+            return match answered {
+                Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
+                Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),
+                Ok(_) => Err(ControllerError::Unavailable("wrong response".into())),
+                Err(e) => Err(ControllerError::Unavailable(e.to_string())),
+            };
         }
-        let addr = self
-            .voters
-            .get(&leader)
-            .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
-        let mut conn = self.heartbeat_conn.lock().await;
-        if conn.as_ref().is_none_or(|c| c.addr() != addr) {
-            *conn = Some(network::PeerClient::new(addr.clone()));
-        }
-        let Some(client) = conn.as_mut() else {
-            return Err(ControllerError::Unavailable("no connection".into()));
-        };
-        match client.call(network::PeerRequest::Heartbeat(hb), FORWARD_TIMEOUT).await {
-            Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
-            Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),
-            Ok(_) => Err(ControllerError::Unavailable("wrong response".into())),
-            Err(e) => Err(ControllerError::Unavailable(e.to_string())),
+        Err(ControllerError::Unavailable(
+            "the controller leader keeps changing".into(),
+        ))
+    }
+
+    /// Returns once this node knows of a quorum leader other than `from` (a moment without
+    /// one, as during an election that ends with the same leader, is not a change).
+    pub async fn leader_changes_from(&self, from: Option<NodeId>) {
+        let moved = |now: Option<NodeId>| now.is_some() && now != from;
+        match &self.member {
+            Member::Voter { raft, .. } => {
+                let mut metrics = raft.metrics();
+                loop {
+                    let now = metrics.borrow_and_update().current_leader;
+                    if moved(now.and_then(|id| NodeId::try_from(id).ok())) {
+                        return;
+                    }
+                    if metrics.changed().await.is_err() {
+                        return std::future::pending().await;
+                    }
+                }
+            }
+            Member::Observer { leader } => {
+                let mut leader = leader.clone();
+                if leader.wait_for(|l| moved(*l)).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
         }
     }
 

@@ -264,6 +264,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shutdown: watch::Receiver<bool>) {
     const MAX_PEER_CONNECTIONS: usize = 1024;
     let open = Arc::new(AtomicUsize::new(0));
+    // Each connection's id (from 1), so a closed one is told apart from a newer one.
+    let mut conn_ids: u64 = 0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -285,6 +287,8 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
         let quorum = Arc::clone(&quorum);
         let open = Arc::clone(&open);
         let mut stop = shutdown.clone();
+        conn_ids += 1;
+        let conn = conn_ids;
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut heartbeats_from: Option<(NodeId, i64)> = None;
@@ -302,7 +306,7 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                     PeerRequest::Write(command) => PeerResponse::Write(quorum.write_local(command).await),
                     PeerRequest::Heartbeat(hb) => {
                         heartbeats_from = Some((hb.id, hb.epoch));
-                        PeerResponse::Heartbeat(quorum.heartbeat(&hb))
+                        PeerResponse::Heartbeat(quorum.heartbeat(&hb, conn))
                     }
                     PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
@@ -315,7 +319,7 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                 }
             }
             if let Some((id, epoch)) = heartbeats_from {
-                quorum.connection_closed(id, epoch);
+                quorum.connection_closed(id, epoch, conn);
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });

@@ -32,6 +32,9 @@ use crate::controller::TypeConfig;
 
 /// How often the leader looks for brokers to fence or unfence.
 const CHECK_EVERY: Duration = Duration::from_millis(100);
+/// How long a new leader waits for a heartbeat from a broker whose listener refused its probe
+/// before fencing it.
+const PROBE_GRACE: Duration = Duration::from_millis(1000);
 /// How often it looks for leaderless partitions that can be given a leader (Kafka's
 /// `unclean.leader.election.interval.ms` is 5 minutes; a clean election here is cheap).
 const ELECT_EVERY: u32 = 10;
@@ -40,7 +43,9 @@ const ELECT_EVERY: u32 = 10;
 struct Seen {
     epoch: i64,
     at: Instant,
-    /// Its heartbeat connection closed: fence now.
+    /// The controller connection its last heartbeat came over (0: none, or this node's own).
+    conn: u64,
+    /// That connection closed: fence now.
     closed: bool,
 }
 
@@ -124,8 +129,9 @@ impl QuorumController {
         }
     }
 
-    /// A broker's heartbeat. Only the leader takes them.
-    pub fn heartbeat(self: &Arc<Self>, hb: &BrokerHeartbeat) -> Result<HeartbeatReply, ForwardError> {
+    /// A broker's heartbeat, over controller connection `conn` (0 for this node's own). Only
+    /// the leader takes them.
+    pub fn heartbeat(self: &Arc<Self>, hb: &BrokerHeartbeat, conn: u64) -> Result<HeartbeatReply, ForwardError> {
         if !self.is_leader() {
             return Err(ForwardError::NotLeader(leader_of(&self.raft)));
         }
@@ -143,6 +149,7 @@ impl QuorumController {
             Seen {
                 epoch: hb.epoch,
                 at: Instant::now(),
+                conn,
                 closed: false,
             },
         );
@@ -158,18 +165,29 @@ impl QuorumController {
         })
     }
 
-    /// The heartbeat connection of broker `id` at `epoch` closed (or its listener refused a
-    /// probe): fence it now (clients looking up the new leader a moment later must find it),
-    /// unless a heartbeat came first.
-    pub fn connection_closed(self: &Arc<Self>, id: NodeId, epoch: i64) {
+    /// Broker `id` heartbeated at `epoch` after `since` (and its connection is not closed).
+    fn heartbeat_since(&self, id: NodeId, epoch: i64, since: Instant) -> bool {
+        self.liveness()
+            .seen
+            .get(&id)
+            .is_some_and(|s| s.epoch == epoch && s.at > since && !s.closed)
+    }
+
+    /// The heartbeat connection `conn` of broker `id` at `epoch` closed (or its listener
+    /// refused a probe: `conn` 0): fence it now (clients looking up the new leader a moment
+    /// later must find it), unless its heartbeats have moved to another connection (a broker
+    /// that follows a new quorum leader drops the old one).
+    pub fn connection_closed(self: &Arc<Self>, id: NodeId, epoch: i64, conn: u64) {
         {
             let mut l = self.liveness();
+            // No heartbeat recorded yet (a new leader): only a probe (conn 0) counts.
             let seen = l.seen.entry(id).or_insert(Seen {
                 epoch,
                 at: Instant::now(),
+                conn: 0,
                 closed: false,
             });
-            if seen.epoch != epoch {
+            if seen.epoch != epoch || (conn != 0 && seen.conn != conn) {
                 return;
             }
             seen.closed = true;
@@ -280,19 +298,34 @@ impl QuorumController {
         let due: Vec<(NodeId, i64)> = {
             let mut l = self.liveness();
             if l.leading_term != Some(metrics.current_term) {
-                // A new leader: every broker's clock starts now.
+                // A new leader: every broker's clock starts now. Which connection each one's
+                // heartbeats came over is kept (those taken before this first check count: a
+                // kill -9 a moment later must still be seen as its connection closing).
                 l.leading_term = Some(metrics.current_term);
-                l.seen.clear();
+                l.seen
+                    .retain(|id, seen| image.brokers.get(id).is_some_and(|b| b.epoch == seen.epoch));
+                for seen in l.seen.values_mut() {
+                    seen.at = now;
+                    seen.closed = false;
+                }
                 for b in image.brokers.values().filter(|b| !b.fenced && b.id != self.node_id) {
                     let Some(e) = b.endpoints.first() else { continue };
                     let me = Arc::clone(self);
                     let (id, epoch, addr) = (b.id, b.epoch, format!("{}:{}", e.host, e.port));
                     tokio::spawn(async move {
+                        let since = Instant::now();
                         let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr));
                         if let Ok(Err(e)) = probe.await {
                             if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                                tracing::info!(broker = id, %addr, "broker refuses connections: fencing it now");
-                                me.connection_closed(id, epoch);
+                                // A starting broker is unfenced before it binds its listener;
+                                // it heartbeats, a dead one does not (brokers heartbeat at once
+                                // when the quorum's leader changes).
+                                tokio::time::sleep(PROBE_GRACE).await;
+                                if me.heartbeat_since(id, epoch, since) {
+                                    return;
+                                }
+                                tracing::info!(broker = id, %addr, "broker refuses connections and sends no heartbeat: fencing it now");
+                                me.connection_closed(id, epoch, 0);
                             }
                         }
                     });
@@ -303,6 +336,7 @@ impl QuorumController {
                 let seen = *l.seen.entry(b.id).or_insert(Seen {
                     epoch: b.epoch,
                     at: now,
+                    conn: 0,
                     closed: false,
                 });
                 let expired =

@@ -2,7 +2,7 @@
 //! `BrokerLifecycleManager`): register (a new broker epoch each start), then heartbeat every
 //! `broker.heartbeat.interval.ms` with the metadata offset applied so far. The controller
 //! unfences the broker once that offset reaches its registration, and fences it when the
-//! heartbeats stop. If the controller no longer knows the registration (it fenced and a newer
+//! heartbeats stop. A change of the quorum's leader sends one at once. If the controller no longer knows the registration (it fenced and a newer
 //! registration replaced it, or it was lost), the broker registers again.
 
 use std::sync::Arc;
@@ -56,8 +56,12 @@ pub async fn run(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced_seen = true; // a registration starts fenced
     loop {
+        // Also at once when the quorum's leader changes: a new leader fences brokers it does
+        // not hear from (see `QuorumController::check`).
+        let leader = controller.leader();
         tokio::select! {
             _ = tick.tick() => {}
+            () = controller.leader_changes_from(leader) => {}
             _ = shutdown.changed() => return,
         }
         let hb = BrokerHeartbeat {
@@ -65,7 +69,8 @@ pub async fn run(
             epoch,
             applied_offset: controller.image().offset,
         };
-        match controller.heartbeat(hb).await {
+        // A heartbeat older than the interval is stale: the next one goes instead.
+        match controller.heartbeat(hb, every).await {
             Ok(reply) if reply.unknown_epoch => {
                 tracing::warn!(
                     broker_epoch = epoch,

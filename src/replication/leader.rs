@@ -162,11 +162,14 @@ impl Partition {
     /// Serves a follower's fetch (Kafka's `Partition.fetchRecords` for a replica): epoch and
     /// membership checks, divergence against the follower's last fetched epoch, records up to
     /// the log end; then its position moves the HW, and may bring it into the ISR (returned as
-    /// the change to propose).
+    /// the change to propose) if the metadata says it may join (`isr_eligible`: registered,
+    /// unfenced, not shutting down; Kafka's KIP-841 check, so a fenced follower's every fetch
+    /// does not become a refused proposal).
     #[allow(clippy::too_many_arguments)]
     pub fn read_for_follower(
         &self,
         replica: NodeId,
+        isr_eligible: bool,
         fetch_offset: i64,
         last_fetched_epoch: i32,
         current_leader_epoch: i32,
@@ -217,7 +220,10 @@ impl Partition {
             if !ls.on_fetch(replica, fetch_offset, leo, now_ms) {
                 return Err(BrokerError::NotLeaderOrFollower); // not one of the replicas
             }
-            let change = ls.expand_candidate(replica, self.high_watermark()).map(|new_isr| {
+            let candidate = isr_eligible
+                .then(|| ls.expand_candidate(replica, self.high_watermark()))
+                .flatten();
+            let change = candidate.map(|new_isr| {
                 ls.pending_isr = Some(new_isr.clone());
                 IsrChange {
                     topic_id: self.topic_id,

@@ -82,6 +82,7 @@ impl ReplicaManager {
     pub async fn fetch_for_follower(
         &self,
         replica: i32,
+        isr_eligible: bool,
         max_wait: Duration,
         min_bytes: usize,
         max_bytes: usize,
@@ -93,7 +94,7 @@ impl ReplicaManager {
             .filter_map(|t| t.partition.as_ref().ok().map(|p| p.subscribe_log_end()))
             .collect();
         loop {
-            let results = self.read_for_follower(replica, max_bytes, targets);
+            let results = self.read_for_follower(replica, isr_eligible, max_bytes, targets);
             let bytes: usize = results
                 .iter()
                 .map(|r| r.as_ref().map(|d| d.records.len()).unwrap_or(0))
@@ -107,7 +108,9 @@ impl ReplicaManager {
             let changed = futures::future::select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
             match tokio::time::timeout_at(deadline, changed).await {
                 Ok((Ok(()), _, _)) => continue,
-                Ok((Err(_), _, _)) | Err(_) => return self.read_for_follower(replica, max_bytes, targets),
+                Ok((Err(_), _, _)) | Err(_) => {
+                    return self.read_for_follower(replica, isr_eligible, max_bytes, targets)
+                }
             }
         }
     }
@@ -115,6 +118,7 @@ impl ReplicaManager {
     fn read_for_follower(
         &self,
         replica: i32,
+        isr_eligible: bool,
         max_bytes: usize,
         targets: &[FollowerFetchTarget],
     ) -> Vec<Result<FollowerRead, BrokerError>> {
@@ -132,6 +136,7 @@ impl ReplicaManager {
             let limit = t.max_bytes.min(remaining);
             let read = p.read_for_follower(
                 replica,
+                isr_eligible,
                 t.fetch_offset,
                 t.last_fetched_epoch,
                 t.current_leader_epoch,

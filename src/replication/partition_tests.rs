@@ -30,7 +30,7 @@ async fn an_append_commits_once_the_isr_has_it() -> TestResult {
         let p = Arc::clone(&p);
         async move { p.wait_committed(1, 3, Instant::now() + Duration::from_secs(10)).await }
     });
-    p.read_for_follower(2, 3, -1, 1, 1 << 20, NOW)?;
+    p.read_for_follower(2, true, 3, -1, 1, 1 << 20, NOW)?;
     assert_eq!(tokio::time::timeout(Duration::from_secs(5), waiter).await??, Ok(()));
     Ok(())
 }
@@ -75,5 +75,22 @@ async fn an_append_the_isr_never_gets_times_out() -> TestResult {
     p.append_records_to_leader(Bytes::from(make_batch(1, NOW, 10)), NOW)?;
     let waited = p.wait_committed(0, 1, Instant::now() + Duration::from_millis(50)).await;
     assert_eq!(waited, Err(Uncommitted::TimedOut));
+    Ok(())
+}
+
+/// A caught-up follower joins the ISR only when the metadata lets it (KIP-841): a fenced one's
+/// fetches propose nothing.
+#[test]
+fn only_an_eligible_follower_is_proposed_for_the_isr() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let log = open(dir.path(), LogConfig::default(), true)?;
+    let p = Partition::new(Arc::from("t"), Uuid::new_v4(), 0, log)?;
+    let mut reg = PartitionRegistration::new(vec![1, 2]);
+    reg.isr = vec![1];
+    p.make_leader(1, &reg, NOW)?;
+    let (_, change) = p.read_for_follower(2, false, 0, -1, 0, 1 << 20, NOW)?;
+    assert!(change.is_none(), "fenced: no proposal");
+    let (_, change) = p.read_for_follower(2, true, 0, -1, 0, 1 << 20, NOW)?;
+    assert_eq!(change.map(|c| c.new_isr), Some(vec![1, 2]));
     Ok(())
 }
