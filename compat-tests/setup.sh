@@ -5,7 +5,8 @@
 # ${SLUICE_CACHE:-$HOME/.cache/sluice}. Each step writes a stamp file named after its pinned
 # versions, so a second run is a few stat() calls. Versions are pinned so runs are deterministic.
 #
-#   apt      kcat (librdkafka 2.0.2 in Debian 12), iperf3, prometheus (+promtool), a JDK (javac) if missing
+#   apt      kcat (librdkafka 2.0.2 in Debian 12), iperf3, prometheus (+promtool), a JDK (javac),
+#            iproute2 (ip netns, for the cluster suite's network cuts) if missing
 #   venv     confluent-kafka, kafka-python + cramjam/python-snappy, lz4, zstandard
 #   node     kafkajs + kafkajs-snappy, lz4js, @mongodb-js/zstd (FINDINGS.md: why not kafkajs-lz4, @kafkajs/zstd)
 #   java     kafka-clients 4.3.0 and 3.9.1 with lz4-java, snappy-java, zstd-jni, slf4j-api,
@@ -24,6 +25,8 @@ command -v iperf3 >/dev/null 2>&1 || need_apt+=(iperf3)
 command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
+# `ip netns` for the cluster suite's network cuts.
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Debian's prometheus: promtool (alert rule checks) and the server the observability suite starts.
 { [[ -x /usr/bin/promtool && -x /usr/bin/prometheus ]]; } || need_apt+=(prometheus)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi

@@ -31,6 +31,16 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   of its `__transaction_state` partition) is killed (-9) with a transaction open: the producer
   commits it through the new coordinator; the next coordinator is killed right after answering
   a commit: the one after writes its markers; read_committed sees exactly the committed records.
+- clients-failover (clients_failover.py): kafka-clients 4.3.0 (java/TxnClient.java produce-acks)
+  and kafka-python, each an idempotent acks=all producer into one RF=3 min.insync.replicas=2 topic,
+  while the leader of a partition is killed (-9) and restarted, then another partition's: every
+  record each client had acknowledged read back once at its offset, in send order per partition;
+  each client's sent/acknowledged counts and longest pause between acks printed.
+- eos-failover (eos_failover.py): a kafka-clients 4.3.0 consume-transform-produce loop (TxnClient
+  eos-loop) between two RF=3 topics while its input is written; the broker coordinating its
+  transactional id is killed (-9) and restarted, then the one coordinating its group: the loop
+  goes on, read_committed sees every input exactly once in input order, the group's offsets end
+  at the input's ends.
 - follower-pause: a follower stopped (SIGSTOP) leaves the ISR, and rejoins after SIGCONT.
 - min-isr: min.insync.replicas=3 with a follower down: acks=all gets NOT_ENOUGH_REPLICAS, acks=1
   is written but stays above the high watermark until the follower is back.
@@ -41,10 +51,17 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   topic puts replicas and leaders on it, it follows a new quorum leader (a topic created through
   it after kill -9 of the old one), and kill -9 of it loses no acknowledged record (its
   partitions move to the other ISR member).
+- network-cut (network_cut.py; its own three nodes, each in a network namespace): the node
+  leading both the quorum and an RF=3 partition is cut from the two others while an idempotent
+  acks=all producer writes: the majority elects a new leader, the cut node acknowledges nothing it
+  wrote alone and truncates it after the heal; every acknowledged record read back once at its
+  offset, also with the old leader leading again. Needs root and iproute2 (SLUICE_NO_NETNS=1
+  skips it on a machine without).
 - restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
   topics, leaders and data.
 
-This suite runs its own processes (run.sh gives it the binary and a work dir).
+This suite runs its own processes (run.sh gives it the binary and a work dir, and compiles
+java/TxnClient.java for the two Java checks: SLUICE_TXN_CLASSPATH).
 """
 
 import os
@@ -59,8 +76,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import broker_only  # noqa: E402
+import clients_failover  # noqa: E402
 import compat  # noqa: E402
+import eos_failover  # noqa: E402
 import group_failover  # noqa: E402
+import network_cut  # noqa: E402
 import replicated  # noqa: E402
 import txn_markers  # noqa: E402
 from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
@@ -301,6 +321,8 @@ def main():
         suite.check("group-failover", group_failover.group_failover, cl, state)
         suite.check("txn-markers", txn_markers.markers_across_brokers, cl, state)
         suite.check("txn-coordinator-kill", txn_markers.coordinator_kills, cl, state)
+        suite.check("clients-failover", clients_failover.clients_failover, cl, state)
+        suite.check("eos-failover", eos_failover.eos_failover, cl, state)
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)
@@ -311,6 +333,8 @@ def main():
         if suite.failures:
             cl.print_logs()
         cl.stop()
+    # Its own nodes, in network namespaces, once the loopback cluster is gone.
+    suite.check("network-cut", network_cut.network_cut, state)
     suite.finish()
 
 

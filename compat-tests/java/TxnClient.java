@@ -6,6 +6,11 @@
 //   create-topic --topic T --partitions N
 //   produce-seq  --topic T --partitions N --count C     idempotent producer: key = value = "i",
 //                partition i % N; prints "END p offset" per partition
+//   produce-acks --topic T --partitions N --prefix P --stop-file F [--interval-us 2000] [--max-run-ms 60000]
+//                idempotent acks=all producer, paced: key = value = "P<i>" to partition i % N, one every
+//                interval until F exists (or max-run-ms); prints "STARTED" at the first acknowledgement;
+//                then flushes and prints "ACK i p offset ms" (ms: acknowledged, since the first send)
+//                per acknowledged record, "ERR i error" per failed one, "SENT n"
 //   eos-loop     --in T --out T --group G --txn-id ID [--timeout-ms 10000] --expect TOTAL
 //                [--hold-at N --release-file F [--pause-after-hold-ms MS]]
 //                consume-transform-produce, exactly once; once N inputs are committed it flushes
@@ -890,6 +895,54 @@ public final class TxnClient {
         return 0;
     }
 
+    static int cmdProduceAcks(Args a) {
+        String topic = a.need("topic");
+        int parts = a.getInt("partitions", 1);
+        String prefix = a.get("prefix", "");
+        Path stop = Paths.get(a.need("stop-file"));
+        long intervalNs = a.getLong("interval-us", 2000) * 1000L;
+        long maxRunMs = a.getLong("max-run-ms", 60_000);
+        // Per record index: partition, offset, ms since the first send (the callback's thread writes).
+        Map<Integer, long[]> acks = new ConcurrentHashMap<>();
+        Map<Integer, String> errs = new ConcurrentHashMap<>();
+        int n = 0;
+        try (KafkaProducer<String, String> p = new KafkaProducer<>(idempotentProducerProps("produce-acks-" + prefix))) {
+            long t0 = System.nanoTime(), deadline = nowMs() + maxRunMs, next = t0;
+            boolean started = false;
+            while (nowMs() < deadline) {
+                if (!started && !acks.isEmpty()) {
+                    started = true;
+                    out("STARTED");
+                }
+                if ((n & 63) == 0 && Files.exists(stop)) break;
+                long now = System.nanoTime();
+                if (now < next) {
+                    java.util.concurrent.locks.LockSupport.parkNanos(next - now);
+                    continue;
+                }
+                // Paced, without a burst after a blocked send.
+                next = Math.max(next + intervalNs, now - 100_000_000L);
+                final int i = n++;
+                String s = prefix + i;
+                p.send(new ProducerRecord<>(topic, i % parts, s, s), (m, e) -> {
+                    if (e != null) errs.put(i, chain(e));
+                    else acks.put(i, new long[] {m.partition(), m.offset(), (System.nanoTime() - t0) / 1_000_000L});
+                });
+            }
+            p.flush();
+        }
+        StringBuilder sb = new StringBuilder(n * 24);
+        for (int i = 0; i < n; i++) {
+            long[] r = acks.get(i);
+            if (r != null) sb.append("ACK ").append(i).append(' ').append(r[0]).append(' ').append(r[1]).append(' ').append(r[2]).append('\n');
+            else sb.append("ERR ").append(i).append(' ').append(errs.getOrDefault(i, "no callback")).append('\n');
+        }
+        sb.append("SENT ").append(n).append('\n');
+        System.out.print(sb);
+        System.out.flush();
+        return 0;
+    }
+
     static int cmdRead(Args a) {
         String topic = a.need("topic");
         String iso = a.get("isolation", "read_committed");
@@ -1168,6 +1221,7 @@ public final class TxnClient {
             switch (argv[2]) {
                 case "create-topic": rc = cmdCreateTopic(a); break;
                 case "produce-seq": rc = cmdProduceSeq(a); break;
+                case "produce-acks": rc = cmdProduceAcks(a); break;
                 case "eos-loop": rc = cmdEosLoop(a); break;
                 case "read": rc = cmdRead(a); break;
                 case "offsets": rc = cmdOffsets(a); break;

@@ -3,7 +3,8 @@ started, SIGTERMed, kill -9ed and SIGSTOPped by PID only.
 
 Each node gets a client port and a controller port (free ports picked here), a data dir and a
 log file under the suite's work dir; `controller.quorum.voters` lists every controller node.
-`add_broker` adds a broker-only node (`process.roles=broker`, no controller listener). Every start
+`add_broker` adds a broker-only node (`process.roles=broker`, no controller listener). With a
+`Netns`, each node runs in its own network namespace, so links between nodes can be cut. Every start
 appends a banner to the node's log and its PID to SLUICE_PID_FILE's directory (`node<i>.pid`), so
 run.sh can stop what a timed-out suite left behind.
 """
@@ -28,6 +29,8 @@ class Node:
     def __init__(self, cluster, node_id, controller=True):
         self.cluster = cluster
         self.id = node_id
+        # Loopback, or this node's address inside its own network namespace (see Netns).
+        self.host = cluster.net.host(node_id) if cluster.net else "127.0.0.1"
         # A voter of the controller quorum (process.roles=broker,controller), or broker-only.
         self.controller = controller
         self.port = free_port()
@@ -41,13 +44,13 @@ class Node:
 
     @property
     def bootstrap(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def args(self):
-        voters = ",".join(f"{n.id}@127.0.0.1:{n.cport}" for n in self.cluster.nodes if n.controller)
-        listeners = f"PLAINTEXT://127.0.0.1:{self.port}"
+        voters = ",".join(f"{n.id}@{n.host}:{n.cport}" for n in self.cluster.nodes if n.controller)
+        listeners = f"PLAINTEXT://{self.host}:{self.port}"
         if self.controller:
-            listeners += f",CONTROLLER://127.0.0.1:{self.cport}"
+            listeners += f",CONTROLLER://{self.host}:{self.cport}"
         args = [self.cluster.bin, "--override", f"node.id={self.id}", "--override", f"listeners={listeners}",
                 "--override", f"controller.quorum.voters={voters}", "--override", f"log.dirs={self.data}",
                 "--override", "metrics.listener="]
@@ -62,7 +65,9 @@ class Node:
         log = open(self.log_path, "ab")
         log.write(f"\n===== node {self.id}: start #{self.starts} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        # `ip netns exec` execs the broker: the PID is the broker's.
+        prefix = self.cluster.net.exec_prefix(self.id) if self.cluster.net else []
+        self.proc = subprocess.Popen(prefix + self.args(), stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         with open(os.path.join(self.cluster.work, f"node{self.id}.pid"), "w") as f:
             f.write(str(self.proc.pid))
@@ -75,7 +80,7 @@ class Node:
             if self.proc.poll() is not None:
                 fail(f"node {self.id} exited with {self.proc.returncode} during start #{self.starts}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return
             except OSError:
                 pass
@@ -120,9 +125,10 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, size, overrides=()):
+    def __init__(self, size, overrides=(), net=None, work=None):
         self.bin = os.environ["SLUICE_BIN"]
-        self.work = os.environ["SLUICE_DATA_DIR"]
+        self.work = work or os.environ["SLUICE_DATA_DIR"]
+        self.net = net
         self.overrides = list(overrides)
         self.nodes = []
         self.nodes = [Node(self, i) for i in range(1, size + 1)]
@@ -156,6 +162,87 @@ class Cluster:
             print(f"# --- last lines of node {n.id}'s log ({n.log_path})", flush=True)
             for line in n.log_tail(lines):
                 print(f"#   {line[:300]}", flush=True)
+
+
+# ------------------------------------------------------------------ network namespaces
+
+class Netns:
+    """Each node in its own network namespace, joined by one bridge in the test's namespace
+    (which the clients use, at .254): node i is 10.213.7.i. `cut(a, b)` puts blackhole routes
+    between the two groups of nodes, both ways: packets of established connections vanish
+    (silence, as a cut cable) and new connections fail at once; clients still reach every node.
+    Needs root and iproute2 (`ip netns`); names are fixed so that a rerun removes what a killed
+    run left behind."""
+
+    PREFIX = "sluicecut"
+    NET = "10.213.7"
+
+    def __init__(self, size):
+        self.size = size
+        self.bridge = f"{self.PREFIX}br"
+        self.cuts = set()
+
+    def ns(self, node_id):
+        return f"{self.PREFIX}{node_id}"
+
+    def host(self, node_id):
+        return f"{self.NET}.{node_id}"
+
+    def exec_prefix(self, node_id):
+        return ["ip", "netns", "exec", self.ns(node_id)]
+
+    @staticmethod
+    def ip(*args, check=True):
+        r = subprocess.run(["ip", *args], stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            fail(f"`ip {' '.join(args)}` failed: {r.stderr.strip()}")
+        return r.returncode == 0
+
+    def setup(self):
+        self.teardown()
+        self.ip("link", "add", self.bridge, "type", "bridge")
+        self.ip("addr", "add", f"{self.NET}.254/24", "dev", self.bridge)
+        self.ip("link", "set", self.bridge, "up")
+        for i in range(1, self.size + 1):
+            ns, veth = self.ns(i), f"{self.PREFIX}v{i}"
+            self.ip("netns", "add", ns)
+            self.ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            self.ip("link", "set", veth, "master", self.bridge, "up")
+            self.ip("-n", ns, "addr", "add", f"{self.host(i)}/24", "dev", "eth0")
+            self.ip("-n", ns, "link", "set", "eth0", "up")
+            self.ip("-n", ns, "link", "set", "lo", "up")
+
+    def teardown(self):
+        for i in range(1, self.size + 1):
+            self.ip("netns", "del", self.ns(i), check=False)  # its veth end goes with it
+            self.ip("link", "del", f"{self.PREFIX}v{i}", check=False)
+        self.ip("link", "del", self.bridge, check=False)
+
+    def cut(self, group_a, group_b):
+        for a in group_a:
+            for b in group_b:
+                for x, y in ((a, b), (b, a)):
+                    self.ip("-n", self.ns(x), "route", "add", "blackhole", f"{self.host(y)}/32")
+                    self.cuts.add((x, y))
+
+    def heal(self):
+        for x, y in sorted(self.cuts):
+            self.ip("-n", self.ns(x), "route", "del", "blackhole", f"{self.host(y)}/32", check=False)
+        self.cuts.clear()
+
+    @staticmethod
+    def available():
+        """(True, "") when namespaces can be made here, else (False, why)."""
+        name = "sluicecutprobe"
+        try:
+            r = subprocess.run(["ip", "netns", "add", name], stdin=subprocess.DEVNULL, capture_output=True,
+                               text=True)
+        except OSError as e:
+            return False, str(e)
+        if r.returncode != 0:
+            return False, r.stderr.strip() or "ip netns add failed"
+        subprocess.run(["ip", "netns", "del", name], stdin=subprocess.DEVNULL, capture_output=True)
+        return True, ""
 
 
 # ------------------------------------------------------------------ raw requests (no client)
@@ -195,9 +282,9 @@ class Reader:
         return [self.i32() for _ in range(self.i32())]
 
 
-def request(port, api, version, body, client=b"compat-cluster"):
+def request(port, api, version, body, client=b"compat-cluster", host="127.0.0.1", timeout=10):
     frame = struct.pack(">hhi", api, version, 1) + struct.pack(">h", len(client)) + client + body
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+    with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(struct.pack(">i", len(frame)) + frame)
         size = struct.unpack(">i", recv_exact(s, 4))[0]
         r = Reader(recv_exact(s, size))
@@ -205,16 +292,17 @@ def request(port, api, version, body, client=b"compat-cluster"):
     return r
 
 
-def metadata(port, topics=None):
+def metadata(port, topics=None, host="127.0.0.1", timeout=10, epochs=False):
     """Metadata v5: (brokers {id: port}, cluster id, controller id, {topic: {partition: (error,
-    leader, replicas, isr, offline)}})."""
+    leader, replicas, isr, offline)}}); v7 adds each partition's leader epoch, with `epochs`
+    the tuple's sixth member."""
     if topics is None:
         body = struct.pack(">i", -1)
     else:
         body = struct.pack(">i", len(topics))
         for t in topics:
             body += struct.pack(">h", len(t)) + t.encode()
-    r = request(port, 3, 5, body + b"\x00")
+    r = request(port, 3, 7 if epochs else 5, body + b"\x00", host=host, timeout=timeout)
     r.i32()  # throttle
     brokers = {}
     for _ in range(r.i32()):
@@ -231,7 +319,11 @@ def metadata(port, topics=None):
             error = r.i16()
             index = r.i32()
             leader = r.i32()
-            parts[index] = (error, leader, r.array(), r.array(), r.array())
+            if epochs:
+                epoch = r.i32()
+                parts[index] = (error, leader, r.array(), r.array(), r.array(), epoch)
+            else:
+                parts[index] = (error, leader, r.array(), r.array(), r.array())
         out[name] = parts
     return brokers, cluster_id, controller, out
 
