@@ -56,6 +56,9 @@ struct Liveness {
     seen: HashMap<NodeId, Seen>,
     /// Brokers with a fence or unfence being written.
     in_flight: HashSet<NodeId>,
+    /// The last other node seen leading the quorum: when this node takes over, most likely
+    /// dead (with its broker).
+    previous_leader: Option<NodeId>,
 }
 
 /// The active controller's state and decisions.
@@ -272,6 +275,12 @@ impl QuorumController {
                 let m = m.borrow();
                 (m.current_leader, m.current_term)
             };
+            if let Some(l) = leader
+                .and_then(|l| NodeId::try_from(l).ok())
+                .filter(|l| *l != self.node_id)
+            {
+                self.liveness().previous_leader = Some(l);
+            }
             if leader != known_leader {
                 known_leader = leader;
                 match leader {
@@ -308,10 +317,17 @@ impl QuorumController {
                     seen.at = now;
                     seen.closed = false;
                 }
+                let previous = l.previous_leader;
                 for b in image.brokers.values().filter(|b| !b.fenced && b.id != self.node_id) {
                     let Some(e) = b.endpoints.first() else { continue };
                     let me = Arc::clone(self);
                     let (id, epoch, addr) = (b.id, b.epoch, format!("{}:{}", e.host, e.port));
+                    // The old leader's broker refusing is the case the probe is for: no grace.
+                    let grace = if previous == Some(id) {
+                        Duration::ZERO
+                    } else {
+                        PROBE_GRACE
+                    };
                     tokio::spawn(async move {
                         let since = Instant::now();
                         let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&addr));
@@ -319,9 +335,10 @@ impl QuorumController {
                             if e.kind() == std::io::ErrorKind::ConnectionRefused {
                                 // A starting broker is unfenced before it binds its listener;
                                 // it heartbeats, a dead one does not (brokers heartbeat at once
-                                // when the quorum's leader changes).
-                                tokio::time::sleep(PROBE_GRACE).await;
-                                if me.heartbeat_since(id, epoch, since) {
+                                // when the quorum's leader changes). The old leader's broker
+                                // gets no grace: it is the one most likely dead.
+                                tokio::time::sleep(grace).await;
+                                if !grace.is_zero() && me.heartbeat_since(id, epoch, since) {
                                     return;
                                 }
                                 tracing::info!(broker = id, %addr, "broker refuses connections and sends no heartbeat: fencing it now");
