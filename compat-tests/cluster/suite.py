@@ -50,7 +50,7 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   controller listener; it pulls the metadata from the voters) is listed by every node, a new
   topic puts replicas and leaders on it, it follows a new quorum leader (a topic created through
   it after kill -9 of the old one), and kill -9 of it loses no acknowledged record (its
-  partitions move to the other ISR member); restarted, it rejoins every ISR.
+  partitions move to the other ISR member).
 - network-cut (network_cut.py; its own three nodes, each in a network namespace): the node
   leading both the quorum and an RF=3 partition is cut from the two others while an idempotent
   acks=all producer writes: the majority elects a new leader, the cut node acknowledges nothing it
