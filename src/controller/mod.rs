@@ -104,9 +104,9 @@ pub struct Controller {
     images: watch::Receiver<Arc<MetadataImage>>,
     /// Each voter's controller listener address (empty for a quorum of one).
     voters: BTreeMap<NodeId, String>,
-    /// The connection heartbeats go over: kept open, as its closing tells the active
-    /// controller this broker may be gone.
-    heartbeat_conn: tokio::sync::Mutex<Option<network::PeerClient>>,
+    /// The connections heartbeats go over, one per voter: kept open, as a closing one tells
+    /// its controller this broker may be gone.
+    heartbeat_conns: tokio::sync::Mutex<BTreeMap<NodeId, network::PeerClient>>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -188,7 +188,7 @@ impl Controller {
             member: Member::Voter { raft, quorum },
             images,
             voters,
-            heartbeat_conn: tokio::sync::Mutex::new(None),
+            heartbeat_conns: tokio::sync::Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -207,7 +207,7 @@ impl Controller {
             member: Member::Observer { leader },
             images,
             voters: voters.clone(),
-            heartbeat_conn: tokio::sync::Mutex::new(None),
+            heartbeat_conns: tokio::sync::Mutex::new(BTreeMap::new()),
         };
         (controller, pull)
     }
@@ -371,59 +371,39 @@ impl Controller {
         }
     }
 
-    /// Sends a broker heartbeat to the active controller, over a connection kept open, waiting
-    /// at most `timeout` for the answer. A heartbeat in flight when the quorum's leader changes
-    /// is abandoned with its connection and sent to the new leader at once: an old leader cut
-    /// off by the network would otherwise hold it until the timeout, while the new leader's
-    /// session clock for this broker runs.
+    /// Sends a broker heartbeat to the active controller, waiting at most `timeout` (the
+    /// heartbeat interval) for the answer, so a call held by an old leader cut off by the
+    /// network ends before the new leader's session clock runs out. One connection per voter
+    /// is kept open: following a new leader never closes the connection to another (a closed
+    /// heartbeat connection tells its controller this broker died, and a leader view that
+    /// flaps, as an observer's can, would otherwise get a live broker fenced).
     pub async fn heartbeat(
         &self,
         hb: network::BrokerHeartbeat,
         timeout: Duration,
     ) -> Result<network::HeartbeatReply, ControllerError> {
-        // Bounded: a leader that changes on every attempt gets the next tick's heartbeat.
-        for _ in 0..3 {
-            let leader = self
-                .leader()
-                .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
-            if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
-                return quorum
-                    .heartbeat(&hb, 0)
-                    .map_err(|e| ControllerError::Unavailable(e.to_string()));
-            }
-            let addr = self
-                .voters
-                .get(&leader)
-                .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
-            let mut conn = self.heartbeat_conn.lock().await;
-            if conn.as_ref().is_none_or(|c| c.addr() != addr) {
-                *conn = Some(network::PeerClient::new(addr.clone()));
-            }
-            let Some(client) = conn.as_mut() else {
-                return Err(ControllerError::Unavailable("no connection".into()));
-            };
-            let answered = tokio::select! {
-                r = client.call(network::PeerRequest::Heartbeat(hb.clone()), timeout) => Some(r),
-                () = self.leader_changes_from(Some(leader)) => None,
-            };
-            let Some(answered) = answered else {
-                tracing::debug!(
-                    old_leader = leader,
-                    "the controller leader changed during a heartbeat; resending"
-                );
-                *conn = None;
-                continue;
-            };
-            return match answered {
-                Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
-                Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),
-                Ok(_) => Err(ControllerError::Unavailable("wrong response".into())),
-                Err(e) => Err(ControllerError::Unavailable(e.to_string())),
-            };
+        let leader = self
+            .leader()
+            .ok_or_else(|| ControllerError::Unavailable("no controller leader".into()))?;
+        if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
+            return quorum
+                .heartbeat(&hb, 0)
+                .map_err(|e| ControllerError::Unavailable(e.to_string()));
         }
-        Err(ControllerError::Unavailable(
-            "the controller leader keeps changing".into(),
-        ))
+        let addr = self
+            .voters
+            .get(&leader)
+            .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
+        let mut conns = self.heartbeat_conns.lock().await;
+        let client = conns
+            .entry(leader)
+            .or_insert_with(|| network::PeerClient::new(addr.clone()));
+        match client.call(network::PeerRequest::Heartbeat(hb), timeout).await {
+            Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
+            Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),
+            Ok(_) => Err(ControllerError::Unavailable("wrong response".into())),
+            Err(e) => Err(ControllerError::Unavailable(e.to_string())),
+        }
     }
 
     /// Returns once this node knows of a quorum leader other than `from` (a moment without
