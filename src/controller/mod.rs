@@ -360,6 +360,7 @@ impl Controller {
                 | Err(Forward::Retry(_))
                     if tokio::time::Instant::now() < deadline =>
                 {
+                    tracing::debug!(partition = change.partition, leader = ?self.leader(), "AlterPartition: no leader took it; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(network::PeerResponse::AlterPartition(Err(e))) => {

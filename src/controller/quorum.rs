@@ -248,9 +248,11 @@ impl QuorumController {
         change.isr = Some(r.new_isr.clone());
         // A leader changing its ISR has its log in order: recovered (KIP-704).
         change.leader_recovery_state = Some(crate::controller::record::LeaderRecoveryState::Recovered);
+        let started = Instant::now();
         let result = self
             .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
             .await?;
+        tracing::debug!(broker = r.broker, partition = r.partition, took_ms = started.elapsed().as_millis() as u64, refused = ?result.refused, "AlterPartition written");
         match result.refused {
             None => Ok(()),
             Some(why) => refuse(why.to_string()),

@@ -167,10 +167,15 @@ pub async fn run_isr_changes(
     controller: Arc<crate::controller::Controller>,
 ) {
     while let Some((p, change)) = rx.recv().await {
-        match controller.alter_partition(controller.node_id(), &change).await {
-            Ok(()) => {}
+        let started = Instant::now();
+        let result = controller.alter_partition(controller.node_id(), &change).await;
+        let took_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(()) => {
+                tracing::debug!(topic = %p.topic, partition = p.index, new_isr = ?change.new_isr, took_ms, queued = rx.len(), "ISR change made");
+            }
             Err(e) => {
-                tracing::info!(topic = %p.topic, partition = p.index, error = %e, "ISR change not made");
+                tracing::info!(topic = %p.topic, partition = p.index, error = %e, took_ms, "ISR change not made");
                 p.isr_change_failed(change.partition_epoch);
             }
         }

@@ -127,7 +127,13 @@ impl UnifiedLog {
     /// Returns the new log end offset (at or below `offset`: a batch is never split).
     pub fn truncate_to(&mut self, offset: i64) -> Result<i64> {
         if offset >= self.log_end_offset() {
-            return Ok(self.log_end_offset());
+            // Nothing to cut, but an epoch this log began as leader and never wrote a batch
+            // in starts at its end: the new leader does not know it, and a follower that kept
+            // it would ask with it forever (each answer a divergence at the same offset).
+            // Kafka's truncateTo likewise truncates the epoch cache from the log end.
+            let leo = self.log_end_offset();
+            self.epoch_cache.truncate_at(leo)?;
+            return Ok(leo);
         }
         if offset <= self.log_start_offset {
             return self.truncate_fully_and_start_at(self.log_start_offset);
@@ -285,6 +291,30 @@ mod tests {
         drop(follower);
         let follower = open(b.path(), small_config(), false)?;
         assert_eq!(read_all(&follower)?, held);
+        Ok(())
+    }
+
+    #[test]
+    fn an_epoch_begun_at_the_log_end_without_batches_goes_with_a_truncation_there() -> Result<()> {
+        let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+        let leader = leader_with_history(a.path())?;
+        let mut old_leader = open(b.path(), small_config(), true)?;
+        replicate(&leader, &mut old_leader)?;
+        let end = old_leader.log_end_offset();
+        // It led at epoch 5 and died before writing; the new leader (epoch 6) never saw 5 and
+        // answers its fetch with a divergence at its own end, the same offset.
+        old_leader.assign_epoch_start_offset(5, end)?;
+        assert_eq!(old_leader.latest_epoch(), Some(5));
+        assert_eq!(old_leader.truncate_to(end)?, end, "no batch to cut");
+        assert_eq!(
+            old_leader.latest_epoch(),
+            Some(3),
+            "the next fetch names the epoch both hold"
+        );
+        assert_eq!(old_leader.end_offset_for_epoch(3), Some((3, end)));
+        drop(old_leader);
+        let reopened = open(b.path(), small_config(), false)?;
+        assert_eq!(reopened.latest_epoch(), Some(3), "persisted");
         Ok(())
     }
 
