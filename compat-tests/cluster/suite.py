@@ -241,6 +241,13 @@ def controller_kill(cl, state):
         return c if c != controller and controller not in brokers else None
 
     new, took = wait_for("a new controller with the old one fenced", new_controller, 20)
+    # The dead leader's connections closed and its listener refused: the lowest other voter asked
+    # for an election as the lease ran out, rather than waiting for the voters' random timers.
+    first = min(n.id for n in cl.nodes if n.controller and n.id != controller)
+    takeover = f"asking for an election as its lease ends leader={controller}"
+    if not any(takeover in line for line in cl.node(first).log_tail(400)):
+        fail(f"node {first} did not take over from the dead quorum leader at its lease's end "
+             f"(no '{takeover}' in its log)")
     topic = "cluster-after-controller-kill"
     admin = AdminClient({"bootstrap.servers": survivor.bootstrap})
     admin.create_topics([NewTopic(topic, 4, 1)])[topic].result(timeout=30)
@@ -251,8 +258,9 @@ def controller_kill(cl, state):
     victim.start()
     wait_for(f"node {victim.id} listed again", lambda: victim.id in metadata(survivor.port)[0], 30)
     read_back(cl.bootstrap(), topic, acked)
-    print(f"# controller-kill: node {controller} led the quorum; node {new} took over and the dead node "
-          f"was fenced {took:.2f} s after kill -9; a topic created and written {created_s:.2f} s after", flush=True)
+    print(f"# controller-kill: node {controller} led the quorum; node {first} called an election as its lease "
+          f"ended, node {new} took over and the dead node was fenced {took:.2f} s after kill -9; a topic created "
+          f"and written {created_s:.2f} s after", flush=True)
 
 
 def cluster_id_mismatch(cl, state):

@@ -11,6 +11,8 @@
 //! - `observer`: a broker-only node's pull of the images from the voters.
 //! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
 //! - `election`: the partition changes fencing and unfencing bring (pure).
+//! - `takeover`: a voter that sees the quorum's leader process gone asks for an election as
+//!   the leader's lease ends.
 //! - `placement`: where new partitions' replicas go (Kafka's spread).
 //!
 //! [`Controller`] is the handle the broker holds: propose a command, read the latest image,
@@ -25,6 +27,7 @@ pub mod quorum;
 pub mod raft_log;
 pub mod record;
 pub mod state_machine;
+pub mod takeover;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -149,9 +152,10 @@ impl Controller {
         let (machine, images) = state_machine::StateMachine::open(&dir)?;
         let config = openraft::Config {
             cluster_name: "sluice".into(),
-            // A voter waits a random time in [T/2, T) without hearing from a leader; votes
-            // are refused while the leader's lease (openraft: the maximum, T) holds, so an
-            // election after a leader dies takes about T to 1.5 T.
+            // Votes are refused while the leader's lease (openraft: the maximum, T) holds, and
+            // a follower starts an election after the lease and a random time in [T/2, T)
+            // without hearing from the leader: 1.5 T to 2 T; a leader whose process is gone
+            // is replaced just after T (`takeover`).
             election_timeout_min: (quorum.election_timeout_ms / 2).max(1),
             election_timeout_max: quorum.election_timeout_ms.max(2),
             heartbeat_interval: quorum.heartbeat_interval_ms,
@@ -177,6 +181,7 @@ impl Controller {
             images.clone(),
             Duration::from_millis(quorum.broker_session_timeout_ms),
             quorum.unclean_leader_election,
+            Duration::from_millis(quorum.election_timeout_ms.max(2)),
         ));
         let voters = voters
             .iter()

@@ -292,15 +292,28 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
             let mut heartbeats_from: Option<(NodeId, i64)> = None;
+            // The quorum leader this connection carried AppendEntries from, and whether the
+            // other end closed it (not this node stopping).
+            let mut appends_from: Option<NodeId> = None;
+            let mut closed_by_peer = false;
             loop {
                 let request = tokio::select! {
                     r = read_frame::<PeerRequest>(&mut stream) => r,
                     _ = stop.changed() => break,
                 };
-                let Ok(request) = request else { break };
+                let Ok(request) = request else {
+                    closed_by_peer = true;
+                    break;
+                };
                 let raft = quorum.raft();
                 let response = match request {
-                    PeerRequest::AppendEntries(r) => PeerResponse::AppendEntries(raft.append_entries(r).await),
+                    PeerRequest::AppendEntries(r) => {
+                        if let Some(leader) = r.vote.leader_id().voted_for().and_then(|id| NodeId::try_from(id).ok()) {
+                            appends_from = Some(leader);
+                            quorum.append_received(leader);
+                        }
+                        PeerResponse::AppendEntries(raft.append_entries(r).await)
+                    }
                     PeerRequest::Vote(r) => PeerResponse::Vote(raft.vote(r).await),
                     PeerRequest::InstallSnapshot(r) => PeerResponse::InstallSnapshot(raft.install_snapshot(r).await),
                     PeerRequest::Write(command) => PeerResponse::Write(quorum.write_local(command).await),
@@ -315,11 +328,15 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                     }
                 };
                 if write_frame(&mut stream, &response).await.is_err() {
+                    closed_by_peer = true;
                     break;
                 }
             }
             if let Some((id, epoch)) = heartbeats_from {
                 quorum.connection_closed(id, epoch, conn);
+            }
+            if let (true, Some(leader)) = (closed_by_peer, appends_from) {
+                quorum.leader_connection_closed(leader);
             }
             open.fetch_sub(1, Ordering::Relaxed);
         });

@@ -28,6 +28,7 @@ use crate::controller::election;
 use crate::controller::image::MetadataImage;
 use crate::controller::network::{AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply};
 use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId, PartitionChange};
+use crate::controller::takeover::LeaderLoss;
 use crate::controller::TypeConfig;
 
 /// How often the leader looks for brokers to fence or unfence.
@@ -69,6 +70,8 @@ pub struct QuorumController {
     session_timeout: Duration,
     unclean_default: bool,
     liveness: Mutex<Liveness>,
+    /// A dead leader noticed by this voter (see [`crate::controller::takeover`]).
+    leader_loss: Arc<LeaderLoss>,
 }
 
 fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
@@ -85,6 +88,7 @@ impl QuorumController {
         images: watch::Receiver<Arc<MetadataImage>>,
         session_timeout: Duration,
         unclean_default: bool,
+        leader_lease: Duration,
     ) -> Self {
         QuorumController {
             node_id,
@@ -93,7 +97,18 @@ impl QuorumController {
             session_timeout,
             unclean_default,
             liveness: Mutex::new(Liveness::default()),
+            leader_loss: Arc::new(LeaderLoss::new(leader_lease)),
         }
+    }
+
+    /// An AppendEntries from `leader` arrived on a peer connection.
+    pub fn append_received(&self, leader: NodeId) {
+        self.leader_loss.append_from(leader);
+    }
+
+    /// The peer connection `leader`'s AppendEntries came over was closed by the other end.
+    pub fn leader_connection_closed(&self, leader: NodeId) {
+        self.leader_loss.connection_closed(self.node_id, &self.raft, leader);
     }
 
     pub fn raft(&self) -> &Raft<TypeConfig> {
