@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import compat
-from cluster import Cluster, Netns, metadata
+from cluster import Cluster, Netns, metadata, quorum_leader
 from compat import fail
 
 TOPIC = "netcut"
@@ -43,8 +43,9 @@ def partition_view(cl, node):
 def controller_of(cl):
     for n in cl.live():
         try:
-            _, _, controller, _ = metadata(n.port, [], host=n.host, timeout=2)
-            return controller
+            controller = quorum_leader(n.port, host=n.host, timeout=5)
+            if controller is not None:
+                return controller
         except OSError:
             continue
     fail("no node answered Metadata")

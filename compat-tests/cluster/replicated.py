@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 import compat
-from cluster import list_offsets_latest, metadata
+from cluster import list_offsets_latest, metadata, quorum_leader
 from compat import fail
 
 NOT_ENOUGH_REPLICAS = 19
@@ -36,7 +36,8 @@ def partitions(cl, topic):
 
 
 def controller_id(cl):
-    return metadata(cl.live()[0].port)[2]
+    """The quorum's leader (DescribeQuorum through a live broker)."""
+    return quorum_leader(cl.live()[0].port)
 
 
 def read_all(bs, topic, n_partitions, want, timeout=30):

@@ -2,17 +2,19 @@
 confluent-kafka and raw requests:
 
 - formation: three processes started with controller.quorum.voters form one cluster with no
-  format step; Metadata from every node lists the three brokers, one cluster id and controller;
-  each data dir's meta.properties names that cluster.
+  format step; Metadata from every node lists the three brokers and one cluster id, and names
+  itself as the controller (a live broker, as KRaft Kafka does); DescribeQuorum through every
+  node names the same quorum leader and the three voters; each data dir's meta.properties
+  names that cluster.
 - spread: a 6-partition RF=1 topic gets two leaders per broker (Kafka's spread); 3,000
   acknowledged records are read back at their offsets through the leaders; a partition asked of
   a broker that does not lead it answers NOT_LEADER_OR_FOLLOWER.
 - broker-kill: kill -9 of a broker: the survivors fence it within seconds (its partitions
   offline, it is gone from the broker list) while produce to the other partitions goes on; it is
   restarted and leads its partitions again (higher leader epoch) with every record it had.
-- controller-kill: kill -9 of the node leading the quorum: a new leader within seconds, the dead
-  node fenced at once (its listener refuses connections), a topic created through a survivor;
-  the node restarts and rejoins.
+- controller-kill: kill -9 of the node leading the quorum: the lowest other voter, seeing its
+  connection close and its listener refuse, calls the election as the leader's lease ends; the
+  dead node is fenced at once, a topic created through a survivor; the node restarts and rejoins.
 - cluster-id-mismatch: a node whose data dir names another cluster refuses to start with a
   clear message; with its own meta.properties back it starts.
 Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
@@ -47,10 +49,12 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - unclean: the ISR of an RF=2 partition gone: offline while unclean election is off; on, the
   out-of-sync replica leads and the records it never had are gone from the other too.
 - broker-only (broker_only.py): a fourth node started later with process.roles=broker (no
-  controller listener; it pulls the metadata from the voters) is listed by every node, a new
+  controller listener; it pulls the metadata from the voters) is listed by every node and as an
+  observer by DescribeQuorum (raw, and kafka-clients' Admin.describeMetadataQuorum), a new
   topic puts replicas and leaders on it, it follows a new quorum leader (a topic created through
-  it after kill -9 of the old one), and kill -9 of it loses no acknowledged record (its
-  partitions move to the other ISR member).
+  it after kill -9 of the old one, by an admin client made before), kill -9 of it loses no
+  acknowledged record (its partitions move to the other ISR member), and restarted it rejoins
+  every ISR.
 - network-cut (network_cut.py; its own three nodes, each in a network namespace): the node
   leading both the quorum and an RF=3 partition is cut from the two others while an idempotent
   acks=all producer writes: the majority elects a new leader, the cut node acknowledges nothing it
@@ -83,7 +87,7 @@ import group_failover  # noqa: E402
 import network_cut  # noqa: E402
 import replicated  # noqa: E402
 import txn_markers  # noqa: E402
-from cluster import Cluster, list_offsets_latest, metadata  # noqa: E402
+from cluster import Cluster, describe_quorum, list_offsets_latest, metadata, quorum_leader  # noqa: E402
 from compat import fail  # noqa: E402
 
 NOT_LEADER_OR_FOLLOWER = 6
@@ -154,15 +158,23 @@ def formation(cl):
     for (brokers, _, controller, _), n in zip(views, cl.nodes):
         if sorted(brokers) != [1, 2, 3]:
             fail(f"node {n.id} lists brokers {sorted(brokers)}")
-        if controller not in (1, 2, 3):
-            fail(f"node {n.id} names controller {controller}")
+        # Clients cannot reach KRaft controllers: like Kafka a live broker is named (this one).
+        if controller != n.id:
+            fail(f"node {n.id} names controller {controller}, not itself")
+    # DescribeQuorum (forwarded to the quorum's leader) gives every node the same answer.
+    quorums = [describe_quorum(n.port) for n in cl.nodes]
+    leaders = {q[1] for q in quorums}
+    error, leader, epoch, hw, voters, observers = quorums[0]
+    if error or len(leaders) != 1 or sorted(voters) != [1, 2, 3] or observers or hw <= 0:
+        fail(f"DescribeQuorum: {quorums}")
     cluster_id = ids.pop()
     for n in cl.nodes:
         with open(os.path.join(n.data, "meta.properties")) as f:
             text = f.read()
         if f"cluster.id={cluster_id}" not in text or f"node.id={n.id}" not in text:
             fail(f"node {n.id} meta.properties: {text!r}")
-    print(f"# formation: cluster {cluster_id}, controller {views[0][2]}", flush=True)
+    print(f"# formation: cluster {cluster_id}; quorum leader {leader} (epoch {epoch}, high watermark {hw}, "
+          f"voters' log ends {voters})", flush=True)
     return cluster_id
 
 
@@ -197,7 +209,7 @@ def spread(cl, state):
 
 def broker_kill(cl, state):
     topic, acked = state["spread"]
-    controller = metadata(cl.nodes[0].port)[2]
+    controller = quorum_leader(cl.nodes[0].port)
     victim = next(n for n in cl.nodes if n.id != controller)
     survivor = next(n for n in cl.nodes if n.id not in (controller, victim.id))
     before = metadata(survivor.port, [topic])[3][topic]
@@ -230,15 +242,15 @@ def broker_kill(cl, state):
 
 
 def controller_kill(cl, state):
-    controller = metadata(cl.nodes[0].port)[2]
+    controller = quorum_leader(cl.nodes[0].port)
     victim = cl.node(controller)
     survivor = next(n for n in cl.nodes if n.id != controller)
     t0 = time.monotonic()
     victim.kill9()
 
     def new_controller():
-        brokers, _, c, _ = metadata(survivor.port)
-        return c if c != controller and controller not in brokers else None
+        c = quorum_leader(survivor.port, timeout=5)
+        return c if c not in (None, controller) and controller not in metadata(survivor.port)[0] else None
 
     new, took = wait_for("a new controller with the old one fenced", new_controller, 20)
     # The dead leader's connections closed and its listener refused: the lowest other voter asked

@@ -25,6 +25,7 @@
 //                "OPEN p firstOffset lastOffset" and "HOLDING"; commits once F exists (never if not given)
 //   txn-produce  --txn-id ID --topic T --count N --prefix P [--timeout-ms] [--abort]
 //   list-txns                                          "TXN id producerId STATE" per listed transaction
+//   describe-quorum                                    "QUORUM leader=L epoch=E hw=H", then "VOTER id logEnd lastCaughtUpMs" / "OBSERVER ..." (Admin.describeMetadataQuorum)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
 //   abort-scenario, fence-scenario, timeout-scenario, admin-scenario
 //
@@ -988,6 +989,20 @@ public final class TxnClient {
         return 0;
     }
 
+    /** Admin.describeMetadataQuorum (DescribeQuorum, forwarded by the broker to the quorum's
+     *  leader): one QUORUM line, then a VOTER or OBSERVER line per replica. */
+    static int cmdDescribeQuorum(Args a) {
+        try (Admin admin = admin()) {
+            QuorumInfo q = await(admin.describeMetadataQuorum().quorumInfo(), "describeMetadataQuorum");
+            out("QUORUM leader=" + q.leaderId() + " epoch=" + q.leaderEpoch() + " hw=" + q.highWatermark());
+            for (QuorumInfo.ReplicaState r : q.voters())
+                out("VOTER " + r.replicaId() + " " + r.logEndOffset() + " " + r.lastCaughtUpTimestamp().orElse(-1));
+            for (QuorumInfo.ReplicaState r : q.observers())
+                out("OBSERVER " + r.replicaId() + " " + r.logEndOffset() + " " + r.lastCaughtUpTimestamp().orElse(-1));
+        }
+        return 0;
+    }
+
     static void waitForFile(String path, long maxMs) {
         if (path == null) {
             sleep(maxMs);
@@ -1227,6 +1242,7 @@ public final class TxnClient {
                 case "offsets": rc = cmdOffsets(a); break;
                 case "open-txn": rc = cmdOpenTxn(a); break;
                 case "list-txns": rc = cmdListTxns(a); break;
+                case "describe-quorum": rc = cmdDescribeQuorum(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

@@ -328,6 +328,78 @@ def metadata(port, topics=None, host="127.0.0.1", timeout=10, epochs=False):
     return brokers, cluster_id, controller, out
 
 
+def _uvarint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _read_uvarint(r):
+    shift = value = 0
+    while True:
+        b = r.take(1)[0]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value
+        shift += 7
+
+
+def _skip_tags(r):
+    for _ in range(_read_uvarint(r)):
+        _read_uvarint(r)
+        r.take(_read_uvarint(r))
+
+
+def describe_quorum(port, host="127.0.0.1", timeout=10):
+    """DescribeQuorum v0 (flexible) for __cluster_metadata-0, sent to a broker, which asks the
+    quorum's leader: (error code, leader id, leader epoch, high watermark, {voter: log end},
+    {observer: log end})."""
+    client, topic = b"compat-cluster", b"__cluster_metadata"
+    header = struct.pack(">hhi", 55, 0, 1) + struct.pack(">h", len(client)) + client + b"\x00"
+    body = (_uvarint(2) + _uvarint(len(topic) + 1) + topic + _uvarint(2) + struct.pack(">i", 0)
+            + b"\x00" + b"\x00" + b"\x00")
+    frame = header + body
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(frame)) + frame)
+        size = struct.unpack(">i", recv_exact(s, 4))[0]
+        r = Reader(recv_exact(s, size))
+    r.i32()  # correlation id
+    _skip_tags(r)
+    error = r.i16()
+    topics = _read_uvarint(r) - 1
+    if error or topics < 1:
+        return error, -1, -1, -1, {}, {}
+    r.take(_read_uvarint(r) - 1)  # topic name
+    _read_uvarint(r)  # partitions: one
+    r.i32()
+    error, leader, epoch, hw = r.i16(), r.i32(), r.i32(), r.i64()
+
+    def replicas():
+        out = {}
+        for _ in range(_read_uvarint(r) - 1):
+            rid, leo = r.i32(), r.i64()
+            _skip_tags(r)
+            out[rid] = leo
+        return out
+
+    voters = replicas()
+    observers = replicas()
+    return error, leader, epoch, hw, voters, observers
+
+
+def quorum_leader(port, host="127.0.0.1", timeout=10):
+    """The quorum's leader as DescribeQuorum through broker `port` reports it (None if none
+    answered)."""
+    error, leader, *_ = describe_quorum(port, host=host, timeout=timeout)
+    return None if error else leader
+
+
 def list_offsets_latest(port, topic, partition):
     """ListOffsets v1 (latest) straight to one broker: (error code, offset)."""
     name = topic.encode()

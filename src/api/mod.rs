@@ -14,6 +14,7 @@ mod create_topics;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
+mod describe_quorum;
 mod errors;
 mod fetch;
 mod groups;
@@ -234,6 +235,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
             ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(ctx, req).await)
         }
         RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req)),
+        RequestKind::DescribeQuorum(req) => ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, req).await),
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
@@ -322,6 +324,7 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::AlterConfigs(r) => r.encode(out, version),
         ResponseKind::IncrementalAlterConfigs(r) => r.encode(out, version),
         ResponseKind::DescribeCluster(r) => r.encode(out, version),
+        ResponseKind::DescribeQuorum(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

@@ -202,6 +202,26 @@ async fn every_api_at_every_version() -> TestResult {
         assert_eq!(resp.error_code, 0, "DescribeCluster v{v}");
         assert_eq!(resp.brokers.len(), 1);
     }
+    for v in range(ApiKey::DescribeQuorum) {
+        let ask = |topic: &str, partition: i32| {
+            DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+                .with_topic_name(name(topic))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(partition)
+                ])])
+        };
+        let resp = c.request(&ask("__cluster_metadata", 0), v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 0, "DescribeQuorum v{v}");
+        let p = &resp.topics.first().ok_or("no topic")?.partitions[0];
+        assert_eq!(p.error_code, 0, "DescribeQuorum v{v}");
+        assert_eq!(p.current_voters.len(), 1, "a quorum of one: {p:?}");
+        assert_eq!(p.leader_id, p.current_voters[0].replica_id);
+        assert!(p.leader_epoch >= 1 && p.high_watermark > 0, "{p:?}");
+        assert!(p.current_voters[0].log_end_offset >= p.high_watermark, "{p:?}");
+        assert!(p.observers.is_empty());
+        let other = c.request(&ask("t", 0), v).await?.ok_or("closed")?;
+        assert_eq!(other.error_code, 42, "INVALID_REQUEST for any other partition, v{v}");
+    }
     for v in range(ApiKey::OffsetForLeaderEpoch) {
         let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
             offset_for_leader_epoch_request::OffsetForLeaderTopic::default()

@@ -64,6 +64,8 @@ pub enum ControllerError {
 
 /// How long a forwarded request may take.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long DescribeQuorum waits for a leader to answer.
+const DESCRIBE_QUORUM_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a write is retried while the quorum has no leader to take it.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -295,6 +297,7 @@ impl Controller {
             return Ok(match request {
                 PeerRequest::Write(c) => PeerResponse::Write(quorum.write_local(c).await),
                 PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
+                PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -336,6 +339,29 @@ impl Controller {
                 }
                 Err(Forward::Retry(why) | Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
             }
+        }
+    }
+
+    /// Each voter's controller address (`host:port`), as `controller.quorum.voters` gives it.
+    pub fn voter_addresses(&self) -> &BTreeMap<NodeId, String> {
+        &self.voters
+    }
+
+    /// The quorum's state from its leader (Kafka's DescribeQuorum, which brokers forward to
+    /// the active controller), retried for a short while when no leader can answer.
+    pub async fn describe_quorum(&self) -> Result<network::QuorumState, ControllerError> {
+        let deadline = tokio::time::Instant::now() + DESCRIBE_QUORUM_TIMEOUT;
+        loop {
+            let why = match self.to_leader(network::PeerRequest::DescribeQuorum).await {
+                Ok(network::PeerResponse::DescribeQuorum(Ok(state))) => return Ok(state),
+                Ok(network::PeerResponse::DescribeQuorum(Err(e))) => e.to_string(),
+                Ok(_) => return Err(ControllerError::Unavailable("wrong response".into())),
+                Err(Forward::Retry(why) | Forward::Final(why)) => why,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::Unavailable(why));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

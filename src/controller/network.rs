@@ -51,6 +51,8 @@ pub enum PeerRequest {
         after: Option<u64>,
         max_wait_ms: u64,
     },
+    /// The quorum's state, from its leader (Kafka's DescribeQuorum).
+    DescribeQuorum,
 }
 
 /// The longest a FetchMetadata is held.
@@ -86,6 +88,30 @@ pub enum PeerResponse {
     Heartbeat(Result<HeartbeatReply, ForwardError>),
     AlterPartition(Result<(), ForwardError>),
     FetchMetadata(Result<MetadataUpdate, ForwardError>),
+    DescribeQuorum(Result<QuorumState, ForwardError>),
+}
+
+/// The quorum as its leader sees it (Kafka's DescribeQuorum partition data). Offsets are the
+/// metadata log's: a log end offset is the index after the last entry a replica holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub leader: NodeId,
+    /// The Raft term (Kafka's leader epoch of `__cluster_metadata`).
+    pub leader_epoch: i32,
+    pub high_watermark: i64,
+    pub voters: Vec<ReplicaProgress>,
+    /// Broker-only nodes, which follow the log without a vote.
+    pub observers: Vec<ReplicaProgress>,
+}
+
+/// A replica of the metadata log: how far it is, when the leader last heard of its progress
+/// and when it last held everything (wall clock ms; -1: never seen by this leader).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    pub id: NodeId,
+    pub log_end_offset: i64,
+    pub last_fetch_ms: i64,
+    pub last_caught_up_ms: i64,
 }
 
 /// Why a forwarded request was not handled.
@@ -322,6 +348,7 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                         PeerResponse::Heartbeat(quorum.heartbeat(&hb, conn))
                     }
                     PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
+                    PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);
                         PeerResponse::FetchMetadata(Ok(quorum.fetch_metadata(after, wait).await))

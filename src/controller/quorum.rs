@@ -26,7 +26,9 @@ use tokio::sync::watch;
 
 use crate::controller::election;
 use crate::controller::image::MetadataImage;
-use crate::controller::network::{AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply};
+use crate::controller::network::{
+    AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply, QuorumState, ReplicaProgress,
+};
 use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId, PartitionChange};
 use crate::controller::takeover::LeaderLoss;
 use crate::controller::TypeConfig;
@@ -48,6 +50,8 @@ struct Seen {
     conn: u64,
     /// That connection closed: fence now.
     closed: bool,
+    /// The metadata offset it had applied, as its last heartbeat said.
+    applied: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +64,8 @@ struct Liveness {
     /// The last other node seen leading the quorum: when this node takes over, most likely
     /// dead (with its broker).
     previous_leader: Option<NodeId>,
+    /// When each voter last held the whole log, as this leader's checks saw it (wall ms).
+    voters_caught_up: HashMap<NodeId, i64>,
 }
 
 /// The active controller's state and decisions.
@@ -72,6 +78,13 @@ pub struct QuorumController {
     liveness: Mutex<Liveness>,
     /// A dead leader noticed by this voter (see [`crate::controller::takeover`]).
     leader_loss: Arc<LeaderLoss>,
+}
+
+/// Wall clock ms (Kafka's timestamps in DescribeQuorum).
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
@@ -128,6 +141,79 @@ impl QuorumController {
         }
     }
 
+    /// DescribeQuorum on the leader: the term, the high watermark (the log applied here), each
+    /// voter's log end (openraft's replication progress) and each broker-only node's (the
+    /// offset its last heartbeat said it applied). A replica's last fetch is its broker's last
+    /// heartbeat to this leader; a voter was caught up when a check saw it hold the whole log,
+    /// an observer when its heartbeat reported the high watermark.
+    pub fn describe_quorum(&self) -> Result<QuorumState, ForwardError> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let end = |index: Option<u64>| index.map_or(0, |i| i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1));
+        let high_watermark = end(m.last_applied.map(|l| l.index));
+        let (now, wall) = (Instant::now(), wall_ms());
+        let wall_of = |at: Instant| wall - i64::try_from(now.duration_since(at).as_millis()).unwrap_or(i64::MAX);
+        let voter_ids: Vec<NodeId> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter_map(|id| NodeId::try_from(id).ok())
+            .collect();
+        let l = self.liveness();
+        let voters = voter_ids
+            .iter()
+            .map(|&id| {
+                if id == self.node_id {
+                    return ReplicaProgress {
+                        id,
+                        log_end_offset: end(m.last_log_index),
+                        last_fetch_ms: wall,
+                        last_caught_up_ms: wall,
+                    };
+                }
+                let matched = m
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.get(&u64::try_from(id).unwrap_or(u64::MAX)).copied().flatten());
+                ReplicaProgress {
+                    id,
+                    log_end_offset: matched.map_or(0, |l| end(Some(l.index))),
+                    last_fetch_ms: l
+                        .seen
+                        .get(&id)
+                        .filter(|s| s.applied.is_some())
+                        .map_or(-1, |s| wall_of(s.at)),
+                    last_caught_up_ms: l.voters_caught_up.get(&id).copied().unwrap_or(-1),
+                }
+            })
+            .collect();
+        let mut observers: Vec<ReplicaProgress> = l
+            .seen
+            .iter()
+            .filter(|(id, _)| !voter_ids.contains(id))
+            .filter_map(|(&id, s)| {
+                let log_end_offset = end(Some(s.applied?));
+                let at = wall_of(s.at);
+                Some(ReplicaProgress {
+                    id,
+                    log_end_offset,
+                    last_fetch_ms: at,
+                    last_caught_up_ms: if log_end_offset >= high_watermark { at } else { -1 },
+                })
+            })
+            .collect();
+        observers.sort_by_key(|o| o.id);
+        Ok(QuorumState {
+            leader: self.node_id,
+            leader_epoch: i32::try_from(m.current_term).unwrap_or(i32::MAX),
+            high_watermark,
+            voters,
+            observers,
+        })
+    }
+
     fn liveness(&self) -> MutexGuard<'_, Liveness> {
         self.liveness.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -169,6 +255,7 @@ impl QuorumController {
                 at: Instant::now(),
                 conn,
                 closed: false,
+                applied: Some(hb.applied_offset),
             },
         );
         if fenced && caught_up {
@@ -204,6 +291,7 @@ impl QuorumController {
                 at: Instant::now(),
                 conn: 0,
                 closed: false,
+                applied: None,
             });
             if seen.epoch != epoch || (conn != 0 && seen.conn != conn) {
                 return;
@@ -324,6 +412,7 @@ impl QuorumController {
         let due: Vec<(NodeId, i64)> = {
             let mut l = self.liveness();
             if l.leading_term != Some(metrics.current_term) {
+                l.voters_caught_up.clear();
                 // A new leader: every broker's clock starts now. Which connection each one's
                 // heartbeats came over is kept (those taken before this first check count: a
                 // kill -9 a moment later must still be seen as its connection closing).
@@ -365,6 +454,16 @@ impl QuorumController {
                     });
                 }
             }
+            if let Some(replication) = &metrics.replication {
+                let wall = wall_ms();
+                for (id, matched) in replication.iter() {
+                    if matched.map(|m| m.index) == metrics.last_log_index {
+                        if let Ok(id) = NodeId::try_from(*id) {
+                            l.voters_caught_up.insert(id, wall);
+                        }
+                    }
+                }
+            }
             let mut due = Vec::new();
             for b in image.brokers.values().filter(|b| !b.fenced) {
                 let seen = *l.seen.entry(b.id).or_insert(Seen {
@@ -372,6 +471,7 @@ impl QuorumController {
                     at: now,
                     conn: 0,
                     closed: false,
+                    applied: None,
                 });
                 let expired =
                     seen.epoch != b.epoch || seen.closed || now.duration_since(seen.at) > self.session_timeout;

@@ -106,13 +106,17 @@ impl MetadataClient {
             .collect()
     }
 
-    /// The controller id clients are told: clients cannot reach KRaft controllers, so like
-    /// Kafka a live broker is named (the quorum's leader when it is one, else this broker).
+    /// The controller id clients are told. Clients cannot reach KRaft controllers: Kafka names
+    /// a random live broker (KIP-590), which forwards what a client sends the "controller".
+    /// This broker is named when it is live: the client has just reached it. Not the quorum's
+    /// leader, which a kill would take away from every client that cached it (an admin client
+    /// waits for its cached controller to come back until its request times out).
     pub fn controller_id_for_clients(&self, image: &MetadataImage) -> NodeId {
-        self.controller
-            .leader()
-            .filter(|id| image.is_live(*id))
-            .unwrap_or_else(|| self.node_id())
+        let me = self.node_id();
+        if image.is_live(me) {
+            return me;
+        }
+        image.brokers.values().find(|b| !b.fenced).map_or(me, |b| b.id)
     }
 
     /// Proposes `command` and returns once it is applied to this broker's image; a refusal is
