@@ -7,8 +7,9 @@ Each round, in the same cluster: R1 produce 1 KiB acks=all to an RF=1 topic, the
 to an RF=3 min.insync.replicas=2 topic (6 partitions each, linger 5 ms); C3 consume the RF=3
 topic from the beginning; L3 produce latency at a fixed rate to the RF=3 topic. Then F: the
 failover time, from kill -9 of a partition's leader to the first acknowledged acks=all write of
-a record sent after the kill (a producer sending every 2 ms), three times; and the brokers'
-peak RSS. Prints a table and writes bench/out/cluster.txt.
+a record sent after the kill (a producer sending every 2 ms), three times, then FQ, the same
+when the node killed leads the controller quorum too (an election first); and the brokers' peak
+RSS. Prints a table and writes bench/out/cluster.txt.
 """
 
 import os
@@ -97,26 +98,38 @@ def latency(rp, bs, topic, work):
     return q(0.5), q(0.99)
 
 
-def failover(cl, topic, trials=3):
-    """Seconds from kill -9 of partition 0's leader to the first ack of a record sent after."""
+def failover(cl, topic, trials=3, quorum_leader=False):
+    """Seconds from kill -9 of partition 0's leader to the first ack of a record sent after.
+    With `quorum_leader`, the node leading the controller quorum is killed instead, and the
+    partition timed is one it leads (skipped, NaN, if it leads none)."""
     from cluster import metadata
+    from cluster import quorum_leader as find_quorum_leader
     from confluent_kafka import Producer
 
     out = []
     for _ in range(trials):
-        leader = metadata(cl.live()[0].port, [topic])[3][topic][0][1]
+        parts = metadata(cl.live()[0].port, [topic])[3][topic]
+        if quorum_leader:
+            leader = find_quorum_leader(cl.live()[0].port)
+            mine = sorted(p for p, v in parts.items() if v[1] == leader)
+            if not mine:
+                out.append(float("nan"))
+                continue
+            part = mine[0]
+        else:
+            part, leader = 0, parts[0][1]
         node = cl.node(leader)
         p = Producer({"bootstrap.servers": cl.bootstrap(), "acks": "all", "enable.idempotence": True,
                       "linger.ms": 0, "message.timeout.ms": 60000})
         acks = []
         for i in range(200):  # warm: connections and metadata in place
-            p.produce(topic, value=b"warm", partition=0, on_delivery=lambda e, m: None)
+            p.produce(topic, value=b"warm", partition=part, on_delivery=lambda e, m: None)
         p.flush(10)
         node.kill9()
         killed = time.monotonic()
         while not acks and time.monotonic() - killed < 30:
             sent = time.monotonic()
-            p.produce(topic, value=b"after", partition=0,
+            p.produce(topic, value=b"after", partition=part,
                       on_delivery=lambda e, m, s=sent: acks.append(time.monotonic()) if e is None and s >= killed else None)
             p.poll(0.002)
         out.append(acks[0] - killed if acks else float("nan"))
@@ -160,8 +173,9 @@ def main():
                   f"C3 {rows['C3'][-1][1]} MB/s, L3 p50/p99 {rows['L3'][-1][0]:.2f}/{rows['L3'][-1][1]:.2f} ms",
                   file=sys.stderr, flush=True)
         ft = "bench-failover"
-        admin.create_topics([NewTopic(ft, 3, 3, config={"min.insync.replicas": "2"})])[ft].result(timeout=30)
+        admin.create_topics([NewTopic(ft, 6, 3, config={"min.insync.replicas": "2"})])[ft].result(timeout=30)
         fail = failover(cl, ft)
+        fail_q = failover(cl, ft, trials=5, quorum_leader=True)
         watch.stop.set()
         best = lambda k, i=0: max(x[i] for x in rows[k])  # noqa: E731
         r1, r3 = best("R1"), best("R3")
@@ -176,6 +190,8 @@ def main():
             f"p99 {min(x[1] for x in rows['L3']):.2f} ms (best round)",
             f"F  failover, kill -9 of a leader to the next ack:   {', '.join(f'{x:.2f}' for x in fail)} s "
             f"(median {statistics.median(fail):.2f}; target < 2 s; Kafka 3.9 here: 9-13 s)",
+            f"FQ the same, killing the quorum's leader (leading the partition): {', '.join(f'{x:.2f}' for x in fail_q)} s "
+            f"(median {statistics.median(fail_q):.2f})",
             f"RSS peak per broker: {', '.join(f'node {k} {v:.0f} MiB' for k, v in sorted(watch.peak.items()))} "
             f"(target < 200 MB; Kafka 3.9: 0.8-1 GB)",
         ]
