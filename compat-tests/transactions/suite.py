@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import compat  # noqa: E402
 from broker import Broker  # noqa: E402
 from compat import fail  # noqa: E402
+from lineproc import LineProc as Proc  # noqa: E402
 
 JAVA_OPTS = ["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
 N_EOS = int(os.environ.get("SLUICE_TXN_EOS_MESSAGES", "20000"))
@@ -71,73 +72,6 @@ EOS_TXN_TIMEOUT_MS = 10000
 
 
 # ------------------------------------------------------------------ Java processes (by PID)
-
-class Proc:
-    """A background TxnClient process; its stdout lines are collected by a reader thread."""
-
-    def __init__(self, name, argv, log_path):
-        self.name = name
-        self.log_path = log_path
-        self.lines = []
-        self.cond = threading.Condition()
-        err = open(log_path, "ab")
-        self.p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        err.close()
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self):
-        for raw in self.p.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            with self.cond:
-                self.lines.append(line)
-                self.cond.notify_all()
-        with self.cond:
-            self.cond.notify_all()
-
-    def snapshot(self):
-        with self.cond:
-            return list(self.lines)
-
-    def wait_line(self, pred, seconds, what, start=0):
-        """The first line (from index `start`) matching pred; fails after `seconds` or if the
-        process exits first. Returns (index, line)."""
-        end = time.monotonic() + seconds
-        with self.cond:
-            while True:
-                for i in range(start, len(self.lines)):
-                    if pred(self.lines[i]):
-                        return i, self.lines[i]
-                start = len(self.lines)
-                if self.p.poll() is not None and not self.t.is_alive():
-                    fail(f"{self.name} exited with {self.p.returncode} before {what}; last lines: {self.tail()}")
-                left = end - time.monotonic()
-                if left <= 0:
-                    fail(f"{self.name}: no {what} within {seconds} s; last lines: {self.tail()}")
-                self.cond.wait(min(left, 0.5))
-
-    def wait_exit(self, seconds):
-        try:
-            return self.p.wait(timeout=seconds)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def kill9(self):
-        if self.p.poll() is None:
-            os.kill(self.p.pid, signal.SIGKILL)
-        try:
-            self.p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self.t.join(timeout=5)
-
-    def tail(self, n=6):
-        lines = self.lines[-n:]
-        return " | ".join(lines) if lines else "(no output)"
-
 
 class Java:
     def __init__(self, bootstrap, logdir):
