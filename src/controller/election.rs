@@ -7,9 +7,11 @@
 //! their new ISR, in replica order. Kafka never writes an empty ISR: when the broker was the
 //! last member it stays in the ISR and the partition goes leaderless (offline) until a member
 //! returns, unless the topic allows an unclean election. Unfenced: leaderless partitions whose
-//! ISR holds the broker get it as leader.
+//! ISR holds the broker get it as leader. And a partition leader's own ISR change
+//! (AlterPartition): `on_alter_isr`.
 
 use crate::controller::image::MetadataImage;
+use crate::controller::network::AlterPartitionRequest;
 use crate::controller::record::{LeaderRecoveryState, NodeId, PartitionChange, NO_LEADER};
 
 /// The topic config that allows electing a replica outside the ISR (Kafka's name and default).
@@ -115,6 +117,45 @@ pub fn on_unfence(image: &MetadataImage, broker: NodeId) -> Vec<PartitionChange>
     out
 }
 
+/// The partition change a leader's ISR change asks for (Kafka's
+/// `ReplicationControlManager.alterPartition`), or why the image refuses it: it must come from
+/// the leader at the current leader epoch and partition epoch, hold the leader, lie within the
+/// replicas, and add only live brokers (KIP-841). A compare-and-set on the partition epoch.
+pub fn on_alter_isr(image: &MetadataImage, r: &AlterPartitionRequest) -> Result<PartitionChange, String> {
+    let Some(reg) = image.topic_by_id(r.topic_id).and_then(|t| t.partition(r.partition)) else {
+        return Err("unknown partition".into());
+    };
+    if reg.leader != r.broker {
+        return Err(format!("broker {} does not lead it (leader {})", r.broker, reg.leader));
+    }
+    if reg.leader_epoch != r.leader_epoch {
+        return Err(format!(
+            "fenced leader epoch {} (now {})",
+            r.leader_epoch, reg.leader_epoch
+        ));
+    }
+    if reg.partition_epoch != r.partition_epoch {
+        return Err(format!(
+            "invalid update version {} (now {})",
+            r.partition_epoch, reg.partition_epoch
+        ));
+    }
+    if !r.new_isr.contains(&r.broker) || !r.new_isr.iter().all(|m| reg.replicas.contains(m)) {
+        return Err(format!(
+            "ISR {:?} must hold the leader and lie within {:?}",
+            r.new_isr, reg.replicas
+        ));
+    }
+    if let Some(m) = r.new_isr.iter().find(|m| !reg.isr.contains(m) && !image.is_live(**m)) {
+        return Err(format!("ineligible replica {m}"));
+    }
+    let mut change = PartitionChange::new(r.topic_id, r.partition, r.partition_epoch);
+    change.isr = Some(r.new_isr.clone());
+    // A leader changing its ISR has its log in order: recovered (KIP-704).
+    change.leader_recovery_state = Some(LeaderRecoveryState::Recovered);
+    Ok(change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +200,73 @@ mod tests {
             }),
         );
         image
+    }
+
+    fn alter(image: &MetadataImage, broker: NodeId, new_isr: &[NodeId]) -> AlterPartitionRequest {
+        let t = image.topic("t").unwrap();
+        let reg = &t.partitions[0];
+        AlterPartitionRequest {
+            broker,
+            topic_id: t.id,
+            partition: 0,
+            leader_epoch: reg.leader_epoch,
+            partition_epoch: reg.partition_epoch,
+            new_isr: new_isr.to_vec(),
+        }
+    }
+
+    #[test]
+    fn an_isr_change_is_the_leaders_at_the_current_epochs_and_adds_only_live_brokers() {
+        // Broker 3 is a replica but not registered (not live).
+        let mut image = image_with(&[vec![1, 2, 3]], &[1, 2], BTreeMap::new());
+        let shrink = on_alter_isr(&image, &alter(&image, 1, &[1, 2])).expect("the leader may shrink");
+        assert_eq!(shrink.isr, Some(vec![1, 2]));
+        assert!(on_alter_isr(&image, &alter(&image, 2, &[2]))
+            .unwrap_err()
+            .contains("does not lead"));
+        assert!(on_alter_isr(&image, &alter(&image, 1, &[2, 3]))
+            .unwrap_err()
+            .contains("must hold the leader"));
+        assert!(on_alter_isr(&image, &alter(&image, 1, &[1, 4]))
+            .unwrap_err()
+            .contains("lie within"));
+        let stale = alter(&image, 1, &[1, 3]);
+        applied(&mut image, vec![shrink]);
+        assert!(on_alter_isr(&image, &stale)
+            .unwrap_err()
+            .contains("invalid update version"));
+        assert_eq!(
+            on_alter_isr(&image, &alter(&image, 1, &[1, 3])).unwrap_err(),
+            "ineligible replica 3",
+            "3 is not live: it may not join"
+        );
+        assert!(
+            on_alter_isr(&image, &alter(&image, 1, &[1])).is_ok(),
+            "dropping a member needs no liveness"
+        );
+    }
+
+    #[test]
+    fn two_changes_of_one_partition_in_one_command_are_refused_together() {
+        // What AlterPartition's batch relies on: a command applies all its records or none.
+        let mut image = image_with(&[vec![1, 2, 3]], &[1, 2, 3], BTreeMap::new());
+        let a = on_alter_isr(&image, &alter(&image, 1, &[1, 2])).unwrap();
+        let b = on_alter_isr(&image, &alter(&image, 1, &[1, 3])).unwrap();
+        let cmd = MetadataCommand {
+            records: vec![R::ChangePartition(a.clone()), R::ChangePartition(b)],
+        };
+        let offset = image.offset + 1;
+        assert!(
+            image.apply(offset, &cmd).refused.is_some(),
+            "the second fails its compare-and-set"
+        );
+        assert_eq!(
+            image.topic("t").unwrap().partitions[0].isr,
+            vec![1, 2, 3],
+            "nothing applied"
+        );
+        applied(&mut image, vec![a]);
+        assert_eq!(image.topic("t").unwrap().partitions[0].isr, vec![1, 2]);
     }
 
     fn applied(image: &mut MetadataImage, changes: Vec<PartitionChange>) {

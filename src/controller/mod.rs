@@ -10,7 +10,7 @@
 //!   the controller listener (a quorum of one needs no network).
 //! - `observer`: a broker-only node's pull of the images from the voters.
 //! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
-//! - `election`: the partition changes fencing and unfencing bring (pure).
+//! - `election`: the partition changes fencing, unfencing and leaders' ISR changes bring (pure).
 //! - `takeover`: a voter that sees the quorum's leader process gone asks for an election as
 //!   the leader's lease ends.
 //! - `placement`: where new partitions' replicas go (Kafka's spread).
@@ -296,7 +296,7 @@ impl Controller {
         if let (true, Some(quorum)) = (leader == self.node_id, self.quorum()) {
             return Ok(match request {
                 PeerRequest::Write(c) => PeerResponse::Write(quorum.write_local(c).await),
-                PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
+                PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partitions(&r).await),
                 PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
@@ -365,33 +365,42 @@ impl Controller {
         }
     }
 
-    /// Sends a partition leader's ISR change to the active controller (retried while no
-    /// leader can take it); the metadata then carries the new ISR to every broker.
-    pub async fn alter_partition(
+    /// Sends partition leaders' ISR changes, a batch, to the active controller (retried while
+    /// no leader can take it); the metadata then carries the new ISRs to every broker. One
+    /// answer per change, in order.
+    pub async fn alter_partitions(
         &self,
         broker: NodeId,
-        change: &crate::replication::partition::IsrChange,
-    ) -> Result<(), ControllerError> {
-        let request = network::AlterPartitionRequest {
-            broker,
-            topic_id: change.topic_id,
-            partition: change.partition,
-            leader_epoch: change.leader_epoch,
-            partition_epoch: change.partition_epoch,
-            new_isr: change.new_isr.clone(),
-        };
+        changes: &[crate::replication::partition::IsrChange],
+    ) -> Result<Vec<Result<(), ControllerError>>, ControllerError> {
+        let request: Vec<network::AlterPartitionRequest> = changes
+            .iter()
+            .map(|change| network::AlterPartitionRequest {
+                broker,
+                topic_id: change.topic_id,
+                partition: change.partition,
+                leader_epoch: change.leader_epoch,
+                partition_epoch: change.partition_epoch,
+                new_isr: change.new_isr.clone(),
+            })
+            .collect();
         let deadline = tokio::time::Instant::now() + FORWARD_TIMEOUT;
         loop {
             match self
                 .to_leader(network::PeerRequest::AlterPartition(request.clone()))
                 .await
             {
-                Ok(network::PeerResponse::AlterPartition(Ok(()))) => return Ok(()),
+                Ok(network::PeerResponse::AlterPartition(Ok(results))) if results.len() == changes.len() => {
+                    return Ok(results
+                        .into_iter()
+                        .map(|r| r.map_err(|e| ControllerError::Unavailable(e.to_string())))
+                        .collect())
+                }
                 Ok(network::PeerResponse::AlterPartition(Err(network::ForwardError::NotLeader(_))))
                 | Err(Forward::Retry(_))
                     if tokio::time::Instant::now() < deadline =>
                 {
-                    tracing::debug!(partition = change.partition, leader = ?self.leader(), "AlterPartition: no leader took it; retrying");
+                    tracing::debug!(changes = changes.len(), leader = ?self.leader(), "AlterPartition: no leader took it; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Ok(network::PeerResponse::AlterPartition(Err(e))) => {

@@ -43,8 +43,8 @@ pub enum PeerRequest {
     /// Propose a command (a broker's proposal forwarded to the leader).
     Write(MetadataCommand),
     Heartbeat(BrokerHeartbeat),
-    /// A partition leader's ISR change (Kafka's AlterPartition).
-    AlterPartition(AlterPartitionRequest),
+    /// Partition leaders' ISR changes, a batch (Kafka's AlterPartition).
+    AlterPartition(Vec<AlterPartitionRequest>),
     /// A broker-only node asks for an image newer than `after` (any, when `None`), answered
     /// at once if there is one, else when one comes or after `max_wait_ms` (capped).
     FetchMetadata {
@@ -86,7 +86,8 @@ pub enum PeerResponse {
     InstallSnapshot(Result<InstallSnapshotResponse<RaftNodeId>, RaftError<RaftNodeId, InstallSnapshotError>>),
     Write(Result<ApplyResult, ForwardError>),
     Heartbeat(Result<HeartbeatReply, ForwardError>),
-    AlterPartition(Result<(), ForwardError>),
+    /// One answer per change of the batch, in order.
+    AlterPartition(Result<Vec<Result<(), ForwardError>>, ForwardError>),
     FetchMetadata(Result<MetadataUpdate, ForwardError>),
     DescribeQuorum(Result<QuorumState, ForwardError>),
 }
@@ -347,7 +348,7 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                         heartbeats_from = Some((hb.id, hb.epoch));
                         PeerResponse::Heartbeat(quorum.heartbeat(&hb, conn))
                     }
-                    PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partition(&r).await),
+                    PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partitions(&r).await),
                     PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);

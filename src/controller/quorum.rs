@@ -310,56 +310,58 @@ impl QuorumController {
         }
     }
 
-    /// A partition leader's ISR change (Kafka's `ReplicationControlManager.alterPartition`):
-    /// it must still lead at that leader epoch and partition epoch, the ISR must hold it and
-    /// lie within the replicas, and every new member must be live. Written as a
-    /// compare-and-set on the partition epoch.
-    pub async fn alter_partition(&self, r: &AlterPartitionRequest) -> Result<(), ForwardError> {
+    /// Partition leaders' ISR changes (Kafka's `ReplicationControlManager.alterPartition`, which
+    /// takes a batch too): each must come from the leader at its leader epoch and partition
+    /// epoch, hold the leader and lie within the replicas, and add only live members. The valid
+    /// ones are written as one command (one Raft entry: a restarted broker rejoining thousands of
+    /// ISRs costs one write, not one each), a compare-and-set on each partition epoch; if a
+    /// concurrent change made that command fail, each is written on its own. One answer per
+    /// change, in order.
+    pub async fn alter_partitions(
+        &self,
+        batch: &[AlterPartitionRequest],
+    ) -> Result<Vec<Result<(), ForwardError>>, ForwardError> {
         if !self.is_leader() {
             return Err(ForwardError::NotLeader(leader_of(&self.raft)));
         }
         let image = Arc::clone(&self.images.borrow());
-        let refuse = |why: String| Err(ForwardError::Refused(why));
-        let Some(reg) = image.topic_by_id(r.topic_id).and_then(|t| t.partition(r.partition)) else {
-            return refuse("unknown partition".into());
-        };
-        if reg.leader != r.broker {
-            return refuse(format!("broker {} does not lead it (leader {})", r.broker, reg.leader));
+        let checked: Vec<Result<PartitionChange, ForwardError>> = batch
+            .iter()
+            .map(|r| election::on_alter_isr(&image, r).map_err(ForwardError::Refused))
+            .collect();
+        let valid: Vec<(usize, PartitionChange)> = checked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().ok().map(|c| (i, c.clone())))
+            .collect();
+        let mut results: Vec<Result<(), ForwardError>> = checked.into_iter().map(|c| c.map(|_| ())).collect();
+        if valid.is_empty() {
+            return Ok(results);
         }
-        if reg.leader_epoch != r.leader_epoch {
-            return refuse(format!(
-                "fenced leader epoch {} (now {})",
-                r.leader_epoch, reg.leader_epoch
-            ));
-        }
-        if reg.partition_epoch != r.partition_epoch {
-            return refuse(format!(
-                "invalid update version {} (now {})",
-                r.partition_epoch, reg.partition_epoch
-            ));
-        }
-        if !r.new_isr.contains(&r.broker) || !r.new_isr.iter().all(|m| reg.replicas.contains(m)) {
-            return refuse(format!(
-                "ISR {:?} must hold the leader and lie within {:?}",
-                r.new_isr, reg.replicas
-            ));
-        }
-        if let Some(m) = r.new_isr.iter().find(|m| !reg.isr.contains(m) && !image.is_live(**m)) {
-            return refuse(format!("ineligible replica {m}"));
-        }
-        let mut change = PartitionChange::new(r.topic_id, r.partition, r.partition_epoch);
-        change.isr = Some(r.new_isr.clone());
-        // A leader changing its ISR has its log in order: recovered (KIP-704).
-        change.leader_recovery_state = Some(crate::controller::record::LeaderRecoveryState::Recovered);
         let started = Instant::now();
-        let result = self
-            .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
-            .await?;
-        tracing::debug!(broker = r.broker, partition = r.partition, took_ms = started.elapsed().as_millis() as u64, refused = ?result.refused, "AlterPartition written");
-        match result.refused {
-            None => Ok(()),
-            Some(why) => refuse(why.to_string()),
+        let command = MetadataCommand {
+            records: valid
+                .iter()
+                .map(|(_, c)| MetadataRecord::ChangePartition(c.clone()))
+                .collect(),
+        };
+        let written = self.write_local(command).await?;
+        tracing::debug!(changes = valid.len(), took_ms = started.elapsed().as_millis() as u64, refused = ?written.refused, "AlterPartition written");
+        if let Some(why) = written.refused {
+            if valid.len() == 1 {
+                results[valid[0].0] = Err(ForwardError::Refused(why.to_string()));
+            } else {
+                for (i, change) in valid {
+                    let one = self
+                        .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
+                        .await?;
+                    results[i] = one
+                        .refused
+                        .map_or(Ok(()), |why| Err(ForwardError::Refused(why.to_string())));
+                }
+            }
         }
+        Ok(results)
     }
 
     /// Checks liveness every [`CHECK_EVERY`] while this node leads, until `shutdown`.

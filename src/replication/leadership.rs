@@ -160,21 +160,42 @@ impl ReplicaManager {
     }
 }
 
-/// Sends each ISR change to the active controller (Kafka's `AlterPartitionManager`); a change
-/// refused or not delivered is forgotten by its partition, which proposes again when due.
+/// At most this many ISR changes go in one AlterPartition.
+const MAX_ISR_BATCH: usize = 500;
+
+/// Sends the ISR changes to the active controller (Kafka's `AlterPartitionManager`): those
+/// waiting are sent together, one batch in flight at a time; a change refused or not
+/// delivered is forgotten by its partition, which proposes again when due.
 pub async fn run_isr_changes(
     mut rx: mpsc::Receiver<(Arc<Partition>, IsrChange)>,
     controller: Arc<crate::controller::Controller>,
 ) {
-    while let Some((p, change)) = rx.recv().await {
-        let started = Instant::now();
-        let result = controller.alter_partition(controller.node_id(), &change).await;
-        let took_ms = started.elapsed().as_millis() as u64;
-        match result {
-            Ok(()) => {
-                tracing::debug!(topic = %p.topic, partition = p.index, new_isr = ?change.new_isr, took_ms, queued = rx.len(), "ISR change made");
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_ISR_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
             }
-            Err(e) => {
+        }
+        let changes: Vec<IsrChange> = batch.iter().map(|(_, c)| c.clone()).collect();
+        let started = Instant::now();
+        let results = controller.alter_partitions(controller.node_id(), &changes).await;
+        let took_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(
+            changes = batch.len(),
+            took_ms,
+            queued = rx.len(),
+            ok = results.is_ok(),
+            "ISR changes sent"
+        );
+        let mut results: Vec<Option<String>> = match results {
+            Ok(results) => results.into_iter().map(|r| r.err().map(|e| e.to_string())).collect(),
+            Err(e) => vec![Some(e.to_string()); batch.len()],
+        };
+        results.resize_with(batch.len(), || None);
+        for ((p, change), error) in batch.iter().zip(results) {
+            if let Some(e) = error {
                 tracing::info!(topic = %p.topic, partition = p.index, error = %e, took_ms, "ISR change not made");
                 p.isr_change_failed(change.partition_epoch);
             }
