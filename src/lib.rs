@@ -24,6 +24,7 @@
 //!   (appends with acks, fetches, the delayed produce / delayed fetch purgatory, group commit).
 //! - [`storage`]: the segment log on disk, knowing nothing of the wire: batches, segments,
 //!   offset and time indexes, producer state, checkpoints, recovery.
+//! - [`clock`]: the wall clock in ms, one function for every layer.
 //! - [`config`]: Kafka's broker config names, embedded defaults, validation.
 //! - [`error`]: the one mapping from typed errors to Kafka error codes.
 //! - [`metrics`]: every metric name, declared once.
@@ -36,6 +37,7 @@
 pub mod alloc;
 pub mod api;
 pub mod broker;
+pub mod clock;
 pub mod config;
 pub mod controller;
 pub mod coordinator;

@@ -369,6 +369,4 @@ pub fn api_key_name(key: ApiKey) -> &'static str {
 }
 
 /// Current wall-clock time in ms, shared by handlers.
-pub fn now_ms() -> i64 {
-    crate::replication::replica_manager::now_ms()
-}
+pub use crate::clock::now_ms;

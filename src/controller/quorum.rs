@@ -80,13 +80,6 @@ pub struct QuorumController {
     leader_loss: Arc<LeaderLoss>,
 }
 
-/// Wall clock ms (Kafka's timestamps in DescribeQuorum).
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
     raft.metrics()
         .borrow()
@@ -153,7 +146,7 @@ impl QuorumController {
         }
         let end = |index: Option<u64>| index.map_or(0, |i| i64::try_from(i).unwrap_or(i64::MAX).saturating_add(1));
         let high_watermark = end(m.last_applied.map(|l| l.index));
-        let (now, wall) = (Instant::now(), wall_ms());
+        let (now, wall) = (Instant::now(), crate::clock::now_ms());
         let wall_of = |at: Instant| wall - i64::try_from(now.duration_since(at).as_millis()).unwrap_or(i64::MAX);
         let voter_ids: Vec<NodeId> = m
             .membership_config
@@ -457,7 +450,7 @@ impl QuorumController {
                 }
             }
             if let Some(replication) = &metrics.replication {
-                let wall = wall_ms();
+                let wall = crate::clock::now_ms();
                 for (id, matched) in replication.iter() {
                     if matched.map(|m| m.index) == metrics.last_log_index {
                         if let Ok(id) = NodeId::try_from(*id) {

@@ -116,7 +116,12 @@ impl MetadataClient {
         if image.is_live(me) {
             return me;
         }
-        image.brokers.values().find(|b| !b.fenced).map_or(me, |b| b.id)
+        image
+            .brokers
+            .keys()
+            .copied()
+            .find(|id| image.is_live(*id))
+            .unwrap_or(me)
     }
 
     /// Proposes `command` and returns once it is applied to this broker's image; a refusal is

@@ -147,12 +147,7 @@ fn remove_stray_dirs(log_dir: &Path, node_id: i32, topics: &[Arc<TopicImage>]) -
     Ok(())
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 /// The effective log config of a topic: broker defaults plus its overrides.
 pub fn topic_log_config(defaults: &LogConfig, meta: &TopicImage) -> LogConfig {

@@ -16,12 +16,6 @@ use crate::storage::error::{Result, StorageError};
 use crate::storage::recovery::replay_producers;
 use crate::storage::segment::LogSegment;
 
-fn wall_clock_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl UnifiedLog {
     /// Appends batches fetched from the leader. They must parse, pass their CRC and start at or
     /// after the log end with increasing offsets; nothing else of the client's rules applies
@@ -138,7 +132,7 @@ impl UnifiedLog {
         if offset <= self.log_start_offset {
             return self.truncate_fully_and_start_at(self.log_start_offset);
         }
-        let now_ms = wall_clock_ms();
+        let now_ms = crate::clock::now_ms();
         while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.base_offset() >= offset) {
             if let Some(seg) = self.segments.pop() {
                 seg.delete_files()?;
@@ -156,7 +150,7 @@ impl UnifiedLog {
     /// Deletes everything and starts an empty log at `offset` (a follower behind the leader's
     /// log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<i64> {
-        let now_ms = wall_clock_ms();
+        let now_ms = crate::clock::now_ms();
         for seg in self.segments.drain(..) {
             seg.delete_files()?;
         }

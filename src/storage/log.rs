@@ -764,11 +764,7 @@ impl UnifiedLog {
             return Ok(self.log_start_offset);
         }
         self.log_start_offset = offset;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()
-            .and_then(|d| i64::try_from(d.as_millis()).ok())
-            .unwrap_or(0);
+        let now_ms = crate::clock::now_ms();
         self.delete_old_segments(now_ms, |seg, next_base, start| {
             next_base.unwrap_or(seg.next_offset()) <= start
         })?;
