@@ -54,6 +54,8 @@ pub enum BrokerError {
     Storage(#[from] StorageError),
     #[error("metadata store: {0}")]
     MetadataIo(#[from] std::io::Error),
+    #[error("this broker's replica of the partition is offline (it could not be opened)")]
+    ReplicaOffline,
 }
 
 impl BrokerError {
@@ -80,7 +82,7 @@ impl BrokerError {
             BrokerError::ControllerUnavailable(_) => ResponseError::RequestTimedOut,
             BrokerError::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             BrokerError::Storage(e) => storage_response_error(e),
-            BrokerError::MetadataIo(_) => ResponseError::KafkaStorageError,
+            BrokerError::MetadataIo(_) | BrokerError::ReplicaOffline => ResponseError::KafkaStorageError,
         }
     }
 

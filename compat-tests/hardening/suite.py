@@ -10,9 +10,10 @@
   middle of a middle segment, restart: the damage is reported (ERROR log, .damaged record, metric)
   and every acknowledged record outside the damaged batch is read back by confluent-kafka (CRC
   checks on), those after it by seeking past the damage.
-- disk full: the broker's data dir on a 48 MiB tmpfs, filled to 2 MiB by another file, then
-  produce: KAFKA_STORAGE_ERROR once full, one ERROR line, the log dir offline in /metrics and the
-  replica in Metadata's offline_replicas, reads go on; SIGTERM exits 0 with a clean-shutdown
+- disk full: the broker's data dir on a 48 MiB tmpfs (its metadata log elsewhere, with
+  metadata.log.dir), filled to 2 MiB by another file, then produce: KAFKA_STORAGE_ERROR once
+  full, one ERROR line, the log dir offline in /metrics and the replica in Metadata's
+  offline_replicas, reads go on; SIGTERM exits 0 with a clean-shutdown
   marker; the broker starts on the full disk and serves every acknowledged record; space freed,
   produce works again and the dir is online.
 
@@ -20,6 +21,7 @@ This suite runs its own broker (run.sh gives it the binary, port, data dir and l
 """
 
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -390,7 +392,11 @@ def disk_full(bs):
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt], capture_output=True, text=True)
     if r.returncode != 0:
         fail(f"mount -t tmpfs: {r.stderr.strip()}")
-    broker = Broker("disk-full", data=os.path.join(mnt, "data"))
+    # The metadata log on another disk (metadata.log.dir), as a deployment that wants to ride
+    # out a full data disk has it: the quorum of one must write at startup (its vote, the
+    # broker's registration), which a full disk refuses, as Kafka's would.
+    meta_dir = tempfile.mkdtemp(prefix="sluice-full-meta-")
+    broker = Broker("disk-full", data=os.path.join(mnt, "data"), overrides=[f"metadata.log.dir={meta_dir}"])
     topic = "hardening-full"
     try:
         broker.start()
@@ -399,6 +405,12 @@ def disk_full(bs):
         first, errors = produce_until_full(bs, topic, 100)
         if errors or len(first) != 100:
             fail(f"before the disk filled: {len(first)} acknowledged, errors {errors[:3]}")
+        # The reading consumer has a group.id (librdkafka insists), so its first poll creates
+        # __consumer_offsets: that happens here, before the disk fills, not at a racy moment
+        # of the full disk (where its 50 replicas could take the last free pages).
+        got, _ = consume_range(bs, topic, 0, stop_at=max(first) + 1)
+        if any(got.get(o) != v for o, v in first.items()):
+            fail(f"reads before the disk filled: {sum(got.get(o) == v for o, v in first.items())} of 100")
         st = os.statvfs(mnt)
         filler = os.path.join(mnt, "filler")
         with open(filler, "wb") as f:
@@ -447,6 +459,7 @@ def disk_full(bs):
         status = broker.stop()
         subprocess.run(["umount", mnt], capture_output=True)
         os.rmdir(mnt)
+        shutil.rmtree(meta_dir, ignore_errors=True)
     if status not in (0, None):
         fail(f"broker stop: {status}")
 

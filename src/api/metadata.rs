@@ -107,7 +107,7 @@ fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
 
 /// A topic as the image has it: each partition's leader, epoch, replicas and ISR; replicas on
 /// brokers that are fenced or gone, or on this broker while its log dir is offline (a full
-/// disk), are listed offline, as Kafka reports them.
+/// disk) or the replica failed to open, are listed offline, as Kafka reports them.
 fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
     let me = broker.config.node_id;
     let dir_offline = broker.replicas.health.is_offline();
@@ -119,7 +119,10 @@ fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) ->
             let offline: Vec<BrokerId> = p
                 .replicas
                 .iter()
-                .filter(|r| !image.is_live(**r) || (**r == me && dir_offline))
+                .filter(|r| {
+                    !image.is_live(**r)
+                        || (**r == me && (dir_offline || broker.replicas.is_missing(&topic.name, i as i32)))
+                })
                 .map(|r| BrokerId(*r))
                 .collect();
             let error = if p.leader == NO_LEADER {

@@ -38,8 +38,9 @@ pub struct Broker {
     pub config: BrokerConfig,
     /// The cluster metadata: images read by handlers, changes proposed to the controller.
     pub metadata: Arc<MetadataClient>,
-    /// The metadata offset this broker's replicas reflect (see `metadata::listener`).
-    pub local_offset: watch::Sender<u64>,
+    /// The metadata offset this broker's replicas reflect. The metadata listener owns the
+    /// sender: once it stops (shutdown) the channel closes and waiters give up.
+    pub local_offset: watch::Receiver<u64>,
     /// Topics whose local replicas could not be created, by topic id (see `topics`).
     pub(crate) local_failures: std::sync::Mutex<std::collections::HashMap<Uuid, BrokerError>>,
     pub replicas: Arc<ReplicaManager>,
@@ -49,7 +50,8 @@ pub struct Broker {
     pub transactions: crate::transaction::coordinator::TxnCoordinator,
     /// Spawns the broker's background tasks under supervision.
     pub tasks: Supervisor,
-    _lock: File,
+    /// The data directory's lock (and the metadata log directory's, when it is elsewhere).
+    _locks: Vec<File>,
 }
 
 /// A topic creation as CreateTopics or auto-creation asks for it.
@@ -99,8 +101,8 @@ impl Broker {
         tasks: Supervisor,
         metadata: Arc<MetadataClient>,
         image: &MetadataImage,
-        lock: File,
-    ) -> anyhow::Result<(Arc<Broker>, FlushQueue)> {
+        locks: Vec<File>,
+    ) -> anyhow::Result<(Arc<Broker>, FlushQueue, watch::Sender<u64>)> {
         let dir = config.log_dir.clone();
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
         let had_clean_shutdown = marker.exists();
@@ -139,16 +141,17 @@ impl Broker {
             File::open(&dir)?.sync_all()?;
         }
         let txn_config = config.transactions;
+        let (applied, local_offset) = watch::channel(image.offset);
         let broker = Arc::new(Broker {
             config,
             metadata,
-            local_offset: watch::channel(image.offset).0,
+            local_offset,
             local_failures: std::sync::Mutex::new(std::collections::HashMap::new()),
             replicas,
             groups,
             transactions,
             tasks,
-            _lock: lock,
+            _locks: locks,
         });
         let txn_partitions = image
             .topic(TRANSACTION_STATE_TOPIC)
@@ -161,7 +164,7 @@ impl Broker {
             Arc::downgrade(&broker),
         );
         broker.tasks.spawn("transaction-coordinator", txn_actor);
-        Ok((broker, queue))
+        Ok((broker, queue, applied))
     }
 
     /// Whether the cluster has this partition (wherever its replicas are).
@@ -184,16 +187,16 @@ impl Broker {
             Some(p) if p.is_leader() => Ok(p),
             Some(_) => Err(BrokerError::NotLeaderOrFollower),
             None => {
-                let known = self
-                    .metadata
-                    .image()
-                    .topic(topic)
-                    .is_some_and(|t| t.partition(index).is_some());
-                Err(if known {
-                    BrokerError::NotLeaderOrFollower
-                } else {
-                    BrokerError::UnknownTopicOrPartition
-                })
+                let image = self.metadata.image();
+                let Some(registration) = image.topic(topic).and_then(|t| t.partition(index)) else {
+                    return Err(BrokerError::UnknownTopicOrPartition);
+                };
+                // A replica that should be here but failed to open (a full disk) is offline:
+                // KAFKA_STORAGE_ERROR, as Kafka answers for a partition of an offline log dir.
+                if registration.replicas.contains(&self.config.node_id) && self.replicas.is_missing(topic, index) {
+                    return Err(BrokerError::ReplicaOffline);
+                }
+                Err(BrokerError::NotLeaderOrFollower)
             }
         }
     }
@@ -251,7 +254,13 @@ pub async fn start(
 ) -> anyhow::Result<Started> {
     let dir = config.log_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating log.dirs {}", dir.display()))?;
-    let lock = lock_dir(&dir)?;
+    let mut locks = vec![lock_dir(&dir)?];
+    let metadata_dir = config.metadata_dir().to_path_buf();
+    if metadata_dir != dir {
+        std::fs::create_dir_all(&metadata_dir)
+            .with_context(|| format!("creating metadata.log.dir {}", metadata_dir.display()))?;
+        locks.push(lock_dir(&metadata_dir)?);
+    }
     crate::metadata::startup::check_node_id(&dir, config.node_id)?;
     let controller = crate::metadata::startup::start_controller(&config, tasks, shutdown.clone()).await?;
     let cluster_id = crate::metadata::startup::join(&controller, &config, tasks, shutdown.clone()).await?;
@@ -261,11 +270,11 @@ pub async fn start(
         .await
         .context("taking a block of producer ids")?;
     let image = metadata.image();
-    let (broker, queue) = Broker::open(config, tasks.clone(), metadata, &image, lock)?;
+    let (broker, queue, applied) = Broker::open(config, tasks.clone(), metadata, &image, locks)?;
     crate::metadata::listener::update_coordinators(&broker, &MetadataImage::default(), &image).await;
     tasks.spawn(
         "metadata-listener",
-        crate::metadata::listener::run(broker.clone(), image, controller.subscribe(), shutdown),
+        crate::metadata::listener::run(broker.clone(), applied, image, controller.subscribe(), shutdown),
     );
     Ok(Started {
         broker,

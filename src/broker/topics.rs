@@ -23,9 +23,16 @@ fn random_below(n: usize) -> usize {
 
 impl Broker {
     /// Returns once this broker's replicas reflect metadata `offset`.
-    pub async fn wait_local(&self, offset: u64) {
-        let mut rx = self.local_offset.subscribe();
-        let _ = rx.wait_for(|applied| *applied >= offset).await;
+    pub async fn wait_local(&self, offset: u64) -> Result<(), BrokerError> {
+        let mut rx = self.local_offset.clone();
+        let reached = rx.wait_for(|applied| *applied >= offset).await.map(|_| ());
+        match reached {
+            Ok(()) => Ok(()),
+            // The metadata listener stopped: the broker is shutting down.
+            Err(_) => Err(BrokerError::ControllerUnavailable(
+                "the broker is shutting down before applying the change".into(),
+            )),
+        }
     }
 
     fn take_local_failure(&self, id: Uuid) -> Option<BrokerError> {
@@ -146,7 +153,7 @@ impl Broker {
             configs: topic.configs.clone(),
         };
         let written = self.metadata.write(MetadataCommand::one(record)).await?;
-        self.wait_local(written.offset).await;
+        self.wait_local(written.offset).await?;
         if let Some(e) = self.take_local_failure(topic.id) {
             // Undo the registration so the name is free to try again.
             let removed = self
@@ -154,7 +161,7 @@ impl Broker {
                 .write(MetadataCommand::one(MetadataRecord::RemoveTopic { topic_id: topic.id }))
                 .await;
             if let Ok(r) = removed {
-                self.wait_local(r.offset).await;
+                let _ = self.wait_local(r.offset).await;
             }
             tracing::warn!(topic = %topic.name, error = %e, "creating topic failed; rolled back");
             return Err(e);
@@ -170,7 +177,7 @@ impl Broker {
             .metadata
             .write(MetadataCommand::one(MetadataRecord::RemoveTopic { topic_id: topic.id }))
             .await?;
-        self.wait_local(written.offset).await;
+        self.wait_local(written.offset).await?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(topic)
     }
@@ -210,7 +217,7 @@ impl Broker {
             partitions: replicas.into_iter().map(PartitionRegistration::new).collect(),
         };
         let written = self.metadata.write(MetadataCommand::one(record)).await?;
-        self.wait_local(written.offset).await;
+        self.wait_local(written.offset).await?;
         match self.take_local_failure(current.id) {
             Some(e) => Err(e),
             None => Ok(()),
@@ -236,7 +243,7 @@ impl Broker {
             configs,
         };
         let written = self.metadata.write(MetadataCommand::one(record)).await?;
-        self.wait_local(written.offset).await;
+        self.wait_local(written.offset).await?;
         Ok(())
     }
 }

@@ -57,6 +57,9 @@ pub struct BrokerConfig {
     pub node_id: i32,
     /// `log.dirs`: the data directory (one directory for now).
     pub log_dir: PathBuf,
+    /// `metadata.log.dir`: where the metadata log (`__cluster_metadata-0`) lives; by default
+    /// (`None`) in `log.dirs`, as Kafka's.
+    pub metadata_log_dir: Option<PathBuf>,
     /// `num.partitions`: partitions of auto-created topics and of CreateTopics with -1.
     pub num_partitions: i32,
     /// `default.replication.factor`.
@@ -117,6 +120,7 @@ impl Default for BrokerConfig {
             advertised_port: 9092,
             node_id: 1,
             log_dir: PathBuf::from("./data"),
+            metadata_log_dir: None,
             num_partitions: 1,
             default_replication_factor: 1,
             auto_create_topics_enable: true,
@@ -332,6 +336,11 @@ pub fn topic_config_value(log: &LogConfig, key: &str) -> Option<String> {
 }
 
 impl BrokerConfig {
+    /// The directory holding the metadata log: `metadata.log.dir`, or else `log.dirs`.
+    pub fn metadata_dir(&self) -> &std::path::Path {
+        self.metadata_log_dir.as_deref().unwrap_or(&self.log_dir)
+    }
+
     /// Builds the configuration from an optional TOML file and `key=value` overrides (applied
     /// after the file, in order).
     pub fn load(file: Option<&std::path::Path>, overrides: &[String]) -> Result<Self, ConfigError> {
@@ -438,6 +447,11 @@ impl BrokerConfig {
                     return Err(invalid(key, "empty path"));
                 }
                 self.log_dir = PathBuf::from(first);
+            }
+            "metadata.log.dir" => {
+                let text = value.as_text();
+                let path = text.trim();
+                self.metadata_log_dir = (!path.is_empty()).then(|| PathBuf::from(path));
             }
             "num.partitions" => self.num_partitions = int(1, 100_000)? as i32,
             "default.replication.factor" => self.default_replication_factor = int(1, i16::MAX as i64)? as i16,

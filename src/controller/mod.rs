@@ -138,7 +138,7 @@ fn raft_id(id: NodeId) -> u64 {
 }
 
 impl Controller {
-    /// Opens the metadata log under `log_dir` and starts this node's Raft member. `voters`
+    /// Opens the metadata log under `log_dir` (`metadata.log.dir`) and starts this node's Raft member. `voters`
     /// (node id -> controller address) forms the quorum when the log is pristine: every voter
     /// initialises with the same set, as openraft allows, so no format step is needed.
     pub async fn start(

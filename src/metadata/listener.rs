@@ -6,7 +6,8 @@
 //!
 //! After each image the broker's `local_offset` moves to its offset: a handler that proposed a
 //! command waits for that before answering. Creation failures are kept per topic id for the
-//! handler that asked (see `broker::topics`).
+//! handler that asked (see `broker::topics`); the replicas that failed (a full disk) are
+//! retried every [`MISSING_REPLICAS_RETRY`] until they open, and are offline meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,9 @@ use uuid::Uuid;
 use crate::broker::Broker;
 use crate::controller::image::{MetadataImage, TopicImage};
 use crate::coordinator::log::{Leadership, OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC};
+
+/// How often replicas that failed to open or be created are tried again.
+pub const MISSING_REPLICAS_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What one image changed for this broker.
 #[derive(Debug, Default)]
@@ -86,17 +90,25 @@ fn apply(broker: &Broker, d: &Delta) -> Vec<String> {
     deleted
 }
 
-/// Runs until `shutdown`: each new image is applied, then `local_offset` moves to it.
-/// `current` is the image the replicas were opened from.
+/// Runs until `shutdown`: each new image is applied, then `applied` (the broker's
+/// `local_offset`) moves to it. `current` is the image the replicas were opened from. Returning
+/// drops `applied`, which tells handlers still waiting for an offset that it will not come.
 pub async fn run(
     broker: Arc<Broker>,
+    applied: watch::Sender<u64>,
     mut current: Arc<MetadataImage>,
     mut images: watch::Receiver<Arc<MetadataImage>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut retry = tokio::time::interval(MISSING_REPLICAS_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             changed = images.changed() => if changed.is_err() { return },
+            _ = retry.tick(), if broker.replicas.is_incomplete() => {
+                open_missing(&broker, &current).await;
+                continue;
+            }
             _ = shutdown.changed() => return,
         }
         let next = Arc::clone(&images.borrow_and_update());
@@ -110,7 +122,18 @@ pub async fn run(
         }
         update_coordinators(&broker, &current, &next).await;
         current = next;
-        broker.local_offset.send_replace(current.offset);
+        applied.send_replace(current.offset);
+    }
+}
+
+/// Opens the replicas this broker should host but could not open or create (a full disk; see
+/// `ReplicaManager::open_missing`); coordinators are told again of the internal partitions they
+/// lead, whose loads failed while the replicas were missing.
+async fn open_missing(broker: &Arc<Broker>, current: &Arc<MetadataImage>) {
+    let topics: Vec<Arc<TopicImage>> = current.topics().cloned().collect();
+    let b = Arc::clone(broker);
+    if crate::supervisor::run_blocking(move || b.replicas.open_missing(&topics)) {
+        update_coordinators(broker, &MetadataImage::default(), current).await;
     }
 }
 

@@ -99,7 +99,7 @@ pub async fn start_controller(
     let controller = Arc::new(
         Controller::start(
             config.node_id,
-            &config.log_dir,
+            config.metadata_dir(),
             &voters,
             &quorum,
             network::Network::default(),

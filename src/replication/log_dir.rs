@@ -22,6 +22,19 @@ use crate::storage::StorageError;
 /// Linux's ENOSPC and EDQUOT: the disk (or the quota) is full.
 const NO_SPACE: [i32; 2] = [28, 122];
 
+/// Whether `e` says the disk (or the quota) is full.
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.raw_os_error().is_some_and(|code| NO_SPACE.contains(&code))
+}
+
+/// The I/O error under a broker error from the log dir, if that is what it is.
+pub fn io_error(e: &BrokerError) -> Option<&std::io::Error> {
+    match e {
+        BrokerError::Storage(StorageError::Io(e)) | BrokerError::MetadataIo(e) => Some(e),
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 pub struct LogDirHealth {
     dir: PathBuf,
@@ -48,7 +61,7 @@ impl LogDirHealth {
     pub fn observe<T>(&self, what: &str, result: &Result<T, BrokerError>) {
         match result {
             Ok(_) => self.succeeded(),
-            Err(BrokerError::Storage(StorageError::Io(e))) => self.failed(what, e),
+            Err(BrokerError::Storage(StorageError::Io(e)) | BrokerError::MetadataIo(e)) => self.failed(what, e),
             Err(_) => {}
         }
     }
@@ -63,7 +76,7 @@ impl LogDirHealth {
         }
         *since = Some(Instant::now());
         self.offline.store(true, Ordering::Relaxed);
-        if e.raw_os_error().is_some_and(|code| NO_SPACE.contains(&code)) {
+        if is_no_space(e) {
             tracing::error!(dir = %self.dir.display(), during = what, error = %e,
                 "log dir is full: it is offline, appends get KAFKA_STORAGE_ERROR until space frees; reads go on");
         } else {

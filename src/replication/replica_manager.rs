@@ -78,6 +78,8 @@ pub struct ReplicaManager {
     flush_tx: mpsc::Sender<Arc<Partition>>,
     /// Offline after a failed write, online again after a successful append.
     pub health: Arc<LogDirHealth>,
+    /// Some hosted replica failed to open or be created (see [`Self::is_incomplete`]).
+    incomplete: std::sync::atomic::AtomicBool,
 }
 
 /// The receiving end of the flush queue, run by [`run_flusher`].
@@ -93,12 +95,13 @@ const PARTITION_METADATA: &str = "partition.metadata";
 
 /// Makes `dir` the directory of topic `id`'s partition: a directory left by a deleted topic of
 /// the same name (its `partition.metadata` names another id) is removed first, so a new topic
-/// never inherits old data.
-fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
+/// never inherits old data. Returns whether it made the directory (`false`: it was the
+/// partition's already); a failure leaves no directory it made behind.
+fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<bool, BrokerError> {
     let file = dir.join(PARTITION_METADATA);
     let wanted = format!("version: 0\ntopic_id: {}\n", id.simple());
     match std::fs::read_to_string(&file) {
-        Ok(text) if text == wanted => return Ok(()),
+        Ok(text) if text == wanted => return Ok(false),
         Ok(_) => {
             tracing::warn!(dir = %dir.display(), "partition directory belongs to another topic id; removing it");
             std::fs::remove_dir_all(dir)?;
@@ -106,9 +109,23 @@ fn claim_partition_dir(dir: &Path, id: uuid::Uuid) -> Result<(), BrokerError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    std::fs::create_dir_all(dir)?;
-    crate::storage::checkpoint::write_atomic(&file, wanted.as_bytes())?;
-    Ok(())
+    let made =
+        std::fs::create_dir_all(dir).and_then(|()| crate::storage::checkpoint::write_atomic(&file, wanted.as_bytes()));
+    if let Err(e) = made {
+        remove_new_dir(dir);
+        return Err(e.into());
+    }
+    Ok(true)
+}
+
+/// Removes the directory of a partition whose creation failed (nothing in it was acknowledged).
+fn remove_new_dir(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a partition of a failed creation");
+        }
+        _ => {}
+    }
 }
 
 /// The log the broker keeps outside the topic metadata: the metadata log itself.
@@ -181,6 +198,7 @@ impl ReplicaManager {
             topics: RwLock::new(HashMap::new()),
             flush_tx,
             health: Arc::new(LogDirHealth::new(log_dir)),
+            incomplete: Default::default(),
         };
         remove_stray_dirs(log_dir, node_id, topics)?;
         let saved = SavedOffsets {
@@ -188,7 +206,17 @@ impl ReplicaManager {
             log_start_offsets: read_partition_offsets(&log_dir.join(LOG_START_OFFSET_DIR_CHECKPOINT))?,
         };
         for meta in topics {
-            rm.open_partitions(meta, had_clean_shutdown, &saved, false)?;
+            if let Err(e) = rm.open_partitions(meta, had_clean_shutdown, &saved) {
+                // A full disk fails the creation of replicas the metadata gained while this
+                // broker was down (or that it failed to create before): they stay offline and
+                // are retried (`open_missing`) instead of keeping the broker down. Anything
+                // else (a damaged directory, a permission) stops the start as before.
+                if !crate::replication::log_dir::io_error(&e).is_some_and(crate::replication::log_dir::is_no_space) {
+                    return Err(e);
+                }
+                tracing::warn!(topic = %meta.name, error = %e,
+                    "a replica could not be opened for want of space: offline until it can be (retried)");
+            }
             rm.apply_leadership(meta);
         }
         let health = Arc::clone(&rm.health);
@@ -199,23 +227,60 @@ impl ReplicaManager {
         self.defaults.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Creates the partitions `meta` has beyond those already open (CreateTopics,
-    /// CreatePartitions), [`OPEN_PARALLELISM`] at a time. On any failure every directory it
-    /// created is removed again and the error returned: nothing is left behind.
+    /// Creates the partitions of `meta` hosted here and not open yet (CreateTopics,
+    /// CreatePartitions), [`OPEN_PARALLELISM`] at a time. Those that fail leave nothing behind
+    /// and wait for [`Self::open_missing`]; the first failure is returned.
     pub fn create_partitions(&self, meta: &TopicImage) -> Result<(), BrokerError> {
-        self.open_partitions(meta, true, &SavedOffsets::default(), true)?;
+        let opened = self.open_partitions(meta, true, &SavedOffsets::default());
         self.apply_leadership(meta);
-        Ok(())
+        opened
     }
 
-    /// Opens the partitions of `meta` not yet open, in parallel; with `creating`, a failure
-    /// removes the directories of all of them (never at startup: those hold data).
+    /// Whether some replica the metadata puts here could not be opened or created (a full
+    /// disk): those are offline until [`Self::open_missing`] opens them.
+    pub fn is_incomplete(&self) -> bool {
+        self.incomplete.load(Ordering::Relaxed)
+    }
+
+    /// Whether this replica of `topic`'s partition `index` should be here but is not open (see
+    /// [`Self::is_incomplete`]). Cheap when nothing is missing.
+    pub fn is_missing(&self, topic: &str, index: i32) -> bool {
+        self.is_incomplete() && self.get_partition(topic, index).is_none()
+    }
+
+    /// Tries again to open the replicas of `topics` hosted here that a failure left unopened
+    /// (recovering them as after a crash: one may hold data that failed to open). Returns
+    /// whether any opened; [`Self::is_incomplete`] turns false once none is missing.
+    pub fn open_missing(&self, topics: &[Arc<TopicImage>]) -> bool {
+        self.incomplete.store(false, Ordering::Relaxed);
+        let mut opened = false;
+        for meta in topics {
+            let open_before = self.topic_partitions(&meta.name).map_or(0, |p| p.len());
+            if let Err(e) = self.open_partitions(meta, false, &SavedOffsets::default()) {
+                tracing::debug!(topic = %meta.name, error = %e, "a missing replica still cannot be opened");
+            }
+            self.apply_leadership(meta);
+            let open_now = self.topic_partitions(&meta.name).map_or(0, |p| p.len());
+            if open_now > open_before {
+                tracing::info!(topic = %meta.name, partitions = open_now - open_before, "opened replicas that had failed to open");
+                opened = true;
+            }
+        }
+        if opened && !self.is_incomplete() {
+            self.health.succeeded();
+        }
+        opened
+    }
+
+    /// Opens the partitions of `meta` hosted here and not open yet, in parallel: all of them at
+    /// startup and creation, those a failure left out on a retry. Those that open are installed;
+    /// one that fails leaves no directory it made and marks the manager incomplete; the first
+    /// failure is returned.
     fn open_partitions(
         &self,
         meta: &TopicImage,
         had_clean_shutdown: bool,
         saved: &SavedOffsets,
-        creating: bool,
     ) -> Result<(), BrokerError> {
         let config = topic_log_config(&self.defaults(), meta);
         let name: Arc<str> = Arc::from(meta.name.as_str());
@@ -226,24 +291,36 @@ impl ReplicaManager {
             .get(meta.name.as_str())
             .map(|v| v.as_ref().clone())
             .unwrap_or_default();
-        let first_new = partitions.len() as i32;
+        partitions.resize(meta.partitions.len().max(partitions.len()), None);
         let hosted = |i: i32| meta.partition(i).is_some_and(|p| p.replicas.contains(&self.node_id));
-        let indexes: Vec<i32> = (first_new..meta.partition_count()).filter(|i| hosted(*i)).collect();
-        partitions.resize(meta.partitions.len(), None);
+        let indexes: Vec<i32> = (0..meta.partition_count())
+            .filter(|i| hosted(*i) && partitions.get(*i as usize).is_some_and(Option::is_none))
+            .collect();
         let open_one = |&index: &i32| -> Result<Partition, BrokerError> {
             let dir = partition_dir(&self.log_dir, &meta.name, index);
-            claim_partition_dir(&dir, meta.id)?;
+            let made = claim_partition_dir(&dir, meta.id)?;
             let key = (meta.name.clone(), index);
             let offsets = (
                 saved.recovery_points.get(&key).copied(),
                 saved.log_start_offsets.get(&key).copied(),
             );
-            let log = UnifiedLog::open_managed(dir, config.clone(), had_clean_shutdown, now_ms(), offsets)?;
-            Ok(Partition::new(name.clone(), meta.id, index, log)?)
+            let opened = UnifiedLog::open_managed(dir.clone(), config.clone(), had_clean_shutdown, now_ms(), offsets)
+                .map_err(BrokerError::from)
+                .and_then(|log| Ok(Partition::new(name.clone(), meta.id, index, log)?));
+            if opened.is_err() && made {
+                remove_new_dir(&dir);
+            }
+            opened
         };
         let opened = parallel_map(&indexes, OPEN_PARALLELISM, open_one);
         let mut failure = None;
         for result in opened {
+            // A failure takes the dir offline; a success does not bring it back (appends do,
+            // or `open_missing` once nothing is missing): creating a few sparse files says
+            // little about the space appends need.
+            if result.is_err() {
+                self.health.observe("create", &result);
+            }
             match result {
                 Ok(p) => {
                     if let Some(slot) = usize::try_from(p.index).ok().and_then(|i| partitions.get_mut(i)) {
@@ -255,26 +332,14 @@ impl ReplicaManager {
                 }
             }
         }
-        if let Some(e) = failure {
-            if creating {
-                drop(partitions);
-                for index in &indexes {
-                    let dir = partition_dir(&self.log_dir, &meta.name, *index);
-                    match std::fs::remove_dir_all(&dir) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a partition of a failed creation");
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            return Err(e);
+        if failure.is_some() {
+            self.incomplete.store(true, Ordering::Relaxed);
         }
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name, Arc::new(partitions));
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 
     pub fn topic_partitions(&self, topic: &str) -> Option<Vec<Arc<Partition>>> {
@@ -857,27 +922,56 @@ mod tests {
     }
 
     /// A creation that fails part way (here: one partition's path is taken by a file, as
-    /// "Too many open files" would fail it) leaves no directory behind and can be retried.
+    /// "Too many open files" would fail it) installs the partitions that opened, leaves nothing
+    /// of the failed one behind, and `open_missing` opens it once it can.
     #[test]
-    fn failed_creation_removes_everything_it_created() -> Result<(), Box<dyn std::error::Error>> {
+    fn failed_creation_leaves_nothing_of_the_failed_partition_and_is_retried() -> Result<(), Box<dyn std::error::Error>>
+    {
         let dir = tempfile::tempdir()?;
         let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[], true, 64)?;
         std::fs::write(dir.path().join("t-5"), b"in the way")?;
         let t = meta("t", 10);
         assert!(rm.create_partitions(&t).is_err());
-        assert!(rm.topic_partitions("t").is_none());
-        let left: Vec<_> = std::fs::read_dir(dir.path())?
-            .filter_map(|d| d.ok().map(|d| d.file_name().to_string_lossy().to_string()))
-            .filter(|n| n.starts_with("t-"))
+        assert!(rm.is_incomplete());
+        assert!(rm.is_missing("t", 5) && !rm.is_missing("t", 4));
+        let open: Vec<i32> = rm
+            .topic_partitions("t")
+            .ok_or("no topic")?
+            .iter()
+            .map(|p| p.index)
             .collect();
-        assert_eq!(left, ["t-5"], "only the file that was in the way");
+        assert_eq!(open, [0, 1, 2, 3, 4, 6, 7, 8, 9]);
+        assert!(dir.path().join("t-5").is_file(), "only the file that was in the way");
+        assert!(!rm.open_missing(std::slice::from_ref(&t)), "still in the way");
+        assert!(rm.is_incomplete());
         std::fs::remove_file(dir.path().join("t-5"))?;
-        rm.create_partitions(&t)?;
+        assert!(rm.open_missing(std::slice::from_ref(&t)));
+        assert!(!rm.is_incomplete() && !rm.is_missing("t", 5));
         let parts = rm.topic_partitions("t").ok_or("no topic")?;
-        assert_eq!(
-            parts.iter().map(|p| p.index).collect::<Vec<_>>(),
-            (0..10).collect::<Vec<_>>()
-        );
+        let mut indexes: Vec<i32> = parts.iter().map(|p| p.index).collect();
+        indexes.sort_unstable();
+        assert_eq!(indexes, (0..10).collect::<Vec<_>>());
+        Ok(())
+    }
+
+    /// Only a full disk is waited out at startup (`open_missing`, covered by the hardening
+    /// suite's restart on a full tmpfs); any other failure to open a replica stops the start.
+    #[test]
+    fn a_replica_failing_to_open_at_startup_for_another_reason_stops_the_start(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let (a, b) = (meta("a", 1), meta("b", 2));
+        {
+            let (rm, _q) =
+                ReplicaManager::open(dir.path(), 1, LogConfig::default(), std::slice::from_ref(&a), true, 16)?;
+            rm.shutdown()?;
+        }
+        std::fs::write(dir.path().join("b-1"), b"in the way")?;
+        let topics = [a.clone(), b.clone()];
+        assert!(ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16).is_err());
+        std::fs::remove_file(dir.path().join("b-1"))?;
+        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16)?;
+        assert!(!rm.is_incomplete() && rm.get_partition("b", 1).is_some());
         Ok(())
     }
 }
