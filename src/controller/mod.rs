@@ -9,6 +9,7 @@
 //! - `network`: Raft RPCs between voters and brokers' requests to the active controller, over
 //!   the controller listener (a quorum of one needs no network).
 //! - `observer`: a broker-only node's pull of the images from the voters.
+//! - `journal`: the entries a voter applied lately, sent to broker-only nodes as deltas.
 //! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
 //! - `election`: the partition changes fencing, unfencing and leaders' ISR changes bring (pure).
 //! - `takeover`: a voter that sees the quorum's leader process gone asks for an election as
@@ -20,6 +21,7 @@
 
 pub mod election;
 pub mod image;
+pub mod journal;
 pub mod network;
 pub mod observer;
 pub mod placement;
@@ -152,6 +154,7 @@ impl Controller {
         let log = raft_log::RaftLogStore::open(&dir)?;
         let pristine = log.is_pristine();
         let (machine, images) = state_machine::StateMachine::open(&dir)?;
+        let journal = machine.journal();
         let config = openraft::Config {
             cluster_name: "sluice".into(),
             // Votes are refused while the leader's lease (openraft: the maximum, T) holds, and
@@ -181,6 +184,7 @@ impl Controller {
             node_id,
             raft.clone(),
             images.clone(),
+            journal,
             Duration::from_millis(quorum.broker_session_timeout_ms),
             quorum.unclean_leader_election,
             Duration::from_millis(quorum.election_timeout_ms.max(2)),

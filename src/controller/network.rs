@@ -63,8 +63,11 @@ const MAX_FETCH_WAIT: Duration = Duration::from_secs(5);
 pub struct MetadataUpdate {
     /// The quorum's leader as this voter knows it.
     pub leader: Option<NodeId>,
-    /// This voter's latest applied image, if newer than asked for.
+    /// This voter's latest applied image, if newer than asked for and not sent as `entries`.
     pub image: Option<MetadataImage>,
+    /// The entries applied after the offset asked for, up to this voter's latest (instead of
+    /// the image, when its journal still holds them all).
+    pub entries: Option<Vec<super::journal::JournalEntry>>,
 }
 
 /// A partition leader asks for a new ISR, decided on the epochs it names.

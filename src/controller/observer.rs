@@ -10,8 +10,10 @@
 //! Images only move forward (a voter behind the last one seen is ignored). The task prefers
 //! the leader; a voter that fails is left for the next in turn after a short backoff. A node
 //! restarts with an empty image and catches up from the quorum (it could not register without
-//! it anyway). Each answer is a whole image: fine for the clusters this runs, a delta protocol
-//! (the log's records after an offset) is the scale-up.
+//! it anyway). The first answer is a whole image; later ones are the log entries applied since
+//! the node's offset (from the voter's `journal`), replayed here with the same pure
+//! `MetadataImage::apply`, unless the node is further behind than the journal reaches, when it
+//! gets the whole image again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::image::MetadataImage;
+use super::journal;
 use super::network::{MetadataUpdate, PeerClient, PeerRequest, PeerResponse};
 use super::record::NodeId;
 
@@ -93,7 +96,8 @@ pub async fn run(
     }
 }
 
-/// Publishes a fetched image if it is newer, and the leader the voter named.
+/// Publishes what a voter sent if it moves the image forward (a newer image, or the entries
+/// after this one's offset, replayed), and takes the leader the voter named.
 fn apply(
     update: MetadataUpdate,
     images: &watch::Sender<Arc<MetadataImage>>,
@@ -111,6 +115,25 @@ fn apply(
             image.reindex(); // its id index is not sent
             images.send_replace(Arc::new(image));
         }
+    } else if let Some(entries) = update.entries.filter(|e| !e.is_empty()) {
+        let current = Arc::clone(&images.borrow());
+        // Entries that do not continue this image (a voter answering an older request) are
+        // dropped: the next fetch asks again from this image's offset.
+        match journal::replay(&current, &entries) {
+            Some(next) => {
+                tracing::trace!(
+                    entries = entries.len(),
+                    offset = next.offset,
+                    "metadata entries replayed"
+                );
+                images.send_replace(Arc::new(next));
+            }
+            None => tracing::debug!(
+                at = current.offset,
+                first = entries.first().map(|e| e.offset),
+                "metadata entries that do not follow this image; dropped"
+            ),
+        }
     }
 }
 
@@ -126,6 +149,7 @@ mod tests {
                 image.offset = offset;
                 image
             }),
+            entries: None,
         }
     }
 
@@ -143,5 +167,19 @@ mod tests {
         assert_eq!((rx.borrow().offset, *leader_rx.borrow()), (7, None));
         apply(update(Some(3), Some(9)), &images, &leader, &mut first);
         assert_eq!(rx.borrow().offset, 9);
+        // Entries continuing the image move it; others are dropped.
+        let entries = |from: u64, to: u64| MetadataUpdate {
+            leader: Some(3),
+            image: None,
+            entries: Some(
+                (from..=to)
+                    .map(|offset| journal::JournalEntry { offset, command: None })
+                    .collect(),
+            ),
+        };
+        apply(entries(12, 14), &images, &leader, &mut first);
+        assert_eq!(rx.borrow().offset, 9, "a gap");
+        apply(entries(10, 14), &images, &leader, &mut first);
+        assert_eq!(rx.borrow().offset, 14);
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::watch;
 
 use crate::controller::election;
 use crate::controller::image::MetadataImage;
+use crate::controller::journal::Journal;
 use crate::controller::network::{
     AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply, QuorumState, ReplicaProgress,
 };
@@ -73,6 +74,8 @@ pub struct QuorumController {
     node_id: NodeId,
     raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
+    /// The entries applied lately, for broker-only nodes' deltas.
+    journal: Arc<Journal>,
     session_timeout: Duration,
     unclean_default: bool,
     liveness: Mutex<Liveness>,
@@ -92,6 +95,7 @@ impl QuorumController {
         node_id: NodeId,
         raft: Raft<TypeConfig>,
         images: watch::Receiver<Arc<MetadataImage>>,
+        journal: Arc<Journal>,
         session_timeout: Duration,
         unclean_default: bool,
         leader_lease: Duration,
@@ -100,6 +104,7 @@ impl QuorumController {
             node_id,
             raft,
             images,
+            journal,
             session_timeout,
             unclean_default,
             liveness: Mutex::new(Liveness::default()),
@@ -121,17 +126,24 @@ impl QuorumController {
         &self.raft
     }
 
-    /// FetchMetadata (a broker-only node's pull): this voter's latest applied image if newer
-    /// than `after`, waiting up to `wait` for one.
+    /// FetchMetadata (a broker-only node's pull), waiting up to `wait` for this voter to apply
+    /// past `after`: the entries after it (from the journal) when it still holds them all,
+    /// else (and for a node that has nothing yet) the latest applied image.
     pub async fn fetch_metadata(&self, after: Option<u64>, wait: Duration) -> super::network::MetadataUpdate {
         let newer = |i: &Arc<MetadataImage>| after.is_none_or(|a| i.offset > a);
         let mut images = self.images.clone();
         let _ = tokio::time::timeout(wait, images.wait_for(newer)).await;
         let image = Arc::clone(&images.borrow());
-        super::network::MetadataUpdate {
-            leader: leader_of(&self.raft),
-            image: newer(&image).then(|| (*image).clone()),
-        }
+        let leader = leader_of(&self.raft);
+        let (image, entries) = match after {
+            Some(a) if image.offset <= a => (None, None),
+            Some(a) => match self.journal.between(a, image.offset) {
+                Some(entries) => (None, Some(entries)),
+                None => (Some((*image).clone()), None),
+            },
+            None => (Some((*image).clone()), None),
+        };
+        super::network::MetadataUpdate { leader, image, entries }
     }
 
     /// DescribeQuorum on the leader: the term, the high watermark (the log applied here), each

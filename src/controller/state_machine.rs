@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::controller::image::MetadataImage;
+use crate::controller::journal::Journal;
 use crate::controller::record::ApplyResult;
 use crate::controller::TypeConfig;
 use crate::storage::checkpoint::write_atomic;
@@ -52,6 +53,8 @@ pub struct StateMachine {
     snapshot: Option<StoredSnapshot>,
     images: watch::Sender<Arc<MetadataImage>>,
     snapshots_built: u64,
+    /// The entries applied lately, for broker-only nodes' deltas (see `journal`).
+    journal: Arc<Journal>,
 }
 
 impl StateMachine {
@@ -86,9 +89,15 @@ impl StateMachine {
                 snapshot,
                 images,
                 snapshots_built: 0,
+                journal: Arc::default(),
             },
             rx,
         ))
+    }
+
+    /// The journal of applied entries this machine keeps.
+    pub fn journal(&self) -> Arc<Journal> {
+        Arc::clone(&self.journal)
     }
 
     fn publish(&self) {
@@ -148,10 +157,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let index = entry.log_id.index;
             self.last_applied = Some(entry.log_id);
             let result = match entry.payload {
-                EntryPayload::Normal(command) => image.apply(index, &command),
+                EntryPayload::Normal(command) => {
+                    let result = image.apply(index, &command);
+                    self.journal.push(index, Some(command));
+                    result
+                }
                 EntryPayload::Membership(m) => {
                     self.membership = StoredMembership::new(Some(entry.log_id), m);
                     image.offset = index;
+                    self.journal.push(index, None);
                     ApplyResult {
                         offset: index,
                         ..ApplyResult::default()
@@ -159,6 +173,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Blank => {
                     image.offset = index;
+                    self.journal.push(index, None);
                     ApplyResult {
                         offset: index,
                         ..ApplyResult::default()
@@ -207,6 +222,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
         self.snapshot = Some(stored);
+        self.journal.reset();
         self.publish();
         Ok(())
     }
