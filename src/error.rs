@@ -155,3 +155,16 @@ pub fn txn_response_error(e: TxnError) -> ResponseError {
         TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
     }
 }
+
+/// ElectLeaders' per-partition failures as Kafka reports them.
+pub fn election_response_error(e: &crate::controller::election::ElectionError) -> ResponseError {
+    use crate::controller::election::ElectionError;
+    match e {
+        ElectionError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        ElectionError::ElectionNotNeeded => ResponseError::ElectionNotNeeded,
+        ElectionError::PreferredLeaderNotAvailable => ResponseError::PreferredLeaderNotAvailable,
+        ElectionError::EligibleLeadersNotAvailable => ResponseError::EligibleLeadersNotAvailable,
+        // Another change of the partition won the compare-and-set: retriable.
+        ElectionError::Changed(_) => ResponseError::RequestTimedOut,
+    }
+}

@@ -17,6 +17,12 @@ confluent-kafka and raw requests:
   dead node is fenced at once, a topic created through a survivor; the node restarts and rejoins.
 - cluster-id-mismatch: a node whose data dir names another cluster refuses to start with a
   clear message; with its own meta.properties back it starts.
+- elect-leaders (elections.py): ElectLeaders through librdkafka's admin client: PREFERRED while
+  the preferred replica is down (PREFERRED_LEADER_NOT_AVAILABLE), after it is back (elected;
+  ELECTION_NOT_NEEDED for a partition already balanced), UNCLEAN of a led partition (not
+  needed), and over every partition.
+- auto-rebalance (elections.py; its own three nodes, leader.imbalance.check.interval.seconds=1):
+  a preferred leader killed and restarted gets its partition back without being asked.
 Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - failover: an RF=3 min.insync.replicas=2 topic, an idempotent acks=all producer while the
   leader of one partition is killed (-9) and restarted, then another's: every acknowledged
@@ -82,6 +88,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import broker_only  # noqa: E402
 import clients_failover  # noqa: E402
 import compat  # noqa: E402
+import elections  # noqa: E402
 import eos_failover  # noqa: E402
 import group_failover  # noqa: E402
 import network_cut  # noqa: E402
@@ -328,7 +335,10 @@ def restart_all(cl, state, cluster_id):
 
 def main():
     suite = compat.Suite("cluster")
-    cl = Cluster(3, overrides=["replica.lag.time.max.ms=3000"])
+    # Leaders go back to their preferred replicas only when a check asks (ElectLeaders), not on
+    # the controller's timer (300 s by default, which a slow machine could reach mid-check);
+    # auto-rebalance has its own cluster below.
+    cl = Cluster(3, overrides=["replica.lag.time.max.ms=3000", "auto.leader.rebalance.enable=false"])
     state = {}
     try:
         cl.start()
@@ -337,6 +347,7 @@ def main():
         suite.check("broker-kill", broker_kill, cl, state)
         suite.check("controller-kill", controller_kill, cl, state)
         suite.check("cluster-id-mismatch", cluster_id_mismatch, cl, state)
+        suite.check("elect-leaders", elections.elect_leaders, cl, state)
         suite.check("failover", replicated.failover, cl, state)
         suite.check("group-failover", group_failover.group_failover, cl, state)
         suite.check("txn-markers", txn_markers.markers_across_brokers, cl, state)
@@ -355,6 +366,7 @@ def main():
         cl.stop()
     # Its own nodes, in network namespaces, once the loopback cluster is gone.
     suite.check("network-cut", network_cut.network_cut, state)
+    suite.check("auto-rebalance", elections.auto_rebalance)
     suite.finish()
 
 

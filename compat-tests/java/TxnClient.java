@@ -26,6 +26,8 @@
 //   txn-produce  --txn-id ID --topic T --count N --prefix P [--timeout-ms] [--abort]
 //   list-txns                                          "TXN id producerId STATE" per listed transaction
 //   describe-quorum                                    "QUORUM leader=L epoch=E hw=H", then "VOTER id logEnd lastCaughtUpMs" / "OBSERVER ..." (Admin.describeMetadataQuorum)
+//   elect-leaders --topic T --partitions 0,1 [--type preferred|unclean]
+//                "ELECT p NONE" or "ELECT p <exception class>" per partition (Admin.electLeaders)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
 //   abort-scenario, fence-scenario, timeout-scenario, admin-scenario
 //
@@ -1003,6 +1005,22 @@ public final class TxnClient {
         return 0;
     }
 
+    static int cmdElectLeaders(Args a) {
+        String topic = a.need("topic");
+        ElectionType type = a.get("type", "preferred").equals("unclean") ? ElectionType.UNCLEAN : ElectionType.PREFERRED;
+        Set<TopicPartition> tps = new HashSet<>();
+        for (String p : a.need("partitions").split(","))
+            tps.add(new TopicPartition(topic, Integer.parseInt(p.trim())));
+        try (Admin admin = admin()) {
+            Map<TopicPartition, Optional<Throwable>> result =
+                await(admin.electLeaders(type, tps).partitions(), "electLeaders");
+            for (Map.Entry<TopicPartition, Optional<Throwable>> e : result.entrySet())
+                out("ELECT " + e.getKey().partition() + " "
+                    + e.getValue().map(t -> t.getClass().getSimpleName()).orElse("NONE"));
+        }
+        return 0;
+    }
+
     static void waitForFile(String path, long maxMs) {
         if (path == null) {
             sleep(maxMs);
@@ -1243,6 +1261,7 @@ public final class TxnClient {
                 case "open-txn": rc = cmdOpenTxn(a); break;
                 case "list-txns": rc = cmdListTxns(a); break;
                 case "describe-quorum": rc = cmdDescribeQuorum(a); break;
+                case "elect-leaders": rc = cmdElectLeaders(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

@@ -15,6 +15,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_quorum;
+mod elect_leaders;
 mod errors;
 mod fetch;
 mod groups;
@@ -236,6 +237,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         }
         RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req)),
         RequestKind::DescribeQuorum(req) => ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, req).await),
+        RequestKind::ElectLeaders(req) => ResponseKind::ElectLeaders(elect_leaders::handle(ctx, req).await),
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
@@ -325,6 +327,7 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::IncrementalAlterConfigs(r) => r.encode(out, version),
         ResponseKind::DescribeCluster(r) => r.encode(out, version),
         ResponseKind::DescribeQuorum(r) => r.encode(out, version),
+        ResponseKind::ElectLeaders(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

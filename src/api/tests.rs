@@ -222,6 +222,55 @@ async fn every_api_at_every_version() -> TestResult {
         let other = c.request(&ask("t", 0), v).await?.ok_or("closed")?;
         assert_eq!(other.error_code, 42, "INVALID_REQUEST for any other partition, v{v}");
     }
+    for v in range(ApiKey::ElectLeaders) {
+        let ask = |topic: &str, partition: i32, election_type: i8| {
+            ElectLeadersRequest::default()
+                .with_election_type(election_type)
+                .with_timeout_ms(5_000)
+                .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name(topic))
+                    .with_partitions(vec![partition])]))
+        };
+        let code = |resp: &ElectLeadersResponse| {
+            resp.replica_election_results
+                .first()
+                .and_then(|t| t.partition_result.first())
+                .map(|p| p.error_code)
+        };
+        // A single node leads its partitions already: ELECTION_NOT_NEEDED (84), both kinds.
+        let resp = c.request(&ask("t", 0, 0), v).await?.ok_or("closed")?;
+        assert_eq!(
+            (resp.error_code, code(&resp)),
+            (0, Some(84)),
+            "ElectLeaders v{v}: {resp:?}"
+        );
+        if v >= 1 {
+            let resp = c.request(&ask("t", 0, 1), v).await?.ok_or("closed")?;
+            assert_eq!(code(&resp), Some(84), "ElectLeaders v{v}");
+        }
+        let resp = c.request(&ask("nope", 0, 0), v).await?.ok_or("closed")?;
+        assert_eq!(code(&resp), Some(3), "UNKNOWN_TOPIC_OR_PARTITION, v{v}");
+        // Every partition: those that need no election are left out.
+        let all = ElectLeadersRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topic_partitions(None);
+        let resp = c.request(&all, v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 0);
+        assert!(
+            resp.replica_election_results
+                .iter()
+                .all(|t| t.partition_result.is_empty()),
+            "{resp:?}"
+        );
+        if v >= 1 {
+            let resp = c.request(&ask("t", 0, 7), v).await?.ok_or("closed")?;
+            assert_eq!(
+                (resp.error_code, code(&resp)),
+                (42, Some(42)),
+                "an unknown election type, v{v}"
+            );
+        }
+    }
     for v in range(ApiKey::OffsetForLeaderEpoch) {
         let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
             offset_for_leader_epoch_request::OffsetForLeaderTopic::default()

@@ -31,6 +31,7 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 0, 1),
     (ApiKey::DescribeCluster, 0, 0, 2),
     (ApiKey::DescribeQuorum, 0, 0, 2),
+    (ApiKey::ElectLeaders, 0, 0, 2),
     (ApiKey::OffsetCommit, 2, 2, 9),
     (ApiKey::OffsetFetch, 1, 1, 9),
     // v0 of FindCoordinator and JoinGroup: librdkafka before 2.11 enables groups only if it sees them.
@@ -86,6 +87,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
+        ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::FindCoordinator => "FindCoordinator",

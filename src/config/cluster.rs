@@ -92,6 +92,14 @@ pub struct ClusterConfig {
     /// `num.replica.fetchers` (1): accepted for Kafka's configs; a follower runs one fetcher
     /// per leader broker whatever its value.
     pub num_replica_fetchers: u32,
+    /// `auto.leader.rebalance.enable` (true): the active controller gives partitions back to
+    /// their preferred replica (the first) when it is a live ISR member.
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds` (300): how often it looks.
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage` (10): accepted for Kafka's configs; as in KRaft,
+    /// any partition not led by its preferred replica is moved back, whatever the share.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl Default for ClusterConfig {
@@ -115,6 +123,9 @@ impl Default for ClusterConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1_000,
             num_replica_fetchers: 1,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
         }
     }
 }
@@ -179,6 +190,14 @@ impl ClusterConfig {
             }
             "broker.heartbeat.interval.ms" => {
                 self.broker_heartbeat_interval_ms = super::in_range(key, value.as_i64(key)?, 10, 3_600_000)? as u64
+            }
+            "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = value.as_bool(key)?,
+            "leader.imbalance.check.interval.seconds" => {
+                self.leader_imbalance_check_interval_seconds =
+                    super::in_range(key, value.as_i64(key)?, 1, i64::from(i32::MAX))? as u64
+            }
+            "leader.imbalance.per.broker.percentage" => {
+                self.leader_imbalance_per_broker_percentage = super::in_range(key, value.as_i64(key)?, 0, 100)? as u32
             }
             "broker.session.timeout.ms" => {
                 self.broker_session_timeout_ms = super::in_range(key, value.as_i64(key)?, 10, 3_600_000)? as u64

@@ -8,7 +8,9 @@
 //! last member it stays in the ISR and the partition goes leaderless (offline) until a member
 //! returns, unless the topic allows an unclean election. Unfenced: leaderless partitions whose
 //! ISR holds the broker get it as leader. And a partition leader's own ISR change
-//! (AlterPartition): `on_alter_isr`.
+//! (AlterPartition): `on_alter_isr`; an operator's election (ElectLeaders): `on_elect`.
+
+use serde::{Deserialize, Serialize};
 
 use crate::controller::image::MetadataImage;
 use crate::controller::network::AlterPartitionRequest;
@@ -154,6 +156,100 @@ pub fn on_alter_isr(image: &MetadataImage, r: &AlterPartitionRequest) -> Result<
     // A leader changing its ISR has its log in order: recovered (KIP-704).
     change.leader_recovery_state = Some(LeaderRecoveryState::Recovered);
     Ok(change)
+}
+
+/// The elections ElectLeaders asks for (Kafka's `ElectionType`: 0 preferred, 1 unclean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ElectionType {
+    Preferred,
+    Unclean,
+}
+
+/// Why ElectLeaders elected nobody for a partition (each is a Kafka error code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ElectionError {
+    #[error("the topic or partition does not exist")]
+    UnknownTopicOrPartition,
+    #[error("the partition already has the leader this election would give it")]
+    ElectionNotNeeded,
+    #[error("the preferred replica is not a live member of the ISR")]
+    PreferredLeaderNotAvailable,
+    #[error("no live replica can lead the partition")]
+    EligibleLeadersNotAvailable,
+    /// A concurrent change of the partition beat the election's compare-and-set.
+    #[error("the partition changed meanwhile: {0}")]
+    Changed(String),
+}
+
+/// The change an operator's election of `topic`'s `partition` makes (Kafka's
+/// `ReplicationControlManager.electLeader`), or why there is none. Preferred: the first
+/// replica, if it is a live ISR member (a leaderless partition takes any live ISR member
+/// otherwise). Unclean: only for a leaderless partition, a live ISR member first, else the
+/// first live replica, whatever the topic's `unclean.leader.election.enable` (the operator
+/// asked), the ISR becoming just it and the partition recovering.
+pub fn on_elect(
+    image: &MetadataImage,
+    topic: &str,
+    partition: i32,
+    kind: ElectionType,
+) -> Result<PartitionChange, ElectionError> {
+    let t = image.topic(topic).ok_or(ElectionError::UnknownTopicOrPartition)?;
+    let p = t.partition(partition).ok_or(ElectionError::UnknownTopicOrPartition)?;
+    let clean = |r: &NodeId| p.isr.contains(r) && image.is_live(*r);
+    let mut change = PartitionChange::new(t.id, partition, p.partition_epoch);
+    match kind {
+        ElectionType::Preferred => {
+            let preferred = p.replicas.first().copied().unwrap_or(NO_LEADER);
+            if p.leader == preferred {
+                return Err(ElectionError::ElectionNotNeeded);
+            }
+            let leader = if clean(&preferred) {
+                Some(preferred)
+            } else if p.leader == NO_LEADER {
+                p.replicas.iter().copied().find(clean)
+            } else {
+                None
+            };
+            change.leader = Some(leader.ok_or(ElectionError::PreferredLeaderNotAvailable)?);
+        }
+        ElectionType::Unclean => {
+            if p.leader != NO_LEADER {
+                return Err(ElectionError::ElectionNotNeeded);
+            }
+            if let Some(l) = p.replicas.iter().copied().find(clean) {
+                change.leader = Some(l);
+            } else {
+                let l = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .find(|r| image.is_live(*r))
+                    .ok_or(ElectionError::EligibleLeadersNotAvailable)?;
+                change.leader = Some(l);
+                change.isr = Some(vec![l]);
+                change.leader_recovery_state = Some(LeaderRecoveryState::Recovering);
+            }
+        }
+    }
+    Ok(change)
+}
+
+/// ElectLeaders for every partition (no partitions named): the outcome of each partition an
+/// election applies to, leaving out those that need none, as Kafka does.
+pub fn on_elect_all(
+    image: &MetadataImage,
+    kind: ElectionType,
+) -> Vec<(String, i32, Result<PartitionChange, ElectionError>)> {
+    let mut out = Vec::new();
+    for t in image.topics() {
+        for index in 0..t.partition_count() {
+            match on_elect(image, &t.name, index, kind) {
+                Err(ElectionError::ElectionNotNeeded) => {}
+                outcome => out.push((t.name.clone(), index, outcome)),
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -326,5 +422,84 @@ mod tests {
             Some(2),
             "in the ISR: clean anyway"
         );
+    }
+    fn fence(image: &mut MetadataImage, id: NodeId) {
+        let epoch = image.brokers[&id].epoch;
+        let offset = image.offset + 1;
+        let cmd = MetadataCommand::one(R::BrokerChange {
+            id,
+            epoch,
+            fenced: Some(true),
+            in_controlled_shutdown: None,
+        });
+        assert_eq!(image.apply(offset, &cmd).refused, None);
+    }
+
+    #[test]
+    fn a_preferred_election_needs_the_first_replica_live_in_the_isr() {
+        let mut image = image_with(&[vec![1, 2, 3]], &[1, 2, 3], BTreeMap::new());
+        let elect = |image: &MetadataImage| on_elect(image, "t", 0, ElectionType::Preferred);
+        assert_eq!(elect(&image), Err(ElectionError::ElectionNotNeeded));
+        assert_eq!(
+            on_elect(&image, "t", 1, ElectionType::Preferred),
+            Err(ElectionError::UnknownTopicOrPartition)
+        );
+        assert_eq!(
+            on_elect(&image, "u", 0, ElectionType::Preferred),
+            Err(ElectionError::UnknownTopicOrPartition)
+        );
+        // 1 fenced: 2 leads, 1 out of the ISR; back but not caught up: not available.
+        let fenced = on_fence(&image, 1, false);
+        applied(&mut image, fenced);
+        assert_eq!(elect(&image), Err(ElectionError::PreferredLeaderNotAvailable));
+        // Back in the ISR: elected, at a new leader epoch.
+        let t = image.topic("t").unwrap();
+        let mut rejoin = PartitionChange::new(t.id, 0, t.partitions[0].partition_epoch);
+        rejoin.isr = Some(vec![2, 3, 1]);
+        applied(&mut image, vec![rejoin]);
+        let change = elect(&image).expect("elected");
+        assert_eq!((change.leader, change.isr.clone()), (Some(1), None));
+        applied(&mut image, vec![change]);
+        let p = &image.topic("t").unwrap().partitions[0];
+        assert_eq!((p.leader, p.leader_epoch), (1, 2));
+        assert!(
+            on_elect_all(&image, ElectionType::Preferred).is_empty(),
+            "balanced: nothing to do"
+        );
+    }
+
+    #[test]
+    fn an_unclean_election_is_only_for_leaderless_partitions_and_ignores_the_topic_setting() {
+        let mut image = image_with(&[vec![1, 2]], &[1, 2], BTreeMap::new());
+        let elect = |image: &MetadataImage| on_elect(image, "t", 0, ElectionType::Unclean);
+        assert_eq!(elect(&image), Err(ElectionError::ElectionNotNeeded));
+        // 2 left the ISR, then 1 died: offline (the topic does not allow unclean elections).
+        let mut shrink = PartitionChange::new(image.topic("t").unwrap().id, 0, 0);
+        shrink.isr = Some(vec![1]);
+        applied(&mut image, vec![shrink]);
+        let fenced = on_fence(&image, 1, false);
+        applied(&mut image, fenced);
+        fence(&mut image, 1);
+        assert_eq!(image.topic("t").unwrap().partitions[0].leader, NO_LEADER);
+        let all = on_elect_all(&image, ElectionType::Unclean);
+        assert_eq!(all.len(), 1);
+        let change = elect(&image).expect("2 is live");
+        assert_eq!(change.leader, Some(2));
+        assert_eq!(change.isr, Some(vec![2]));
+        assert_eq!(change.leader_recovery_state, Some(LeaderRecoveryState::Recovering));
+        let preferred = on_elect(&image, "t", 0, ElectionType::Preferred);
+        assert_eq!(
+            preferred,
+            Err(ElectionError::PreferredLeaderNotAvailable),
+            "a preferred election stays clean"
+        );
+        // Nobody live at all.
+        let image = image_with(&[vec![3]], &[1], BTreeMap::new());
+        let mut image = image;
+        let t = image.topic("t").unwrap();
+        let mut offline = PartitionChange::new(t.id, 0, 0);
+        offline.leader = Some(NO_LEADER);
+        applied(&mut image, vec![offline]);
+        assert_eq!(elect(&image), Err(ElectionError::EligibleLeadersNotAvailable));
     }
 }

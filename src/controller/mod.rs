@@ -91,6 +91,9 @@ pub struct QuorumConfig {
     pub broker_session_timeout_ms: u64,
     /// `unclean.leader.election.enable`, the broker default.
     pub unclean_leader_election: bool,
+    /// `leader.imbalance.check.interval.seconds` if `auto.leader.rebalance.enable`: how often
+    /// the active controller gives partitions back to their preferred replicas.
+    pub leader_rebalance_every: Option<Duration>,
 }
 
 impl Default for QuorumConfig {
@@ -100,6 +103,7 @@ impl Default for QuorumConfig {
             heartbeat_interval_ms: 100,
             broker_session_timeout_ms: 9_000,
             unclean_leader_election: false,
+            leader_rebalance_every: Some(Duration::from_secs(300)),
         }
     }
 }
@@ -185,9 +189,7 @@ impl Controller {
             raft.clone(),
             images.clone(),
             journal,
-            Duration::from_millis(quorum.broker_session_timeout_ms),
-            quorum.unclean_leader_election,
-            Duration::from_millis(quorum.election_timeout_ms.max(2)),
+            quorum,
         ));
         let voters = voters
             .iter()
@@ -302,6 +304,9 @@ impl Controller {
                 PeerRequest::Write(c) => PeerResponse::Write(quorum.write_local(c).await),
                 PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partitions(&r).await),
                 PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
+                PeerRequest::ElectLeaders { election, partitions } => {
+                    PeerResponse::ElectLeaders(quorum.elect_leaders(election, partitions).await)
+                }
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -343,6 +348,43 @@ impl Controller {
                 }
                 Err(Forward::Retry(why) | Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
             }
+        }
+    }
+
+    /// An operator's leader elections (ElectLeaders), decided and written by the active
+    /// controller (retried while no leader can take them, up to `timeout`); returns once they
+    /// are applied here, so this broker's Metadata shows the new leaders.
+    pub async fn elect_leaders(
+        &self,
+        election: election::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+        timeout: Duration,
+    ) -> Result<Vec<network::ElectionOutcome>, ControllerError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let request = network::PeerRequest::ElectLeaders {
+                election,
+                partitions: partitions.clone(),
+            };
+            let why = match self.to_leader(request).await {
+                Ok(network::PeerResponse::ElectLeaders(Ok(results))) => {
+                    self.wait_applied(results.offset).await;
+                    return Ok(results.outcomes);
+                }
+                Ok(network::PeerResponse::ElectLeaders(Err(network::ForwardError::NotLeader(_)))) => {
+                    "not the leader".to_string()
+                }
+                Ok(network::PeerResponse::ElectLeaders(Err(e))) => {
+                    return Err(ControllerError::Unavailable(e.to_string()))
+                }
+                Ok(_) => return Err(ControllerError::Unavailable("wrong response".into())),
+                Err(Forward::Retry(why)) => why,
+                Err(Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ControllerError::Unavailable(why));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

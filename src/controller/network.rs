@@ -23,6 +23,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::controller::election::{ElectionError, ElectionType};
 use crate::controller::image::MetadataImage;
 use crate::controller::quorum::QuorumController;
 use crate::controller::record::{ApplyResult, MetadataCommand, NodeId};
@@ -53,6 +54,27 @@ pub enum PeerRequest {
     },
     /// The quorum's state, from its leader (Kafka's DescribeQuorum).
     DescribeQuorum,
+    /// An operator's leader elections (Kafka's ElectLeaders): the partitions named, or every
+    /// partition that needs one.
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+}
+
+/// One partition's outcome of ElectLeaders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ElectionOutcome {
+    pub topic: String,
+    pub partition: i32,
+    pub result: Result<(), ElectionError>,
+}
+
+/// ElectLeaders' answer: each partition's outcome, and the metadata offset that holds them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ElectionResults {
+    pub offset: u64,
+    pub outcomes: Vec<ElectionOutcome>,
 }
 
 /// The longest a FetchMetadata is held.
@@ -93,6 +115,7 @@ pub enum PeerResponse {
     AlterPartition(Result<Vec<Result<(), ForwardError>>, ForwardError>),
     FetchMetadata(Result<MetadataUpdate, ForwardError>),
     DescribeQuorum(Result<QuorumState, ForwardError>),
+    ElectLeaders(Result<ElectionResults, ForwardError>),
 }
 
 /// The quorum as its leader sees it (Kafka's DescribeQuorum partition data). Offsets are the
@@ -352,6 +375,9 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                         PeerResponse::Heartbeat(quorum.heartbeat(&hb, conn))
                     }
                     PeerRequest::AlterPartition(r) => PeerResponse::AlterPartition(quorum.alter_partitions(&r).await),
+                    PeerRequest::ElectLeaders { election, partitions } => {
+                        PeerResponse::ElectLeaders(quorum.elect_leaders(election, partitions).await)
+                    }
                     PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);

@@ -24,11 +24,12 @@ use openraft::error::{ClientWriteError, RaftError};
 use openraft::{Raft, ServerState};
 use tokio::sync::watch;
 
-use crate::controller::election;
+use crate::controller::election::{self, ElectionType};
 use crate::controller::image::MetadataImage;
 use crate::controller::journal::Journal;
 use crate::controller::network::{
-    AlterPartitionRequest, BrokerHeartbeat, ForwardError, HeartbeatReply, QuorumState, ReplicaProgress,
+    AlterPartitionRequest, BrokerHeartbeat, ElectionOutcome, ElectionResults, ForwardError, HeartbeatReply,
+    QuorumState, ReplicaProgress,
 };
 use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId, PartitionChange};
 use crate::controller::takeover::LeaderLoss;
@@ -42,6 +43,9 @@ const PROBE_GRACE: Duration = Duration::from_millis(1000);
 /// How often it looks for leaderless partitions that can be given a leader (Kafka's
 /// `unclean.leader.election.interval.ms` is 5 minutes; a clean election here is cheap).
 const ELECT_EVERY: u32 = 10;
+/// Preferred-leader elections written per rebalance (Kafka's `MAX_ELECTIONS_PER_IMBALANCE`);
+/// more wait for the next check.
+const MAX_ELECTIONS_PER_REBALANCE: usize = 1_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -76,6 +80,8 @@ pub struct QuorumController {
     images: watch::Receiver<Arc<MetadataImage>>,
     /// The entries applied lately, for broker-only nodes' deltas.
     journal: Arc<Journal>,
+    /// How often partitions go back to their preferred leaders (`auto.leader.rebalance.enable`).
+    rebalance_every: Option<Duration>,
     session_timeout: Duration,
     unclean_default: bool,
     liveness: Mutex<Liveness>,
@@ -96,15 +102,17 @@ impl QuorumController {
         raft: Raft<TypeConfig>,
         images: watch::Receiver<Arc<MetadataImage>>,
         journal: Arc<Journal>,
-        session_timeout: Duration,
-        unclean_default: bool,
-        leader_lease: Duration,
+        config: &super::QuorumConfig,
     ) -> Self {
+        let session_timeout = Duration::from_millis(config.broker_session_timeout_ms);
+        let unclean_default = config.unclean_leader_election;
+        let leader_lease = Duration::from_millis(config.election_timeout_ms.max(2));
         QuorumController {
             node_id,
             raft,
             images,
             journal,
+            rebalance_every: config.leader_rebalance_every,
             session_timeout,
             unclean_default,
             liveness: Mutex::new(Liveness::default()),
@@ -340,33 +348,103 @@ impl QuorumController {
             .filter_map(|(i, c)| c.as_ref().ok().map(|c| (i, c.clone())))
             .collect();
         let mut results: Vec<Result<(), ForwardError>> = checked.into_iter().map(|c| c.map(|_| ())).collect();
-        if valid.is_empty() {
-            return Ok(results);
-        }
         let started = Instant::now();
-        let command = MetadataCommand {
-            records: valid
-                .iter()
-                .map(|(_, c)| MetadataRecord::ChangePartition(c.clone()))
-                .collect(),
-        };
-        let written = self.write_local(command).await?;
-        tracing::debug!(changes = valid.len(), took_ms = started.elapsed().as_millis() as u64, refused = ?written.refused, "AlterPartition written");
-        if let Some(why) = written.refused {
-            if valid.len() == 1 {
-                results[valid[0].0] = Err(ForwardError::Refused(why.to_string()));
-            } else {
-                for (i, change) in valid {
-                    let one = self
-                        .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
-                        .await?;
-                    results[i] = one
-                        .refused
-                        .map_or(Ok(()), |why| Err(ForwardError::Refused(why.to_string())));
-                }
+        let (indexes, changes): (Vec<usize>, Vec<PartitionChange>) = valid.into_iter().unzip();
+        let (_, refusals) = self.write_changes(changes).await?;
+        tracing::debug!(
+            changes = indexes.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "AlterPartition written"
+        );
+        for (i, refused) in indexes.into_iter().zip(refusals) {
+            if let Some(why) = refused {
+                results[i] = Err(ForwardError::Refused(why));
             }
         }
         Ok(results)
+    }
+
+    /// Writes partition changes, each a compare-and-set on its partition epoch, as one command
+    /// (one Raft entry); if a concurrent change made that command fail, each on its own.
+    /// Returns the offset of the last write and, per change in order, why it was refused.
+    async fn write_changes(&self, changes: Vec<PartitionChange>) -> Result<(u64, Vec<Option<String>>), ForwardError> {
+        let mut refusals = vec![None; changes.len()];
+        if changes.is_empty() {
+            return Ok((self.images.borrow().offset, refusals));
+        }
+        let command = MetadataCommand {
+            records: changes.iter().cloned().map(MetadataRecord::ChangePartition).collect(),
+        };
+        let written = self.write_local(command).await?;
+        let mut offset = written.offset;
+        match written.refused {
+            None => {}
+            Some(why) if changes.len() == 1 => refusals[0] = Some(why.to_string()),
+            Some(_) => {
+                for (i, change) in changes.into_iter().enumerate() {
+                    let one = self
+                        .write_local(MetadataCommand::one(MetadataRecord::ChangePartition(change)))
+                        .await?;
+                    offset = one.offset;
+                    refusals[i] = one.refused.map(|why| why.to_string());
+                }
+            }
+        }
+        Ok((offset, refusals))
+    }
+
+    /// An operator's leader elections (Kafka's `ReplicationControlManager.electLeaders`): the
+    /// partitions named (each answered, ELECTION_NOT_NEEDED included), or with none named every
+    /// partition an election applies to. The elections are written together (see
+    /// [`Self::write_changes`]); the answer comes once they are committed.
+    pub async fn elect_leaders(
+        &self,
+        kind: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<ElectionResults, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let decided = match partitions {
+            Some(named) => named
+                .into_iter()
+                .map(|(topic, partition)| {
+                    let outcome = election::on_elect(&image, &topic, partition, kind);
+                    (topic, partition, outcome)
+                })
+                .collect(),
+            None => election::on_elect_all(&image, kind),
+        };
+        let mut outcomes = Vec::with_capacity(decided.len());
+        let mut changes = Vec::new();
+        let mut changed_at = Vec::new();
+        for (topic, partition, outcome) in decided {
+            let result = match outcome {
+                Ok(change) => {
+                    changed_at.push(outcomes.len());
+                    changes.push(change);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            };
+            outcomes.push(ElectionOutcome {
+                topic,
+                partition,
+                result,
+            });
+        }
+        let elections = changes.len();
+        let (offset, refusals) = self.write_changes(changes).await?;
+        for (i, refused) in changed_at.into_iter().zip(refusals) {
+            if let Some(why) = refused {
+                outcomes[i].result = Err(election::ElectionError::Changed(why));
+            }
+        }
+        if elections > 0 {
+            tracing::info!(?kind, elections, "leaders elected on request");
+        }
+        Ok(ElectionResults { offset, outcomes })
     }
 
     /// Checks liveness every [`CHECK_EVERY`] while this node leads, until `shutdown`.
@@ -375,6 +453,7 @@ impl QuorumController {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut known_leader = None;
         let mut ticks = 0u32;
+        let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -404,6 +483,41 @@ impl QuorumController {
             ticks = ticks.wrapping_add(1);
             if ticks % ELECT_EVERY == 0 && self.is_leader() {
                 self.elect_leaderless().await;
+            }
+            if let Some(every) = self.rebalance_every {
+                if !self.is_leader() {
+                    last_rebalance = Instant::now();
+                } else if last_rebalance.elapsed() >= every && !self.rebalance_leaders().await {
+                    // All of them moved (or none to move): the next look after a whole interval.
+                    last_rebalance = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Gives partitions back to their preferred replicas where those are live ISR members
+    /// (Kafka's `auto.leader.rebalance.enable`: `maybeBalancePartitionLeaders`), at most
+    /// [`MAX_ELECTIONS_PER_REBALANCE`] at a time. Returns whether more may be waiting.
+    async fn rebalance_leaders(&self) -> bool {
+        let image = Arc::clone(&self.images.borrow());
+        let changes: Vec<PartitionChange> = election::on_elect_all(&image, ElectionType::Preferred)
+            .into_iter()
+            .filter_map(|(_, _, outcome)| outcome.ok())
+            .take(MAX_ELECTIONS_PER_REBALANCE)
+            .collect();
+        if changes.is_empty() {
+            return false;
+        }
+        let n = changes.len();
+        match self.write_changes(changes).await {
+            Ok((_, refusals)) => {
+                let moved = refusals.iter().filter(|r| r.is_none()).count();
+                tracing::info!(partitions = moved, "gave partitions back to their preferred leaders");
+                n == MAX_ELECTIONS_PER_REBALANCE
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "leader rebalance not written");
+                false
             }
         }
     }

@@ -86,6 +86,10 @@ pub async fn start_controller(
         heartbeat_interval_ms: (config.cluster.election_timeout_ms / 10).max(5),
         broker_session_timeout_ms: config.cluster.broker_session_timeout_ms,
         unclean_leader_election: config.log.unclean_leader_election_enable,
+        leader_rebalance_every: config
+            .cluster
+            .auto_leader_rebalance_enable
+            .then(|| Duration::from_secs(config.cluster.leader_imbalance_check_interval_seconds)),
     };
     // Bound before the member starts, so peers reach it as soon as it votes.
     let listener = match config.cluster.controller_listener {
