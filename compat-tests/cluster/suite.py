@@ -21,6 +21,9 @@ confluent-kafka and raw requests:
   the preferred replica is down (PREFERRED_LEADER_NOT_AVAILABLE), after it is back (elected;
   ELECTION_NOT_NEEDED for a partition already balanced), UNCLEAN of a led partition (not
   needed), and over every partition.
+- rolling-restart (rolling.py): every node in turn stopped with SIGTERM (a controlled
+  shutdown: its leaderships move first) and restarted under an idempotent acks=all producer:
+  no produce request fails, every acknowledged record read back once.
 - auto-rebalance (elections.py; its own three nodes, leader.imbalance.check.interval.seconds=1):
   a preferred leader killed and restarted gets its partition back without being asked.
 Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
@@ -93,6 +96,7 @@ import eos_failover  # noqa: E402
 import group_failover  # noqa: E402
 import network_cut  # noqa: E402
 import replicated  # noqa: E402
+import rolling  # noqa: E402
 import txn_markers  # noqa: E402
 from cluster import Cluster, describe_quorum, list_offsets_latest, metadata, quorum_leader  # noqa: E402
 from compat import fail  # noqa: E402
@@ -357,6 +361,7 @@ def main():
         suite.check("follower-pause", replicated.follower_pause, cl, state)
         suite.check("min-isr", replicated.min_isr, cl, state)
         suite.check("unclean", replicated.unclean, cl, state)
+        suite.check("rolling-restart", rolling.rolling_restart, cl, state)
         suite.check("broker-only", broker_only.fourth_broker, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)

@@ -28,6 +28,8 @@ use crate::supervisor::Supervisor;
 
 const CLEAN_SHUTDOWN_MARKER: &str = ".kafka_cleanshutdown";
 const LOCK_FILE: &str = ".lock";
+/// The longest a SIGTERM waits for the controller to move this broker's leaderships.
+const CONTROLLED_SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The most partitions one broker hosts; bounds the flush queue and CreateTopics requests.
 pub const MAX_PARTITIONS: usize = 100_000;
 
@@ -243,6 +245,8 @@ pub struct Started {
     pub queue: FlushQueue,
     pub controller: Arc<crate::controller::Controller>,
     pub cluster_id: String,
+    /// A controlled shutdown is asked for through the heartbeats.
+    pub shutdown_request: Arc<crate::metadata::heartbeat::ShutdownRequest>,
 }
 
 /// Takes the log dir, joins the metadata quorum (starting this node's member), opens every
@@ -263,7 +267,15 @@ pub async fn start(
     }
     crate::metadata::startup::check_node_id(&dir, config.node_id)?;
     let controller = crate::metadata::startup::start_controller(&config, tasks, shutdown.clone()).await?;
-    let cluster_id = crate::metadata::startup::join(&controller, &config, tasks, shutdown.clone()).await?;
+    let shutdown_request = crate::metadata::heartbeat::ShutdownRequest::new();
+    let cluster_id = crate::metadata::startup::join(
+        &controller,
+        &config,
+        tasks,
+        Arc::clone(&shutdown_request),
+        shutdown.clone(),
+    )
+    .await?;
     let metadata = MetadataClient::new(Arc::clone(&controller));
     metadata
         .prime_producer_ids()
@@ -281,6 +293,7 @@ pub async fn start(
         queue,
         controller,
         cluster_id,
+        shutdown_request,
     })
 }
 
@@ -314,6 +327,7 @@ pub async fn run_on(
         queue,
         controller,
         cluster_id,
+        shutdown_request,
     } = start(config, &tasks, shutdown_rx.clone()).await?;
     let listener = match listen {
         Listen::Bound(l) => l,
@@ -351,6 +365,23 @@ pub async fn run_on(
     match &failed {
         None => tracing::info!("shutting down"),
         Some(f) => tracing::error!(task = f.task, "shutting down after a background task failed"),
+    }
+    // In a cluster, leaderships move to other brokers before this one stops serving (Kafka's
+    // controlled shutdown): clients follow them with a retriable error instead of timing out.
+    if failed.is_none() && broker.config.cluster.controlled_shutdown_enable && !broker.config.cluster.voters.is_empty()
+    {
+        let started = std::time::Instant::now();
+        if shutdown_request.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await {
+            tracing::info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "controlled shutdown done"
+            );
+        } else {
+            tracing::warn!(
+                timeout_s = CONTROLLED_SHUTDOWN_TIMEOUT.as_secs(),
+                "controlled shutdown: the controller did not move this broker's leaderships in time; stopping anyway"
+            );
+        }
     }
     let _ = shutdown_tx.send(true);
     let _ = server.await;

@@ -92,6 +92,9 @@ pub struct ClusterConfig {
     /// `num.replica.fetchers` (1): accepted for Kafka's configs; a follower runs one fetcher
     /// per leader broker whatever its value.
     pub num_replica_fetchers: u32,
+    /// `controlled.shutdown.enable` (true): on SIGTERM a broker in a cluster first has the
+    /// controller move its leaderships to other ISR members (bounded), then stops.
+    pub controlled_shutdown_enable: bool,
     /// `auto.leader.rebalance.enable` (true): the active controller gives partitions back to
     /// their preferred replica (the first) when it is a live ISR member.
     pub auto_leader_rebalance_enable: bool,
@@ -123,6 +126,7 @@ impl Default for ClusterConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1_000,
             num_replica_fetchers: 1,
+            controlled_shutdown_enable: true,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
             leader_imbalance_per_broker_percentage: 10,
@@ -192,6 +196,7 @@ impl ClusterConfig {
                 self.broker_heartbeat_interval_ms = super::in_range(key, value.as_i64(key)?, 10, 3_600_000)? as u64
             }
             "auto.leader.rebalance.enable" => self.auto_leader_rebalance_enable = value.as_bool(key)?,
+            "controlled.shutdown.enable" => self.controlled_shutdown_enable = value.as_bool(key)?,
             "leader.imbalance.check.interval.seconds" => {
                 self.leader_imbalance_check_interval_seconds =
                     super::in_range(key, value.as_i64(key)?, 1, i64::from(i32::MAX))? as u64

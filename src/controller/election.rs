@@ -25,9 +25,12 @@ fn unclean_allowed(configs: &std::collections::BTreeMap<String, String>, default
         .map_or(default, |v| v.eq_ignore_ascii_case("true"))
 }
 
-/// The partition changes that fence `broker` (it is still unfenced in `image`).
+/// The partition changes that fence `broker` (it is still unfenced in `image`), or that take
+/// everything from a broker entering controlled shutdown (Kafka's
+/// `handleBrokerInControlledShutdown` makes the same changes): out of every ISR, its
+/// leaderships to the next eligible ISR member.
 pub fn on_fence(image: &MetadataImage, broker: NodeId, unclean_default: bool) -> Vec<PartitionChange> {
-    let live = |id: NodeId| id != broker && image.is_live(id);
+    let live = |id: NodeId| id != broker && image.is_eligible(id);
     let mut out = Vec::new();
     for topic in image.topics() {
         for (index, p) in topic.partitions.iter().enumerate() {
@@ -84,11 +87,11 @@ pub fn on_leaderless(image: &MetadataImage, unclean_default: bool) -> Vec<Partit
                 .replicas
                 .iter()
                 .copied()
-                .find(|r| p.isr.contains(r) && image.is_live(*r))
+                .find(|r| p.isr.contains(r) && image.is_eligible(*r))
             {
                 change.leader = Some(l);
             } else if unclean_allowed(&topic.configs, unclean_default) {
-                let Some(l) = p.replicas.iter().copied().find(|r| image.is_live(*r)) else {
+                let Some(l) = p.replicas.iter().copied().find(|r| image.is_eligible(*r)) else {
                     continue;
                 };
                 change.leader = Some(l);
@@ -148,7 +151,11 @@ pub fn on_alter_isr(image: &MetadataImage, r: &AlterPartitionRequest) -> Result<
             r.new_isr, reg.replicas
         ));
     }
-    if let Some(m) = r.new_isr.iter().find(|m| !reg.isr.contains(m) && !image.is_live(**m)) {
+    if let Some(m) = r
+        .new_isr
+        .iter()
+        .find(|m| !reg.isr.contains(m) && !image.is_eligible(**m))
+    {
         return Err(format!("ineligible replica {m}"));
     }
     let mut change = PartitionChange::new(r.topic_id, r.partition, r.partition_epoch);
@@ -195,7 +202,7 @@ pub fn on_elect(
 ) -> Result<PartitionChange, ElectionError> {
     let t = image.topic(topic).ok_or(ElectionError::UnknownTopicOrPartition)?;
     let p = t.partition(partition).ok_or(ElectionError::UnknownTopicOrPartition)?;
-    let clean = |r: &NodeId| p.isr.contains(r) && image.is_live(*r);
+    let clean = |r: &NodeId| p.isr.contains(r) && image.is_eligible(*r);
     let mut change = PartitionChange::new(t.id, partition, p.partition_epoch);
     match kind {
         ElectionType::Preferred => {
@@ -223,7 +230,7 @@ pub fn on_elect(
                     .replicas
                     .iter()
                     .copied()
-                    .find(|r| image.is_live(*r))
+                    .find(|r| image.is_eligible(*r))
                     .ok_or(ElectionError::EligibleLeadersNotAvailable)?;
                 change.leader = Some(l);
                 change.isr = Some(vec![l]);
@@ -501,5 +508,36 @@ mod tests {
         offline.leader = Some(NO_LEADER);
         applied(&mut image, vec![offline]);
         assert_eq!(elect(&image), Err(ElectionError::EligibleLeadersNotAvailable));
+    }
+    #[test]
+    fn a_broker_in_controlled_shutdown_gives_up_its_leaderships_and_may_not_come_back() {
+        let mut image = image_with(&[vec![1, 2, 3]], &[1, 2, 3], BTreeMap::new());
+        // What the controller writes for broker 1's controlled shutdown: the flag and on_fence.
+        let changes = on_fence(&image, 1, false);
+        let epoch = image.brokers[&1].epoch;
+        let mut records = vec![R::BrokerChange {
+            id: 1,
+            epoch,
+            fenced: None,
+            in_controlled_shutdown: Some(true),
+        }];
+        records.extend(changes.into_iter().map(R::ChangePartition));
+        let offset = image.offset + 1;
+        assert_eq!(image.apply(offset, &MetadataCommand { records }).refused, None);
+        let p = image.topic("t").unwrap().partitions[0].clone();
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2, 3]));
+        assert!(
+            image.is_live(1) && !image.is_eligible(1),
+            "still registered, not eligible"
+        );
+        assert_eq!(
+            on_alter_isr(&image, &alter(&image, 2, &[2, 3, 1])).unwrap_err(),
+            "ineligible replica 1",
+            "it may not rejoin the ISR"
+        );
+        assert_eq!(
+            on_elect(&image, "t", 0, ElectionType::Preferred),
+            Err(ElectionError::PreferredLeaderNotAvailable)
+        );
     }
 }

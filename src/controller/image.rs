@@ -114,6 +114,14 @@ impl MetadataImage {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
+    /// May lead a partition or join an ISR: live and not in controlled shutdown (Kafka's
+    /// acceptable leader, KIP-841's eligible replica).
+    pub fn is_eligible(&self, id: NodeId) -> bool {
+        self.brokers
+            .get(&id)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    }
+
     /// Applies one command at `offset`: all its records, or none of them (the refusal is
     /// returned and only the offset moves).
     pub fn apply(&mut self, offset: u64, command: &MetadataCommand) -> ApplyResult {

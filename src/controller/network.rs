@@ -160,6 +160,10 @@ pub struct BrokerHeartbeat {
     pub id: NodeId,
     pub epoch: i64,
     pub applied_offset: u64,
+    /// The broker is stopping (SIGTERM) and asks for its leaderships to move first (Kafka's
+    /// `wantShutDown`, controlled shutdown).
+    #[serde(default)]
+    pub want_shut_down: bool,
 }
 
 /// The controller's answer.
@@ -169,6 +173,10 @@ pub struct HeartbeatReply {
     pub fenced: bool,
     /// The registration is not the current one (a newer one exists, or none): register again.
     pub unknown_epoch: bool,
+    /// A broker that asked to shut down leads nothing any more: it may stop (Kafka's
+    /// `shouldShutDown`).
+    #[serde(default)]
+    pub should_shut_down: bool,
 }
 
 async fn write_frame(stream: &mut TcpStream, value: &impl Serialize) -> io::Result<()> {

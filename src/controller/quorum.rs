@@ -73,6 +73,13 @@ struct Liveness {
     voters_caught_up: HashMap<NodeId, i64>,
 }
 
+/// Why a broker loses its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retire {
+    Fence,
+    ControlledShutdown,
+}
+
 /// The active controller's state and decisions.
 pub struct QuorumController {
     node_id: NodeId,
@@ -82,6 +89,8 @@ pub struct QuorumController {
     journal: Arc<Journal>,
     /// How often partitions go back to their preferred leaders (`auto.leader.rebalance.enable`).
     rebalance_every: Option<Duration>,
+    /// The Raft leader's lease (`controller.quorum.election.timeout.ms`).
+    leader_lease: Duration,
     session_timeout: Duration,
     unclean_default: bool,
     liveness: Mutex<Liveness>,
@@ -113,6 +122,7 @@ impl QuorumController {
             images,
             journal,
             rebalance_every: config.leader_rebalance_every,
+            leader_lease,
             session_timeout,
             unclean_default,
             liveness: Mutex::new(Liveness::default()),
@@ -257,9 +267,28 @@ impl QuorumController {
             return Ok(HeartbeatReply {
                 fenced: true,
                 unknown_epoch: true,
+                should_shut_down: hb.want_shut_down,
             });
         };
         let fenced = reg.fenced;
+        let mut should_shut_down = false;
+        if hb.want_shut_down {
+            let leads_nothing = !image.topics().any(|t| t.partitions.iter().any(|p| p.leader == hb.id));
+            // A leader that has not heard from a quorum for its lease cannot write the move:
+            // the broker may as well stop (the last brokers of a cluster stopping).
+            let quorum_lost = self
+                .raft
+                .metrics()
+                .borrow()
+                .millis_since_quorum_ack
+                .is_none_or(|ms| u128::from(ms) > self.leader_lease.as_millis());
+            should_shut_down = fenced || quorum_lost || (reg.in_controlled_shutdown && leads_nothing);
+            if !fenced && !quorum_lost && !reg.in_controlled_shutdown {
+                let me = Arc::clone(self);
+                let (id, epoch) = (hb.id, hb.epoch);
+                tokio::spawn(async move { me.retire(id, epoch, Retire::ControlledShutdown).await });
+            }
+        }
         let caught_up = hb.applied_offset >= u64::try_from(hb.epoch).unwrap_or(u64::MAX);
         self.liveness().seen.insert(
             hb.id,
@@ -271,7 +300,7 @@ impl QuorumController {
                 applied: Some(hb.applied_offset),
             },
         );
-        if fenced && caught_up {
+        if fenced && caught_up && !hb.want_shut_down {
             // Unfence now rather than at the next check: a starting broker waits for it.
             let me = Arc::clone(self);
             let (id, epoch) = (hb.id, hb.epoch);
@@ -280,6 +309,7 @@ impl QuorumController {
         Ok(HeartbeatReply {
             fenced,
             unknown_epoch: false,
+            should_shut_down,
         })
     }
 
@@ -628,15 +658,24 @@ impl QuorumController {
 
     /// Fences broker `id` (registration `epoch`) with every partition change it brings.
     async fn fence(&self, id: NodeId, epoch: i64) {
+        self.retire(id, epoch, Retire::Fence).await
+    }
+
+    /// Takes every leadership and ISR membership from broker `id` (registration `epoch`):
+    /// fencing it (it stopped heartbeating), or marking it in controlled shutdown (it asked:
+    /// it stays registered and unfenced, but may neither lead nor join an ISR until it
+    /// registers again). One command: the broker change and the partition changes.
+    async fn retire(&self, id: NodeId, epoch: i64, why: Retire) {
         if !self.liveness().in_flight.insert(id) {
             return;
         }
         let image = Arc::clone(&self.images.borrow());
+        let controlled = why == Retire::ControlledShutdown;
         let mut records = vec![MetadataRecord::BrokerChange {
             id,
             epoch,
-            fenced: Some(true),
-            in_controlled_shutdown: None,
+            fenced: (!controlled).then_some(true),
+            in_controlled_shutdown: controlled.then_some(true),
         }];
         let changes = election::on_fence(&image, id, self.unclean_default);
         let partitions = changes.len();
@@ -644,16 +683,22 @@ impl QuorumController {
         let result = self.write_local(MetadataCommand { records }).await;
         self.liveness().in_flight.remove(&id);
         match result {
-            Ok(r) if r.refused.is_none() => {
-                tracing::warn!(
-                    broker = id,
-                    broker_epoch = epoch,
-                    partitions,
-                    "fenced a broker that stopped heartbeating"
-                )
+            Ok(r) if r.refused.is_none() && controlled => tracing::info!(
+                broker = id,
+                broker_epoch = epoch,
+                partitions,
+                "controlled shutdown: the broker's leaderships and ISR places moved"
+            ),
+            Ok(r) if r.refused.is_none() => tracing::warn!(
+                broker = id,
+                broker_epoch = epoch,
+                partitions,
+                "fenced a broker that stopped heartbeating"
+            ),
+            Ok(r) => {
+                tracing::debug!(broker = id, refused = ?r.refused, ?why, "refused; the next check or heartbeat retries")
             }
-            Ok(r) => tracing::debug!(broker = id, refused = ?r.refused, "fencing refused; the next check retries"),
-            Err(e) => tracing::debug!(broker = id, error = %e, "fencing not written"),
+            Err(e) => tracing::debug!(broker = id, error = %e, ?why, "not written"),
         }
     }
 

@@ -130,6 +130,7 @@ pub async fn join(
     controller: &Arc<Controller>,
     config: &BrokerConfig,
     tasks: &crate::supervisor::Supervisor,
+    shutdown_request: Arc<crate::metadata::heartbeat::ShutdownRequest>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<String> {
     let leader = loop {
@@ -179,6 +180,7 @@ pub async fn join(
             registration,
             epoch,
             Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
+            shutdown_request,
             shutdown,
         ),
     );
