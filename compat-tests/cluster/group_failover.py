@@ -24,9 +24,13 @@ def coordinator_of(bs, group):
     loading)."""
     admin = AdminClient({"bootstrap.servers": bs})
     try:
-        d = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        # A short request timeout: a request sent to the dead coordinator (still named by a
+        # FindCoordinator answered just before its partitions moved) costs 1 s, not 60.
+        d = admin.describe_consumer_groups([group], request_timeout=1)[group].result(timeout=10)
     except KafkaException as e:
-        if e.args[0].retriable() or e.args[0].name() in ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS"):
+        # _TIMED_OUT: the request went to the dead coordinator.
+        if e.args[0].retriable() or e.args[0].name() in ("NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS",
+                                                         "_TIMED_OUT"):
             return None
         raise
     return d.coordinator.id, d.state.name
