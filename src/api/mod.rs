@@ -32,6 +32,8 @@ pub mod versions;
 mod write_txn_markers;
 
 #[cfg(test)]
+mod controller_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod txn_tests;
