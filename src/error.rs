@@ -156,6 +156,19 @@ pub fn txn_response_error(e: TxnError) -> ResponseError {
     }
 }
 
+/// AlterPartitionReassignments' per-partition failures as Kafka reports them.
+pub fn reassign_response_error(e: &crate::controller::reassignment::ReassignError) -> ResponseError {
+    use crate::controller::reassignment::ReassignError;
+    match e {
+        ReassignError::UnknownTopicOrPartition => ResponseError::UnknownTopicOrPartition,
+        ReassignError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ReassignError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ReassignError::NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+        // Other changes of the partition kept winning the compare-and-set: retriable.
+        ReassignError::Changed(_) => ResponseError::RequestTimedOut,
+    }
+}
+
 /// ElectLeaders' per-partition failures as Kafka reports them.
 pub fn election_response_error(e: &crate::controller::election::ElectionError) -> ResponseError {
     use crate::controller::election::ElectionError;

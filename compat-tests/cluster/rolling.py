@@ -25,8 +25,12 @@ LIMIT_S = 90  # the producer stops after this long whatever happens
 
 
 class Load(threading.Thread):
-    def __init__(self, bs):
+    """An idempotent acks=all producer, paced at RATE records a second over the partitions of
+    `topic` in turn, until `stop` is set (or LIMIT_S)."""
+
+    def __init__(self, bs, topic=TOPIC, n_partitions=N_PARTITIONS):
         super().__init__(daemon=True)
+        self.topic, self.n_partitions = topic, n_partitions
         self.p = Producer({"bootstrap.servers": bs, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
         self.stop = threading.Event()
         self.acked, self.errors, self.last_ack, self.gaps = {}, [], {}, {}
@@ -43,11 +47,27 @@ class Load(threading.Thread):
         self.last_ack[part] = now
         self.acked[(part, m.offset())] = m.value()
 
+    def finish(self, cl):
+        """Stops the load and checks it: no request failed after its retries, every record
+        sent acknowledged and read back once at its offset."""
+        self.stop.set()
+        self.join(90)
+        if self.errors:
+            fail(f"{len(self.errors)} produce requests failed after their retries, e.g. {self.errors[:3]}")
+        if len(self.acked) != self.sent:
+            fail(f"{self.sent} sent, {len(self.acked)} acknowledged")
+        got = read_all(cl.bootstrap(), self.topic, self.n_partitions, len(self.acked), timeout=60)
+        missing = [k for k, v in self.acked.items() if got.get(k) != v]
+        if missing:
+            fail(f"{len(missing)} acknowledged records not read back at their offsets, e.g. {missing[:5]}")
+        if len(set(got.values())) != len(got):
+            fail("records read back more than once")
+
     def run(self):
         t0 = time.monotonic()
         while not self.stop.is_set() and time.monotonic() - t0 < LIMIT_S:
             for _ in range(RATE // 100):
-                self.p.produce(TOPIC, value=f"r-{self.sent}".encode(), partition=self.sent % N_PARTITIONS,
+                self.p.produce(self.topic, value=f"r-{self.sent}".encode(), partition=self.sent % self.n_partitions,
                                on_delivery=self.on_delivery)
                 self.sent += 1
             self.p.poll(0.01)
@@ -81,19 +101,7 @@ def rolling_restart(cl, state):
         wait_for(f"node {node.id} back in every ISR",
                  lambda: all(len(v[3]) == 3 for v in partitions(cl, TOPIC).values()), 30)
     acked_before_stop = len(load.acked)
-    load.stop.set()
-    load.join(90)
-    if load.errors:
-        fail(f"{len(load.errors)} produce requests failed after their retries, e.g. {load.errors[:3]}")
-    if len(load.acked) != load.sent:
-        fail(f"{load.sent} sent, {len(load.acked)} acknowledged")
-    got = read_all(cl.bootstrap(), TOPIC, N_PARTITIONS, len(load.acked), timeout=60)
-    missing = [k for k, v in load.acked.items() if got.get(k) != v]
-    if missing:
-        fail(f"{len(missing)} acknowledged records not read back at their offsets, e.g. {missing[:5]}")
-    values = list(got.values())
-    if len(values) != len(set(values)):
-        fail("records read back more than once")
+    load.finish(cl)
     stopped = "; ".join(f"node {n} (led {led}) stopped in {t:.2f} s" for n, led, t in stops)
     gaps = {p: round(g, 2) for p, g in sorted(load.gaps.items())}
     print(f"# rolling-restart: {stopped}; {load.sent} sent, all acknowledged without an error "

@@ -70,6 +70,11 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   wrote alone and truncates it after the heal; every acknowledged record read back once at its
   offset, also with the old leader leading again. Needs root and iproute2 (SLUICE_NO_NETNS=1
   skips it on a machine without).
+- reassign (reassign.py): partitions moved with kafka-python's and kafka-clients 4.3.0's
+  Alter/ListPartitionReassignments: a move onto a fenced broker listed and cancelled (and
+  Kafka's INVALID_REPLICATION_FACTOR / NO_REASSIGNMENT_IN_PROGRESS); under an idempotent
+  acks=all producer a partition moved wholly to other brokers (its leader among those leaving)
+  and back, another grown to three replicas: nothing lost or failed, old directories removed.
 - restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
   topics, leaders and data.
 
@@ -96,6 +101,7 @@ import eos_failover  # noqa: E402
 import group_failover  # noqa: E402
 import network_cut  # noqa: E402
 import replicated  # noqa: E402
+import reassign  # noqa: E402
 import rolling  # noqa: E402
 import txn_markers  # noqa: E402
 from cluster import Cluster, describe_quorum, list_offsets_latest, metadata, quorum_leader  # noqa: E402
@@ -363,6 +369,7 @@ def main():
         suite.check("unclean", replicated.unclean, cl, state)
         suite.check("rolling-restart", rolling.rolling_restart, cl, state)
         suite.check("broker-only", broker_only.fourth_broker, cl, state)
+        suite.check("reassign", reassign.reassign, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:

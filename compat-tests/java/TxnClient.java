@@ -28,6 +28,11 @@
 //   describe-quorum                                    "QUORUM leader=L epoch=E hw=H", then "VOTER id logEnd lastCaughtUpMs" / "OBSERVER ..." (Admin.describeMetadataQuorum)
 //   elect-leaders --topic T --partitions 0,1 [--type preferred|unclean]
 //                "ELECT p NONE" or "ELECT p <exception class>" per partition (Admin.electLeaders)
+//   reassign     --topic T --partition P (--replicas 1,2 | --cancel) [--no-rf-change]
+//                "REASSIGN p NONE" or "REASSIGN p <exception class>" (Admin.alterPartitionReassignments,
+//                what kafka-reassign-partitions --execute / --cancel sends)
+//   list-reassignments --topic T                       "REASSIGNING p replicas=.. adding=.. removing=.." per
+//                partition in progress, then "LISTED n" (Admin.listPartitionReassignments)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
 //   abort-scenario, fence-scenario, timeout-scenario, admin-scenario
 //
@@ -1021,6 +1026,56 @@ public final class TxnClient {
         return 0;
     }
 
+    static String ids(List<Integer> l) {
+        StringBuilder b = new StringBuilder();
+        for (Integer i : l) b.append(b.length() == 0 ? "" : ",").append(i);
+        return b.toString();
+    }
+
+    static int cmdReassign(Args a) {
+        TopicPartition tp = new TopicPartition(a.need("topic"), a.getInt("partition", 0));
+        Optional<NewPartitionReassignment> target = Optional.empty();
+        if (a.get("cancel", null) == null) {
+            List<Integer> replicas = new ArrayList<>();
+            for (String r : a.need("replicas").split(",")) replicas.add(Integer.parseInt(r.trim()));
+            target = Optional.of(new NewPartitionReassignment(replicas));
+        }
+        AlterPartitionReassignmentsOptions options = new AlterPartitionReassignmentsOptions()
+            .allowReplicationFactorChange(a.get("no-rf-change", null) == null);
+        try (Admin admin = admin()) {
+            Map<TopicPartition, KafkaFuture<Void>> fs =
+                admin.alterPartitionReassignments(Collections.singletonMap(tp, target), options).values();
+            String outcome = "NONE";
+            try {
+                fs.get(tp).get(OP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            } catch (ExecutionException e) {
+                outcome = e.getCause().getClass().getSimpleName();
+            } catch (Exception e) {
+                outcome = e.getClass().getSimpleName();
+            }
+            out("REASSIGN " + tp.partition() + " " + outcome);
+        }
+        return 0;
+    }
+
+    static int cmdListReassignments(Args a) {
+        String topic = a.need("topic");
+        try (Admin admin = admin()) {
+            Map<TopicPartition, PartitionReassignment> all =
+                await(admin.listPartitionReassignments().reassignments(), "listPartitionReassignments");
+            int n = 0;
+            for (Map.Entry<TopicPartition, PartitionReassignment> e : all.entrySet()) {
+                if (!e.getKey().topic().equals(topic)) continue;
+                PartitionReassignment r = e.getValue();
+                out("REASSIGNING " + e.getKey().partition() + " replicas=" + ids(r.replicas())
+                    + " adding=" + ids(r.addingReplicas()) + " removing=" + ids(r.removingReplicas()));
+                n++;
+            }
+            out("LISTED " + n);
+        }
+        return 0;
+    }
+
     static void waitForFile(String path, long maxMs) {
         if (path == null) {
             sleep(maxMs);
@@ -1262,6 +1317,8 @@ public final class TxnClient {
                 case "list-txns": rc = cmdListTxns(a); break;
                 case "describe-quorum": rc = cmdDescribeQuorum(a); break;
                 case "elect-leaders": rc = cmdElectLeaders(a); break;
+                case "reassign": rc = cmdReassign(a); break;
+                case "list-reassignments": rc = cmdListReassignments(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

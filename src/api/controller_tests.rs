@@ -1,5 +1,6 @@
 //! The controller APIs at every version we accept, against a live single-node broker (a quorum
-//! of one): DescribeQuorum and ElectLeaders. The cluster suite drives them on three nodes.
+//! of one): DescribeQuorum, ElectLeaders, Alter/ListPartitionReassignments. The cluster suite
+//! drives them on three nodes.
 
 use kafka_protocol::messages::*;
 
@@ -79,6 +80,86 @@ async fn controller_apis_at_every_version() -> TestResult {
                 "an unknown election type, v{v}"
             );
         }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reassignment_apis_at_every_version() -> TestResult {
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "t", 2).await?;
+    for v in range(ApiKey::AlterPartitionReassignments) {
+        let ask = |topic: &str, partition: i32, replicas: Option<Vec<i32>>, allow: bool| {
+            AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5_000)
+                .with_allow_replication_factor_change(allow)
+                .with_topics(vec![alter_partition_reassignments_request::ReassignableTopic::default(
+                )
+                .with_name(name(topic))
+                .with_partitions(vec![
+                    alter_partition_reassignments_request::ReassignablePartition::default()
+                        .with_partition_index(partition)
+                        .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect())),
+                ])])
+        };
+        let code = |resp: &AlterPartitionReassignmentsResponse| {
+            resp.responses
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.error_code)
+        };
+        let cases: &[(&str, i32, Option<Vec<i32>>, i16)] = &[
+            ("t", 0, Some(vec![1]), 0),     // already so: nothing to do
+            ("t", 0, None, 85),             // NO_REASSIGNMENT_IN_PROGRESS
+            ("t", 0, Some(vec![2]), 39),    // INVALID_REPLICA_ASSIGNMENT: no broker 2
+            ("t", 0, Some(vec![1, 1]), 39), // a broker twice
+            ("t", 0, Some(vec![]), 39),     // empty
+            ("nope", 0, Some(vec![1]), 3),  // UNKNOWN_TOPIC_OR_PARTITION
+            ("t", 9, Some(vec![1]), 3),
+        ];
+        for (topic, partition, replicas, expected) in cases {
+            let resp = c
+                .request(&ask(topic, *partition, replicas.clone(), true), v)
+                .await?
+                .ok_or("closed")?;
+            assert_eq!(resp.error_code, 0, "v{v}");
+            assert_eq!(
+                code(&resp),
+                Some(*expected),
+                "v{v} {topic}-{partition} to {replicas:?}: {resp:?}"
+            );
+        }
+        if v >= 1 {
+            // KIP-860: a target of another size is refused when not allowed (and echoed).
+            let resp = c.request(&ask("t", 0, Some(vec![]), false), v).await?.ok_or("closed")?;
+            assert_eq!(code(&resp), Some(39), "validated first");
+            let resp = c
+                .request(&ask("t", 1, Some(vec![1]), false), v)
+                .await?
+                .ok_or("closed")?;
+            assert_eq!((code(&resp), resp.allow_replication_factor_change), (Some(0), false));
+        }
+    }
+    for v in range(ApiKey::ListPartitionReassignments) {
+        let all = ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000);
+        let resp = c.request(&all, v).await?.ok_or("closed")?;
+        assert_eq!(
+            (resp.error_code, resp.topics.len()),
+            (0, 0),
+            "nothing in progress: {resp:?}"
+        );
+        let named = all.with_topics(Some(vec![
+            list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                .with_name(name("nope"))
+                .with_partition_indexes(vec![0]),
+        ]));
+        let resp = c.request(&named, v).await?.ok_or("closed")?;
+        assert_eq!(
+            (resp.error_code, resp.topics.len()),
+            (0, 0),
+            "unknown topics are skipped"
+        );
     }
     Ok(())
 }

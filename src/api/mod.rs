@@ -25,6 +25,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod reassignments;
 mod replica_fetch;
 pub mod response_buf;
 mod transactions;
@@ -240,6 +241,12 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(describe_cluster::handle(ctx, req)),
         RequestKind::DescribeQuorum(req) => ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, req).await),
         RequestKind::ElectLeaders(req) => ResponseKind::ElectLeaders(elect_leaders::handle(ctx, req).await),
+        RequestKind::AlterPartitionReassignments(req) => {
+            ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, req).await)
+        }
+        RequestKind::ListPartitionReassignments(req) => {
+            ResponseKind::ListPartitionReassignments(reassignments::list(ctx, req))
+        }
         RequestKind::OffsetForLeaderEpoch(req) => {
             ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(ctx, req))
         }
@@ -330,6 +337,8 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::DescribeCluster(r) => r.encode(out, version),
         ResponseKind::DescribeQuorum(r) => r.encode(out, version),
         ResponseKind::ElectLeaders(r) => r.encode(out, version),
+        ResponseKind::AlterPartitionReassignments(r) => r.encode(out, version),
+        ResponseKind::ListPartitionReassignments(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

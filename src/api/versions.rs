@@ -32,6 +32,8 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 0, 2),
     (ApiKey::DescribeQuorum, 0, 0, 2),
     (ApiKey::ElectLeaders, 0, 0, 2),
+    (ApiKey::AlterPartitionReassignments, 0, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::OffsetCommit, 2, 2, 9),
     (ApiKey::OffsetFetch, 1, 1, 9),
     // v0 of FindCoordinator and JoinGroup: librdkafka before 2.11 enables groups only if it sees them.
@@ -88,6 +90,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::ElectLeaders => "ElectLeaders",
+        ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
+        ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::FindCoordinator => "FindCoordinator",
@@ -139,6 +143,10 @@ mod tests {
         check::<CreatePartitionsRequest>(ApiKey::CreatePartitions);
         check::<IncrementalAlterConfigsRequest>(ApiKey::IncrementalAlterConfigs);
         check::<DescribeClusterRequest>(ApiKey::DescribeCluster);
+        check::<DescribeQuorumRequest>(ApiKey::DescribeQuorum);
+        check::<ElectLeadersRequest>(ApiKey::ElectLeaders);
+        check::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
+        check::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         check::<OffsetCommitRequest>(ApiKey::OffsetCommit);
         check::<OffsetFetchRequest>(ApiKey::OffsetFetch);
         check::<FindCoordinatorRequest>(ApiKey::FindCoordinator);

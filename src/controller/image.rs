@@ -268,21 +268,7 @@ impl MetadataImage {
                 current: p.partition_epoch,
             });
         }
-        let mut next = p.clone();
-        if let Some(replicas) = &c.replicas {
-            next.replicas = replicas.clone();
-        }
-        if let Some(isr) = &c.isr {
-            next.isr = isr.clone();
-        }
-        if let Some(leader) = c.leader {
-            next.leader = leader;
-            next.leader_epoch = next.leader_epoch.saturating_add(1);
-        }
-        if let Some(state) = c.leader_recovery_state {
-            next.leader_recovery_state = state;
-        }
-        next.partition_epoch = next.partition_epoch.saturating_add(1);
+        let next = p.merge(c);
         check_registration(&next)?;
         *p = next;
         Ok(())
@@ -304,6 +290,16 @@ fn check_registration(p: &PartitionRegistration) -> Result<(), Refusal> {
     }
     if !p.replicas.is_empty() && p.isr.is_empty() {
         return Err(Refusal::Invalid("an empty ISR".into()));
+    }
+    let moving = p.adding_replicas.iter().chain(&p.removing_replicas);
+    if let Some(r) = moving.clone().find(|r| !p.replicas.contains(r)) {
+        return Err(Refusal::Invalid(format!(
+            "reassigned replica {r} not within {:?}",
+            p.replicas
+        )));
+    }
+    if p.adding_replicas.iter().any(|r| p.removing_replicas.contains(r)) {
+        return Err(Refusal::Invalid("a replica both added and removed".into()));
     }
     if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {
         return Err(Refusal::Invalid(format!(

@@ -12,6 +12,7 @@
 //! - `journal`: the entries a voter applied lately, sent to broker-only nodes as deltas.
 //! - `quorum`: the active controller: proposals, broker heartbeats, fencing and unfencing.
 //! - `election`: the partition changes fencing, unfencing and leaders' ISR changes bring (pure).
+//! - `reassignment`: the partition changes AlterPartitionReassignments makes and completes (pure).
 //! - `takeover`: a voter that sees the quorum's leader process gone asks for an election as
 //!   the leader's lease ends.
 //! - `placement`: where new partitions' replicas go (Kafka's spread).
@@ -27,6 +28,7 @@ pub mod observer;
 pub mod placement;
 pub mod quorum;
 pub mod raft_log;
+pub mod reassignment;
 pub mod record;
 pub mod state_machine;
 pub mod takeover;
@@ -307,6 +309,10 @@ impl Controller {
                 PeerRequest::ElectLeaders { election, partitions } => {
                     PeerResponse::ElectLeaders(quorum.elect_leaders(election, partitions).await)
                 }
+                PeerRequest::AlterReassignments {
+                    reassignments,
+                    allow_rf_change,
+                } => PeerResponse::AlterReassignments(quorum.alter_reassignments(reassignments, allow_rf_change).await),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -360,24 +366,56 @@ impl Controller {
         partitions: Option<Vec<(String, i32)>>,
         timeout: Duration,
     ) -> Result<Vec<network::ElectionOutcome>, ControllerError> {
+        let request = || network::PeerRequest::ElectLeaders {
+            election,
+            partitions: partitions.clone(),
+        };
+        self.decide(request, timeout, |response| match response {
+            network::PeerResponse::ElectLeaders(r) => Some(r.map(|r| (r.offset, r.outcomes))),
+            _ => None,
+        })
+        .await
+    }
+
+    /// An operator's partition reassignments (AlterPartitionReassignments), decided and
+    /// written by the active controller (retried while no leader can take them, up to
+    /// `timeout`); returns one outcome per reassignment once they are applied here.
+    pub async fn alter_reassignments(
+        &self,
+        reassignments: Vec<network::Reassignment>,
+        allow_rf_change: bool,
+        timeout: Duration,
+    ) -> Result<Vec<Result<(), reassignment::ReassignError>>, ControllerError> {
+        let request = || network::PeerRequest::AlterReassignments {
+            reassignments: reassignments.clone(),
+            allow_rf_change,
+        };
+        self.decide(request, timeout, |response| match response {
+            network::PeerResponse::AlterReassignments(r) => Some(r.map(|r| (r.offset, r.outcomes))),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asks the active controller for a decision it writes (`request()`, retried while no
+    /// leader can take it, up to `timeout`) and returns it once applied here. `take` picks the
+    /// answer and the metadata offset holding it out of the response (`None`: a wrong one).
+    async fn decide<T>(
+        &self,
+        request: impl Fn() -> network::PeerRequest,
+        timeout: Duration,
+        take: impl Fn(network::PeerResponse) -> Option<Result<(u64, T), network::ForwardError>>,
+    ) -> Result<T, ControllerError> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let request = network::PeerRequest::ElectLeaders {
-                election,
-                partitions: partitions.clone(),
-            };
-            let why = match self.to_leader(request).await {
-                Ok(network::PeerResponse::ElectLeaders(Ok(results))) => {
-                    self.wait_applied(results.offset).await;
-                    return Ok(results.outcomes);
+            let why = match self.to_leader(request()).await.map(&take) {
+                Ok(Some(Ok((offset, answer)))) => {
+                    self.wait_applied(offset).await;
+                    return Ok(answer);
                 }
-                Ok(network::PeerResponse::ElectLeaders(Err(network::ForwardError::NotLeader(_)))) => {
-                    "not the leader".to_string()
-                }
-                Ok(network::PeerResponse::ElectLeaders(Err(e))) => {
-                    return Err(ControllerError::Unavailable(e.to_string()))
-                }
-                Ok(_) => return Err(ControllerError::Unavailable("wrong response".into())),
+                Ok(Some(Err(network::ForwardError::NotLeader(_)))) => "not the leader".to_string(),
+                Ok(Some(Err(e))) => return Err(ControllerError::Unavailable(e.to_string())),
+                Ok(None) => return Err(ControllerError::Unavailable("wrong response".into())),
                 Err(Forward::Retry(why)) => why,
                 Err(Forward::Final(why)) => return Err(ControllerError::Unavailable(why)),
             };

@@ -60,6 +60,27 @@ pub enum PeerRequest {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// An operator's partition reassignments (Kafka's AlterPartitionReassignments).
+    AlterReassignments {
+        reassignments: Vec<Reassignment>,
+        allow_rf_change: bool,
+    },
+}
+
+/// One partition of AlterPartitionReassignments: its new replicas, or `None` to cancel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<NodeId>>,
+}
+
+/// AlterPartitionReassignments' answer: one outcome per reassignment in order, and the
+/// metadata offset that holds them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReassignResults {
+    pub offset: u64,
+    pub outcomes: Vec<Result<(), super::reassignment::ReassignError>>,
 }
 
 /// One partition's outcome of ElectLeaders.
@@ -116,6 +137,7 @@ pub enum PeerResponse {
     FetchMetadata(Result<MetadataUpdate, ForwardError>),
     DescribeQuorum(Result<QuorumState, ForwardError>),
     ElectLeaders(Result<ElectionResults, ForwardError>),
+    AlterReassignments(Result<ReassignResults, ForwardError>),
 }
 
 /// The quorum as its leader sees it (Kafka's DescribeQuorum partition data). Offsets are the
@@ -386,6 +408,12 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                     PeerRequest::ElectLeaders { election, partitions } => {
                         PeerResponse::ElectLeaders(quorum.elect_leaders(election, partitions).await)
                     }
+                    PeerRequest::AlterReassignments {
+                        reassignments,
+                        allow_rf_change,
+                    } => PeerResponse::AlterReassignments(
+                        quorum.alter_reassignments(reassignments, allow_rf_change).await,
+                    ),
                     PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);

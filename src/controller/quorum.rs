@@ -29,8 +29,9 @@ use crate::controller::image::MetadataImage;
 use crate::controller::journal::Journal;
 use crate::controller::network::{
     AlterPartitionRequest, BrokerHeartbeat, ElectionOutcome, ElectionResults, ForwardError, HeartbeatReply,
-    QuorumState, ReplicaProgress,
+    QuorumState, ReassignResults, Reassignment, ReplicaProgress,
 };
+use crate::controller::reassignment::{self, ReassignError};
 use crate::controller::record::{ApplyResult, MetadataCommand, MetadataRecord, NodeId, PartitionChange};
 use crate::controller::takeover::LeaderLoss;
 use crate::controller::TypeConfig;
@@ -46,6 +47,14 @@ const ELECT_EVERY: u32 = 10;
 /// Preferred-leader elections written per rebalance (Kafka's `MAX_ELECTIONS_PER_IMBALANCE`);
 /// more wait for the next check.
 const MAX_ELECTIONS_PER_REBALANCE: usize = 1_000;
+
+/// Rounds of AlterPartitionReassignments' decisions: those a concurrent change (an ISR change)
+/// beat are decided again on the newer image.
+const REASSIGN_ATTEMPTS: usize = 3;
+
+fn same_partition(a: &PartitionChange, b: &PartitionChange) -> bool {
+    a.topic_id == b.topic_id && a.partition == b.partition
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -370,7 +379,13 @@ impl QuorumController {
         let image = Arc::clone(&self.images.borrow());
         let checked: Vec<Result<PartitionChange, ForwardError>> = batch
             .iter()
-            .map(|r| election::on_alter_isr(&image, r).map_err(ForwardError::Refused))
+            .map(|r| {
+                let mut change = election::on_alter_isr(&image, r).map_err(ForwardError::Refused)?;
+                if let Some(reg) = image.topic_by_id(r.topic_id).and_then(|t| t.partition(r.partition)) {
+                    reassignment::complete(&image, reg, &mut change);
+                }
+                Ok(change)
+            })
             .collect();
         let valid: Vec<(usize, PartitionChange)> = checked
             .iter()
@@ -475,6 +490,82 @@ impl QuorumController {
             tracing::info!(?kind, elections, "leaders elected on request");
         }
         Ok(ElectionResults { offset, outcomes })
+    }
+
+    /// An operator's partition reassignments (Kafka's `ReplicationControlManager.
+    /// alterPartitionReassignments`): each decided by `reassignment::on_reassign` on the
+    /// latest image and written together (see [`Self::write_changes`]); those a concurrent
+    /// change beat are decided again on the newer image, a few times. One outcome per
+    /// reassignment, in order; the answer comes once they are committed.
+    pub async fn alter_reassignments(
+        &self,
+        reassignments: Vec<Reassignment>,
+        allow_rf_change: bool,
+    ) -> Result<ReassignResults, ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let mut outcomes: Vec<Result<(), ReassignError>> = vec![Ok(()); reassignments.len()];
+        let mut pending: Vec<usize> = (0..reassignments.len()).collect();
+        let mut offset = self.images.borrow().offset;
+        for _ in 0..REASSIGN_ATTEMPTS {
+            if pending.is_empty() {
+                break;
+            }
+            let image = Arc::clone(&self.images.borrow());
+            let mut changes = Vec::new();
+            let mut changed_at = Vec::new();
+            for &i in &pending {
+                let r = &reassignments[i];
+                let decided = reassignment::on_reassign(
+                    &image,
+                    &r.topic,
+                    r.partition,
+                    r.target.as_deref(),
+                    allow_rf_change,
+                    self.unclean_default,
+                );
+                match decided {
+                    Ok(Some(change)) if !changes.iter().any(|c: &PartitionChange| same_partition(c, &change)) => {
+                        changed_at.push(i);
+                        changes.push(change);
+                        outcomes[i] = Ok(());
+                    }
+                    // A second reassignment of one partition is decided on the image the
+                    // first one makes, in the next round.
+                    Ok(Some(change)) => {
+                        outcomes[i] = Err(ReassignError::Changed(format!(
+                            "partition {} named twice",
+                            change.partition
+                        )))
+                    }
+                    Ok(None) => outcomes[i] = Ok(()),
+                    Err(e) => outcomes[i] = Err(e),
+                }
+            }
+            let (written, refusals) = self.write_changes(changes).await?;
+            offset = written;
+            let mut again: Vec<usize> = pending
+                .iter()
+                .copied()
+                .filter(|i| matches!(outcomes[*i], Err(ReassignError::Changed(_))))
+                .collect();
+            for (i, refused) in changed_at.into_iter().zip(refusals) {
+                if let Some(why) = refused {
+                    outcomes[i] = Err(ReassignError::Changed(why));
+                    again.push(i);
+                }
+            }
+            again.sort_unstable();
+            pending = again;
+        }
+        let moved = outcomes.iter().filter(|o| o.is_ok()).count();
+        tracing::info!(
+            reassignments = reassignments.len(),
+            accepted = moved,
+            "partition reassignments requested"
+        );
+        Ok(ReassignResults { offset, outcomes })
     }
 
     /// Checks liveness every [`CHECK_EVERY`] while this node leads, until `shutdown`.

@@ -46,6 +46,13 @@ pub struct PartitionRegistration {
     pub partition_epoch: i32,
     #[serde(default)]
     pub leader_recovery_state: LeaderRecoveryState,
+    /// A reassignment in progress (Kafka's `addingReplicas` / `removingReplicas`): replicas
+    /// joining (in `replicas`, catching up) and leaving (in `replicas` until it completes).
+    /// The target is `replicas` without `removing_replicas`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
 }
 
 impl PartitionRegistration {
@@ -59,7 +66,50 @@ impl PartitionRegistration {
             leader_epoch: 0,
             partition_epoch: 0,
             leader_recovery_state: LeaderRecoveryState::Recovered,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }
+    }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas a reassignment in progress moves to (all of them otherwise).
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// This registration with `change` made (Kafka's `PartitionRegistration.merge`): a new
+    /// leader bumps the leader epoch, every change the partition epoch. The compare-and-set on
+    /// the partition epoch is the caller's.
+    pub fn merge(&self, c: &PartitionChange) -> PartitionRegistration {
+        let mut next = self.clone();
+        if let Some(replicas) = &c.replicas {
+            next.replicas = replicas.clone();
+        }
+        if let Some(isr) = &c.isr {
+            next.isr = isr.clone();
+        }
+        if let Some(leader) = c.leader {
+            next.leader = leader;
+            next.leader_epoch = next.leader_epoch.saturating_add(1);
+        }
+        if let Some(state) = c.leader_recovery_state {
+            next.leader_recovery_state = state;
+        }
+        if let Some(adding) = &c.adding_replicas {
+            next.adding_replicas = adding.clone();
+        }
+        if let Some(removing) = &c.removing_replicas {
+            next.removing_replicas = removing.clone();
+        }
+        next.partition_epoch = next.partition_epoch.saturating_add(1);
+        next
     }
 }
 
@@ -77,6 +127,10 @@ pub struct PartitionChange {
     pub isr: Option<Vec<NodeId>>,
     pub replicas: Option<Vec<NodeId>>,
     pub leader_recovery_state: Option<LeaderRecoveryState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding_replicas: Option<Vec<NodeId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing_replicas: Option<Vec<NodeId>>,
 }
 
 impl PartitionChange {
@@ -89,6 +143,8 @@ impl PartitionChange {
             isr: None,
             replicas: None,
             leader_recovery_state: None,
+            adding_replicas: None,
+            removing_replicas: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The metadata listener (Kafka's `BrokerMetadataPublisher`): applies each new image to this
 //! broker's replicas. Topics gone from the image are deleted here (and their committed offsets
 //! removed from every group); new topics and partitions of which this broker holds a replica
-//! are created; changed configs are applied. Only this task changes which partitions exist, so
+//! are created, and so are replicas a reassignment adds here, while those it moves away are
+//! removed with their data; changed configs are applied. Only this task changes which partitions exist, so
 //! request handlers and other brokers' commands reach the disk the same way.
 //!
 //! After each image the broker's `local_offset` moves to its offset: a handler that proposed a
@@ -29,7 +30,7 @@ struct Delta {
     /// New topics, or topics with new partitions.
     created: Vec<Arc<TopicImage>>,
     reconfigured: Vec<Arc<TopicImage>>,
-    /// Topics whose partition registrations changed (leaders, epochs, ISR).
+    /// Topics whose partition registrations changed (leaders, epochs, ISR, replicas).
     changed: Vec<Arc<TopicImage>>,
 }
 
@@ -85,7 +86,10 @@ fn apply(broker: &Broker, d: &Delta) -> Vec<String> {
         broker.replicas.update_topic_config(t);
     }
     for t in &d.changed {
-        broker.replicas.apply_leadership(t);
+        // Reassignments move replicas here or away; then roles.
+        if let Err(e) = broker.replicas.apply_replicas(t) {
+            tracing::warn!(topic = %t.name, error = %e, "applying the topic's reassigned replicas failed");
+        }
     }
     deleted
 }

@@ -372,14 +372,65 @@ impl ReplicaManager {
     pub fn delete_topic(&self, topic: &str) -> Result<(), BrokerError> {
         let removed = self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
         let Some(parts) = removed else { return Ok(()) };
-        for p in parts.iter().flatten() {
+        self.remove_replicas(topic, parts.iter().flatten().cloned().collect())
+    }
+
+    /// Makes the replicas of `meta` hosted here what its registrations say after a
+    /// reassignment: replicas this broker left are removed with their data, replicas it
+    /// joined are created (empty, to catch up as followers), then roles are applied.
+    pub fn apply_replicas(&self, meta: &TopicImage) -> Result<(), BrokerError> {
+        let hosted = |i: usize| {
+            meta.partitions
+                .get(i)
+                .is_some_and(|p| p.replicas.contains(&self.node_id))
+        };
+        let left: Vec<Arc<Partition>> = {
+            let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+            match topics.get_mut(meta.name.as_str()) {
+                Some(parts) if parts.iter().enumerate().any(|(i, p)| p.is_some() && !hosted(i)) => {
+                    let mut kept = parts.as_ref().clone();
+                    let left = kept
+                        .iter_mut()
+                        .enumerate()
+                        .filter(|(i, p)| p.is_some() && !hosted(*i))
+                        .filter_map(|(_, p)| p.take())
+                        .collect();
+                    *parts = Arc::new(kept);
+                    left
+                }
+                _ => Vec::new(),
+            }
+        };
+        for p in &left {
+            tracing::info!(topic = %p.topic, partition = p.index, "replica reassigned away: removing it");
+            p.make_follower(crate::controller::record::NO_LEADER, p.leader_epoch());
+        }
+        let removed = if left.is_empty() {
+            Ok(())
+        } else {
+            self.remove_replicas(&meta.name, left)
+        };
+        let missing =
+            (0..meta.partitions.len()).any(|i| hosted(i) && self.get_partition(&meta.name, i as i32).is_none());
+        let created = if missing {
+            self.open_partitions(meta, true, &SavedOffsets::default())
+        } else {
+            Ok(())
+        };
+        self.apply_leadership(meta);
+        removed.and(created)
+    }
+
+    /// Removes replicas already taken out of `topics`, and their data (see `delete_topic`).
+    fn remove_replicas(&self, topic: &str, parts: Vec<Arc<Partition>>) -> Result<(), BrokerError> {
+        for p in &parts {
             self.fetchers.unfollow(p.topic_id, p.index);
         }
-        // The log dir checkpoints forget the topic before its files go, so a new topic of the
-        // same name never inherits its recovery point.
+        // The log dir checkpoints forget the replicas before their files go, so a new replica
+        // of the same name never inherits their recovery points.
         self.write_checkpoints()?;
         let mut doomed_dirs = Vec::with_capacity(parts.len());
-        for p in parts.iter().flatten() {
+        for p in &parts {
             let dir = partition_dir(&self.log_dir, topic, p.index);
             let doomed = self
                 .log_dir
@@ -390,7 +441,7 @@ impl ReplicaManager {
                 Err(e) => return Err(e.into()),
             }
         }
-        // The renames made the deletion final; the files go in the background, as Kafka's
+        // The renames made the removal final; the files go in the background, as Kafka's
         // `-delete` directories do (a crash leaves them to `remove_stray_dirs` at startup).
         let remove = move || {
             for doomed in doomed_dirs {
@@ -835,143 +886,5 @@ pub async fn run_flusher(mut queue: FlushQueue) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    fn meta(name: &str, partitions: i32) -> Arc<TopicImage> {
-        Arc::new(TopicImage {
-            name: name.into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: (0..partitions)
-                .map(|_| crate::controller::record::PartitionRegistration::new(vec![1]))
-                .collect(),
-            configs: BTreeMap::new(),
-        })
-    }
-
-    /// A crash between forgetting a topic and removing its files must not hand the old data to
-    /// a new topic of the same name.
-    #[test]
-    fn stale_directories_never_reach_a_new_topic() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let old = meta("t", 2);
-        {
-            let (rm, _q) = ReplicaManager::open(
-                dir.path(),
-                1,
-                LogConfig::default(),
-                std::slice::from_ref(&old),
-                true,
-                16,
-            )?;
-            let p = rm.get_partition("t", 0).ok_or("no partition")?;
-            let records = crate::server::tests::batch(&["old"], kafka_protocol::records::Compression::None)
-                .map_err(|e| e.to_string())?;
-            p.append_records_to_leader(records, now_ms())?;
-            rm.shutdown()?;
-        }
-        std::fs::create_dir_all(dir.path().join("gone-0.abc-delete"))?;
-        std::fs::create_dir_all(dir.path().join("__cluster_metadata-0"))?;
-        // Same name, new id (deleted and recreated before the files went away).
-        let new = meta("t", 1);
-        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[new], false, 16)?;
-        assert_eq!(rm.get_partition("t", 0).map(|p| p.offsets().log_end_offset), Some(0));
-        assert!(!dir.path().join("t-1").exists(), "partition beyond the count removed");
-        assert!(!dir.path().join("gone-0.abc-delete").exists());
-        assert!(
-            dir.path().join("__cluster_metadata-0").exists(),
-            "the metadata log is not a stray"
-        );
-        Ok(())
-    }
-
-    /// The log dir's two checkpoints hold every partition (Kafka's format), are written at
-    /// shutdown and on demand, forget a deleted topic, and give the recovery point back at open.
-    #[test]
-    fn log_dir_checkpoints_cover_every_partition() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let topics = [meta("a", 2), meta("b", 1)];
-        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16)?;
-        let p = rm.get_partition("a", 1).ok_or("no partition")?;
-        let records = crate::server::tests::batch(&["x", "y"], kafka_protocol::records::Compression::None)
-            .map_err(|e| e.to_string())?;
-        p.append_records_to_leader(records, now_ms())?;
-        rm.write_checkpoints()?;
-        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
-        assert_eq!(rp.len(), 3);
-        assert_eq!(rp.get(&("a".to_string(), 1)), Some(&0), "not flushed yet");
-        rm.delete_topic("b")?;
-        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
-        assert_eq!(rp.len(), 2, "the deleted topic is forgotten");
-        rm.shutdown()?;
-        let rp = read_partition_offsets(&dir.path().join(RECOVERY_POINT_OFFSET_CHECKPOINT))?;
-        assert_eq!(rp.get(&("a".to_string(), 1)), Some(&2), "closed: everything flushed");
-        let start = read_partition_offsets(&dir.path().join(LOG_START_OFFSET_DIR_CHECKPOINT))?;
-        assert_eq!(start.get(&("a".to_string(), 0)), Some(&0));
-        assert!(
-            !dir.path().join("a-1").join("recovery-point").exists(),
-            "no per-partition file"
-        );
-        // An unclean open trusts what the checkpoint says (nothing to re-validate here).
-        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics[..1], false, 16)?;
-        let p = rm.get_partition("a", 1).ok_or("no partition")?;
-        assert_eq!(p.checkpoint_offsets().recovery_point, 2);
-        assert_eq!(p.offsets().log_end_offset, 2);
-        Ok(())
-    }
-
-    /// A creation that fails part way (here: one partition's path is taken by a file, as
-    /// "Too many open files" would fail it) installs the partitions that opened, leaves nothing
-    /// of the failed one behind, and `open_missing` opens it once it can.
-    #[test]
-    fn failed_creation_leaves_nothing_of_the_failed_partition_and_is_retried() -> Result<(), Box<dyn std::error::Error>>
-    {
-        let dir = tempfile::tempdir()?;
-        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[], true, 64)?;
-        std::fs::write(dir.path().join("t-5"), b"in the way")?;
-        let t = meta("t", 10);
-        assert!(rm.create_partitions(&t).is_err());
-        assert!(rm.is_incomplete());
-        assert!(rm.is_missing("t", 5) && !rm.is_missing("t", 4));
-        let open: Vec<i32> = rm
-            .topic_partitions("t")
-            .ok_or("no topic")?
-            .iter()
-            .map(|p| p.index)
-            .collect();
-        assert_eq!(open, [0, 1, 2, 3, 4, 6, 7, 8, 9]);
-        assert!(dir.path().join("t-5").is_file(), "only the file that was in the way");
-        assert!(!rm.open_missing(std::slice::from_ref(&t)), "still in the way");
-        assert!(rm.is_incomplete());
-        std::fs::remove_file(dir.path().join("t-5"))?;
-        assert!(rm.open_missing(std::slice::from_ref(&t)));
-        assert!(!rm.is_incomplete() && !rm.is_missing("t", 5));
-        let parts = rm.topic_partitions("t").ok_or("no topic")?;
-        let mut indexes: Vec<i32> = parts.iter().map(|p| p.index).collect();
-        indexes.sort_unstable();
-        assert_eq!(indexes, (0..10).collect::<Vec<_>>());
-        Ok(())
-    }
-
-    /// Only a full disk is waited out at startup (`open_missing`, covered by the hardening
-    /// suite's restart on a full tmpfs); any other failure to open a replica stops the start.
-    #[test]
-    fn a_replica_failing_to_open_at_startup_for_another_reason_stops_the_start(
-    ) -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let (a, b) = (meta("a", 1), meta("b", 2));
-        {
-            let (rm, _q) =
-                ReplicaManager::open(dir.path(), 1, LogConfig::default(), std::slice::from_ref(&a), true, 16)?;
-            rm.shutdown()?;
-        }
-        std::fs::write(dir.path().join("b-1"), b"in the way")?;
-        let topics = [a.clone(), b.clone()];
-        assert!(ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16).is_err());
-        std::fs::remove_file(dir.path().join("b-1"))?;
-        let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &topics, true, 16)?;
-        assert!(!rm.is_incomplete() && rm.get_partition("b", 1).is_some());
-        Ok(())
-    }
-}
+#[path = "replica_manager_tests.rs"]
+mod tests;

@@ -1,0 +1,154 @@
+"""The cluster suite's reassign check (issue 12): partitions moved between brokers with the stock
+admin clients, kafka-python's `alter_partition_reassignments` / `list_partition_reassignments`
+and kafka-clients 4.3.0's `Admin.alterPartitionReassignments` / `listPartitionReassignments`
+(what `kafka-reassign-partitions --execute / --verify / --cancel` send).
+
+On the four brokers the broker-only check leaves (voters a, b, c and the broker-only node d), a
+topic of two partitions, 0 on [a, b] and 1 on [b, c], min.insync.replicas=2:
+
+- cancel: d killed (fenced, still registered), partition 1 reassigned to [b, c, d]: accepted,
+  listed in progress (adding d) by both clients; a target of another size with
+  allowReplicationFactorChange(false) is INVALID_REPLICATION_FACTOR; cancelled (kafka-python,
+  a null target): nothing listed, the replicas [b, c] again, and a second cancel (Java) is
+  NO_REASSIGNMENT_IN_PROGRESS. d restarted holds no directory of it.
+- moves under an idempotent acks=all producer (rolling.Load): partition 0 moved wholly to
+  [d, c] (its leader a leaves: the leadership moves when the move completes), partition 1 grown
+  to [b, c, a]; once nothing is listed, every broker's Metadata shows the targets with whole
+  ISRs and the brokers that left hold no directory of them; partition 0 moved back to [a, b]
+  with the Java client likewise. No produce request fails; every acknowledged record is read
+  back once at its offset.
+"""
+
+import os
+import time
+
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KTP
+
+import javaproc
+from cluster import metadata
+from compat import fail
+from replicated import partitions, wait_for
+from rolling import Load
+
+TOPIC = "cluster-move"
+
+
+def java(cl, name, *args):
+    """The output lines of one TxnClient command (kafka-clients 4.3.0)."""
+    proc = javaproc.Proc(cl, name, *args)
+    if proc.wait_exit(60) != 0:
+        fail(f"{args[0]} exited with {proc.p.returncode}: {proc.tail()} (stderr: {proc.log_path})")
+    return proc.snapshot()
+
+
+def java_reassign(cl, partition, *args):
+    lines = java(cl, f"reassign-{partition}", "reassign", "--topic", TOPIC, "--partition", str(partition), *args)
+    return next((line.split()[2] for line in lines if line.startswith("REASSIGN ")), None)
+
+
+def java_listed(cl):
+    return [line for line in java(cl, "list-reassignments", "list-reassignments", "--topic", TOPIC)
+            if line.startswith(("REASSIGNING ", "LISTED "))]
+
+
+def listed(kp):
+    """{partition: {replicas, adding_replicas, removing_replicas}} of TOPIC in progress."""
+    return {tp.partition: v for tp, v in kp.list_partition_reassignments().items() if tp.topic == TOPIC}
+
+
+def alter(kp, targets):
+    """kafka-python's alter_partition_reassignments: {partition: error name or None}."""
+    got = kp.alter_partition_reassignments({KTP(TOPIC, p): r for p, r in targets.items()})
+    return {tp.partition: (e.__name__ if e is not None else None) for tp, e in got.items()}
+
+
+def everywhere(cl, partition, replicas):
+    """Every live broker's Metadata shows `replicas` with all of them in the ISR."""
+    for n in cl.live():
+        _, leader, replicas_seen, isr = metadata(n.port, [TOPIC])[3][TOPIC][partition][:4]
+        if replicas_seen != replicas or sorted(isr) != sorted(replicas) or leader not in replicas:
+            return False
+    return True
+
+
+def no_dirs(cl, partition, ids):
+    """None of the brokers `ids` holds a directory of TOPIC's `partition`."""
+    return all(not os.path.exists(os.path.join(cl.node(i).data, f"{TOPIC}-{partition}")) for i in ids)
+
+
+def reassign(cl, state):
+    d = next(n for n in cl.nodes if not n.controller)
+    a, b, c = sorted(n.id for n in cl.nodes if n.controller)
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(TOPIC, 2, replica_assignment=[[a, b], [b, c]],
+                                  config={"min.insync.replicas": "2"})])[TOPIC].result(timeout=30)
+    wait_for("both partitions led with whole ISRs",
+             lambda: all(v[1] >= 0 and len(v[3]) == 2 for v in partitions(cl, TOPIC).values()), 30)
+
+    # Cancel: the added replica cannot catch up while its broker is down.
+    d.kill9()
+    wait_for(f"broker {d.id} fenced", lambda: d.id not in metadata(cl.live()[0].port)[0], 30)
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-reassign")
+    try:
+        got = alter(kp, {1: [b, c, d.id]})
+        if got != {1: None}:
+            fail(f"reassigning partition 1 to [{b}, {c}, {d.id}]: {got}")
+        seen = listed(kp)
+        if seen != {1: {"replicas": [b, c, d.id], "adding_replicas": [d.id], "removing_replicas": []}}:
+            fail(f"kafka-python lists {seen}")
+        lines = java_listed(cl)
+        if lines != [f"REASSIGNING 1 replicas={b},{c},{d.id} adding={d.id} removing=", "LISTED 1"]:
+            fail(f"Admin.listPartitionReassignments: {lines}")
+        rf = java_reassign(cl, 1, "--replicas", f"{a},{b}", "--no-rf-change")
+        if rf != "InvalidReplicationFactorException":
+            fail(f"a target of 2 replicas while 3 are the target, allowReplicationFactorChange(false): {rf}")
+        got = alter(kp, {1: None})
+        if got != {1: None}:
+            fail(f"cancelling partition 1's reassignment: {got}")
+        if listed(kp):
+            fail(f"still listed after the cancel: {listed(kp)}")
+        if partitions(cl, TOPIC)[1][2] != [b, c]:
+            fail(f"partition 1 after the cancel: {partitions(cl, TOPIC)[1]}")
+        again = java_reassign(cl, 1, "--cancel")
+        if again != "NoReassignmentInProgressException":
+            fail(f"a cancel with nothing in progress: {again}")
+        d.start()
+        wait_for(f"broker {d.id} back", lambda: d.id in metadata(cl.live()[0].port)[0], 30)
+        if not no_dirs(cl, 1, [d.id]):
+            fail(f"broker {d.id} holds a directory of the cancelled replica")
+
+        # Moves under load.
+        load = Load(cl.bootstrap(), TOPIC, 2)
+        load.start()
+        # Some data to move first (and more comes while it moves).
+        wait_for("5,000 acknowledgements", lambda: len(load.acked) > 5000, 30)
+        t0 = time.monotonic()
+        got = alter(kp, {0: [d.id, c], 1: [b, c, a]})
+        if got != {0: None, 1: None}:
+            fail(f"moving partition 0 to [{d.id}, {c}] and growing 1 to [{b}, {c}, {a}]: {got}")
+        in_progress = listed(kp)
+        wait_for("no reassignment listed", lambda: not listed(kp), 60)
+        moved = time.monotonic() - t0
+        wait_for("every broker showing the moved replicas",
+                 lambda: everywhere(cl, 0, [d.id, c]) and everywhere(cl, 1, [b, c, a]), 15)
+        wait_for(f"brokers {a} and {b} rid of partition 0's directory", lambda: no_dirs(cl, 0, [a, b]), 15)
+        t1 = time.monotonic()
+        back = java_reassign(cl, 0, "--replicas", f"{a},{b}")
+        if back != "NONE":
+            fail(f"Admin.alterPartitionReassignments of partition 0 back to [{a}, {b}]: {back}")
+        wait_for("partition 0 back on its first brokers", lambda: everywhere(cl, 0, [a, b]), 60)
+        lines = java_listed(cl)
+        if lines != ["LISTED 0"]:
+            fail(f"Admin.listPartitionReassignments after the move back: {lines}")
+        moved_back = time.monotonic() - t1
+        wait_for(f"brokers {d.id} and {c} rid of partition 0's directory", lambda: no_dirs(cl, 0, [d.id, c]), 15)
+    finally:
+        kp.close()
+    load.finish(cl)
+    print(f"# reassign: cancel of a move onto a fenced broker (listed by kafka-python and Java, "
+          f"INVALID_REPLICATION_FACTOR for a size change not allowed, NO_REASSIGNMENT_IN_PROGRESS after); under "
+          f"{load.sent} acknowledged records: partition 0 [{a}, {b}] -> [{d.id}, {c}] and 1 grown to 3 replicas in "
+          f"{moved:.2f} s (listed at once: {sorted(in_progress)}), 0 moved back by the Java client in "
+          f"{moved_back:.2f} s; old replicas' directories removed; every record read back once", flush=True)
