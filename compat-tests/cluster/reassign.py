@@ -22,7 +22,9 @@ topic of two partitions, 0 on [a, b] and 1 on [b, c], min.insync.replicas=2:
 import os
 import time
 
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Producer
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource, NewTopic,
+                                   ResourceType)
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KTP
 
@@ -152,3 +154,71 @@ def reassign(cl, state):
           f"{load.sent} acknowledged records: partition 0 [{a}, {b}] -> [{d.id}, {c}] and 1 grown to 3 replicas in "
           f"{moved:.2f} s (listed at once: {sorted(in_progress)}), 0 moved back by the Java client in "
           f"{moved_back:.2f} s; old replicas' directories removed; every record read back once", flush=True)
+
+
+THROTTLED = "cluster-throttle"
+RATE = 100_000  # bytes a second
+RECORD = 1024
+
+
+def set_configs(admin, kind, name, op, configs):
+    """IncrementalAlterConfigs (what `kafka-configs --alter` sends) of one resource."""
+    entries = [ConfigEntry(k, v, incremental_operation=op) for k, v in configs.items()]
+    res = ConfigResource(kind, name, incremental_configs=entries)
+    for f in admin.incremental_alter_configs([res]).values():
+        f.result(timeout=30)
+
+
+def throttle(cl, state):
+    """Kafka's replication throttles, as `kafka-reassign-partitions --throttle` sets them:
+    leader.replication.throttled.rate on the leader's broker and follower.replication.throttled.rate
+    on the new replica's (IncrementalAlterConfigs of BROKER resources, dynamic), and the topic's
+    leader/follower.replication.throttled.replicas. A partition of 1.5 MB moved onto a new replica
+    at 100 kB/s (Kafka's rate lets ten seconds' worth through at once, then holds the rest) is
+    still catching up after 1.5 s; the rates removed (what --verify does once done), it completes
+    at once."""
+    d = next(n for n in cl.nodes if not n.controller)
+    a = min(n.id for n in cl.nodes if n.controller)
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(THROTTLED, 1, replica_assignment=[[a]])])[THROTTLED].result(timeout=30)
+    wait_for("the partition led", lambda: partitions(cl, THROTTLED)[0][1] == a, 30)
+    p = Producer({"bootstrap.servers": cl.bootstrap(), "acks": "all", "linger.ms": 20})
+    n = 15 * RATE // RECORD
+    for i in range(n):
+        p.produce(THROTTLED, value=b"x" * RECORD, partition=0)
+        if i % 1000 == 0:
+            p.poll(0)
+    if p.flush(30) != 0:
+        fail("the throttled topic's records not all acknowledged")
+    set_configs(admin, ResourceType.BROKER, str(a), AlterConfigOpType.SET,
+                {"leader.replication.throttled.rate": str(RATE)})
+    set_configs(admin, ResourceType.BROKER, str(d.id), AlterConfigOpType.SET,
+                {"follower.replication.throttled.rate": str(RATE)})
+    set_configs(admin, ResourceType.TOPIC, THROTTLED, AlterConfigOpType.SET,
+                {"leader.replication.throttled.replicas": f"0:{a}",
+                 "follower.replication.throttled.replicas": f"0:{d.id}"})
+    described = admin.describe_configs([ConfigResource(ResourceType.BROKER, str(a))])
+    entry = list(described.values())[0].result(timeout=30).get("leader.replication.throttled.rate")
+    if entry is None or entry.value != str(RATE) or entry.source != ConfigSource.DYNAMIC_BROKER_CONFIG.value:
+        fail(f"DescribeConfigs of broker {a}: leader.replication.throttled.rate {entry}")
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-throttle")
+    try:
+        t0 = time.monotonic()
+        got = kp.alter_partition_reassignments({KTP(THROTTLED, 0): [a, d.id]})
+        if got != {KTP(THROTTLED, 0): None}:
+            fail(f"reassigning {THROTTLED}-0 to [{a}, {d.id}]: {got}")
+        time.sleep(1.5)
+        held = {tp.partition: v for tp, v in kp.list_partition_reassignments().items() if tp.topic == THROTTLED}
+        if held.get(0, {}).get("adding_replicas") != [d.id]:
+            fail(f"the throttled move is not in progress 1.5 s later: {held}")
+        for broker, key in ((a, "leader.replication.throttled.rate"), (d.id, "follower.replication.throttled.rate")):
+            set_configs(admin, ResourceType.BROKER, str(broker), AlterConfigOpType.DELETE, {key: ""})
+        t1 = time.monotonic()
+        wait_for("the move done once the throttle is gone",
+                 lambda: not any(tp.topic == THROTTLED for tp in kp.list_partition_reassignments()), 30)
+        released = time.monotonic() - t1
+    finally:
+        kp.close()
+    print(f"# reassign-throttle: {n} records of 1 KiB moved onto broker {d.id} at {RATE // 1000} kB/s "
+          f"(leader and follower rates, topic throttled replicas): still catching up after 1.5 s; the rates "
+          f"removed, done {released:.2f} s later ({time.monotonic() - t0:.2f} s in all)", flush=True)

@@ -75,6 +75,8 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   Kafka's INVALID_REPLICATION_FACTOR / NO_REASSIGNMENT_IN_PROGRESS); under an idempotent
   acks=all producer a partition moved wholly to other brokers (its leader among those leaving)
   and back, another grown to three replicas: nothing lost or failed, old directories removed.
+- reassign-throttle (reassign.py): leader/follower.replication.throttled.rate (dynamic broker
+  configs) and the topic's throttled replicas hold a move back; removed, it completes.
 - restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
   topics, leaders and data.
 
@@ -370,6 +372,7 @@ def main():
         suite.check("rolling-restart", rolling.rolling_restart, cl, state)
         suite.check("broker-only", broker_only.fourth_broker, cl, state)
         suite.check("reassign", reassign.reassign, cl, state)
+        suite.check("reassign-throttle", reassign.throttle, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:

@@ -18,8 +18,11 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::broker::Broker;
-use crate::config::{topic_config_value, BrokerConfig, TOPIC_CONFIG_KEYS};
-use crate::controller::image::TopicImage;
+use crate::config::{
+    topic_config_value, BrokerConfig, DYNAMIC_BROKER_KEYS, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_REPLICAS,
+    TOPIC_CONFIG_KEYS,
+};
+use crate::controller::image::{MetadataImage, TopicImage};
 use crate::error::BrokerError;
 use crate::replication::replica_manager::topic_log_config;
 
@@ -28,6 +31,8 @@ const RESOURCE_BROKER: i8 = 4;
 
 /// Kafka's `ConfigSource` values.
 const SOURCE_TOPIC_CONFIG: i8 = 1;
+const SOURCE_DYNAMIC_BROKER_CONFIG: i8 = 2;
+const SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const SOURCE_STATIC_BROKER_CONFIG: i8 = 4;
 const SOURCE_DEFAULT_CONFIG: i8 = 5;
 
@@ -56,9 +61,16 @@ pub struct ConfigEntry {
     pub synonym: Option<(String, String)>,
 }
 
+/// The topic configs that are not log settings (read from the topic's configs, default empty).
+const THROTTLE_TOPIC_KEYS: [&str; 2] = [LEADER_THROTTLED_REPLICAS, FOLLOWER_THROTTLED_REPLICAS];
+
+fn is_topic_config_key(name: &str) -> bool {
+    TOPIC_CONFIG_KEYS.iter().any(|(k, _)| *k == name) || THROTTLE_TOPIC_KEYS.contains(&name)
+}
+
 fn topic_config_type(key: &str) -> i8 {
     match key {
-        "cleanup.policy" => TYPE_LIST,
+        "cleanup.policy" | LEADER_THROTTLED_REPLICAS | FOLLOWER_THROTTLED_REPLICAS => TYPE_LIST,
         "compression.type" | "message.timestamp.type" => TYPE_STRING,
         "unclean.leader.election.enable" => TYPE_BOOLEAN,
         "index.interval.bytes"
@@ -90,6 +102,49 @@ pub fn topic_config_entries(broker: &Broker, meta: &TopicImage) -> Vec<ConfigEnt
                 read_only: false,
                 config_type: topic_config_type(key),
                 synonym: Some(((*broker_key).to_string(), default)),
+            })
+        })
+        .chain(THROTTLE_TOPIC_KEYS.iter().map(|key| {
+            let set = meta.configs.get(*key);
+            ConfigEntry {
+                name: (*key).to_string(),
+                value: set.cloned().unwrap_or_default(),
+                source: if set.is_some() {
+                    SOURCE_TOPIC_CONFIG
+                } else {
+                    SOURCE_DEFAULT_CONFIG
+                },
+                read_only: false,
+                config_type: TYPE_LIST,
+                synonym: None,
+            }
+        }))
+        .collect()
+}
+
+/// The dynamic broker configs of `id` (with the cluster-wide defaults under them), or, for
+/// `None`, the cluster-wide defaults alone; unset ones as their defaults (unbounded).
+fn dynamic_broker_entries(image: &MetadataImage, id: Option<i32>) -> Vec<ConfigEntry> {
+    DYNAMIC_BROKER_KEYS
+        .iter()
+        .filter_map(|key| {
+            let found = match id {
+                Some(id) => image.dynamic_broker_config(id, key),
+                None => image.default_broker_configs.get(*key).map(|v| (v.as_str(), true)),
+            };
+            let (value, source) = match found {
+                Some((v, false)) => (v.to_string(), SOURCE_DYNAMIC_BROKER_CONFIG),
+                Some((v, true)) => (v.to_string(), SOURCE_DYNAMIC_DEFAULT_BROKER_CONFIG),
+                None if id.is_none() => return None,
+                None => (i64::MAX.to_string(), SOURCE_DEFAULT_CONFIG),
+            };
+            Some(ConfigEntry {
+                name: (*key).to_string(),
+                value,
+                source,
+                read_only: false,
+                config_type: TYPE_LONG,
+                synonym: None,
             })
         })
         .collect()
@@ -161,9 +216,10 @@ pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> Descri
                             ))))
                     }
                 },
+                RESOURCE_BROKER if r.resource_name.is_empty() => dynamic_broker_entries(&broker.metadata.image(), None),
                 RESOURCE_BROKER => {
                     let name = r.resource_name.as_str();
-                    if !name.is_empty() && name != broker.config.node_id.to_string() {
+                    if name != broker.config.node_id.to_string() {
                         return result
                             .with_error_code(ResponseError::InvalidRequest.code())
                             .with_error_message(Some(StrBytes::from_string(format!(
@@ -171,7 +227,13 @@ pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> Descri
                                 broker.config.node_id
                             ))));
                     }
-                    broker_config_entries(&broker.config)
+                    let mut entries = broker_config_entries(&broker.config);
+                    entries.extend(dynamic_broker_entries(
+                        &broker.metadata.image(),
+                        Some(broker.config.node_id),
+                    ));
+                    entries.sort_by(|a, b| a.name.cmp(&b.name));
+                    entries
                 }
                 _ => {
                     return result
@@ -228,8 +290,16 @@ fn describe_entry(e: ConfigEntry, version: i16, include_synonyms: bool) -> Descr
     out
 }
 
-fn broker_alter_refused() -> BrokerError {
-    BrokerError::InvalidRequest("dynamic broker configs are not supported; set them at startup".into())
+/// The broker a BROKER resource names: an id, or empty for the cluster-wide defaults.
+fn broker_entity(name: &str) -> Result<Option<i32>, BrokerError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    name.parse::<i32>()
+        .ok()
+        .filter(|id| *id >= 0)
+        .map(Some)
+        .ok_or_else(|| BrokerError::InvalidRequest(format!("Invalid broker id: {name}")))
 }
 
 /// What an alter request does to one resource's overrides.
@@ -268,7 +338,26 @@ async fn alter_resource(
                     .await
             }
         },
-        RESOURCE_BROKER => Err(broker_alter_refused()),
+        RESOURCE_BROKER => {
+            let id = broker_entity(name)?;
+            let change = |configs: &mut BTreeMap<String, String>| match change {
+                ConfigChange::Replace(pairs) => {
+                    configs.clear();
+                    for (key, value) in pairs {
+                        let value = value
+                            .ok_or_else(|| BrokerError::InvalidConfig(format!("Null value not supported for {key}")))?;
+                        configs.insert(key, value);
+                    }
+                    Ok(())
+                }
+                ConfigChange::Edit(ops) => {
+                    check_ops(&ops, |_| false)?;
+                    apply_ops(configs, &ops);
+                    Ok(())
+                }
+            };
+            ctx.broker.alter_broker_configs(id, change, validate_only).await
+        }
         _ => Err(BrokerError::InvalidRequest("unsupported resource type".into())),
     }
 }
@@ -346,10 +435,15 @@ pub async fn incremental_alter(
 }
 
 fn validate_ops(ops: &[(String, i8, Option<String>)]) -> Result<(), BrokerError> {
+    if let Some((name, ..)) = ops.iter().find(|(name, ..)| !is_topic_config_key(name)) {
+        return Err(BrokerError::InvalidConfig(format!("Unknown topic config name: {name}")));
+    }
+    check_ops(ops, |name| topic_config_type(name) == TYPE_LIST)
+}
+
+/// Checks each operation of an IncrementalAlterConfigs (`is_list`: may it APPEND/SUBTRACT).
+fn check_ops(ops: &[(String, i8, Option<String>)], is_list: impl Fn(&str) -> bool) -> Result<(), BrokerError> {
     for (name, op, value) in ops {
-        if !TOPIC_CONFIG_KEYS.iter().any(|(k, _)| k == name) {
-            return Err(BrokerError::InvalidConfig(format!("Unknown topic config name: {name}")));
-        }
         match *op {
             OP_SET if value.is_none() => {
                 return Err(BrokerError::InvalidRequest(format!(
@@ -358,7 +452,7 @@ fn validate_ops(ops: &[(String, i8, Option<String>)]) -> Result<(), BrokerError>
             }
             OP_SET | OP_DELETE => {}
             OP_APPEND | OP_SUBTRACT => {
-                if topic_config_type(name) != TYPE_LIST {
+                if !is_list(name) {
                     return Err(BrokerError::InvalidConfig(format!(
                         "Config value append is not allowed for config key: {name}"
                     )));
@@ -380,7 +474,9 @@ fn apply_ops(configs: &mut BTreeMap<String, String>, ops: &[(String, i8, Option<
                 configs.remove(name);
             }
             (OP_APPEND, Some(v)) => {
-                let current = configs.get(name).cloned().unwrap_or_else(|| "delete".to_string());
+                // A list's default: cleanup.policy's is `delete`, the others' empty.
+                let default = if name == "cleanup.policy" { "delete" } else { "" };
+                let current = configs.get(name).cloned().unwrap_or_else(|| default.to_string());
                 let mut items: Vec<String> = current.split(',').filter(|s| !s.is_empty()).map(String::from).collect();
                 for item in v.split(',') {
                     if !items.iter().any(|i| i == item) {

@@ -163,3 +163,100 @@ async fn reassignment_apis_at_every_version() -> TestResult {
     }
     Ok(())
 }
+
+/// Dynamic broker configs (the replication throttle rates) per broker and cluster-wide, and the
+/// topics' throttled replicas, as `kafka-configs` and `kafka-reassign-partitions --throttle` set
+/// them; the cluster suite shows them holding a move back.
+#[tokio::test]
+async fn throttle_configs_are_dynamic() -> TestResult {
+    use kafka_protocol::protocol::StrBytes;
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    create(&mut c, "t", 1).await?;
+    let alter = |kind: i8, name: &'static str, key: &'static str, op: i8, value: Option<&'static str>| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(StrBytes::from_static_str(name))
+                .with_configs(vec![incremental_alter_configs_request::AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str(key))
+                    .with_config_operation(op)
+                    .with_value(value.map(StrBytes::from_static_str))]),
+        ])
+    };
+    /// (resource type, name, key, operation, value, expected code)
+    type Case = (i8, &'static str, &'static str, i8, Option<&'static str>, i16);
+    let cases: &[Case] = &[
+        (4, "1", "leader.replication.throttled.rate", 0, Some("1000"), 0),
+        (4, "", "follower.replication.throttled.rate", 0, Some("2000"), 0),
+        (4, "1", "num.partitions", 0, Some("3"), 42), // not dynamic: INVALID_REQUEST
+        (4, "1", "leader.replication.throttled.rate", 0, Some("-5"), 40), // INVALID_CONFIG
+        (4, "x", "leader.replication.throttled.rate", 0, Some("5"), 42),
+        (2, "t", "leader.replication.throttled.replicas", 2, Some("0:1"), 0), // APPEND to a list
+        (2, "t", "follower.replication.throttled.replicas", 0, Some("0-1"), 40),
+    ];
+    for (kind, name, key, op, value, code) in cases {
+        let resp = c
+            .request(&alter(*kind, name, key, *op, *value), 1)
+            .await?
+            .ok_or("closed")?;
+        let got = resp.responses.first().map(|r| r.error_code);
+        assert_eq!(got, Some(*code), "{kind} '{name}' {key} {op} {value:?}: {resp:?}");
+    }
+    let describe = |name: &'static str, kind: i8| {
+        DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(kind)
+                .with_resource_name(StrBytes::from_static_str(name)),
+        ])
+    };
+    let entries = |resp: DescribeConfigsResponse| -> Vec<(String, String, i8)> {
+        resp.results
+            .into_iter()
+            .flat_map(|r| r.configs)
+            .filter(|e| e.name.contains("throttled"))
+            .map(|e| {
+                (
+                    e.name.to_string(),
+                    e.value.map(|v| v.to_string()).unwrap_or_default(),
+                    e.config_source,
+                )
+            })
+            .collect()
+    };
+    let own = entries(c.request(&describe("1", 4), 4).await?.ok_or("closed")?);
+    assert_eq!(
+        own,
+        [
+            ("follower.replication.throttled.rate".to_string(), "2000".to_string(), 3),
+            ("leader.replication.throttled.rate".to_string(), "1000".to_string(), 2)
+        ],
+        "its own value, and the cluster default under it"
+    );
+    let default = entries(c.request(&describe("", 4), 4).await?.ok_or("closed")?);
+    assert_eq!(
+        default,
+        [("follower.replication.throttled.rate".to_string(), "2000".to_string(), 3)]
+    );
+    let topic = entries(c.request(&describe("t", 2), 4).await?.ok_or("closed")?);
+    assert!(
+        topic.contains(&(
+            "leader.replication.throttled.replicas".to_string(),
+            "0:1".to_string(),
+            1
+        )),
+        "{topic:?}"
+    );
+    // Deleted: unbounded again (Kafka's default, Long.MAX_VALUE).
+    let resp = c
+        .request(&alter(4, "1", "leader.replication.throttled.rate", 1, None), 1)
+        .await?
+        .ok_or("closed")?;
+    assert_eq!(resp.responses[0].error_code, 0);
+    let own = entries(c.request(&describe("1", 4), 4).await?.ok_or("closed")?);
+    assert!(
+        own.contains(&("leader.replication.throttled.rate".to_string(), i64::MAX.to_string(), 5)),
+        "{own:?}"
+    );
+    Ok(())
+}

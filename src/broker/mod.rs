@@ -422,10 +422,13 @@ fn start_replication(
         backoff_ms: c.replica_fetch_backoff_ms,
         listener: c.inter_broker_listener_name.clone(),
     };
-    broker
-        .replicas
-        .fetchers
-        .start(tasks.clone(), Arc::clone(&broker.metadata), config, shutdown);
+    broker.replicas.fetchers.start(
+        tasks.clone(),
+        Arc::clone(&broker.metadata),
+        config,
+        Arc::clone(&broker.replicas.follower_quota),
+        shutdown,
+    );
 }
 
 /// Kafka's scheduler: the time-based flush check and retention (with time-based roll).

@@ -246,4 +246,42 @@ impl Broker {
         self.wait_local(written.offset).await?;
         Ok(())
     }
+
+    /// Changes the dynamic configs of broker `id`, or the cluster-wide defaults (`None`), with
+    /// `change` (or, with `validate_only`, checks that it could): written to the metadata, so
+    /// every broker applies them.
+    pub async fn alter_broker_configs(
+        &self,
+        id: Option<i32>,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), BrokerError>,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let image = self.metadata.image();
+        let mut configs = match id {
+            None => image.default_broker_configs.clone(),
+            Some(id) => image.broker_configs.get(&id).cloned().unwrap_or_default(),
+        };
+        change(&mut configs)?;
+        let refused: Vec<&str> = configs
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !crate::config::DYNAMIC_BROKER_KEYS.contains(k))
+            .collect();
+        if !refused.is_empty() {
+            return Err(BrokerError::InvalidRequest(format!(
+                "Cannot update these configs dynamically: {refused:?}"
+            )));
+        }
+        for (k, v) in &configs {
+            crate::config::validate_dynamic_broker_config(k, v)
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?;
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let record = MetadataRecord::SetBrokerConfigs { broker: id, configs };
+        let written = self.metadata.write(MetadataCommand::one(record)).await?;
+        self.wait_local(written.offset).await?;
+        Ok(())
+    }
 }

@@ -285,9 +285,83 @@ pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result
             }
             other => return Err(invalid(key, format!("`{other}` is not a compression type"))),
         },
+        // Replication settings of the topic, not of its logs: validated here, read from the
+        // topic's configs by the replica manager.
+        LEADER_THROTTLED_REPLICAS | FOLLOWER_THROTTLED_REPLICAS => {
+            ThrottledReplicas::parse(value).map_err(|reason| invalid(key, reason))?;
+        }
         _ => return Err(ConfigError::UnknownKey(key.to_string())),
     }
     Ok(())
+}
+
+/// Kafka's topic configs naming the replicas whose replication is throttled on the leader's
+/// and on the follower's side while they are out of the ISR (`kafka-reassign-partitions
+/// --throttle` sets them to the moving replicas).
+pub const LEADER_THROTTLED_REPLICAS: &str = "leader.replication.throttled.replicas";
+pub const FOLLOWER_THROTTLED_REPLICAS: &str = "follower.replication.throttled.replicas";
+/// The broker configs (dynamic, set with IncrementalAlterConfigs on a broker or the cluster
+/// default) bounding throttled replication, in bytes per second; unset: unbounded.
+pub const LEADER_THROTTLED_RATE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLED_RATE: &str = "follower.replication.throttled.rate";
+/// The broker configs that may be changed at runtime (Kafka's dynamic broker configs; only
+/// these so far).
+pub const DYNAMIC_BROKER_KEYS: &[&str] = &[LEADER_THROTTLED_RATE, FOLLOWER_THROTTLED_RATE];
+
+/// Checks a dynamic broker config's value.
+pub fn validate_dynamic_broker_config(key: &str, value: &str) -> Result<(), ConfigError> {
+    if !DYNAMIC_BROKER_KEYS.contains(&key) {
+        return Err(ConfigError::UnknownKey(key.to_string()));
+    }
+    in_range(key, RawValue::Text(value.to_string()).as_i64(key)?, 0, i64::MAX)?;
+    Ok(())
+}
+
+/// A throttled replicas list: `*`, or `partition:broker` pairs (Kafka's
+/// `ThrottledReplicaListValidator`); empty: none.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ThrottledReplicas {
+    #[default]
+    None,
+    All,
+    Some(std::collections::HashSet<(i32, i32)>),
+}
+
+impl ThrottledReplicas {
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Ok(ThrottledReplicas::None);
+        }
+        if value == "*" {
+            return Ok(ThrottledReplicas::All);
+        }
+        let mut pairs = std::collections::HashSet::new();
+        for item in value.split(',').map(str::trim) {
+            let pair = item
+                .split_once(':')
+                .and_then(|(p, b)| Some((p.trim().parse::<i32>().ok()?, b.trim().parse::<i32>().ok()?)))
+                .filter(|(p, b)| *p >= 0 && *b >= 0);
+            match pair {
+                Some(pair) => pairs.insert(pair),
+                None => {
+                    return Err(format!(
+                        "`{item}` must be [partitionId]:[brokerId], or the whole list the wildcard '*'"
+                    ))
+                }
+            };
+        }
+        Ok(ThrottledReplicas::Some(pairs))
+    }
+
+    /// Whether `broker`'s replica of `partition` is listed.
+    pub fn contains(&self, partition: i32, broker: i32) -> bool {
+        match self {
+            ThrottledReplicas::None => false,
+            ThrottledReplicas::All => true,
+            ThrottledReplicas::Some(pairs) => pairs.contains(&(partition, broker)),
+        }
+    }
 }
 
 /// Topic config names we accept in CreateTopics / AlterConfigs, with their broker-level
@@ -593,6 +667,23 @@ fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, RawValu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttled_replica_lists_are_kafkas() {
+        assert_eq!(ThrottledReplicas::parse(""), Ok(ThrottledReplicas::None));
+        assert_eq!(ThrottledReplicas::parse("*"), Ok(ThrottledReplicas::All));
+        let list = ThrottledReplicas::parse("0:1, 0:2,3:1").unwrap();
+        assert!(list.contains(0, 2) && list.contains(3, 1) && !list.contains(1, 1));
+        for bad in ["0", "0:1,*", "a:1", "0:-1", "0:1,"] {
+            assert!(ThrottledReplicas::parse(bad).is_err(), "{bad}");
+        }
+        let mut log = LogConfig::default();
+        assert!(apply_topic_config(&mut log, LEADER_THROTTLED_REPLICAS, "0:1").is_ok());
+        assert!(apply_topic_config(&mut log, FOLLOWER_THROTTLED_REPLICAS, "x").is_err());
+        assert!(validate_dynamic_broker_config(LEADER_THROTTLED_RATE, "1048576").is_ok());
+        assert!(validate_dynamic_broker_config(LEADER_THROTTLED_RATE, "-1").is_err());
+        assert!(validate_dynamic_broker_config("num.partitions", "3").is_err());
+    }
 
     #[test]
     fn defaults_need_no_file() -> Result<(), ConfigError> {

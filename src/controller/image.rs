@@ -74,6 +74,11 @@ pub struct MetadataImage {
     topics: BTreeMap<String, Arc<TopicImage>>,
     /// The next producer id no broker has been given.
     pub next_producer_id: i64,
+    /// Dynamic broker configs, per broker and the cluster-wide defaults.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<NodeId, BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub default_broker_configs: BTreeMap<String, String>,
     #[serde(skip)]
     names_by_id: HashMap<Uuid, String>,
 }
@@ -120,6 +125,15 @@ impl MetadataImage {
         self.brokers
             .get(&id)
             .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+    }
+
+    /// A dynamic broker config of `broker`: its own value, else the cluster-wide default one
+    /// (`true` in the second place when it is the default).
+    pub fn dynamic_broker_config(&self, broker: NodeId, key: &str) -> Option<(&str, bool)> {
+        if let Some(v) = self.broker_configs.get(&broker).and_then(|c| c.get(key)) {
+            return Some((v, false));
+        }
+        self.default_broker_configs.get(key).map(|v| (v.as_str(), true))
     }
 
     /// Applies one command at `offset`: all its records, or none of them (the refusal is
@@ -236,6 +250,15 @@ impl MetadataImage {
             MetadataRecord::SetTopicConfigs { topic_id, configs } => {
                 self.topic_mut(*topic_id)?.configs = configs.clone();
             }
+            MetadataRecord::SetBrokerConfigs { broker, configs } => match broker {
+                None => self.default_broker_configs = configs.clone(),
+                Some(id) if configs.is_empty() => {
+                    self.broker_configs.remove(id);
+                }
+                Some(id) => {
+                    self.broker_configs.insert(*id, configs.clone());
+                }
+            },
             MetadataRecord::AllocateProducerIds { count, .. } => {
                 if *count <= 0 {
                     return Err(Refusal::Invalid(format!("a block of {count} producer ids")));

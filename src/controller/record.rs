@@ -197,6 +197,12 @@ pub enum MetadataRecord {
         topic_id: Uuid,
         configs: BTreeMap<String, String>,
     },
+    /// Replaces the dynamic configs of `broker`, or (`None`) the cluster-wide default ones
+    /// (Kafka's `ConfigRecord`s of a BROKER resource, named by id or empty).
+    SetBrokerConfigs {
+        broker: Option<NodeId>,
+        configs: BTreeMap<String, String>,
+    },
     /// A block of `count` producer ids for `broker` (Kafka's `ProducerIdsRecord`): the next
     /// unassigned id moves past it.
     AllocateProducerIds {

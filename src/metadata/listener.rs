@@ -104,6 +104,7 @@ pub async fn run(
     mut images: watch::Receiver<Arc<MetadataImage>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    broker.replicas.set_throttle_rates(&current);
     let mut retry = tokio::time::interval(MISSING_REPLICAS_RETRY);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -125,6 +126,7 @@ pub async fn run(
             }
         }
         update_coordinators(&broker, &current, &next).await;
+        broker.replicas.set_throttle_rates(&next);
         current = next;
         applied.send_replace(current.offset);
     }

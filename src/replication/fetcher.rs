@@ -25,7 +25,11 @@ use crate::controller::record::NodeId;
 use crate::metadata::MetadataClient;
 use crate::replication::broker_client::BrokerClient;
 use crate::replication::partition::Partition;
+use crate::replication::quota::ReplicationQuota;
 use crate::supervisor::Supervisor;
+
+/// How long a fetcher whose every partition is throttled waits before looking again.
+const THROTTLED_WAIT: Duration = Duration::from_millis(100);
 
 /// The Fetch version followers send.
 const FETCH_VERSION: i16 = 15;
@@ -98,6 +102,8 @@ struct Running {
     metadata: Arc<MetadataClient>,
     config: FetcherConfig,
     shutdown: watch::Receiver<bool>,
+    /// `follower.replication.throttled.rate`: what throttled replicas fetch (see `quota`).
+    quota: Arc<ReplicationQuota>,
 }
 
 #[derive(Default)]
@@ -179,6 +185,7 @@ impl ReplicaFetcherManager {
         tasks: Supervisor,
         metadata: Arc<MetadataClient>,
         config: FetcherConfig,
+        quota: Arc<ReplicationQuota>,
         shutdown: watch::Receiver<bool>,
     ) {
         let running = Arc::new(Running {
@@ -186,6 +193,7 @@ impl ReplicaFetcherManager {
             metadata,
             config,
             shutdown,
+            quota,
         });
         let mut state = self.state();
         for f in state.fetchers.values() {
@@ -276,6 +284,20 @@ async fn run(running: Arc<Running>, fetcher: Arc<Fetcher>) {
             client = connected;
         }
         let Some(conn) = client.as_mut() else { continue };
+        // Throttled replicas sit out while the follower's throttled replication is over its
+        // rate (Kafka's `shouldFollowerThrottle`); with nothing left, wait for the rate to fall.
+        let over_quota = running.quota.is_exceeded(crate::replication::replica_manager::now_ms());
+        let follows: Vec<Follow> = follows
+            .into_iter()
+            .filter(|f| !(over_quota && f.partition.throttle.follower()))
+            .collect();
+        if follows.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(THROTTLED_WAIT) => {}
+                _ = shutdown.changed() => return,
+            }
+            continue;
+        }
         let request = build_request(&running, &follows);
         let timeout =
             Duration::from_millis(u64::try_from(running.config.max_wait_ms).unwrap_or(500)) + Duration::from_secs(10);
@@ -290,7 +312,7 @@ async fn run(running: Arc<Running>, fetcher: Arc<Fetcher>) {
             _ = shutdown.changed() => return,
         };
         match response {
-            Ok(response) => apply_response(&fetcher, &follows, response, backoff),
+            Ok(response) => apply_response(&fetcher, &follows, response, backoff, &running.quota),
             Err(e) => {
                 tracing::debug!(leader = fetcher.leader, error = %e, "replica fetch failed; reconnecting");
                 client = None;
@@ -340,6 +362,7 @@ fn apply_response(
     follows: &[Follow],
     response: kafka_protocol::messages::FetchResponse,
     backoff: Duration,
+    quota: &ReplicationQuota,
 ) {
     let now_ms = crate::replication::replica_manager::now_ms();
     let by_key: HashMap<(Uuid, i32), &Follow> = follows
@@ -357,9 +380,13 @@ fn apply_response(
                 None if pd.diverging_epoch.epoch >= 0 => p
                     .truncate_diverging(pd.diverging_epoch.epoch, pd.diverging_epoch.end_offset)
                     .map(|_| ()),
-                None => p
-                    .append_as_follower(&pd.records.unwrap_or_default(), pd.high_watermark, now_ms)
-                    .map(|_| ()),
+                None => {
+                    let records = pd.records.unwrap_or_default();
+                    if p.throttle.follower() {
+                        quota.record(records.len() as u64, now_ms);
+                    }
+                    p.append_as_follower(&records, pd.high_watermark, now_ms).map(|_| ())
+                }
                 Some(ResponseError::OffsetOutOfRange) => {
                     p.reset_out_of_range(pd.log_start_offset, pd.high_watermark).map(|_| ())
                 }

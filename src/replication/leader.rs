@@ -131,6 +131,11 @@ impl Partition {
         Some((ls.isr.len(), ls.maximal_isr().len(), min_isr))
     }
 
+    /// Whether `replica` is in the ISR, while leading.
+    pub fn has_in_sync(&self, replica: NodeId) -> bool {
+        self.replication().as_ref().is_some_and(|ls| ls.isr.contains(&replica))
+    }
+
     /// The ISR change to propose when members have not caught up for `lag_ms`.
     pub fn shrink_check(&self, now_ms: i64, lag_ms: i64) -> Option<IsrChange> {
         let leo = *self.log_end.borrow();
@@ -208,10 +213,16 @@ impl Partition {
                     }
                 }
             }
-            let plan = log.read_plan(fetch_offset, max_bytes, leo, true)?;
+            // Nothing to send (a throttled replica, or the response is full): no read.
+            let plan = (max_bytes > 0)
+                .then(|| log.read_plan(fetch_offset, max_bytes, leo, true))
+                .transpose()?;
             (plan, log_start, leo)
         };
-        let records = plan.read()?.records;
+        let records = match plan {
+            Some(plan) => plan.read()?.records,
+            None => Default::default(),
+        };
         let change = {
             let mut state = self.replication();
             let Some(ls) = state.as_mut() else {

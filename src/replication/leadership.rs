@@ -8,7 +8,11 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::controller::image::TopicImage;
+use crate::config::{
+    ThrottledReplicas, FOLLOWER_THROTTLED_RATE, FOLLOWER_THROTTLED_REPLICAS, LEADER_THROTTLED_RATE,
+    LEADER_THROTTLED_REPLICAS,
+};
+use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::record::NO_LEADER;
 use crate::error::BrokerError;
 use crate::replication::partition::{FollowerRead, IsrChange, Partition};
@@ -51,6 +55,42 @@ impl ReplicaManager {
                 }
             }
         }
+        self.refresh_throttles(meta);
+    }
+
+    /// Marks which replicas of `meta` hosted here are throttled: those its
+    /// `leader.replication.throttled.replicas` names (as leaders, towards followers outside the
+    /// ISR), and those its `follower.replication.throttled.replicas` names while outside the ISR.
+    pub(crate) fn refresh_throttles(&self, meta: &TopicImage) {
+        let list = |key: &str| {
+            meta.configs
+                .get(key)
+                .and_then(|v| ThrottledReplicas::parse(v).ok())
+                .unwrap_or_default()
+        };
+        let (leader, follower) = (list(LEADER_THROTTLED_REPLICAS), list(FOLLOWER_THROTTLED_REPLICAS));
+        let me = self.node_id;
+        for (index, reg) in meta.partitions.iter().enumerate() {
+            if let Some(p) = self.get_partition(&meta.name, index as i32) {
+                let i = index as i32;
+                p.throttle.set(
+                    leader.contains(i, me),
+                    follower.contains(i, me) && !reg.isr.contains(&me),
+                );
+            }
+        }
+    }
+
+    /// Sets the throttle rates the image gives this broker (its own dynamic configs, else the
+    /// cluster-wide defaults; unset: unbounded).
+    pub fn set_throttle_rates(&self, image: &MetadataImage) {
+        let rate = |key: &str| {
+            image
+                .dynamic_broker_config(self.node_id, key)
+                .and_then(|(v, _)| v.parse::<u64>().ok())
+        };
+        self.leader_quota.set_rate(rate(LEADER_THROTTLED_RATE));
+        self.follower_quota.set_rate(rate(FOLLOWER_THROTTLED_RATE));
     }
 
     /// Hands an ISR change to the task that sends them to the controller.
@@ -125,6 +165,7 @@ impl ReplicaManager {
         let now = now_ms();
         let mut remaining = max_bytes;
         let mut out = Vec::with_capacity(targets.len());
+        let over_quota = self.leader_quota.is_exceeded(now);
         for t in targets {
             let p = match &t.partition {
                 Ok(p) => p,
@@ -133,7 +174,14 @@ impl ReplicaManager {
                     continue;
                 }
             };
-            let limit = t.max_bytes.min(remaining);
+            // A throttled replica outside the ISR gets nothing while the leader's throttled
+            // replication is over its rate (Kafka's `shouldLeaderThrottle`).
+            let throttled = p.throttle.leader() && !p.has_in_sync(replica);
+            let limit = if throttled && over_quota {
+                0
+            } else {
+                t.max_bytes.min(remaining)
+            };
             let read = p.read_for_follower(
                 replica,
                 isr_eligible,
@@ -146,6 +194,9 @@ impl ReplicaManager {
             match read {
                 Ok((read, change)) => {
                     remaining = remaining.saturating_sub(read.records.len());
+                    if throttled {
+                        self.leader_quota.record(read.records.len() as u64, now);
+                    }
                     if let Some(change) = change {
                         tracing::info!(topic = %p.topic, partition = p.index, new_isr = ?change.new_isr,
                             follower = replica, "expanding the ISR: the follower caught up");

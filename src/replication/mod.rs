@@ -1,6 +1,6 @@
-//! Partitions as Kafka models them (log end offset, high watermark, leader epoch) and the
-//! replica manager with its delayed-produce and delayed-fetch waits. One node today; followers,
-//! ISR and elections extend these types rather than replace them.
+//! Partitions as Kafka models them (log end offset, high watermark, leader epoch, the leader's
+//! view of its followers and ISR), the replica manager with its delayed-produce and
+//! delayed-fetch waits, the followers' fetchers and the replication throttles.
 
 pub mod broker_client;
 pub mod fetcher;
@@ -8,4 +8,5 @@ pub mod isr;
 pub mod leadership;
 pub mod log_dir;
 pub mod partition;
+pub mod quota;
 pub mod replica_manager;

@@ -91,6 +91,8 @@ pub struct Partition {
     pub(crate) flush_scheduled: AtomicBool,
     /// Its byte and message counters (summed per topic in the metrics).
     pub metrics: crate::metrics::TopicMetrics,
+    /// Whether its replication is throttled (see `quota`).
+    pub throttle: crate::replication::quota::ReplicaThrottle,
 }
 
 /// Sets a watched offset, waking waiters only when it changes.
@@ -142,6 +144,7 @@ impl Partition {
             log_end: watch::channel(leo).0,
             min_insync_replicas: AtomicU32::new(min_isr),
             flush_scheduled: AtomicBool::new(false),
+            throttle: Default::default(),
         })
     }
 

@@ -80,6 +80,9 @@ pub struct ReplicaManager {
     pub health: Arc<LogDirHealth>,
     /// Some hosted replica failed to open or be created (see [`Self::is_incomplete`]).
     incomplete: std::sync::atomic::AtomicBool,
+    /// The replication throttles of this broker (`leader/follower.replication.throttled.rate`).
+    pub leader_quota: Arc<crate::replication::quota::ReplicationQuota>,
+    pub follower_quota: Arc<crate::replication::quota::ReplicationQuota>,
 }
 
 /// The receiving end of the flush queue, run by [`run_flusher`].
@@ -199,6 +202,8 @@ impl ReplicaManager {
             flush_tx,
             health: Arc::new(LogDirHealth::new(log_dir)),
             incomplete: Default::default(),
+            leader_quota: Default::default(),
+            follower_quota: Default::default(),
         };
         remove_stray_dirs(log_dir, node_id, topics)?;
         let saved = SavedOffsets {
@@ -463,6 +468,7 @@ impl ReplicaManager {
         for p in self.topic_partitions(&meta.name).unwrap_or_default() {
             p.set_config(config.clone());
         }
+        self.refresh_throttles(meta);
     }
 
     fn schedule_flush(&self, p: &Arc<Partition>) {
