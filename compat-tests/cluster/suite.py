@@ -77,8 +77,14 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   and back, another grown to three replicas: nothing lost or failed, old directories removed.
 - reassign-throttle (reassign.py): leader/follower.replication.throttled.rate (dynamic broker
   configs) and the topic's throttled replicas hold a move back; removed, it completes.
+- describe-topic-partitions (describe_topics.py): DescribeTopicPartitions paged by its cursor,
+  two partitions a page, with kafka-python and kafka-clients 4.3.0's describeTopics: every
+  partition once, as Metadata shows it.
 - restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
   topics, leaders and data.
+
+- racks (racks.py; its own three nodes, broker.rack r1, r1, r2): racks in DescribeCluster and
+  Metadata, a new topic's partitions each on both racks.
 
 This suite runs its own processes (run.sh gives it the binary and a work dir, and compiles
 java/TxnClient.java for the two Java checks: SLUICE_TXN_CLASSPATH).
@@ -98,11 +104,13 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import broker_only  # noqa: E402
 import clients_failover  # noqa: E402
 import compat  # noqa: E402
+import describe_topics  # noqa: E402
 import elections  # noqa: E402
 import eos_failover  # noqa: E402
 import group_failover  # noqa: E402
 import network_cut  # noqa: E402
 import replicated  # noqa: E402
+import racks  # noqa: E402
 import reassign  # noqa: E402
 import rolling  # noqa: E402
 import txn_markers  # noqa: E402
@@ -373,6 +381,7 @@ def main():
         suite.check("broker-only", broker_only.fourth_broker, cl, state)
         suite.check("reassign", reassign.reassign, cl, state)
         suite.check("reassign-throttle", reassign.throttle, cl, state)
+        suite.check("describe-topic-partitions", describe_topics.describe_paged, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:
@@ -382,6 +391,7 @@ def main():
     # Its own nodes, in network namespaces, once the loopback cluster is gone.
     suite.check("network-cut", network_cut.network_cut, state)
     suite.check("auto-rebalance", elections.auto_rebalance)
+    suite.check("racks", racks.racks)
     suite.finish()
 
 

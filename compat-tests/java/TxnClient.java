@@ -33,6 +33,8 @@
 //                what kafka-reassign-partitions --execute / --cancel sends)
 //   list-reassignments --topic T                       "REASSIGNING p replicas=.. adding=.. removing=.." per
 //                partition in progress, then "LISTED n" (Admin.listPartitionReassignments)
+//   describe-topics --topics T1,T2 [--page N]          "PARTITION topic p leader=L replicas=.. isr=.." per partition
+//                (Admin.describeTopics: DescribeTopicPartitions, N partitions a response)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
 //   abort-scenario, fence-scenario, timeout-scenario, admin-scenario
 //
@@ -1076,6 +1078,24 @@ public final class TxnClient {
         return 0;
     }
 
+    static int cmdDescribeTopics(Args a) {
+        List<String> topics = Arrays.asList(a.need("topics").split(","));
+        DescribeTopicsOptions options = new DescribeTopicsOptions().partitionSizeLimitPerResponse(a.getInt("page", 2000));
+        try (Admin admin = admin()) {
+            Map<String, TopicDescription> all = await(admin.describeTopics(topics, options).allTopicNames(), "describeTopics");
+            for (String t : topics) {
+                for (TopicPartitionInfo p : all.get(t).partitions()) {
+                    List<Integer> replicas = new ArrayList<>(), isr = new ArrayList<>();
+                    for (Node n : p.replicas()) replicas.add(n.id());
+                    for (Node n : p.isr()) isr.add(n.id());
+                    out("PARTITION " + t + " " + p.partition() + " leader=" + (p.leader() == null ? -1 : p.leader().id())
+                        + " replicas=" + ids(replicas) + " isr=" + ids(isr));
+                }
+            }
+        }
+        return 0;
+    }
+
     static void waitForFile(String path, long maxMs) {
         if (path == null) {
             sleep(maxMs);
@@ -1319,6 +1339,7 @@ public final class TxnClient {
                 case "elect-leaders": rc = cmdElectLeaders(a); break;
                 case "reassign": rc = cmdReassign(a); break;
                 case "list-reassignments": rc = cmdListReassignments(a); break;
+                case "describe-topics": rc = cmdDescribeTopics(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

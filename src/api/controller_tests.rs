@@ -260,3 +260,91 @@ async fn throttle_configs_are_dynamic() -> TestResult {
     );
     Ok(())
 }
+
+/// DescribeTopicPartitions pages partitions with a cursor (KIP-966), topics in name order.
+#[tokio::test]
+async fn describe_topic_partitions_pages() -> TestResult {
+    use describe_topic_partitions_request::{Cursor, TopicRequest};
+    let broker = TestBroker::start(&[]).await?;
+    let mut c = Client::connect(broker.addr).await?;
+    for (t, n) in [("b", 2), ("a", 3), ("c", 1)] {
+        create(&mut c, t, n).await?;
+    }
+    let ask = |topics: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        DescribeTopicPartitionsRequest::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| TopicRequest::default().with_name(name(t)))
+                    .collect(),
+            )
+            .with_response_partition_limit(limit)
+            .with_cursor(cursor.map(|(t, p)| Cursor::default().with_topic_name(name(t)).with_partition_index(p)))
+    };
+    type Page = (Vec<(String, i16, Vec<i32>)>, Option<(String, i32)>);
+    let page = |resp: DescribeTopicPartitionsResponse| -> Page {
+        let topics = resp
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+                (
+                    name,
+                    t.error_code,
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect();
+        (
+            topics,
+            resp.next_cursor.map(|c| (c.topic_name.to_string(), c.partition_index)),
+        )
+    };
+    let named = ["c", "b", "a"];
+    let p1 = page(c.request(&ask(&named, 2, None), 0).await?.ok_or("closed")?);
+    assert_eq!(p1, (vec![("a".into(), 0, vec![0, 1])], Some(("a".into(), 2))));
+    let p2 = page(c.request(&ask(&named, 2, Some(("a", 2))), 0).await?.ok_or("closed")?);
+    assert_eq!(
+        p2,
+        (
+            vec![("a".into(), 0, vec![2]), ("b".into(), 0, vec![0])],
+            Some(("b".into(), 1))
+        )
+    );
+    let p3 = page(c.request(&ask(&named, 2, Some(("b", 1))), 0).await?.ok_or("closed")?);
+    assert_eq!(p3, (vec![("b".into(), 0, vec![1]), ("c".into(), 0, vec![0])], None));
+    // A page that ends with a topic points at the next one.
+    let p = page(c.request(&ask(&named, 3, None), 0).await?.ok_or("closed")?);
+    assert_eq!(p.1, Some(("b".into(), 0)));
+    // Unknown topics are answered as such; a cursor outside the named topics is refused.
+    let p = page(c.request(&ask(&["nope", "c"], 10, None), 0).await?.ok_or("closed")?);
+    assert_eq!(p, (vec![("c".into(), 0, vec![0]), ("nope".into(), 3, vec![])], None));
+    let p = page(c.request(&ask(&["c"], 10, Some(("a", 0))), 0).await?.ok_or("closed")?);
+    assert_eq!(p.0, vec![("c".into(), 42, vec![])]);
+    // Every topic (none named), paged one partition at a time: each partition once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<(String, i32)> = None;
+    for _ in 0..20 {
+        let resp = c
+            .request(&ask(&[], 1, cursor.as_ref().map(|(t, p)| (t.as_str(), *p))), 0)
+            .await?
+            .ok_or("closed")?;
+        let (topics, next) = page(resp);
+        seen.extend(
+            topics
+                .into_iter()
+                .flat_map(|(t, _, ps)| ps.into_iter().map(move |p| (t.clone(), p))),
+        );
+        cursor = next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mine: Vec<_> = seen.iter().filter(|(t, _)| t.len() == 1).cloned().collect();
+    let expected: Vec<(String, i32)> = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("c", 0)]
+        .iter()
+        .map(|(t, p)| (t.to_string(), *p))
+        .collect();
+    assert_eq!(mine, expected);
+    Ok(())
+}

@@ -105,39 +105,19 @@ fn by_id(broker: &Broker, id: Uuid) -> MetadataResponseTopic {
     }
 }
 
-/// A topic as the image has it: each partition's leader, epoch, replicas and ISR; replicas on
-/// brokers that are fenced or gone, or on this broker while its log dir is offline (a full
-/// disk) or the replica failed to open, are listed offline, as Kafka reports them.
+/// A topic as the image has it (see [`partition_view`]).
 fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) -> MetadataResponseTopic {
-    let me = broker.config.node_id;
-    let dir_offline = broker.replicas.health.is_offline();
-    let partitions = topic
-        .partitions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let offline: Vec<BrokerId> = p
-                .replicas
-                .iter()
-                .filter(|r| {
-                    !image.is_live(**r)
-                        || (**r == me && (dir_offline || broker.replicas.is_missing(&topic.name, i as i32)))
-                })
-                .map(|r| BrokerId(*r))
-                .collect();
-            let error = if p.leader == NO_LEADER {
-                ResponseError::LeaderNotAvailable.code()
-            } else {
-                0
-            };
+    let partitions = (0..topic.partition_count())
+        .filter_map(|i| partition_view(broker, image, topic, i))
+        .map(|v| {
             MetadataResponsePartition::default()
-                .with_error_code(error)
-                .with_partition_index(i32::try_from(i).unwrap_or(i32::MAX))
-                .with_leader_id(BrokerId(p.leader))
-                .with_leader_epoch(p.leader_epoch)
-                .with_replica_nodes(p.replicas.iter().map(|r| BrokerId(*r)).collect())
-                .with_isr_nodes(p.isr.iter().map(|r| BrokerId(*r)).collect())
-                .with_offline_replicas(offline)
+                .with_error_code(v.error_code)
+                .with_partition_index(v.index)
+                .with_leader_id(v.leader)
+                .with_leader_epoch(v.leader_epoch)
+                .with_replica_nodes(v.replicas)
+                .with_isr_nodes(v.isr)
+                .with_offline_replicas(v.offline)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -145,4 +125,53 @@ fn topic_metadata(broker: &Broker, image: &MetadataImage, topic: &TopicImage) ->
         .with_topic_id(topic.id)
         .with_is_internal(crate::broker::coordinators::is_internal_topic(&topic.name))
         .with_partitions(partitions)
+}
+
+/// One partition as Metadata and DescribeTopicPartitions describe it.
+pub(super) struct PartitionView {
+    pub error_code: i16,
+    pub index: i32,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub offline: Vec<BrokerId>,
+}
+
+/// Partition `index` of `topic`: its leader (LEADER_NOT_AVAILABLE without one), epoch,
+/// replicas and ISR; replicas on brokers that are fenced or gone, or on this broker while its
+/// log dir is offline (a full disk) or the replica failed to open, are listed offline, as
+/// Kafka reports them.
+pub(super) fn partition_view(
+    broker: &Broker,
+    image: &MetadataImage,
+    topic: &TopicImage,
+    index: i32,
+) -> Option<PartitionView> {
+    let p = topic.partition(index)?;
+    let me = broker.config.node_id;
+    let offline = p
+        .replicas
+        .iter()
+        .filter(|r| {
+            !image.is_live(**r)
+                || (**r == me
+                    && (broker.replicas.health.is_offline() || broker.replicas.is_missing(&topic.name, index)))
+        })
+        .map(|r| BrokerId(*r))
+        .collect();
+    let error_code = if p.leader == NO_LEADER {
+        ResponseError::LeaderNotAvailable.code()
+    } else {
+        0
+    };
+    Some(PartitionView {
+        error_code,
+        index,
+        leader: BrokerId(p.leader),
+        leader_epoch: p.leader_epoch,
+        replicas: p.replicas.iter().map(|r| BrokerId(*r)).collect(),
+        isr: p.isr.iter().map(|r| BrokerId(*r)).collect(),
+        offline,
+    })
 }

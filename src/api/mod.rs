@@ -15,6 +15,7 @@ mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_quorum;
+mod describe_topic_partitions;
 mod elect_leaders;
 mod errors;
 mod fetch;
@@ -244,6 +245,9 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::AlterPartitionReassignments(req) => {
             ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, req).await)
         }
+        RequestKind::DescribeTopicPartitions(req) => {
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, req))
+        }
         RequestKind::ListPartitionReassignments(req) => {
             ResponseKind::ListPartitionReassignments(reassignments::list(ctx, req))
         }
@@ -339,6 +343,7 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::ElectLeaders(r) => r.encode(out, version),
         ResponseKind::AlterPartitionReassignments(r) => r.encode(out, version),
         ResponseKind::ListPartitionReassignments(r) => r.encode(out, version),
+        ResponseKind::DescribeTopicPartitions(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

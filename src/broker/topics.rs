@@ -45,10 +45,10 @@ impl Broker {
     /// Replicas for `count` new partitions from `first` over the live brokers.
     fn place(&self, first: usize, count: usize, replication_factor: i16) -> Result<Vec<Vec<i32>>, BrokerError> {
         let image = self.metadata.image();
-        let brokers: Vec<i32> = image.live_brokers().map(|b| b.id).collect();
+        let brokers: Vec<(i32, Option<&str>)> = image.live_brokers().map(|b| (b.id, b.rack.as_deref())).collect();
         let rf = usize::try_from(replication_factor).unwrap_or(0);
         let n = brokers.len();
-        placement::place(&brokers, first, count, rf, random_below(n), random_below(n)).ok_or_else(|| {
+        placement::place_on_racks(&brokers, first, count, rf, random_below(n), random_below(n)).ok_or_else(|| {
             BrokerError::InvalidReplicationFactor(format!(
                 "Unable to replicate the partition {replication_factor} time(s): The target replication factor of \
                  {replication_factor} cannot be reached because only {n} broker(s) are registered."

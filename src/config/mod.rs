@@ -55,6 +55,9 @@ pub struct BrokerConfig {
     pub advertised_port: i32,
     /// `node.id`: this broker's id (also the controller id on a single node).
     pub node_id: i32,
+    /// `broker.rack`: the rack (or zone) this broker is in, if any: registered, shown in
+    /// Metadata and DescribeCluster, and used to spread new partitions' replicas over racks.
+    pub broker_rack: Option<String>,
     /// `log.dirs`: the data directory (one directory for now).
     pub log_dir: PathBuf,
     /// `metadata.log.dir`: where the metadata log (`__cluster_metadata-0`) lives; by default
@@ -119,6 +122,7 @@ impl Default for BrokerConfig {
             advertised_host: "127.0.0.1".to_string(),
             advertised_port: 9092,
             node_id: 1,
+            broker_rack: None,
             log_dir: PathBuf::from("./data"),
             metadata_log_dir: None,
             num_partitions: 1,
@@ -514,6 +518,10 @@ impl BrokerConfig {
         let int = |min: i64, max: i64| -> Result<i64, ConfigError> { in_range(key, value.as_i64(key)?, min, max) };
         match key {
             "node.id" | "broker.id" => self.node_id = int(0, i32::MAX as i64)? as i32,
+            "broker.rack" => {
+                let rack = value.as_text().trim().to_string();
+                self.broker_rack = (!rack.is_empty()).then_some(rack);
+            }
             "log.dirs" | "log.dir" => {
                 let text = value.as_text();
                 let first = text.split(',').next().unwrap_or("").trim();

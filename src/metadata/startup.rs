@@ -170,7 +170,7 @@ pub async fn join(
             host: config.advertised_host.clone(),
             port: config.advertised_port,
         }],
-        rack: None,
+        rack: config.broker_rack.clone(),
     };
     let epoch = registration.register(controller).await?;
     tasks.spawn(
