@@ -222,3 +222,65 @@ def throttle(cl, state):
     print(f"# reassign-throttle: {n} records of 1 KiB moved onto broker {d.id} at {RATE // 1000} kB/s "
           f"(leader and follower rates, topic throttled replicas): still catching up after 1.5 s; the rates "
           f"removed, done {released:.2f} s later ({time.monotonic() - t0:.2f} s in all)", flush=True)
+
+
+def decommission(cl, state):
+    """Retiring a broker as a Kafka operator does: every replica it holds reassigned to the
+    others (kafka-python, one request), its directories gone once the moves complete, stopped
+    (SIGTERM), then unregistered with kafka-clients' Admin.unregisterBroker (kafka-cluster.sh
+    unregister): no longer listed by Metadata or DescribeCluster, a second unregister answers
+    BROKER_ID_NOT_REGISTERED. Started again with the same node.id, it registers anew."""
+    d = next(n for n in cl.nodes if not n.controller)
+    voters = sorted(n.id for n in cl.nodes if n.controller)
+    port = cl.node(voters[0]).port
+    moves = {}
+    for topic, parts in metadata(port)[3].items():
+        for p, v in parts.items():
+            if d.id in v[2]:
+                spare = next(b for b in voters if b not in v[2])
+                moves[KTP(topic, p)] = [spare if r == d.id else r for r in v[2]]
+    if not moves:
+        fail(f"broker {d.id} holds no replica to move")
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-decommission")
+    try:
+        t0 = time.monotonic()
+        got = kp.alter_partition_reassignments(moves)
+        if any(e is not None for e in got.values()) or len(got) != len(moves):
+            fail(f"moving {len(moves)} replicas off broker {d.id}: {got}")
+
+        def off():
+            held = [(t, p) for t, parts in metadata(port)[3].items() for p, v in parts.items() if d.id in v[2]]
+            return not held and not kp.list_partition_reassignments()
+
+        wait_for(f"no replica left on broker {d.id}", off, 60)
+        moved = time.monotonic() - t0
+    finally:
+        kp.close()
+
+    def partition_dirs():
+        return [e for e in os.listdir(d.data)
+                if os.path.isdir(os.path.join(d.data, e)) and not e.startswith("__cluster_metadata")]
+
+    wait_for(f"broker {d.id}'s partition directories removed", lambda: not partition_dirs(), 15)
+    status = d.stop()
+    if status != 0:
+        fail(f"broker {d.id}: SIGTERM exit status {status}")
+    first = java(cl, "unregister", "unregister-broker", "--id", str(d.id))
+    if f"UNREGISTER {d.id} NONE" not in first:
+        fail(f"Admin.unregisterBroker({d.id}): {first}")
+    wait_for(f"broker {d.id} gone from Metadata", lambda: d.id not in metadata(port)[0], 10)
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-decommission")
+    try:
+        listed = sorted(b["broker_id"] for b in kp.describe_cluster()["brokers"])
+    finally:
+        kp.close()
+    if listed != voters:
+        fail(f"DescribeCluster after the unregister lists {listed}")
+    again = java(cl, "unregister-again", "unregister-broker", "--id", str(d.id))
+    if f"UNREGISTER {d.id} BrokerIdNotRegisteredException" not in again:
+        fail(f"a second Admin.unregisterBroker({d.id}): {again}")
+    d.start()
+    wait_for(f"broker {d.id} registered again", lambda: d.id in metadata(port)[0], 30)
+    print(f"# decommission: {len(moves)} replicas moved off broker {d.id} in {moved:.2f} s, its directories removed; "
+          f"stopped and unregistered (Admin.unregisterBroker): gone from Metadata and DescribeCluster, "
+          f"BROKER_ID_NOT_REGISTERED the second time; started again, registered anew", flush=True)

@@ -77,6 +77,9 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
   and back, another grown to three replicas: nothing lost or failed, old directories removed.
 - reassign-throttle (reassign.py): leader/follower.replication.throttled.rate (dynamic broker
   configs) and the topic's throttled replicas hold a move back; removed, it completes.
+- decommission (reassign.py): every replica of the broker-only node moved to the others, its
+  directories gone, stopped and unregistered (kafka-clients' Admin.unregisterBroker): no longer
+  listed, BROKER_ID_NOT_REGISTERED a second time; restarted, it registers anew.
 - describe-topic-partitions (describe_topics.py): DescribeTopicPartitions paged by its cursor,
   two partitions a page, with kafka-python and kafka-clients 4.3.0's describeTopics: every
   partition once, as Metadata shows it.
@@ -381,6 +384,7 @@ def main():
         suite.check("broker-only", broker_only.fourth_broker, cl, state)
         suite.check("reassign", reassign.reassign, cl, state)
         suite.check("reassign-throttle", reassign.throttle, cl, state)
+        suite.check("decommission", reassign.decommission, cl, state)
         suite.check("describe-topic-partitions", describe_topics.describe_paged, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)

@@ -33,6 +33,8 @@
 //                what kafka-reassign-partitions --execute / --cancel sends)
 //   list-reassignments --topic T                       "REASSIGNING p replicas=.. adding=.. removing=.." per
 //                partition in progress, then "LISTED n" (Admin.listPartitionReassignments)
+//   unregister-broker --id N                           "UNREGISTER N NONE" or "UNREGISTER N <exception class>"
+//                (Admin.unregisterBroker, what kafka-cluster.sh unregister sends)
 //   describe-topics --topics T1,T2 [--page N]          "PARTITION topic p leader=L replicas=.. isr=.." per partition
 //                (Admin.describeTopics: DescribeTopicPartitions, N partitions a response)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
@@ -1078,6 +1080,22 @@ public final class TxnClient {
         return 0;
     }
 
+    static int cmdUnregisterBroker(Args a) {
+        int id = a.getInt("id", -1);
+        try (Admin admin = admin()) {
+            String outcome = "NONE";
+            try {
+                admin.unregisterBroker(id).all().get(OP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            } catch (ExecutionException e) {
+                outcome = e.getCause().getClass().getSimpleName();
+            } catch (Exception e) {
+                outcome = e.getClass().getSimpleName();
+            }
+            out("UNREGISTER " + id + " " + outcome);
+        }
+        return 0;
+    }
+
     static int cmdDescribeTopics(Args a) {
         List<String> topics = Arrays.asList(a.need("topics").split(","));
         DescribeTopicsOptions options = new DescribeTopicsOptions().partitionSizeLimitPerResponse(a.getInt("page", 2000));
@@ -1340,6 +1358,7 @@ public final class TxnClient {
                 case "reassign": rc = cmdReassign(a); break;
                 case "list-reassignments": rc = cmdListReassignments(a); break;
                 case "describe-topics": rc = cmdDescribeTopics(a); break;
+                case "unregister-broker": rc = cmdUnregisterBroker(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

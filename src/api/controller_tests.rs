@@ -141,6 +141,11 @@ async fn reassignment_apis_at_every_version() -> TestResult {
             assert_eq!((code(&resp), resp.allow_replication_factor_change), (Some(0), false));
         }
     }
+    for v in range(ApiKey::UnregisterBroker) {
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(99));
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 102, "BROKER_ID_NOT_REGISTERED, v{v}: {resp:?}");
+    }
     for v in range(ApiKey::ListPartitionReassignments) {
         let all = ListPartitionReassignmentsRequest::default().with_timeout_ms(5_000);
         let resp = c.request(&all, v).await?.ok_or("closed")?;

@@ -30,6 +30,7 @@ mod reassignments;
 mod replica_fetch;
 pub mod response_buf;
 mod transactions;
+mod unregister_broker;
 pub mod versions;
 mod write_txn_markers;
 
@@ -245,6 +246,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::AlterPartitionReassignments(req) => {
             ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, req).await)
         }
+        RequestKind::UnregisterBroker(req) => ResponseKind::UnregisterBroker(unregister_broker::handle(ctx, req).await),
         RequestKind::DescribeTopicPartitions(req) => {
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, req))
         }
@@ -344,6 +346,7 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::AlterPartitionReassignments(r) => r.encode(out, version),
         ResponseKind::ListPartitionReassignments(r) => r.encode(out, version),
         ResponseKind::DescribeTopicPartitions(r) => r.encode(out, version),
+        ResponseKind::UnregisterBroker(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

@@ -35,6 +35,7 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0, 0),
     (ApiKey::OffsetCommit, 2, 2, 9),
     (ApiKey::OffsetFetch, 1, 1, 9),
     // v0 of FindCoordinator and JoinGroup: librdkafka before 2.11 enables groups only if it sees them.
@@ -94,6 +95,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AlterPartitionReassignments => "AlterPartitionReassignments",
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
+        ApiKey::UnregisterBroker => "UnregisterBroker",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::FindCoordinator => "FindCoordinator",
@@ -150,6 +152,7 @@ mod tests {
         check::<AlterPartitionReassignmentsRequest>(ApiKey::AlterPartitionReassignments);
         check::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         check::<DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions);
+        check::<UnregisterBrokerRequest>(ApiKey::UnregisterBroker);
         check::<OffsetCommitRequest>(ApiKey::OffsetCommit);
         check::<OffsetFetchRequest>(ApiKey::OffsetFetch);
         check::<FindCoordinatorRequest>(ApiKey::FindCoordinator);

@@ -313,6 +313,7 @@ impl Controller {
                     reassignments,
                     allow_rf_change,
                 } => PeerResponse::AlterReassignments(quorum.alter_reassignments(reassignments, allow_rf_change).await),
+                PeerRequest::UnregisterBroker(id) => PeerResponse::UnregisterBroker(quorum.unregister_broker(id).await),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
@@ -394,6 +395,20 @@ impl Controller {
             network::PeerResponse::AlterReassignments(r) => Some(r.map(|r| (r.offset, r.outcomes))),
             _ => None,
         })
+        .await
+    }
+
+    /// Removes broker `id` from the cluster (UnregisterBroker), through the active controller;
+    /// `false` if no such broker is registered.
+    pub async fn unregister_broker(&self, id: NodeId, timeout: Duration) -> Result<bool, ControllerError> {
+        self.decide(
+            || network::PeerRequest::UnregisterBroker(id),
+            timeout,
+            |response| match response {
+                network::PeerResponse::UnregisterBroker(r) => Some(r),
+                _ => None,
+            },
+        )
         .await
     }
 

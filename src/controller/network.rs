@@ -60,6 +60,8 @@ pub enum PeerRequest {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// An operator removes a broker from the cluster (Kafka's UnregisterBroker).
+    UnregisterBroker(NodeId),
     /// An operator's partition reassignments (Kafka's AlterPartitionReassignments).
     AlterReassignments {
         reassignments: Vec<Reassignment>,
@@ -138,6 +140,8 @@ pub enum PeerResponse {
     DescribeQuorum(Result<QuorumState, ForwardError>),
     ElectLeaders(Result<ElectionResults, ForwardError>),
     AlterReassignments(Result<ReassignResults, ForwardError>),
+    /// The offset that removed it, and whether it was registered (nothing written if not).
+    UnregisterBroker(Result<(u64, bool), ForwardError>),
 }
 
 /// The quorum as its leader sees it (Kafka's DescribeQuorum partition data). Offsets are the
@@ -414,6 +418,9 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                     } => PeerResponse::AlterReassignments(
                         quorum.alter_reassignments(reassignments, allow_rf_change).await,
                     ),
+                    PeerRequest::UnregisterBroker(id) => {
+                        PeerResponse::UnregisterBroker(quorum.unregister_broker(id).await)
+                    }
                     PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);

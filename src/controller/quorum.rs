@@ -568,6 +568,33 @@ impl QuorumController {
         Ok(ReassignResults { offset, outcomes })
     }
 
+    /// Removes broker `id` from the cluster (Kafka's `QuorumController.unregisterBroker`): out of
+    /// every ISR and leadership as when fenced, then its registration goes, in one command.
+    /// Its replicas stay in the assignments (offline) until reassigned. Returns the offset and
+    /// whether it was registered at all.
+    pub async fn unregister_broker(&self, id: NodeId) -> Result<(u64, bool), ForwardError> {
+        if !self.is_leader() {
+            return Err(ForwardError::NotLeader(leader_of(&self.raft)));
+        }
+        let image = Arc::clone(&self.images.borrow());
+        let Some(b) = image.brokers.get(&id) else {
+            return Ok((image.offset, false));
+        };
+        let mut records: Vec<MetadataRecord> = election::on_fence(&image, id, self.unclean_default)
+            .into_iter()
+            .map(MetadataRecord::ChangePartition)
+            .collect();
+        let partitions = records.len();
+        records.push(MetadataRecord::UnregisterBroker { id, epoch: b.epoch });
+        let written = self.write_local(MetadataCommand { records }).await?;
+        if let Some(why) = written.refused {
+            return Err(ForwardError::Refused(why.to_string()));
+        }
+        self.liveness().seen.remove(&id);
+        tracing::info!(broker = id, partitions, "broker unregistered");
+        Ok((written.offset, true))
+    }
+
     /// Checks liveness every [`CHECK_EVERY`] while this node leads, until `shutdown`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(CHECK_EVERY);
