@@ -46,6 +46,7 @@ suite_timeout() {
   case "$1" in
     kafka-python) echo 420 ;;
     crash) echo 300 ;;
+    cluster) echo 480 ;;
     fuzz) echo 900 ;;
     *) echo 300 ;;
   esac

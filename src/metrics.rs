@@ -52,11 +52,18 @@ pub const FSYNC_SECONDS: &str = "sluice_log_flush_seconds";
 pub const GROUP_REBALANCES_TOTAL: &str = "sluice_consumer_group_rebalances_total";
 pub const ISR_SHRINKS_TOTAL: &str = "sluice_isr_shrinks_total";
 pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
+pub const LEADER_ELECTIONS_TOTAL: &str = "sluice_leader_elections_total";
 
 // ---- sampled at scrape time --------------------------------------------------------------
 pub const UP: &str = "sluice_up";
 pub const PARTITIONS: &str = "sluice_partitions";
 pub const UNDER_REPLICATED_PARTITIONS: &str = "sluice_under_replicated_partitions";
+pub const UNDER_MIN_ISR_PARTITIONS: &str = "sluice_under_min_isr_partitions";
+pub const LEADER_PARTITIONS: &str = "sluice_leader_partitions";
+pub const ACTIVE_CONTROLLER: &str = "sluice_active_controller";
+pub const REASSIGNING_PARTITIONS: &str = "sluice_reassigning_partitions";
+pub const REPLICA_LAG: &str = "sluice_replica_lag_messages";
+pub const REPLICA_MAX_LAG: &str = "sluice_replica_max_lag_messages";
 pub const OFFLINE_PARTITIONS: &str = "sluice_offline_partitions";
 pub const OFFLINE_LOG_DIRS: &str = "sluice_offline_log_directories";
 pub const LOG_END_OFFSET: &str = "sluice_partition_log_end_offset";
@@ -157,12 +164,20 @@ fn describe() {
     );
     describe_histogram!(FSYNC_SECONDS, Unit::Seconds, "Log flush (fsync) latency.");
     describe_counter!(GROUP_REBALANCES_TOTAL, "Consumer group rebalances started.");
-    describe_counter!(ISR_SHRINKS_TOTAL, "In-sync replica set shrinks (always 0 on one node).");
+    describe_counter!(
+        ISR_SHRINKS_TOTAL,
+        "In-sync replica set shrinks the leaders here asked for (AlterPartition), once committed; not the controller's when it fences a broker."
+    );
     describe_counter!(
         ISR_EXPANDS_TOTAL,
-        "In-sync replica set expansions (always 0 on one node)."
+        "In-sync replica set expansions the leaders here asked for (AlterPartition), once committed."
+    );
+    describe_counter!(
+        LEADER_ELECTIONS_TOTAL,
+        "Partition leaderships this broker took at a new leader epoch (elections it won)."
     );
     // Created at 0 so the series exist before the first event.
+    metrics::counter!(LEADER_ELECTIONS_TOTAL).absolute(0);
     metrics::counter!(ISR_SHRINKS_TOTAL).absolute(0);
     metrics::counter!(ISR_EXPANDS_TOTAL).absolute(0);
     metrics::counter!(GROUP_REBALANCES_TOTAL).absolute(0);
@@ -348,29 +363,109 @@ pub fn group_rebalance() {
     metrics::counter!(GROUP_REBALANCES_TOTAL).increment(1);
 }
 
+/// An ISR change of a partition led here was committed.
+pub fn isr_changed(expands: bool) {
+    metrics::counter!(if expands { ISR_EXPANDS_TOTAL } else { ISR_SHRINKS_TOTAL }).increment(1);
+}
+
+/// This broker became a partition's leader at a new epoch.
+pub fn leadership_taken() {
+    metrics::counter!(LEADER_ELECTIONS_TOTAL).increment(1);
+}
+
+/// The replication health of this broker, as Kafka's broker and controller metrics give it:
+/// of the partitions led here, how many lack ISR members or are under min.insync.replicas,
+/// each follower's lag; and, on the active controller only (as Kafka), the cluster's
+/// leaderless and reassigning partitions.
+fn render_replication(broker: &Broker, partitions: &[Arc<crate::replication::partition::Partition>], out: &mut String) {
+    let (mut led, mut under, mut under_min, mut max_lag) = (0usize, 0usize, 0usize, 0i64);
+    let mut lags = String::new();
+    for p in partitions {
+        let Some(st) = p.replication_status() else { continue };
+        led += 1;
+        under += usize::from(st.isr < st.replicas);
+        under_min += usize::from(st.isr < st.min_isr);
+        for (replica, lag) in st.lags {
+            max_lag = max_lag.max(lag);
+            let _ = writeln!(
+                lags,
+                "{REPLICA_LAG}{{topic=\"{}\",partition=\"{}\",replica=\"{replica}\"}} {lag}",
+                escape(&p.topic),
+                p.index
+            );
+        }
+    }
+    let image = broker.metadata.image();
+    let controller = broker.metadata.controller();
+    let active = controller.leader() == Some(controller.node_id());
+    let (mut leaderless, mut reassigning) = (0usize, 0usize);
+    if active {
+        for t in image.topics() {
+            for p in &t.partitions {
+                leaderless += usize::from(p.leader == crate::controller::record::NO_LEADER);
+                reassigning += usize::from(p.is_reassigning());
+            }
+        }
+    }
+    let offline_dir = if broker.replicas.health.is_offline() { led } else { 0 };
+    let gauges = [
+        (LEADER_PARTITIONS, "Partitions led by this broker (Kafka's LeaderCount).", led),
+        (
+            UNDER_REPLICATED_PARTITIONS,
+            "Partitions led here with fewer in-sync replicas than replicas.",
+            under,
+        ),
+        (
+            UNDER_MIN_ISR_PARTITIONS,
+            "Partitions led here with fewer in-sync replicas than min.insync.replicas: acks=all produce fails.",
+            under_min,
+        ),
+        (
+            OFFLINE_PARTITIONS,
+            "Partitions without a leader (counted by the active controller, as Kafka), plus those led here while the log dir is offline.",
+            leaderless + offline_dir,
+        ),
+        (
+            ACTIVE_CONTROLLER,
+            "1 on the node leading the controller quorum (Kafka's ActiveControllerCount).",
+            usize::from(active),
+        ),
+        (
+            REASSIGNING_PARTITIONS,
+            "Partitions with a reassignment in progress (counted by the active controller).",
+            reassigning,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        gauge_header(out, name, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+    gauge_header(
+        out,
+        REPLICA_MAX_LAG,
+        "The largest lag of any follower of a partition led here, in offsets (0: none lags).",
+    );
+    let _ = writeln!(out, "{REPLICA_MAX_LAG} {max_lag}");
+    gauge_header(
+        out,
+        REPLICA_LAG,
+        "Each follower's lag behind the leader's log end, in offsets, for partitions led here.",
+    );
+    out.push_str(&lags);
+}
+
 /// Writes the scrape-time metrics (module note) in Prometheus text format.
 pub async fn render_state(broker: &Broker, out: &mut String) {
     let partitions = broker.replicas.all_partitions();
     let _ = writeln!(out, "# HELP {UP} 1 while the broker serves.\n# TYPE {UP} gauge\n{UP} 1");
-    gauge_header(out, PARTITIONS, "Partitions hosted (led) by this broker.");
+    gauge_header(
+        out,
+        PARTITIONS,
+        "Replicas hosted by this broker, led or followed (Kafka's PartitionCount).",
+    );
     let _ = writeln!(out, "{PARTITIONS} {}", partitions.len());
-    gauge_header(
-        out,
-        UNDER_REPLICATED_PARTITIONS,
-        "Partitions with fewer in-sync replicas than replicas.",
-    );
-    let _ = writeln!(out, "{UNDER_REPLICATED_PARTITIONS} 0");
-    gauge_header(
-        out,
-        OFFLINE_PARTITIONS,
-        "Partitions without a leader (or whose log failed).",
-    );
+    render_replication(broker, &partitions, out);
     let offline_dir = broker.replicas.health.is_offline();
-    let _ = writeln!(
-        out,
-        "{OFFLINE_PARTITIONS} {}",
-        if offline_dir { partitions.len() } else { 0 }
-    );
     gauge_header(
         out,
         OFFLINE_LOG_DIRS,

@@ -1,14 +1,25 @@
-"""The cluster suite's racks check (issue 12), on three nodes of its own: broker.rack r1, r1, r2.
-DescribeCluster (kafka-python's describe_cluster) and Metadata (kafka-python's cluster view)
-show each broker's rack, and a new topic's partitions (RF 2, no assignment given) each get a
-replica in both racks, leaders spread over the three brokers (Kafka's rack-aware placement)."""
+"""The cluster suite's checks on three nodes of their own with racks (broker.rack r1, r1, r2) and
+each its metrics listener (issue 12):
+
+- racks: DescribeCluster (kafka-python's describe_cluster) and Metadata (kafka-python's cluster
+  view) show each broker's rack, and a new topic's partitions (RF 2, no assignment given) each
+  get a replica in both racks, leaders spread over the three brokers (Kafka's rack-aware
+  placement).
+- cluster-metrics: the replication metrics of every node's /metrics: the leaders of all
+  partitions once (sluice_leader_partitions), one active controller; a broker killed (-9): the
+  partitions it shared are under-replicated and under min.insync.replicas (3) on their leaders;
+  restarted, all back to 0 with the ISR expansions and its new leaderships counted.
+"""
 
 import os
+import re
+import time
+import urllib.request
 
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
 
-from cluster import Cluster
+from cluster import Cluster, free_port, metadata
 from compat import fail
 from replicated import partitions, wait_for
 
@@ -16,37 +27,115 @@ TOPIC = "cluster-racks"
 RACKS = {1: "r1", 2: "r1", 3: "r2"}
 
 
-def racks():
+def run(suite):
     work = os.path.join(os.environ["SLUICE_DATA_DIR"], "racks")
     os.makedirs(work, exist_ok=True)
-    cl = Cluster(3, overrides=["auto.leader.rebalance.enable=false"], work=work)
+    cl = Cluster(3, overrides=["auto.leader.rebalance.enable=false", "replica.lag.time.max.ms=3000"], work=work)
     for n in cl.nodes:
-        n.extra = [f"broker.rack={RACKS[n.id]}"]
+        n.metrics_port = free_port()
+        n.extra = [f"broker.rack={RACKS[n.id]}", f"metrics.listener=127.0.0.1:{n.metrics_port}"]
     try:
         cl.start()
-        kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-racks")
-        try:
-            described = {b["broker_id"]: b["rack"] for b in kp.describe_cluster()["brokers"]}
-            # The brokers of the client's last Metadata response.
-            in_metadata = {b.node_id: b.rack for b in kp._manager.cluster.brokers()}
-        finally:
-            kp.close()
-        if described != RACKS or in_metadata != RACKS:
-            fail(f"racks: DescribeCluster {described}, Metadata {in_metadata}")
-        admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
-        admin.create_topics([NewTopic(TOPIC, 6, 2)])[TOPIC].result(timeout=30)
-        parts, _ = wait_for("every partition led", lambda: (lambda ps: ps if all(v[1] >= 0 for v in ps.values())
-                                                             else None)(partitions(cl, TOPIC)), 30)
-        spans = {p: sorted({RACKS[r] for r in v[2]}) for p, v in parts.items()}
-        if any(s != ["r1", "r2"] for s in spans.values()):
-            fail(f"partitions not spread over both racks: {({p: v[2] for p, v in parts.items()})}")
-        leaders = sorted(v[1] for v in parts.values())
-        if leaders != [1, 1, 2, 2, 3, 3]:
-            fail(f"leaders {leaders}")
-    except BaseException:
-        cl.print_logs(25)
-        raise
+        suite.check("racks", racks, cl)
+        suite.check("cluster-metrics", cluster_metrics, cl)
     finally:
+        if suite.failures:
+            cl.print_logs(25)
         cl.stop()
+
+
+def scrape(node):
+    """{(name, labels): value} of a node's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{node.metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-z_]+)(\{[^}]*\})? (\S+)$", line)
+        if m:
+            out[(m.group(1), m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def gauge(node, name):
+    return scrape(node).get((name, ""), 0.0)
+
+
+def racks(cl):
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap(), client_id="compat-racks")
+    try:
+        described = {b["broker_id"]: b["rack"] for b in kp.describe_cluster()["brokers"]}
+        # The brokers of the client's last Metadata response.
+        in_metadata = {b.node_id: b.rack for b in kp._manager.cluster.brokers()}
+    finally:
+        kp.close()
+    if described != RACKS or in_metadata != RACKS:
+        fail(f"racks: DescribeCluster {described}, Metadata {in_metadata}")
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(TOPIC, 6, 2)])[TOPIC].result(timeout=30)
+    parts, _ = wait_for("every partition led", lambda: (lambda ps: ps if all(v[1] >= 0 for v in ps.values())
+                                                         else None)(partitions(cl, TOPIC)), 30)
+    spans = {p: sorted({RACKS[r] for r in v[2]}) for p, v in parts.items()}
+    if any(s != ["r1", "r2"] for s in spans.values()):
+        fail(f"partitions not spread over both racks: {({p: v[2] for p, v in parts.items()})}")
+    leaders = sorted(v[1] for v in parts.values())
+    if leaders != [1, 1, 2, 2, 3, 3]:
+        fail(f"leaders {leaders}")
     print(f"# racks: DescribeCluster and Metadata show {RACKS}; 6 partitions of RF 2 each on both racks "
           f"({({p: v[2] for p, v in sorted(parts.items())})}), two leaders a broker", flush=True)
+
+
+METRICS_TOPIC = "cluster-metrics"
+
+
+def cluster_metrics(cl):
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(METRICS_TOPIC, 6, 3, config={"min.insync.replicas": "3"})])[
+        METRICS_TOPIC].result(timeout=30)
+    wait_for("every partition with a whole ISR",
+             lambda: all(len(v[3]) == 3 for v in partitions(cl, METRICS_TOPIC).values()), 30)
+    total = sum(len(parts) for parts in metadata(cl.nodes[0].port)[3].values())
+
+    def settled():
+        led = sum(gauge(n, "sluice_leader_partitions") for n in cl.live())
+        active = [n.id for n in cl.live() if gauge(n, "sluice_active_controller") == 1]
+        under = sum(gauge(n, "sluice_under_replicated_partitions") for n in cl.live())
+        return (led, len(active), under) if led == total and len(active) == 1 and under == 0 else None
+
+    (led, _, _), _ = wait_for(f"the {total} partitions led once, one active controller, none under-replicated",
+                              settled, 15)
+    victim = cl.node(3)
+    shared = [p for p, v in partitions(cl, METRICS_TOPIC).items() if victim.id in v[2]]
+    survivors = [n for n in cl.nodes if n is not victim]
+    elections_before = sum(scrape(n).get(("sluice_leader_elections_total", ""), 0) for n in survivors)
+    victim.kill9()
+
+    def degraded():
+        under = sum(gauge(n, "sluice_under_replicated_partitions") for n in cl.live())
+        under_min = sum(gauge(n, "sluice_under_min_isr_partitions") for n in cl.live())
+        offline = sum(gauge(n, "sluice_offline_partitions") for n in cl.live())
+        return (under, under_min, offline) if under >= len(shared) and under_min >= len(shared) else None
+
+    (under, under_min, offline), took = wait_for(
+        f"the {len(shared)} partitions of broker {victim.id} under-replicated and under min ISR", degraded, 30)
+    if offline:
+        fail(f"{offline} partitions offline with two of three brokers up")
+    victim.start()
+    wait_for("every ISR whole again",
+             lambda: all(len(v[3]) == 3 for v in partitions(cl, METRICS_TOPIC).values()), 30)
+
+    def recovered():
+        live = cl.live()
+        under = sum(gauge(n, "sluice_under_replicated_partitions") + gauge(n, "sluice_under_min_isr_partitions")
+                    for n in live)
+        expands = sum(scrape(n).get(("sluice_isr_expands_total", ""), 0) for n in live)
+        shrinks = sum(scrape(n).get(("sluice_isr_shrinks_total", ""), 0) for n in live)
+        elections = sum(scrape(n).get(("sluice_leader_elections_total", ""), 0) for n in survivors)
+        ok = under == 0 and expands >= len(shared) and elections > elections_before
+        return (expands, shrinks, elections) if ok else None
+
+    (expands, shrinks, elections), _ = wait_for("the metrics back to healthy, the ISR expansions counted",
+                                                recovered, 30)
+    print(f"# cluster-metrics: {led:g} partitions led once over the three nodes, one active controller; broker "
+          f"{victim.id} killed: {under:g} under-replicated, {under_min:g} under min ISR after {took:.2f} s, none "
+          f"offline; restarted: back to 0, {expands:g} ISR expansions, {shrinks:g} shrinks and "
+          f"{elections - elections_before:g} leaderships taken by the survivors counted", flush=True)

@@ -88,6 +88,9 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 
 - racks (racks.py; its own three nodes, broker.rack r1, r1, r2): racks in DescribeCluster and
   Metadata, a new topic's partitions each on both racks.
+- cluster-metrics (racks.py, the same nodes, each with its metrics listener): leaders counted
+  once, one active controller; a broker killed: under-replicated and under-min-ISR partitions on
+  the leaders, none offline; restarted: healthy again, ISR expansions and elections counted.
 
 This suite runs its own processes (run.sh gives it the binary and a work dir, and compiles
 java/TxnClient.java for the two Java checks: SLUICE_TXN_CLASSPATH).
@@ -395,7 +398,7 @@ def main():
     # Its own nodes, in network namespaces, once the loopback cluster is gone.
     suite.check("network-cut", network_cut.network_cut, state)
     suite.check("auto-rebalance", elections.auto_rebalance)
-    suite.check("racks", racks.racks)
+    racks.run(suite)
     suite.finish()
 
 

@@ -23,6 +23,20 @@ pub struct IsrChange {
     /// The partition epoch the change was decided on (compare and set at the controller).
     pub partition_epoch: i32,
     pub new_isr: Vec<NodeId>,
+    /// A follower joins (else members leave): for the ISR expand / shrink counters.
+    pub expands: bool,
+}
+
+/// A led partition's replication as the metrics show it.
+#[derive(Debug, Clone, Default)]
+pub struct ReplicationStatus {
+    pub replicas: usize,
+    pub isr: usize,
+    /// `min.insync.replicas`, capped by the replication factor.
+    pub min_isr: usize,
+    /// Each follower's lag behind the leader's log end, in offsets (its whole log end while
+    /// it has not fetched under this leader).
+    pub lags: Vec<(NodeId, i64)>,
 }
 
 /// What a follower's fetch gets from the leader.
@@ -149,6 +163,24 @@ impl Partition {
             leader_epoch: ls.leader_epoch,
             partition_epoch: ls.partition_epoch,
             new_isr,
+            expands: false,
+        })
+    }
+
+    /// Replicas, ISR, min ISR and followers' lags while leading (metrics).
+    pub fn replication_status(&self) -> Option<ReplicationStatus> {
+        let leo = *self.log_end.borrow();
+        let state = self.replication();
+        let ls = state.as_ref()?;
+        Some(ReplicationStatus {
+            replicas: ls.replicas.len(),
+            isr: ls.isr.len(),
+            min_isr: ls.effective_min_isr(self.min_insync_replicas.load(Ordering::Relaxed)),
+            lags: ls
+                .followers
+                .iter()
+                .map(|(id, f)| (*id, (leo - f.log_end.max(0)).max(0)))
+                .collect(),
         })
     }
 
@@ -242,6 +274,7 @@ impl Partition {
                     leader_epoch: ls.leader_epoch,
                     partition_epoch: ls.partition_epoch,
                     new_isr,
+                    expands: true,
                 }
             });
             change

@@ -39,6 +39,9 @@ impl ReplicaManager {
                 continue;
             };
             if reg.leader == self.node_id {
+                if !p.is_leader() || p.leader_epoch() < reg.leader_epoch {
+                    crate::metrics::leadership_taken();
+                }
                 self.fetchers.unfollow(p.topic_id, p.index);
                 if let Err(e) = p.make_leader(self.node_id, reg, now) {
                     tracing::error!(topic = %meta.name, partition = index, error = %e, "could not become leader");
@@ -246,6 +249,9 @@ pub async fn run_isr_changes(
         };
         results.resize_with(batch.len(), || None);
         for ((p, change), error) in batch.iter().zip(results) {
+            if error.is_none() {
+                crate::metrics::isr_changed(change.expands);
+            }
             if let Some(e) = error {
                 tracing::info!(topic = %p.topic, partition = p.index, error = %e, took_ms, "ISR change not made");
                 p.isr_change_failed(change.partition_epoch);

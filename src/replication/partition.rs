@@ -109,7 +109,7 @@ fn publish(tx: &watch::Sender<i64>, value: i64) {
 
 #[path = "leader.rs"]
 mod leader;
-pub use leader::{FollowerRead, IsrChange};
+pub use leader::{FollowerRead, IsrChange, ReplicationStatus};
 
 /// A partition's figures for the metrics endpoint, taken under one lock.
 #[derive(Debug, Clone, Copy)]
