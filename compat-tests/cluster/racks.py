@@ -5,6 +5,10 @@ each its metrics listener (issue 12):
   view) show each broker's rack, and a new topic's partitions (RF 2, no assignment given) each
   get a replica in both racks, leaders spread over the three brokers (Kafka's rack-aware
   placement).
+- fetch-from-follower (KIP-392, replica.selector.class=RackAwareReplicaSelector): a
+  confluent-kafka consumer with client.rack=r2 reads a partition led in r1 from its follower in
+  r2 (that broker's messages-out counter has every record, the leader's none); with
+  client.rack=r1 it reads from the leader.
 - cluster-metrics: the replication metrics of every node's /metrics: the leaders of all
   partitions once (sluice_leader_partitions), one active controller; a broker killed (-9): the
   partitions it shared are under-replicated and under min.insync.replicas (3) on their leaders;
@@ -16,6 +20,7 @@ import re
 import time
 import urllib.request
 
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
 
@@ -25,12 +30,14 @@ from replicated import partitions, wait_for
 
 TOPIC = "cluster-racks"
 RACKS = {1: "r1", 2: "r1", 3: "r2"}
+RACK_AWARE = "org.apache.kafka.common.replica.RackAwareReplicaSelector"
 
 
 def run(suite):
     work = os.path.join(os.environ["SLUICE_DATA_DIR"], "racks")
     os.makedirs(work, exist_ok=True)
-    cl = Cluster(3, overrides=["auto.leader.rebalance.enable=false", "replica.lag.time.max.ms=3000"], work=work)
+    cl = Cluster(3, overrides=["auto.leader.rebalance.enable=false", "replica.lag.time.max.ms=3000",
+                               f"replica.selector.class={RACK_AWARE}"], work=work)
     for n in cl.nodes:
         n.metrics_port = free_port()
         n.extra = [f"broker.rack={RACKS[n.id]}", f"metrics.listener=127.0.0.1:{n.metrics_port}"]
@@ -38,6 +45,7 @@ def run(suite):
         cl.start()
         suite.check("racks", racks, cl)
         suite.check("cluster-metrics", cluster_metrics, cl)
+        suite.check("fetch-from-follower", fetch_from_follower, cl)
     finally:
         if suite.failures:
             cl.print_logs(25)
@@ -139,3 +147,58 @@ def cluster_metrics(cl):
           f"{victim.id} killed: {under:g} under-replicated, {under_min:g} under min ISR after {took:.2f} s, none "
           f"offline; restarted: back to 0, {expands:g} ISR expansions, {shrinks:g} shrinks and "
           f"{elections - elections_before:g} leaderships taken by the survivors counted", flush=True)
+
+
+NEARBY = "cluster-nearby"
+N_NEARBY = 2000
+
+
+def messages_out(node, topic):
+    return scrape(node).get(("sluice_topic_messages_out_total", f'{{topic="{topic}"}}'), 0.0)
+
+
+def consume_all(cl, rack):
+    """Every record of NEARBY's partition 0, by a consumer in `rack`."""
+    c = Consumer({"bootstrap.servers": cl.bootstrap(), "group.id": f"compat-nearby-{rack}",
+                  "enable.auto.commit": False, "client.rack": rack})
+    c.assign([TopicPartition(NEARBY, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < N_NEARBY and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    return got
+
+
+def fetch_from_follower(cl):
+    admin = AdminClient({"bootstrap.servers": cl.bootstrap()})
+    admin.create_topics([NewTopic(NEARBY, 1, replica_assignment=[[1, 3]],
+                                  config={"min.insync.replicas": "2"})])[NEARBY].result(timeout=30)
+    wait_for("the partition led by 1 with 3 in sync",
+             lambda: (lambda v: v[1] == 1 and sorted(v[3]) == [1, 3])(partitions(cl, NEARBY)[0]), 30)
+    p = Producer({"bootstrap.servers": cl.bootstrap(), "acks": "all", "linger.ms": 5})
+    for i in range(N_NEARBY):
+        p.produce(NEARBY, value=f"n-{i}".encode(), partition=0)
+    if p.flush(30) != 0:
+        fail("records not acknowledged")
+    want = [f"n-{i}".encode() for i in range(N_NEARBY)]
+    leader, follower = cl.node(1), cl.node(3)
+    got = consume_all(cl, "r2")
+    if got != want:
+        fail(f"client.rack=r2 read {len(got)} of {N_NEARBY} records (in order: {got == want[:len(got)]})")
+    from_follower, from_leader = messages_out(follower, NEARBY), messages_out(leader, NEARBY)
+    if from_follower < N_NEARBY or from_leader > 0:
+        fail(f"client.rack=r2: broker 3 (r2, follower) sent {from_follower:g} records, broker 1 (leader) "
+             f"{from_leader:g}")
+    got = consume_all(cl, "r1")
+    if got != want:
+        fail(f"client.rack=r1 read {len(got)} of {N_NEARBY} records")
+    leader_after = messages_out(leader, NEARBY)
+    if leader_after < N_NEARBY or messages_out(follower, NEARBY) != from_follower:
+        fail(f"client.rack=r1: broker 1 (leader, r1) sent {leader_after:g} records, broker 3 "
+             f"{messages_out(follower, NEARBY) - from_follower:g} more")
+    print(f"# fetch-from-follower: {N_NEARBY} records of a partition led by broker 1 (r1): a consumer with "
+          f"client.rack=r2 read them all from broker 3 (its follower in r2: {from_follower:g} sent, the leader "
+          f"{from_leader:g}); with client.rack=r1, from the leader", flush=True)

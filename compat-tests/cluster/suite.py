@@ -88,6 +88,8 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 
 - racks (racks.py; its own three nodes, broker.rack r1, r1, r2): racks in DescribeCluster and
   Metadata, a new topic's partitions each on both racks.
+- fetch-from-follower (racks.py, the same nodes; replica.selector.class=RackAwareReplicaSelector):
+  a consumer with client.rack=r2 reads a partition led in r1 from its follower in r2 (KIP-392).
 - cluster-metrics (racks.py, the same nodes, each with its metrics listener): leaders counted
   once, one active controller; a broker killed: under-replicated and under-min-ISR partitions on
   the leaders, none offline; restarted: healthy again, ISR expansions and elections counted.

@@ -60,6 +60,19 @@ async fn controller_apis_at_every_version() -> TestResult {
         }
         let resp = c.request(&ask("nope", 0, 0), v).await?.ok_or("closed")?;
         assert_eq!(code(&resp), Some(3), "UNKNOWN_TOPIC_OR_PARTITION, v{v}");
+        // A partition named twice is answered once.
+        let twice = ElectLeadersRequest::default()
+            .with_timeout_ms(5_000)
+            .with_topic_partitions(Some(vec![elect_leaders_request::TopicPartitions::default()
+                .with_topic(name("t"))
+                .with_partitions(vec![0, 0])]));
+        let resp = c.request(&twice, v).await?.ok_or("closed")?;
+        let answers: usize = resp
+            .replica_election_results
+            .iter()
+            .map(|t| t.partition_result.len())
+            .sum();
+        assert_eq!(answers, 1, "ElectLeaders v{v}: {resp:?}");
         // Every partition: those that need no election are left out.
         let all = ElectLeadersRequest::default()
             .with_timeout_ms(5_000)

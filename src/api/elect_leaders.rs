@@ -34,10 +34,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ElectLeadersRequest) -> Elect
             )
         }
     };
+    // A partition named twice is elected (and answered) once, as Kafka collects them in a set.
     let named: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|topics| {
+        let mut seen = std::collections::HashSet::new();
         topics
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p)))
+            .filter(|tp| seen.insert(tp.clone()))
             .collect()
     });
     if named.as_ref().is_some_and(Vec::is_empty) {

@@ -2,7 +2,9 @@
 //! read_committed, with the aborted transactions among them), honouring `max_bytes`,
 //! `partition_max_bytes` and at-least-one-batch as Kafka does, long-polling through the
 //! replica manager's delayed fetch until `min_bytes` or `max_wait_ms`. A partition this broker
-//! no longer leads names its current leader (v16+, KIP-951).
+//! no longer leads names its current leader (v16+, KIP-951). From v11 a consumer may read
+//! from a follower (up to its high watermark), and a leader configured with the rack-aware
+//! replica selector sends a consumer in another rack to a follower in its own (KIP-392).
 //!
 //! Fetch sessions (KIP-227): we never create one and answer session id 0, which every client
 //! treats as "sessions unsupported" and sends full fetch requests, as against a Kafka broker
@@ -11,12 +13,14 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
 use super::list_offsets::check_leader_epoch;
 use super::RequestContext;
+use crate::replication::partition::Partition;
+use crate::replication::read_replica::{self, Candidate};
 use crate::replication::replica_manager::{FetchParams, FetchTarget};
 
 const READ_COMMITTED: i8 = 1;
@@ -34,6 +38,8 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     if req.session_id != 0 || req.session_epoch > 0 {
         return FetchResponse::default().with_error_code(ResponseError::FetchSessionIdNotFound.code());
     }
+    // KIP-392: consumers' fetches (v11+) may be served by followers.
+    let from_followers = ctx.version >= 11;
     let mut topics: Vec<FetchableTopicResponse> = Vec::with_capacity(req.topics.len());
     let mut targets: Vec<FetchTarget> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
@@ -55,7 +61,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
-            let partition = name.as_deref().map(|n| broker.leader_partition(n, p.partition));
+            let partition = name
+                .as_deref()
+                .map(|n| broker.readable_partition(n, p.partition, from_followers));
             // v9+: the consumer's view of the leader epoch must match ours.
             let epoch_check = match &partition {
                 Some(Ok(part)) if ctx.version >= 9 => check_leader_epoch(part, p.current_leader_epoch),
@@ -66,6 +74,8 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             match (&name, epoch_check) {
                 (None, _) => pd.error_code = ResponseError::UnknownTopicId.code(),
                 (Some(_), Err(e)) => pd.error_code = e.code(),
+                (Some(_), Ok(()))
+                    if preferred_replica(ctx, &req.rack_id, partition.as_deref(), p.fetch_offset, &mut pd) => {}
                 (Some(_), Ok(())) => {
                     slots.push((ti, resp.partitions.len()));
                     targets.push(FetchTarget {
@@ -90,6 +100,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             .min(broker.config.fetch_max_bytes),
         hard_max_bytes_limit: ctx.version <= 2,
         read_committed: ctx.version >= 4 && req.isolation_level == READ_COMMITTED,
+        from_followers,
     };
     let results = broker.replicas.fetch_messages(params, &targets).await;
     let read_committed = params.read_committed;
@@ -140,4 +151,46 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     let mut response = FetchResponse::default().with_responses(topics);
     super::leader_hint::fill_fetch(broker, ctx.version, &names, &mut response);
     response
+}
+
+/// KIP-392 on the leader: with the rack-aware selector configured and a consumer in a rack
+/// (Fetch v11+), names the replica it should read from instead (no records; the offsets as
+/// the leader has them) and returns true; false to read here.
+fn preferred_replica(
+    ctx: &RequestContext<'_>,
+    client_rack: &str,
+    partition: Option<&Partition>,
+    fetch_offset: i64,
+    pd: &mut PartitionData,
+) -> bool {
+    let broker = ctx.broker;
+    let Some(p) = partition else { return false };
+    if ctx.version < 11
+        || client_rack.is_empty()
+        || !broker.config.cluster.rack_aware_replica_selector
+        || !p.is_leader()
+    {
+        return false;
+    }
+    let image = broker.metadata.image();
+    let rack = |id: i32| image.brokers.get(&id).and_then(|b| b.rack.as_deref());
+    let followers: Vec<Candidate<'_>> = p
+        .follower_log_ends()
+        .into_iter()
+        .filter(|(id, _)| image.is_live(*id))
+        .map(|(id, log_end)| Candidate {
+            id,
+            rack: rack(id),
+            log_end,
+        })
+        .collect();
+    let Some(chosen) = read_replica::select(client_rack, rack(broker.config.node_id), &followers, fetch_offset) else {
+        return false;
+    };
+    let o = p.offsets();
+    pd.preferred_read_replica = BrokerId(chosen);
+    pd.high_watermark = o.high_watermark;
+    pd.last_stable_offset = o.last_stable_offset;
+    pd.log_start_offset = o.log_start_offset;
+    true
 }

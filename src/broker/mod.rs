@@ -185,8 +185,19 @@ impl Broker {
         topic: &str,
         index: i32,
     ) -> Result<Arc<crate::replication::partition::Partition>, BrokerError> {
+        self.readable_partition(topic, index, false)
+    }
+
+    /// The replica of `topic`'s partition `index` hosted here if it leads, or if
+    /// `followers_too` (a consumer that may read from followers, KIP-392) whatever its role.
+    pub fn readable_partition(
+        &self,
+        topic: &str,
+        index: i32,
+        followers_too: bool,
+    ) -> Result<Arc<crate::replication::partition::Partition>, BrokerError> {
         match self.replicas.get_partition(topic, index) {
-            Some(p) if p.is_leader() => Ok(p),
+            Some(p) if followers_too || p.is_leader() => Ok(p),
             Some(_) => Err(BrokerError::NotLeaderOrFollower),
             None => {
                 let image = self.metadata.image();

@@ -49,6 +49,9 @@ pub fn parse_listeners(key: &str, text: &str) -> Result<Vec<ListenerSpec>, Confi
     Ok(out)
 }
 
+/// Kafka's rack-aware replica selector (`replica.selector.class`).
+pub const RACK_AWARE_REPLICA_SELECTOR: &str = "org.apache.kafka.common.replica.RackAwareReplicaSelector";
+
 /// A node's roles (`process.roles`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -92,6 +95,9 @@ pub struct ClusterConfig {
     /// `num.replica.fetchers` (1): accepted for Kafka's configs; a follower runs one fetcher
     /// per leader broker whatever its value.
     pub num_replica_fetchers: u32,
+    /// `replica.selector.class`: Kafka's `RackAwareReplicaSelector` lets consumers that give
+    /// their `client.rack` fetch from an in-rack follower (KIP-392); unset: from the leader.
+    pub rack_aware_replica_selector: bool,
     /// `controlled.shutdown.enable` (true): on SIGTERM a broker in a cluster first has the
     /// controller move its leaderships to other ISR members (bounded), then stops.
     pub controlled_shutdown_enable: bool,
@@ -126,6 +132,7 @@ impl Default for ClusterConfig {
             replica_fetch_min_bytes: 1,
             replica_fetch_backoff_ms: 1_000,
             num_replica_fetchers: 1,
+            rack_aware_replica_selector: false,
             controlled_shutdown_enable: true,
             auto_leader_rebalance_enable: true,
             leader_imbalance_check_interval_seconds: 300,
@@ -226,6 +233,18 @@ impl ClusterConfig {
             }
             "replica.fetch.backoff.ms" => {
                 self.replica_fetch_backoff_ms = super::in_range(key, value.as_i64(key)?, 0, i64::from(i32::MAX))? as u64
+            }
+            "replica.selector.class" => {
+                self.rack_aware_replica_selector = match value.as_text().trim() {
+                    "" | "org.apache.kafka.common.replica.LeaderSelector" => false,
+                    RACK_AWARE_REPLICA_SELECTOR => true,
+                    other => {
+                        return Err(super::invalid(
+                            key,
+                            format!("`{other}`: only {RACK_AWARE_REPLICA_SELECTOR} (or none) is available"),
+                        ))
+                    }
+                }
             }
             "num.replica.fetchers" => {
                 self.num_replica_fetchers = super::in_range(key, value.as_i64(key)?, 1, 1024)? as u32

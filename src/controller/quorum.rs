@@ -755,7 +755,8 @@ impl QuorumController {
         }
     }
 
-    /// Gives leaderless partitions a leader where one is eligible now.
+    /// Gives leaderless partitions a leader where one is eligible now (together; each on its
+    /// own if a concurrent change beat one of them, see [`Self::write_changes`]).
     async fn elect_leaderless(&self) {
         let image = Arc::clone(&self.images.borrow());
         let changes = election::on_leaderless(&image, self.unclean_default);
@@ -764,12 +765,20 @@ impl QuorumController {
         }
         let n = changes.len();
         let unclean = changes.iter().filter(|c| c.isr.is_some()).count();
-        let records = changes.into_iter().map(MetadataRecord::ChangePartition).collect();
-        match self.write_local(MetadataCommand { records }).await {
-            Ok(r) if r.refused.is_none() => {
-                tracing::info!(partitions = n, unclean, "elected leaders for leaderless partitions")
+        match self.write_changes(changes).await {
+            Ok((_, refusals)) => {
+                let refused = refusals.iter().filter(|r| r.is_some()).count();
+                if refused < n {
+                    tracing::info!(
+                        partitions = n - refused,
+                        unclean,
+                        "elected leaders for leaderless partitions"
+                    );
+                }
+                if refused > 0 {
+                    tracing::debug!(refused, "elections refused; retried later");
+                }
             }
-            Ok(r) => tracing::debug!(refused = ?r.refused, "election refused; retried later"),
             Err(e) => tracing::debug!(error = %e, "election not written"),
         }
     }

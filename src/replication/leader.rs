@@ -167,6 +167,14 @@ impl Partition {
         })
     }
 
+    /// Each follower's log end as of its last fetch, while leading (-1: none yet).
+    pub fn follower_log_ends(&self) -> Vec<(NodeId, i64)> {
+        self.replication()
+            .as_ref()
+            .map(|ls| ls.followers.iter().map(|(id, f)| (*id, f.log_end)).collect())
+            .unwrap_or_default()
+    }
+
     /// Replicas, ISR, min ISR and followers' lags while leading (metrics).
     pub fn replication_status(&self) -> Option<ReplicationStatus> {
         let leo = *self.log_end.borrow();

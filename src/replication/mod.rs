@@ -9,4 +9,5 @@ pub mod leadership;
 pub mod log_dir;
 pub mod partition;
 pub mod quota;
+pub mod read_replica;
 pub mod replica_manager;

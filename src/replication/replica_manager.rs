@@ -52,6 +52,9 @@ pub struct FetchParams {
     pub hard_max_bytes_limit: bool,
     /// Isolation level read_committed: read below the last stable offset.
     pub read_committed: bool,
+    /// A consumer that may read from followers (Fetch v11+, KIP-392): up to their high
+    /// watermark, which the leader gives them.
+    pub from_followers: bool,
 }
 
 /// One partition of a fetch.
@@ -389,7 +392,16 @@ impl ReplicaManager {
                 .get(i)
                 .is_some_and(|p| p.replicas.contains(&self.node_id))
         };
-        let left: Vec<Arc<Partition>> = {
+        // Most changes are ISR or leader changes: look under the read lock first.
+        let any_left = self
+            .topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(meta.name.as_str())
+            .is_some_and(|parts| parts.iter().enumerate().any(|(i, p)| p.is_some() && !hosted(i)));
+        let left: Vec<Arc<Partition>> = if !any_left {
+            Vec::new()
+        } else {
             let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
             match topics.get_mut(meta.name.as_str()) {
                 Some(parts) if parts.iter().enumerate().any(|(i, p)| p.is_some() && !hosted(i)) => {
@@ -814,7 +826,7 @@ fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<Partitio
             out.push(Err(BrokerError::UnknownTopicOrPartition));
             continue;
         };
-        if !p.is_leader() {
+        if !p.is_leader() && !params.from_followers {
             out.push(Err(BrokerError::NotLeaderOrFollower));
             continue;
         }
