@@ -130,7 +130,10 @@ fn dynamic_broker_entries(image: &MetadataImage, id: Option<i32>) -> Vec<ConfigE
         .filter_map(|key| {
             let found = match id {
                 Some(id) => image.dynamic_broker_config(id, key),
-                None => image.default_broker_configs.get(*key).map(|v| (v.as_str(), true)),
+                None => image
+                    .broker_config_overrides(None)
+                    .and_then(|c| c.get(*key))
+                    .map(|v| (v.as_str(), true)),
             };
             let (value, source) = match found {
                 Some((v, false)) => (v.to_string(), SOURCE_DYNAMIC_BROKER_CONFIG),

@@ -74,9 +74,12 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
             match (&name, epoch_check) {
                 (None, _) => pd.error_code = ResponseError::UnknownTopicId.code(),
                 (Some(_), Err(e)) => pd.error_code = e.code(),
-                (Some(_), Ok(()))
-                    if preferred_replica(ctx, &req.rack_id, partition.as_deref(), p.fetch_offset, &mut pd) => {}
                 (Some(_), Ok(())) => {
+                    if preferred_replica(ctx, &req.rack_id, partition.as_deref(), p.fetch_offset, &mut pd) {
+                        // Sent to another replica: nothing read here.
+                        resp.partitions.push(pd);
+                        continue;
+                    }
                     slots.push((ti, resp.partitions.len()));
                     targets.push(FetchTarget {
                         partition,

@@ -257,10 +257,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let image = self.metadata.image();
-        let mut configs = match id {
-            None => image.default_broker_configs.clone(),
-            Some(id) => image.broker_configs.get(&id).cloned().unwrap_or_default(),
-        };
+        let mut configs = image.broker_config_overrides(id).cloned().unwrap_or_default();
         change(&mut configs)?;
         let refused: Vec<&str> = configs
             .keys()

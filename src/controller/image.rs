@@ -127,6 +127,14 @@ impl MetadataImage {
             .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
     }
 
+    /// The dynamic config overrides of `broker`, or (`None`) the cluster-wide defaults.
+    pub fn broker_config_overrides(&self, broker: Option<NodeId>) -> Option<&BTreeMap<String, String>> {
+        match broker {
+            Some(id) => self.broker_configs.get(&id),
+            None => Some(&self.default_broker_configs),
+        }
+    }
+
     /// A dynamic broker config of `broker`: its own value, else the cluster-wide default one
     /// (`true` in the second place when it is the default).
     pub fn dynamic_broker_config(&self, broker: NodeId, key: &str) -> Option<(&str, bool)> {

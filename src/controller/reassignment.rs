@@ -156,11 +156,7 @@ fn revert(
     change.adding_replicas = Some(Vec::new());
     change.removing_replicas = Some(Vec::new());
     if reg.leader == NO_LEADER || !isr.contains(&reg.leader) {
-        let leader = replicas
-            .iter()
-            .copied()
-            .find(|r| isr.contains(r) && image.is_eligible(*r))
-            .unwrap_or(NO_LEADER);
+        let leader = first_eligible(image, &replicas, &isr);
         change.leader = Some(leader);
         if recovering && leader != NO_LEADER {
             change.leader_recovery_state = Some(LeaderRecoveryState::Recovering);
@@ -177,8 +173,8 @@ fn revert(
 /// without the removing replicas holds every target replica, the replicas become the target,
 /// the removing ones leave the ISR and the lists clear; the leader stays if it is still an
 /// eligible ISR member, else the first eligible target replica in the ISR leads (not the
-/// preferred one: a preferred election or the rebalance moves it there later). Removing replicas bumps the leader
-/// epoch.
+/// preferred one: a preferred election or the rebalance moves it there later). Removing
+/// replicas bumps the leader epoch.
 pub fn complete(image: &MetadataImage, reg: &PartitionRegistration, change: &mut PartitionChange) {
     let next = reg.merge(change);
     if !next.is_reassigning() {
@@ -204,13 +200,17 @@ pub fn complete(image: &MetadataImage, reg: &PartitionRegistration, change: &mut
             change.leader = Some(next.leader);
         }
     } else {
-        let leader = target
-            .iter()
-            .copied()
-            .find(|r| isr.contains(r) && image.is_eligible(*r))
-            .unwrap_or(NO_LEADER);
-        change.leader = Some(leader);
+        change.leader = Some(first_eligible(image, &target, &isr));
     }
+}
+
+/// The first of `order` that is an eligible member of `isr`, or [`NO_LEADER`].
+fn first_eligible(image: &MetadataImage, order: &[NodeId], isr: &[NodeId]) -> NodeId {
+    order
+        .iter()
+        .copied()
+        .find(|r| isr.contains(r) && image.is_eligible(*r))
+        .unwrap_or(NO_LEADER)
 }
 
 #[cfg(test)]
