@@ -424,9 +424,10 @@ impl Actor {
                 require_stable,
                 reply,
             } => {
-                let result = match &self.store {
+                let result = match &mut self.store {
                     None => Err(GroupError::CoordinatorNotAvailable),
                     Some(store) => {
+                        store.settle();
                         let mut fetched = store.fetch(&group_id, partitions.as_deref());
                         if require_stable {
                             for f in &mut fetched {

@@ -98,7 +98,7 @@ impl std::fmt::Debug for CoordinatorLog {
 }
 
 /// A batch appended and not yet known to be replicated.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 #[must_use = "a write is committed only once replicated"]
 pub struct Replication {
     partition: Option<Arc<Partition>>,
@@ -226,6 +226,22 @@ impl Replication {
         }
     }
 
+    /// Whether the write is committed now: the HW passed it while this broker leads at the
+    /// write's epoch. A write with nothing to wait for is.
+    pub fn is_committed(&self) -> bool {
+        self.partition
+            .as_ref()
+            .is_none_or(|p| p.is_leader() && p.leader_epoch() == self.epoch && p.high_watermark() >= self.offset)
+    }
+
+    /// Whether the write can no longer be committed by this broker (its leadership at the
+    /// write's epoch is gone; a new leader may have truncated it).
+    pub fn is_lost(&self) -> bool {
+        self.partition
+            .as_ref()
+            .is_some_and(|p| !p.is_leader() || p.leader_epoch() != self.epoch)
+    }
+
     /// Waits until the write is committed (the HW passed it), the leadership at the write's
     /// epoch is lost, or `timeout`.
     pub async fn wait(self, timeout: Duration) -> Result<(), LogError> {
@@ -277,10 +293,23 @@ pub(crate) mod testing {
         topic: &'static str,
         partitions: i32,
     ) -> Result<(CoordinatorLog, Arc<ReplicaManager>), Box<dyn std::error::Error>> {
+        replicated(dir, topic, partitions, &[1])
+    }
+
+    /// Node 1 leading every partition, `replicas` (node 1 first) in every ISR: a write
+    /// commits once the others have fetched it.
+    pub fn replicated(
+        dir: &std::path::Path,
+        topic: &'static str,
+        partitions: i32,
+        replicas: &[crate::controller::record::NodeId],
+    ) -> Result<(CoordinatorLog, Arc<ReplicaManager>), Box<dyn std::error::Error>> {
         let image = Arc::new(TopicImage {
             name: topic.into(),
             id: uuid::Uuid::new_v4(),
-            partitions: (0..partitions).map(|_| PartitionRegistration::new(vec![1])).collect(),
+            partitions: (0..partitions)
+                .map(|_| PartitionRegistration::new(replicas.to_vec()))
+                .collect(),
             configs: Default::default(),
         });
         let (rm, queue) = ReplicaManager::open(dir, 1, LogConfig::default(), std::slice::from_ref(&image), true, 16)?;

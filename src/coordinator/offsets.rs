@@ -27,7 +27,7 @@
 //! Compaction: none yet. The partitions keep every record (retention off) until the
 //! offset-preserving cleaner (issue #13) compacts them; a load replays the whole partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::Record;
@@ -158,6 +158,11 @@ pub struct OffsetStore {
     group_records: HashMap<String, GroupRecord>,
     /// TxnOffsetCommit offsets waiting for their transaction's end.
     pending: PendingOffsets,
+    /// Plain commits appended and not yet replicated, in log order (Kafka's
+    /// `pendingOffsetCommits`): OffsetFetch answers a commit only once the high watermark has
+    /// passed it ([`Self::settle`]), so a commit that a failover loses (never acknowledged) was
+    /// never visible either, and committed offsets seen by anyone never go back.
+    unreplicated: VecDeque<(Replication, String, StoredOffsets)>,
 }
 
 impl OffsetStore {
@@ -171,6 +176,34 @@ impl OffsetStore {
             groups: HashMap::new(),
             group_records: HashMap::new(),
             pending: HashMap::new(),
+            unreplicated: VecDeque::new(),
+        }
+    }
+
+    /// Moves the commits the high watermark has passed (in log order) into the committed
+    /// offsets; drops those whose leadership is gone (the partition is unloaded with them).
+    pub fn settle(&mut self) {
+        while let Some((replication, _, _)) = self.unreplicated.front() {
+            if replication.is_lost() {
+                self.unreplicated.pop_front();
+                continue;
+            }
+            if !replication.is_committed() {
+                break;
+            }
+            if let Some((_, group, stored)) = self.unreplicated.pop_front() {
+                self.groups.entry(group).or_default().extend(stored);
+            }
+        }
+    }
+
+    /// Forgets commits not yet replicated of `group`'s offset for the partition: a later write
+    /// (a tombstone, a transaction's offsets) replaces them, as replaying the log would.
+    fn supersede(&mut self, group: &str, topic: &str, partition: i32) {
+        for (_, g, stored) in &mut self.unreplicated {
+            if g == group {
+                stored.retain(|((t, p), _)| !(t == topic && *p == partition));
+            }
         }
     }
 
@@ -253,6 +286,7 @@ impl OffsetStore {
             groups.retain(|g, _| !mine(g));
         }
         self.pending.retain(|_, groups| !groups.is_empty());
+        self.unreplicated.retain(|(_, g, _)| !mine(g));
         ids
     }
 
@@ -275,8 +309,8 @@ impl OffsetStore {
         self.log.append(partition, epoch, kvs, now_ms)
     }
 
-    /// Stores `entries` for `group` as one batch, then in memory. Committed once the returned
-    /// replication completes.
+    /// Stores `entries` for `group` as one batch. Committed (and answered by OffsetFetch) once
+    /// the returned replication completes.
     pub fn commit(
         &mut self,
         group: &str,
@@ -286,8 +320,10 @@ impl OffsetStore {
         let (kvs, stored) = offset_records(entries, now_ms, |e| encode_key(group, &e.topic, e.partition))?;
         let replication = self.append(group, &kvs, now_ms)?;
         if !stored.is_empty() {
-            self.groups.entry(group.to_string()).or_default().extend(stored);
+            self.unreplicated
+                .push_back((replication.clone(), group.to_string(), stored));
         }
+        self.settle();
         Ok(replication)
     }
 
@@ -330,6 +366,15 @@ impl OffsetStore {
         let mut out = Vec::with_capacity(partitions.len());
         for p in partitions {
             out.push(self.append_to(p, &kv, now_ms)?);
+        }
+        if commit {
+            let keys: Vec<Key> = by_group
+                .iter()
+                .flat_map(|(g, offsets)| offsets.keys().map(|(t, p)| (g.clone(), t.clone(), *p)))
+                .collect();
+            for (g, t, p) in keys {
+                self.supersede(&g, &t, p);
+            }
         }
         resolve_pending(&mut self.groups, &mut self.pending, producer_id, commit);
         Ok(out)
@@ -534,6 +579,7 @@ impl OffsetStore {
                 }
                 drop(self.append_to(partition, &kvs, now_ms)?);
                 for (g, t, p) in chunk {
+                    self.supersede(g, t, *p);
                     remove_key(&mut self.groups, g, t, *p);
                 }
                 done += chunk.len();

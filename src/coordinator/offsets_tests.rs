@@ -219,3 +219,42 @@ fn key_and_value_round_trip() -> TestResult {
     assert!(encode_key(&"x".repeat(70_000), "t", 0).is_err());
     Ok(())
 }
+
+/// Kafka's pendingOffsetCommits: a commit is answered by OffsetFetch only once replicated, so a
+/// commit lost with its leader (never acknowledged) was never visible either; a later tombstone
+/// of the same offset is not undone by an older commit replicating after it.
+#[test]
+fn a_commit_is_fetched_only_once_the_isr_has_it() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (log, rm) = crate::coordinator::log::testing::replicated(dir.path(), OFFSETS_TOPIC, 1, &[1, 2])?;
+    let mut store = OffsetStore::new(log, 1);
+    reload_for_test(&mut store, &rm)?;
+    let p = rm.get_partition(OFFSETS_TOPIC, 0).ok_or("no partition")?;
+    let replicate = |store: &mut OffsetStore| -> TestResult {
+        let end = *p.subscribe_log_end().borrow();
+        p.read_for_follower(2, true, end, -1, p.leader_epoch(), 1 << 20, 0)?;
+        store.settle();
+        Ok(())
+    };
+
+    let first = store.commit("g", &[entry("t", 0, 5)], 1000)?;
+    store.settle();
+    assert!(!first.is_committed());
+    assert_eq!(offset_of(&store, "g", "t", 0), -1, "not replicated: not answered");
+    replicate(&mut store)?;
+    assert!(first.is_committed());
+    assert_eq!(offset_of(&store, "g", "t", 0), 5);
+
+    drop(store.commit("g", &[entry("t", 0, 9)], 2000)?);
+    assert_eq!(offset_of(&store, "g", "t", 0), 5, "the newer commit waits for the ISR");
+    store.delete_offsets("g", &[("t".to_string(), 0)], 3000)?;
+    replicate(&mut store)?;
+    assert_eq!(
+        offset_of(&store, "g", "t", 0),
+        -1,
+        "the tombstone after it wins, as on replay"
+    );
+    reload_for_test(&mut store, &rm)?;
+    assert_eq!(offset_of(&store, "g", "t", 0), -1);
+    Ok(())
+}
