@@ -155,6 +155,7 @@ mod tests {
                     rack: None,
                     fenced,
                     in_controlled_shutdown: false,
+                    log_dir_offline: false,
                 },
             );
         }

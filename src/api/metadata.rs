@@ -155,6 +155,7 @@ pub(super) fn partition_view(
         .iter()
         .filter(|r| {
             !image.is_live(**r)
+                || image.brokers.get(r).is_some_and(|b| b.log_dir_offline)
                 || (**r == me
                     && (broker.replicas.health.is_offline() || broker.replicas.is_missing(&topic.name, index)))
         })

@@ -60,13 +60,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest, replica: i32) -
         .min(broker.config.fetch_max_bytes);
     let max_wait = std::time::Duration::from_millis(u64::try_from(req.max_wait_ms.max(0)).unwrap_or(0));
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
-    // Kafka's KIP-841 rule: only a registered, unfenced broker not shutting down joins an ISR.
-    let isr_eligible = broker
-        .metadata
-        .image()
-        .brokers
-        .get(&replica)
-        .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown);
+    // Kafka's KIP-841 rule: only a registered, unfenced broker not shutting down (and, KIP-858,
+    // with its log dir online) joins an ISR.
+    let isr_eligible = broker.metadata.image().is_eligible(replica);
     let results = broker
         .replicas
         .fetch_for_follower(replica, isr_eligible, max_wait, min_bytes, max_bytes, &targets)

@@ -104,6 +104,7 @@ impl Broker {
         metadata: Arc<MetadataClient>,
         image: &MetadataImage,
         locks: Vec<File>,
+        health: Arc<crate::replication::log_dir::LogDirHealth>,
     ) -> anyhow::Result<(Arc<Broker>, FlushQueue, watch::Sender<u64>)> {
         let dir = config.log_dir.clone();
         let marker = dir.join(CLEAN_SHUTDOWN_MARKER);
@@ -113,13 +114,14 @@ impl Broker {
             tracing::warn!("no clean shutdown marker: recovering logs");
         }
         let started = std::time::Instant::now();
-        let (replicas, queue) = ReplicaManager::open(
+        let (replicas, queue) = ReplicaManager::open_with_health(
             &dir,
             config.node_id,
             config.log.clone(),
             &topics,
             had_clean_shutdown,
             MAX_PARTITIONS,
+            health,
         )
         .context("opening logs")?;
         tracing::info!(
@@ -279,11 +281,13 @@ pub async fn start(
     crate::metadata::startup::check_node_id(&dir, config.node_id)?;
     let controller = crate::metadata::startup::start_controller(&config, tasks, shutdown.clone()).await?;
     let shutdown_request = crate::metadata::heartbeat::ShutdownRequest::new();
+    let health = Arc::new(crate::replication::log_dir::LogDirHealth::new(&dir));
     let cluster_id = crate::metadata::startup::join(
         &controller,
         &config,
         tasks,
         Arc::clone(&shutdown_request),
+        Arc::clone(&health),
         shutdown.clone(),
     )
     .await?;
@@ -293,7 +297,7 @@ pub async fn start(
         .await
         .context("taking a block of producer ids")?;
     let image = metadata.image();
-    let (broker, queue, applied) = Broker::open(config, tasks.clone(), metadata, &image, locks)?;
+    let (broker, queue, applied) = Broker::open(config, tasks.clone(), metadata, &image, locks, health)?;
     crate::metadata::listener::update_coordinators(&broker, &MetadataImage::default(), &image).await;
     tasks.spawn(
         "metadata-listener",
@@ -438,6 +442,7 @@ fn start_replication(
         Arc::clone(&broker.metadata),
         config,
         Arc::clone(&broker.replicas.follower_quota),
+        Arc::clone(&broker.replicas.health),
         shutdown,
     );
 }

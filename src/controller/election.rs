@@ -72,6 +72,36 @@ pub fn on_fence(image: &MetadataImage, broker: NodeId, unclean_default: bool) ->
     out
 }
 
+/// The partition changes that take a broker whose log dir went offline out of the way where
+/// another replica can do its work (Kafka halts such a broker, which the controller then fences;
+/// Sluice keeps it serving reads): each partition it leads moves to the next eligible ISR member
+/// and it leaves each ISR that has another member. A partition with no other eligible ISR member
+/// keeps it as leader (its appends fail until the disk has space, its reads go on) and in the ISR.
+pub fn on_log_dir_offline(image: &MetadataImage, broker: NodeId) -> Vec<PartitionChange> {
+    let eligible = |id: NodeId| id != broker && image.is_eligible(id);
+    let mut out = Vec::new();
+    for topic in image.topics() {
+        for (index, p) in topic.partitions.iter().enumerate() {
+            if !p.isr.contains(&broker) {
+                continue;
+            }
+            let others: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != broker).collect();
+            let mut change = PartitionChange::new(topic.id, index as i32, p.partition_epoch);
+            if p.leader == broker {
+                let Some(next) = p.replicas.iter().copied().find(|r| others.contains(r) && eligible(*r)) else {
+                    continue;
+                };
+                change.leader = Some(next);
+            } else if others.is_empty() {
+                continue;
+            }
+            change.isr = Some(others);
+            out.push(change);
+        }
+    }
+    out
+}
+
 /// Leaderless partitions that can have a leader now: an ISR member that is live (a clean
 /// election), or, where the topic allows an unclean election, any live replica (its ISR
 /// becomes just it, the partition recovering). Kafka retries these on a timer too.
@@ -289,6 +319,7 @@ mod tests {
                     epoch,
                     fenced: Some(false),
                     in_controlled_shutdown: None,
+                    log_dir_offline: None,
                 }),
             );
         }
@@ -438,6 +469,7 @@ mod tests {
             epoch,
             fenced: Some(true),
             in_controlled_shutdown: None,
+            log_dir_offline: None,
         });
         assert_eq!(image.apply(offset, &cmd).refused, None);
     }
@@ -520,6 +552,7 @@ mod tests {
             epoch,
             fenced: None,
             in_controlled_shutdown: Some(true),
+            log_dir_offline: None,
         }];
         records.extend(changes.into_iter().map(R::ChangePartition));
         let offset = image.offset + 1;
@@ -538,6 +571,48 @@ mod tests {
         assert_eq!(
             on_elect(&image, "t", 0, ElectionType::Preferred),
             Err(ElectionError::PreferredLeaderNotAvailable)
+        );
+    }
+
+    /// A log dir offline: the broker's leaderships move to another eligible ISR member and it
+    /// leaves the ISRs with other members; a partition only it can serve keeps it; back
+    /// online it may rejoin.
+    #[test]
+    fn a_broker_whose_log_dir_is_offline_hands_over_what_others_can_take() {
+        let mut image = image_with(&[vec![1, 2, 3], vec![2, 1], vec![1]], &[1, 2, 3], BTreeMap::new());
+        let changes = on_log_dir_offline(&image, 1);
+        assert_eq!(changes.len(), 2, "the single-replica partition keeps its only replica");
+        let epoch = image.brokers[&1].epoch;
+        let set = |offline: bool| R::BrokerChange {
+            id: 1,
+            epoch,
+            fenced: None,
+            in_controlled_shutdown: None,
+            log_dir_offline: Some(offline),
+        };
+        let mut records = vec![set(true)];
+        records.extend(changes.into_iter().map(R::ChangePartition));
+        assert_eq!(
+            image.apply(image.offset + 1, &MetadataCommand { records }).refused,
+            None
+        );
+        let parts = image.topic("t").unwrap().partitions.clone();
+        assert_eq!((parts[0].leader, parts[0].isr.clone()), (2, vec![2, 3]));
+        assert_eq!((parts[1].leader, parts[1].isr.clone()), (2, vec![2]));
+        assert_eq!((parts[2].leader, parts[2].isr.clone()), (1, vec![1]));
+        assert!(image.is_live(1) && !image.is_eligible(1));
+        assert_eq!(
+            on_alter_isr(&image, &alter(&image, 2, &[2, 3, 1])).unwrap_err(),
+            "ineligible replica 1"
+        );
+        assert_eq!(
+            image.apply(image.offset + 1, &MetadataCommand::one(set(false))).refused,
+            None
+        );
+        assert!(image.is_eligible(1));
+        assert!(
+            on_alter_isr(&image, &alter(&image, 2, &[2, 3, 1])).is_ok(),
+            "back online it may rejoin"
         );
     }
 }

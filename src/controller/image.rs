@@ -28,6 +28,9 @@ pub struct BrokerRegistration {
     pub rack: Option<String>,
     pub fenced: bool,
     pub in_controlled_shutdown: bool,
+    /// Its (only) log dir is offline: see `MetadataRecord::BrokerChange`.
+    #[serde(default)]
+    pub log_dir_offline: bool,
 }
 
 impl BrokerRegistration {
@@ -119,12 +122,13 @@ impl MetadataImage {
         self.brokers.get(&id).is_some_and(|b| !b.fenced)
     }
 
-    /// May lead a partition or join an ISR: live and not in controlled shutdown (Kafka's
-    /// acceptable leader, KIP-841's eligible replica).
+    /// May lead a partition or join an ISR: live, not in controlled shutdown and with its log
+    /// dir online (Kafka's acceptable leader, KIP-841's eligible replica, KIP-858's offline
+    /// directories).
     pub fn is_eligible(&self, id: NodeId) -> bool {
         self.brokers
             .get(&id)
-            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown)
+            .is_some_and(|b| !b.fenced && !b.in_controlled_shutdown && !b.log_dir_offline)
     }
 
     /// The dynamic config overrides of `broker`, or (`None`) the cluster-wide defaults.
@@ -188,6 +192,7 @@ impl MetadataImage {
                         rack: rack.clone(),
                         fenced: true,
                         in_controlled_shutdown: false,
+                        log_dir_offline: false,
                     },
                 );
             }
@@ -196,6 +201,7 @@ impl MetadataImage {
                 epoch,
                 fenced,
                 in_controlled_shutdown,
+                log_dir_offline,
             } => {
                 let b = self
                     .brokers
@@ -207,6 +213,9 @@ impl MetadataImage {
                 }
                 if let Some(s) = in_controlled_shutdown {
                     b.in_controlled_shutdown = *s;
+                }
+                if let Some(o) = log_dir_offline {
+                    b.log_dir_offline = *o;
                 }
             }
             MetadataRecord::UnregisterBroker { id, epoch } => {
@@ -448,6 +457,7 @@ mod tests {
                 epoch,
                 fenced: Some(false),
                 in_controlled_shutdown: None,
+                log_dir_offline: None,
             })
         };
         assert_eq!(

@@ -190,6 +190,10 @@ pub struct BrokerHeartbeat {
     /// `wantShutDown`, controlled shutdown).
     #[serde(default)]
     pub want_shut_down: bool,
+    /// Its log dir is offline (a write failed: the disk is full or failed); Kafka's
+    /// `offlineLogDirs`.
+    #[serde(default)]
+    pub log_dir_offline: bool,
 }
 
 /// The controller's answer.

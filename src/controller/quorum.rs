@@ -298,6 +298,11 @@ impl QuorumController {
                 tokio::spawn(async move { me.retire(id, epoch, Retire::ControlledShutdown).await });
             }
         }
+        if !fenced && !hb.want_shut_down && reg.log_dir_offline != hb.log_dir_offline {
+            let me = Arc::clone(self);
+            let (id, epoch, offline) = (hb.id, hb.epoch, hb.log_dir_offline);
+            tokio::spawn(async move { me.set_log_dir_offline(id, epoch, offline).await });
+        }
         let caught_up = hb.applied_offset >= u64::try_from(hb.epoch).unwrap_or(u64::MAX);
         self.liveness().seen.insert(
             hb.id,
@@ -803,6 +808,7 @@ impl QuorumController {
             epoch,
             fenced: (!controlled).then_some(true),
             in_controlled_shutdown: controlled.then_some(true),
+            log_dir_offline: None,
         }];
         let changes = election::on_fence(&image, id, self.unclean_default);
         let partitions = changes.len();
@@ -829,6 +835,53 @@ impl QuorumController {
         }
     }
 
+    /// Broker `id` (registration `epoch`) says its log dir went offline (or is back): recorded
+    /// with the partition changes that move its work to other replicas
+    /// ([`election::on_log_dir_offline`]); back online it is eligible again, and its leaders
+    /// add it to their ISRs once it has caught up.
+    async fn set_log_dir_offline(&self, id: NodeId, epoch: i64, offline: bool) {
+        let image = Arc::clone(&self.images.borrow());
+        if !image
+            .brokers
+            .get(&id)
+            .is_some_and(|b| b.epoch == epoch && !b.fenced && b.log_dir_offline != offline)
+        {
+            return;
+        }
+        if !self.liveness().in_flight.insert(id) {
+            return;
+        }
+        let mut records = vec![MetadataRecord::BrokerChange {
+            id,
+            epoch,
+            fenced: None,
+            in_controlled_shutdown: None,
+            log_dir_offline: Some(offline),
+        }];
+        let changes = if offline {
+            election::on_log_dir_offline(&image, id)
+        } else {
+            Vec::new()
+        };
+        let partitions = changes.len();
+        records.extend(changes.into_iter().map(MetadataRecord::ChangePartition));
+        let result = self.write_local(MetadataCommand { records }).await;
+        self.liveness().in_flight.remove(&id);
+        match result {
+            Ok(r) if r.refused.is_none() && offline => tracing::warn!(
+                broker = id,
+                broker_epoch = epoch,
+                partitions,
+                "a broker's log dir is offline: its leaderships and ISR places moved where another replica can take them"
+            ),
+            Ok(r) if r.refused.is_none() => {
+                tracing::info!(broker = id, broker_epoch = epoch, "a broker's log dir is online again")
+            }
+            Ok(r) => tracing::debug!(broker = id, refused = ?r.refused, "log dir change refused; the next heartbeat retries"),
+            Err(e) => tracing::debug!(broker = id, error = %e, "log dir change not written"),
+        }
+    }
+
     /// Unfences broker `id` if it is still fenced at registration `epoch`.
     async fn unfence(&self, id: NodeId, epoch: i64) {
         let image = Arc::clone(&self.images.borrow());
@@ -843,6 +896,7 @@ impl QuorumController {
             epoch,
             fenced: Some(false),
             in_controlled_shutdown: Some(false),
+            log_dir_offline: None,
         }];
         records.extend(
             election::on_unfence(&image, id)

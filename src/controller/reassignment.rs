@@ -245,6 +245,7 @@ mod tests {
                         epoch,
                         fenced: Some(false),
                         in_controlled_shutdown: None,
+                        log_dir_offline: None,
                     }),
                 );
             }

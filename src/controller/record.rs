@@ -171,6 +171,10 @@ pub enum MetadataRecord {
         epoch: i64,
         fenced: Option<bool>,
         in_controlled_shutdown: Option<bool>,
+        /// Its log dir is offline (a full or failed disk; Kafka's offline directories, KIP-858):
+        /// its replicas may neither lead nor join an ISR until it is back.
+        #[serde(default)]
+        log_dir_offline: Option<bool>,
     },
     UnregisterBroker {
         id: NodeId,

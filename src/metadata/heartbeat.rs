@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::controller::network::BrokerHeartbeat;
 use crate::controller::record::{Endpoint, MetadataCommand, MetadataRecord, NodeId};
 use crate::controller::Controller;
+use crate::replication::log_dir::LogDirHealth;
 
 /// What this broker registers.
 #[derive(Debug, Clone)]
@@ -52,6 +53,10 @@ impl Registration {
 
 /// How often a broker in controlled shutdown heartbeats, until the controller lets it go.
 pub const SHUTDOWN_HEARTBEAT: Duration = Duration::from_millis(50);
+
+/// How long the log dir must take writes again before the controller is told it is back (a
+/// nearly full disk takes some writes and refuses others).
+pub const LOG_DIR_SETTLE: Duration = Duration::from_secs(5);
 
 /// A controlled shutdown is given up when no controller has answered for this long (no quorum
 /// left, as when the last brokers of a cluster stop): the broker stops anyway.
@@ -99,15 +104,18 @@ impl ShutdownRequest {
     }
 }
 
-/// Heartbeats until `shutdown`; the first one goes at once.
+/// Heartbeats until `shutdown`; the first one goes at once. Each says whether the log dir
+/// (`health`) is offline, a change at once; back online, only after [`LOG_DIR_SETTLE`].
 pub async fn run(
     controller: Arc<Controller>,
     registration: Registration,
     mut epoch: i64,
     every: Duration,
     request: Arc<ShutdownRequest>,
+    health: Arc<LogDirHealth>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut log_dir = health.subscribe();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut fenced_seen = true; // a registration starts fenced
@@ -122,6 +130,7 @@ pub async fn run(
             _ = tick.tick() => {}
             () = controller.leader_changes_from(leader) => {}
             _ = wanted.changed() => last_answer = tokio::time::Instant::now(),
+            _ = log_dir.changed() => {}
             () = tokio::time::sleep(SHUTDOWN_HEARTBEAT), if shutting_down => {}
             _ = shutdown.changed() => return,
         }
@@ -130,6 +139,7 @@ pub async fn run(
             epoch,
             applied_offset: controller.image().offset,
             want_shut_down: *wanted.borrow(),
+            log_dir_offline: health.unsettled(LOG_DIR_SETTLE),
         };
         // A heartbeat older than the interval is stale: the next one goes instead.
         match controller.heartbeat(hb, every).await {

@@ -131,6 +131,7 @@ pub async fn join(
     config: &BrokerConfig,
     tasks: &crate::supervisor::Supervisor,
     shutdown_request: Arc<crate::metadata::heartbeat::ShutdownRequest>,
+    health: Arc<crate::replication::log_dir::LogDirHealth>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<String> {
     let leader = loop {
@@ -181,6 +182,7 @@ pub async fn join(
             epoch,
             Duration::from_millis(config.cluster.broker_heartbeat_interval_ms),
             shutdown_request,
+            health,
             shutdown,
         ),
     );

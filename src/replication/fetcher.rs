@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::controller::record::NodeId;
 use crate::metadata::MetadataClient;
 use crate::replication::broker_client::BrokerClient;
+use crate::replication::log_dir::LogDirHealth;
 use crate::replication::partition::Partition;
 use crate::replication::quota::ReplicationQuota;
 use crate::supervisor::Supervisor;
@@ -104,6 +105,9 @@ struct Running {
     shutdown: watch::Receiver<bool>,
     /// `follower.replication.throttled.rate`: what throttled replicas fetch (see `quota`).
     quota: Arc<ReplicationQuota>,
+    /// The log dir's state: a follower's append failing for want of space takes it offline,
+    /// one succeeding brings it back (as the leader's appends do).
+    health: Arc<LogDirHealth>,
 }
 
 #[derive(Default)]
@@ -186,6 +190,7 @@ impl ReplicaFetcherManager {
         metadata: Arc<MetadataClient>,
         config: FetcherConfig,
         quota: Arc<ReplicationQuota>,
+        health: Arc<LogDirHealth>,
         shutdown: watch::Receiver<bool>,
     ) {
         let running = Arc::new(Running {
@@ -194,6 +199,7 @@ impl ReplicaFetcherManager {
             config,
             shutdown,
             quota,
+            health,
         });
         let mut state = self.state();
         for f in state.fetchers.values() {
@@ -312,7 +318,7 @@ async fn run(running: Arc<Running>, fetcher: Arc<Fetcher>) {
             _ = shutdown.changed() => return,
         };
         match response {
-            Ok(response) => apply_response(&fetcher, &follows, response, backoff, &running.quota),
+            Ok(response) => apply_response(&fetcher, &follows, response, backoff, &running),
             Err(e) => {
                 tracing::debug!(leader = fetcher.leader, error = %e, "replica fetch failed; reconnecting");
                 client = None;
@@ -362,8 +368,9 @@ fn apply_response(
     follows: &[Follow],
     response: kafka_protocol::messages::FetchResponse,
     backoff: Duration,
-    quota: &ReplicationQuota,
+    running: &Running,
 ) {
+    let quota = &running.quota;
     let now_ms = crate::replication::replica_manager::now_ms();
     let by_key: HashMap<(Uuid, i32), &Follow> = follows
         .iter()
@@ -385,7 +392,11 @@ fn apply_response(
                     if p.throttle.follower() {
                         quota.record(records.len() as u64, now_ms);
                     }
-                    p.append_as_follower(&records, pd.high_watermark, now_ms).map(|_| ())
+                    let appended = p.append_as_follower(&records, pd.high_watermark, now_ms);
+                    if !records.is_empty() {
+                        running.health.observe("replica append", &appended);
+                    }
+                    appended.map(|_| ())
                 }
                 Some(ResponseError::OffsetOutOfRange) => {
                     p.reset_out_of_range(pd.log_start_offset, pd.high_watermark).map(|_| ())

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use crate::error::BrokerError;
 use crate::storage::StorageError;
 
@@ -41,6 +43,10 @@ pub struct LogDirHealth {
     offline: AtomicBool,
     /// When it went offline (guarded transitions: one log line each).
     since: Mutex<Option<Instant>>,
+    /// When it last came back online.
+    back_at: Mutex<Option<Instant>>,
+    /// Each transition (true: offline), for the heartbeat that tells the controller.
+    changes: watch::Sender<bool>,
 }
 
 impl LogDirHealth {
@@ -49,7 +55,25 @@ impl LogDirHealth {
             dir: dir.to_path_buf(),
             offline: AtomicBool::new(false),
             since: Mutex::new(None),
+            back_at: Mutex::new(None),
+            changes: watch::channel(false).0,
         }
+    }
+
+    /// Offline now, or back online for less than `settle`: a nearly full disk takes some
+    /// writes and refuses others, and what the controller is told should not flap with each.
+    pub fn unsettled(&self, settle: std::time::Duration) -> bool {
+        self.is_offline()
+            || self
+                .back_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_some_and(|at| at.elapsed() < settle)
+    }
+
+    /// Wakes on every transition; the value is whether the dir is offline.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.changes.subscribe()
     }
 
     pub fn is_offline(&self) -> bool {
@@ -76,6 +100,7 @@ impl LogDirHealth {
         }
         *since = Some(Instant::now());
         self.offline.store(true, Ordering::Relaxed);
+        self.changes.send_replace(true);
         if is_no_space(e) {
             tracing::error!(dir = %self.dir.display(), during = what, error = %e,
                 "log dir is full: it is offline, appends get KAFKA_STORAGE_ERROR until space frees; reads go on");
@@ -92,6 +117,8 @@ impl LogDirHealth {
         let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
         let Some(at) = since.take() else { return };
         self.offline.store(false, Ordering::Relaxed);
+        *self.back_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.changes.send_replace(false);
         tracing::warn!(dir = %self.dir.display(), offline_s = at.elapsed().as_secs(), "log dir writes succeed again: it is online");
     }
 }
@@ -119,6 +146,8 @@ mod tests {
         assert!(h.is_offline());
         h.observe("append", &Ok(()));
         assert!(!h.is_offline());
+        assert!(h.unsettled(std::time::Duration::from_secs(60)), "just back");
+        assert!(!h.unsettled(std::time::Duration::ZERO));
         assert!(h.since.lock().map(|s| s.is_none()).unwrap_or(false));
     }
 }

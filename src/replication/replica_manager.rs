@@ -194,6 +194,29 @@ impl ReplicaManager {
         had_clean_shutdown: bool,
         max_partitions: usize,
     ) -> Result<(Self, FlushQueue), BrokerError> {
+        let health = Arc::new(LogDirHealth::new(log_dir));
+        Self::open_with_health(
+            log_dir,
+            node_id,
+            defaults,
+            topics,
+            had_clean_shutdown,
+            max_partitions,
+            health,
+        )
+    }
+
+    /// [`Self::open`] reporting the dir's state to `health` (shared with the heartbeat, which
+    /// starts before the logs are opened).
+    pub fn open_with_health(
+        log_dir: &Path,
+        node_id: i32,
+        defaults: LogConfig,
+        topics: &[Arc<TopicImage>],
+        had_clean_shutdown: bool,
+        max_partitions: usize,
+        health: Arc<LogDirHealth>,
+    ) -> Result<(Self, FlushQueue), BrokerError> {
         let (flush_tx, flush_rx) = mpsc::channel(max_partitions.max(1024));
         let rm = ReplicaManager {
             log_dir: log_dir.to_path_buf(),
@@ -203,7 +226,7 @@ impl ReplicaManager {
             defaults: RwLock::new(defaults),
             topics: RwLock::new(HashMap::new()),
             flush_tx,
-            health: Arc::new(LogDirHealth::new(log_dir)),
+            health,
             incomplete: Default::default(),
             leader_quota: Default::default(),
             follower_quota: Default::default(),
