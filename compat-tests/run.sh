@@ -14,6 +14,7 @@
 #   SLUICE_SUITE_TIMEOUT  seconds per suite, overriding the built-in per-suite timeouts
 #   SLUICE_KEEP_LOGS=1    keep the work dir even when everything passed
 #   SLUICE_FUZZ_SECONDS   seconds per fuzz target in the fuzz suite (default 60)
+#   SLUICE_FAULTCHECK_ARGS  arguments for the faultcheck suite (default: the short schedule)
 #   SLUICE_WIRETAP=1      relay every suite through lib/wiretap.py and print the APIs and versions
 #                         each client sent (the broker advertises the relay's port)
 set -uo pipefail
@@ -22,10 +23,10 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
 ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
   java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart observability
-  transactions confluent-kafka-txn kafka-python-txn hardening cluster fuzz)
+  transactions confluent-kafka-txn kafka-python-txn hardening cluster faultcheck fuzz)
 # Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir),
 # or need none (fuzz).
-SELF_MANAGED=" crash groups-restart observability transactions hardening cluster fuzz "
+SELF_MANAGED=" crash groups-restart observability transactions hardening cluster faultcheck fuzz "
 
 suite_cmd() {
   case "$1" in
@@ -34,6 +35,7 @@ suite_cmd() {
     kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | hardening | cluster) echo "$CT/$1/run.sh" ;;
     java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
     fuzz) echo "$ROOT/fuzz/run.sh ${SLUICE_FUZZ_SECONDS:-60}" ;;
+    faultcheck) echo "env SLUICE_SKIP_SETUP=1 SLUICE_SKIP_BUILD=1 $CT/faultcheck/run.sh ${SLUICE_FAULTCHECK_ARGS:-}" ;;
     confluent-kafka-groups | kafka-python-groups | kafkajs-groups) echo "$CT/${1%-groups}/groups.sh" ;;
     confluent-kafka-txn | kafka-python-txn) echo "$CT/${1%-txn}/txn.sh" ;;
     *) return 1 ;;
@@ -47,6 +49,7 @@ suite_timeout() {
     kafka-python) echo 420 ;;
     crash) echo 300 ;;
     cluster) echo 480 ;;
+    faultcheck) echo 600 ;;
     fuzz) echo 900 ;;
     *) echo 300 ;;
   esac
