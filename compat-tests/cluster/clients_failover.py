@@ -72,21 +72,6 @@ class PythonProducer(threading.Thread):
             self.done.set()
 
 
-def parse_java(lines):
-    """(acks {i: (partition, offset, seconds)}, errors {i: reason}, sent) from produce-acks."""
-    acks, errors, sent = {}, {}, None
-    for ln in lines:
-        f = ln.split(" ", 2)
-        if f[0] == "ACK":
-            i, p, o, ms = map(int, ln.split()[1:])
-            acks[i] = (p, o, ms / 1000)
-        elif f[0] == "ERR":
-            errors[int(f[1])] = f[2] if len(f) > 2 else ""
-        elif f[0] == "SENT":
-            sent = int(f[1])
-    return acks, errors, sent
-
-
 def longest_pauses(acks):
     """{partition: longest time between two acknowledgements in it}."""
     by_part = {}
@@ -182,7 +167,7 @@ def _run(cl, java, stop_file):
         fail(f"the Java producer exited with {rc}: {java.tail(3)} (stderr: {java.log_path})")
     if py.failure:
         fail(f"kafka-python producer: {py.failure!r}")
-    j_acks, j_errors, j_sent = parse_java(java.snapshot())
+    j_acks, j_errors, j_sent = javaproc.parse_java(java.snapshot())
     if j_sent is None:
         fail(f"no SENT line from the Java producer: {java.tail(3)}")
 

@@ -38,3 +38,18 @@ class Proc(LineProc):
         argv = ["java", *JAVA_OPTS, "-cp", classpath(), "TxnClient", "--bootstrap-server",
                 bootstrap or cl.bootstrap(), cmd, *map(str, args)]
         super().__init__(name, argv, os.path.join(cl.work, f"txnclient-{_started[0]:02d}-{name}.log"))
+
+
+def parse_java(lines):
+    """(acks {i: (partition, offset, seconds)}, errors {i: reason}, sent) from produce-acks."""
+    acks, errors, sent = {}, {}, None
+    for ln in lines:
+        f = ln.split(" ", 2)
+        if f[0] == "ACK":
+            i, p, o, ms = map(int, ln.split()[1:])
+            acks[i] = (p, o, ms / 1000)
+        elif f[0] == "ERR":
+            errors[int(f[1])] = f[2] if len(f) > 2 else ""
+        elif f[0] == "SENT":
+            sent = int(f[1])
+    return acks, errors, sent

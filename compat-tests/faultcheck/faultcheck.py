@@ -20,7 +20,9 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
@@ -44,6 +46,7 @@ class Context:
         self.session_timeout_s = SESSION_TIMEOUT_MS / 1000
         self.violations = []
         self.recoveries = []
+        self.java_missing = None
 
     def whole(self):
         """Every node running, and every partition of every topic led with its full replica set
@@ -54,7 +57,8 @@ class Context:
             return f"nodes {down} not running"
         for n in self.cl.nodes:
             try:
-                topics = metadata(n.port, [wl.TOPIC_IDEM, wl.TOPIC_TXN, *INTERNAL], host=n.host, timeout=3)[3]
+                topics = metadata(n.port, [wl.TOPIC_IDEM, wl.TOPIC_TXN, wl.TOPIC_JAVA, *INTERNAL], host=n.host,
+                                  timeout=3)[3]
             except OSError as e:
                 return f"node {n.id} does not answer Metadata ({e})"
             for topic, parts in topics.items():
@@ -225,7 +229,8 @@ def run(a, ctx, workers):
     bs = cl.bootstrap()
     admin = AdminClient(wl.conf(bs))
     topics = [NewTopic(wl.TOPIC_IDEM, wl.IDEM_PARTITIONS, 3, config={"min.insync.replicas": "2"}),
-              NewTopic(wl.TOPIC_TXN, wl.TXN_PARTITIONS, 3, config={"min.insync.replicas": "2"})]
+              NewTopic(wl.TOPIC_TXN, wl.TXN_PARTITIONS, 3, config={"min.insync.replicas": "2"}),
+              NewTopic(wl.TOPIC_JAVA, wl.JAVA_PARTITIONS, 3, config={"min.insync.replicas": "2"})]
     for f in admin.create_topics(topics).values():
         f.result(timeout=30)
     idem = wl.IdempotentProducer(bs)
@@ -235,11 +240,21 @@ def run(a, ctx, workers):
     members = [wl.GroupMember(bs, i) for i in range(2)]
     watcher = wl.OffsetWatcher(bs)
     producers = [idem, txn]
+    java = None
+    if os.environ.get("SLUICE_TXN_CLASSPATH"):
+        java = wl.JavaProducer(cl, cl.work)
+        producers.append(java)
+    else:
+        ctx.java_missing = (os.environ.get("SLUICE_TXN_CLASSPATH_ERROR")
+                               or "SLUICE_TXN_CLASSPATH not set (run through faultcheck/run.sh)")
+        say(f"faultcheck: no Java producer: {ctx.java_missing}")
     consumers = [idem_reader, txn_reader, *members, watcher]
     workers.extend(producers + consumers)
     for w in workers:
         w.start()
     wait_for("the first acknowledgements", lambda: len(idem.acked) > 200 and txn.committed, 60)
+    if java is not None:
+        java.proc.wait_line(lambda ln: ln == "STARTED", 60, "the Java producer's first acknowledgement")
     ctx.wait_recovered("start")  # the internal topics are made on first use
 
     rows = []
@@ -269,6 +284,7 @@ def run(a, ctx, workers):
     ctx.wait_recovered("end of load")
     final_idem, ends, idem_done = read_log(cl.bootstrap(), wl.TOPIC_IDEM, wl.IDEM_PARTITIONS, "read_uncommitted")
     final_txn, _, txn_done = read_log(cl.bootstrap(), wl.TOPIC_TXN, wl.TXN_PARTITIONS, "read_committed")
+    final_java, _, java_done = read_log(cl.bootstrap(), wl.TOPIC_JAVA, wl.JAVA_PARTITIONS, "read_uncommitted")
     wait_for("the group's committed offsets at the partitions' ends",
              lambda: watcher.committed() == ends, 90, step=1)
     final_committed = watcher.committed(timeout=10) or {}
@@ -280,7 +296,7 @@ def run(a, ctx, workers):
         w.join(60)
 
     v = list(ctx.violations)
-    for done, topic in ((idem_done, wl.TOPIC_IDEM), (txn_done, wl.TOPIC_TXN)):
+    for done, topic in ((idem_done, wl.TOPIC_IDEM), (txn_done, wl.TOPIC_TXN), (java_done, wl.TOPIC_JAVA)):
         if not done:
             v.append(f"{topic}: the final read did not reach the end of the log within its time")
     for w in workers:
@@ -289,6 +305,8 @@ def run(a, ctx, workers):
     checks = [
         ("idempotent producer", *history.check_idempotent(idem, final_idem)),
         ("transactions (read_committed)", *history.check_transactions(txn, final_txn)),
+        *([("Java idempotent producer", *history.check_idempotent(java, final_java, "j", "Java idempotent producer"))]
+          if java is not None else []),
         ("reader, read_uncommitted", *history.check_reader(idem_reader, final_idem, "read_uncommitted reader")),
         ("reader, read_committed", *history.check_reader(txn_reader, final_txn, "read_committed reader")),
         ("consumer group", *history.check_group(members, watcher, final_committed, ends, idem.acked)),
@@ -323,7 +341,10 @@ def run(a, ctx, workers):
         print_logs(cl)
         print(f"FAIL faultcheck: {len(v)} violations under {faults_run} faults (listed above)", flush=True)
         return 1
-    print(f"PASS faultcheck: {faults_run} faults, {len(idem.acked)} idempotent and {len(txn.committed)} "
+    if ctx.java_missing:
+        say(f"no Java producer in this run: {ctx.java_missing}")
+    java_acked = f" (+{len(java.acked)} by kafka-clients)" if java is not None else ""
+    print(f"PASS faultcheck: {faults_run} faults, {len(idem.acked)}{java_acked} idempotent and {len(txn.committed)} "
           "transactional writes acknowledged: none lost, duplicated or out of order; transactions all or "
           "nothing; nothing served was lost; group offsets never went back; full ISR again after every fault",
           flush=True)

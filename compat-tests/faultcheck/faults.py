@@ -93,16 +93,23 @@ def rolling_restart(ctx):
     return f"SIGTERM and restart of every node in turn (exit statuses {', '.join(statuses)})"
 
 
-def network_cut(ctx):
-    """The busiest leader cut from every other broker (both ways; clients still reach it)."""
+def cut(ctx, node, which):
+    """`node` cut from every other broker (both ways; clients still reach it), then healed."""
     if ctx.net is None:
         raise Skip("no network namespaces here (needs root and iproute2; or --no-netns was given)")
-    node = busiest_leader(ctx)
     others = [n.id for n in ctx.cl.nodes if n.id != node.id]
     ctx.net.cut([node.id], others)
     time.sleep(CUT_S)
     ctx.net.heal()
-    return f"node {node.id} (the busiest leader) cut from nodes {others} for {CUT_S:.0f} s"
+    return f"node {node.id} ({which}) cut from nodes {others} for {CUT_S:.0f} s"
+
+
+def network_cut(ctx):
+    return cut(ctx, busiest_leader(ctx), "the busiest leader")
+
+
+def network_cut_controller(ctx):
+    return cut(ctx, controller_leader(ctx), "the controller quorum's leader")
 
 
 def disk_full(ctx):
@@ -134,6 +141,7 @@ FAULTS = {
     "pause": pause,
     "rolling-restart": rolling_restart,
     "network-cut": network_cut,
+    "network-cut-controller": network_cut_controller,
     "disk-full": disk_full,
 }
 

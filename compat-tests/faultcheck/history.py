@@ -59,33 +59,34 @@ def by_value(log):
     return out
 
 
-def check_idempotent(producer, final):
-    """-> (violations, counts)."""
+def check_idempotent(producer, final, prefix="i", what="idempotent"):
+    """`producer`'s record (acked, sent_partition, sent, failed; values `<prefix>-<n>`) against
+    its topic read back. -> (violations, counts)."""
     v = []
     lost = [(k, val) for k, val in producer.acked.items() if final.get(k) != val]
     if lost:
-        v.append(f"idempotent: {len(lost)} acknowledged records not in the log at their offsets, "
+        v.append(f"{what}: {len(lost)} acknowledged records not in the log at their offsets, "
                  f"e.g. {_examples(lost)}")
     where = by_value(final)
     dups = {val: ks for val, ks in where.items() if len(ks) > 1}
     if dups:
-        v.append(f"idempotent: {len(dups)} records in the log more than once, e.g. {_examples(dups.items())}")
+        v.append(f"{what}: {len(dups)} records in the log more than once, e.g. {_examples(dups.items())}")
     misplaced = [(val, ks) for val, ks in where.items()
                  if producer.sent_partition.get(val) not in (None, ks[0][0])]
     if misplaced:
-        v.append(f"idempotent: {len(misplaced)} records in a partition they were not sent to, "
+        v.append(f"{what}: {len(misplaced)} records in a partition they were not sent to, "
                  f"e.g. {_examples(misplaced)}")
     out_of_order = []
     by_part = {}
     for (part, off), val in sorted(final.items()):
-        n = _seq(val, "i")
+        n = _seq(val, prefix)
         if n is None:
             continue
         if part in by_part and n <= by_part[part][1]:
             out_of_order.append((part, off, n, by_part[part]))
         by_part[part] = (off, n)
     if out_of_order:
-        v.append(f"idempotent: {len(out_of_order)} records after a later one in their partition, "
+        v.append(f"{what}: {len(out_of_order)} records after a later one in their partition, "
                  f"e.g. (partition, offset, seq, previous (offset, seq)) {_examples(out_of_order)}")
     counts = {"sent": producer.sent, "acked": len(producer.acked), "failed": len(producer.failed),
               "lost": len(lost), "duplicated": sum(len(ks) - 1 for ks in dups.values()),

@@ -17,6 +17,9 @@ if [[ -z "${SLUICE_SKIP_BUILD:-}" ]]; then
   (cd "$ROOT" && cargo build --release --bin sluice >&2)
 fi
 export SLUICE_BIN="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/sluice}"
+# The kafka-clients (Java) producer: SLUICE_TXN_CLASSPATH, or the reason it is left out.
+# shellcheck source=../java/txnclient-classpath.sh
+source "$ROOT/compat-tests/java/txnclient-classpath.sh"
 export PYTHONDONTWRITEBYTECODE=1 # keep the work tree clean
 # The work dir is chosen here so that whatever a crashed checker left (brokers by their PID files,
 # network namespaces, the tmpfs) can be cleaned up after it.

@@ -2,6 +2,8 @@
 was told: every acknowledged write, every transaction's outcome, every record read, every offset
 commit. history.py checks the records; nothing here decides what is right.
 
+- JavaProducer: kafka-clients 4.3.0's idempotent acks=all producer (java/TxnClient.java
+  produce-acks) on TOPIC_JAVA, when the Java client is there (compat-tests/setup.sh caches it).
 - IdempotentProducer: acks=all, enable.idempotence, paced over the partitions of TOPIC_IDEM in
   turn; values carry a sequence number so that order and duplicates can be checked.
 - TransactionalProducer: transactions of TXN_RECORDS records over TOPIC_TXN; every ABORT_EVERY-th
@@ -17,6 +19,7 @@ Rates are small and bounded (this machine has two cores shared with the brokers)
 """
 
 import logging
+import os
 import threading
 import time
 
@@ -24,6 +27,9 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 TOPIC_IDEM = "fc-idem"
 TOPIC_TXN = "fc-txn"
+TOPIC_JAVA = "fc-java"
+JAVA_PARTITIONS = 3
+JAVA_INTERVAL_US = 5000  # 200 records a second
 IDEM_PARTITIONS = 6
 TXN_PARTITIONS = 3
 GROUP = "fc-group"
@@ -99,6 +105,39 @@ class IdempotentProducer(Worker):
                 self.sent += 1
             self.p.poll(0.02)
         self.p.flush(150)
+
+
+class JavaProducer(Worker):
+    """java/TxnClient.java produce-acks: key = value = j-<i> to partition i % JAVA_PARTITIONS, paced,
+    until a stop file appears; what it acknowledged is read from its output when it has stopped,
+    into the same shape as IdempotentProducer's record (history.check_idempotent checks both)."""
+
+    def __init__(self, cl, work):
+        import javaproc  # compat-tests/cluster: the Java client's process and output
+
+        super().__init__("java-producer")
+        self.javaproc = javaproc
+        self.stop_file = os.path.join(work, "java-producer.stop")
+        self.proc = javaproc.Proc(cl, "java-producer", "produce-acks", "--topic", TOPIC_JAVA, "--partitions",
+                                  JAVA_PARTITIONS, "--prefix", "j-", "--stop-file", self.stop_file,
+                                  "--interval-us", JAVA_INTERVAL_US, "--max-run-ms", 3_600_000)
+        self.sent = 0
+        self.acked = {}
+        self.sent_partition = {}
+        self.failed = []
+
+    def work(self):
+        self.stop.wait()
+        open(self.stop_file, "w").close()
+        rc = self.proc.wait_exit(150)
+        acks, errors, sent = self.javaproc.parse_java(self.proc.snapshot())
+        if rc is None or sent is None:
+            self.proc.kill9()
+            raise RuntimeError(f"the Java producer did not finish (exit {rc}); its log: {self.proc.tail()}")
+        self.sent = sent
+        self.sent_partition = {f"j-{i}".encode(): i % JAVA_PARTITIONS for i in range(sent)}
+        self.acked = {(p, o): f"j-{i}".encode() for i, (p, o, _) in acks.items()}
+        self.failed = sorted(errors.items())
 
 
 class TransactionalProducer(Worker):
