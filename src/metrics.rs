@@ -53,6 +53,10 @@ pub const GROUP_REBALANCES_TOTAL: &str = "sluice_consumer_group_rebalances_total
 pub const ISR_SHRINKS_TOTAL: &str = "sluice_isr_shrinks_total";
 pub const ISR_EXPANDS_TOTAL: &str = "sluice_isr_expands_total";
 pub const LEADER_ELECTIONS_TOTAL: &str = "sluice_leader_elections_total";
+pub const REPLICATION_BYTES_IN_TOTAL: &str = "sluice_replication_bytes_in_total";
+pub const REPLICATION_BYTES_OUT_TOTAL: &str = "sluice_replication_bytes_out_total";
+pub const REASSIGNMENT_BYTES_IN_TOTAL: &str = "sluice_reassignment_bytes_in_total";
+pub const REASSIGNMENT_BYTES_OUT_TOTAL: &str = "sluice_reassignment_bytes_out_total";
 
 // ---- sampled at scrape time --------------------------------------------------------------
 pub const UP: &str = "sluice_up";
@@ -176,7 +180,31 @@ fn describe() {
         LEADER_ELECTIONS_TOTAL,
         "Partition leaderships this broker took at a new leader epoch (elections it won)."
     );
+    describe_counter!(
+        REPLICATION_BYTES_IN_TOTAL,
+        "Record bytes this broker's followers appended from their leaders (Kafka's ReplicationBytesInPerSec)."
+    );
+    describe_counter!(
+        REPLICATION_BYTES_OUT_TOTAL,
+        "Record bytes this broker's leaders sent to followers (Kafka's ReplicationBytesOutPerSec)."
+    );
+    describe_counter!(
+        REASSIGNMENT_BYTES_IN_TOTAL,
+        "Of the replication bytes in, those of partitions being reassigned (Kafka's ReassignmentBytesInPerSec)."
+    );
+    describe_counter!(
+        REASSIGNMENT_BYTES_OUT_TOTAL,
+        "Of the replication bytes out, those of partitions being reassigned (Kafka's ReassignmentBytesOutPerSec)."
+    );
     // Created at 0 so the series exist before the first event.
+    for c in [
+        REPLICATION_BYTES_IN_TOTAL,
+        REPLICATION_BYTES_OUT_TOTAL,
+        REASSIGNMENT_BYTES_IN_TOTAL,
+        REASSIGNMENT_BYTES_OUT_TOTAL,
+    ] {
+        metrics::counter!(c).absolute(0);
+    }
     metrics::counter!(LEADER_ELECTIONS_TOTAL).absolute(0);
     metrics::counter!(ISR_SHRINKS_TOTAL).absolute(0);
     metrics::counter!(ISR_EXPANDS_TOTAL).absolute(0);
@@ -366,6 +394,24 @@ pub fn group_rebalance() {
 /// An ISR change of a partition led here was committed.
 pub fn isr_changed(expands: bool) {
     metrics::counter!(if expands { ISR_EXPANDS_TOTAL } else { ISR_SHRINKS_TOTAL }).increment(1);
+}
+
+/// Record bytes replicated: appended by a follower here (`inbound`) or sent by a leader here to
+/// a follower; `reassigning`: the partition is being reassigned.
+pub fn replicated(bytes: usize, inbound: bool, reassigning: bool) {
+    if bytes == 0 {
+        return;
+    }
+    let bytes = bytes as u64;
+    let (all, moving) = if inbound {
+        (REPLICATION_BYTES_IN_TOTAL, REASSIGNMENT_BYTES_IN_TOTAL)
+    } else {
+        (REPLICATION_BYTES_OUT_TOTAL, REASSIGNMENT_BYTES_OUT_TOTAL)
+    };
+    metrics::counter!(all).increment(bytes);
+    if reassigning {
+        metrics::counter!(moving).increment(bytes);
+    }
 }
 
 /// This broker became a partition's leader at a new epoch.

@@ -13,6 +13,9 @@ each its metrics listener (issue 12):
   partitions once (sluice_leader_partitions), one active controller; a broker killed (-9): the
   partitions it shared are under-replicated and under min.insync.replicas (3) on their leaders;
   restarted, all back to 0 with the ISR expansions and its new leaderships counted.
+- replication-bytes: fetch-from-follower's partition moved onto broker 2 (kafka-python's
+  alter_partition_reassignments): the reassignment and replication byte counters of the brokers
+  involved count it.
 """
 
 import os
@@ -23,6 +26,7 @@ import urllib.request
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
+from kafka import TopicPartition as KTP
 
 from cluster import Cluster, free_port, metadata
 from compat import fail
@@ -46,6 +50,7 @@ def run(suite):
         suite.check("racks", racks, cl)
         suite.check("cluster-metrics", cluster_metrics, cl)
         suite.check("fetch-from-follower", fetch_from_follower, cl)
+        suite.check("replication-bytes", replication_bytes, cl)
     finally:
         if suite.failures:
             cl.print_logs(25)
@@ -202,3 +207,36 @@ def fetch_from_follower(cl):
     print(f"# fetch-from-follower: {N_NEARBY} records of a partition led by broker 1 (r1): a consumer with "
           f"client.rack=r2 read them all from broker 3 (its follower in r2: {from_follower:g} sent, the leader "
           f"{from_leader:g}); with client.rack=r1, from the leader", flush=True)
+
+
+def counter(node, name):
+    return scrape(node).get((name, ""), 0.0)
+
+
+def replication_bytes(cl):
+    """After fetch-from-follower: NEARBY's partition 0 ([1, 3], N_NEARBY records) moved to [1, 2]
+    (kafka-python's alter_partition_reassignments): broker 2 appends it as a reassigning follower
+    (sluice_reassignment_bytes_in_total) from leader 1 (_out_total); the replication counters
+    count what broker 3 followed before."""
+    kp = KafkaAdminClient(bootstrap_servers=cl.bootstrap())
+    try:
+        before_in, before_out = counter(cl.node(2), "sluice_reassignment_bytes_in_total"), counter(
+            cl.node(1), "sluice_reassignment_bytes_out_total")
+        got = kp.alter_partition_reassignments({KTP(NEARBY, 0): [1, 2]})
+        errors = {tp.partition: e for tp, e in got.items() if e is not None}
+        if errors:
+            fail(f"reassignment refused: {errors}")
+        wait_for("the move done", lambda: (lambda v: sorted(v[2]) == [1, 2] and sorted(v[3]) == [1, 2])(
+            partitions(cl, NEARBY)[0]), 30)
+    finally:
+        kp.close()
+    moved_in = counter(cl.node(2), "sluice_reassignment_bytes_in_total") - before_in
+    moved_out = counter(cl.node(1), "sluice_reassignment_bytes_out_total") - before_out
+    followed = counter(cl.node(3), "sluice_replication_bytes_in_total")
+    sent = counter(cl.node(1), "sluice_replication_bytes_out_total")
+    if moved_in <= 0 or moved_out < moved_in or followed <= 0 or sent < moved_out:
+        fail(f"reassignment bytes in (broker 2) {moved_in:g}, out (broker 1) {moved_out:g}; replication bytes "
+             f"in (broker 3) {followed:g}, out (broker 1) {sent:g}")
+    print(f"# replication-bytes: a partition of {N_NEARBY} records moved onto broker 2: {moved_in:g} reassignment "
+          f"bytes in there, {moved_out:g} out of its leader; replication bytes in on its old follower {followed:g}, "
+          f"out of the leader {sent:g}", flush=True)

@@ -62,7 +62,8 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest, replica: i32) -
     let min_bytes = usize::try_from(req.min_bytes.max(0)).unwrap_or(0);
     // Kafka's KIP-841 rule: only a registered, unfenced broker not shutting down (and, KIP-858,
     // with its log dir online) joins an ISR.
-    let isr_eligible = broker.metadata.image().is_eligible(replica);
+    let image = broker.metadata.image();
+    let isr_eligible = image.is_eligible(replica);
     let results = broker
         .replicas
         .fetch_for_follower(replica, isr_eligible, max_wait, min_bytes, max_bytes, &targets)
@@ -72,7 +73,14 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest, replica: i32) -
             continue;
         };
         match (result, &target.partition) {
-            (Ok(read), _) => {
+            (Ok(read), partition) => {
+                let reassigning = partition.as_ref().is_ok_and(|p| {
+                    image
+                        .topic(&p.topic)
+                        .and_then(|t| t.partition(p.index))
+                        .is_some_and(|r| r.is_reassigning())
+                });
+                crate::metrics::replicated(read.records.len(), false, reassigning);
                 pd.high_watermark = read.high_watermark;
                 pd.log_start_offset = read.log_start_offset;
                 if let Some((epoch, end_offset)) = read.diverging {

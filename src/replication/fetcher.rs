@@ -21,6 +21,7 @@ use kafka_protocol::ResponseError;
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
+use crate::controller::image::MetadataImage;
 use crate::controller::record::NodeId;
 use crate::metadata::MetadataClient;
 use crate::replication::broker_client::BrokerClient;
@@ -363,6 +364,14 @@ fn build_request(running: &Running, follows: &[Follow]) -> FetchRequest {
         )
 }
 
+/// Whether partition `p` is being reassigned, in the metadata this broker has applied.
+fn reassigning(image: &MetadataImage, p: &Partition) -> bool {
+    image
+        .topic(&p.topic)
+        .and_then(|t| t.partition(p.index))
+        .is_some_and(|r| r.is_reassigning())
+}
+
 fn apply_response(
     fetcher: &Fetcher,
     follows: &[Follow],
@@ -371,6 +380,7 @@ fn apply_response(
     running: &Running,
 ) {
     let quota = &running.quota;
+    let image = running.metadata.image();
     let now_ms = crate::replication::replica_manager::now_ms();
     let by_key: HashMap<(Uuid, i32), &Follow> = follows
         .iter()
@@ -395,6 +405,9 @@ fn apply_response(
                     let appended = p.append_as_follower(&records, pd.high_watermark, now_ms);
                     if !records.is_empty() {
                         running.health.observe("replica append", &appended);
+                        if appended.is_ok() {
+                            crate::metrics::replicated(records.len(), true, reassigning(&image, p));
+                        }
                     }
                     appended.map(|_| ())
                 }
