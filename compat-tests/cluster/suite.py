@@ -93,6 +93,11 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - cluster-metrics (racks.py, the same nodes, each with its metrics listener): leaders counted
   once, one active controller; a broker killed: under-replicated and under-min-ISR partitions on
   the leaders, none offline; restarted: healthy again, ISR expansions and elections counted.
+- replace-voter (voters.py; its own three nodes): a voter whose data dir is gone removed with
+  kafka-clients' Admin.removeRaftVoter, started empty outside controller.quorum.voters and added
+  back with Admin.addRaftVoter (KIP-853); it catches up, rejoins the ISR and votes.
+- replication-bytes (racks.py, the same nodes): a partition moved onto another broker counted by
+  sluice_reassignment_bytes_in/out_total and the replication byte counters.
 
 This suite runs its own processes (run.sh gives it the binary and a work dir, and compiles
 java/TxnClient.java for the two Java checks: SLUICE_TXN_CLASSPATH).
@@ -119,6 +124,7 @@ import group_failover  # noqa: E402
 import network_cut  # noqa: E402
 import replicated  # noqa: E402
 import racks  # noqa: E402
+import voters  # noqa: E402
 import reassign  # noqa: E402
 import rolling  # noqa: E402
 import txn_markers  # noqa: E402
@@ -401,6 +407,7 @@ def main():
     suite.check("network-cut", network_cut.network_cut, state)
     suite.check("auto-rebalance", elections.auto_rebalance)
     racks.run(suite)
+    voters.run(suite)
     suite.finish()
 
 

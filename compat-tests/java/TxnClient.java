@@ -35,6 +35,10 @@
 //                partition in progress, then "LISTED n" (Admin.listPartitionReassignments)
 //   unregister-broker --id N                           "UNREGISTER N NONE" or "UNREGISTER N <exception class>"
 //                (Admin.unregisterBroker, what kafka-cluster.sh unregister sends)
+//   add-raft-voter --id N --host H --port P            "ADD_VOTER N NONE" or "ADD_VOTER N <exception class> <message>"
+//                (Admin.addRaftVoter with the CONTROLLER endpoint, what kafka-metadata-quorum add-controller sends)
+//   remove-raft-voter --id N                           "REMOVE_VOTER N NONE" or "REMOVE_VOTER N <exception class> <message>"
+//                (Admin.removeRaftVoter, what kafka-metadata-quorum remove-controller sends)
 //   describe-topics --topics T1,T2 [--page N]          "PARTITION topic p leader=L replicas=.. isr=.." per partition
 //                (Admin.describeTopics: DescribeTopicPartitions, N partitions a response)
 // Scenarios that assert themselves and print "PASS <check>" / "FAIL <check>: <reason>":
@@ -1096,6 +1100,36 @@ public final class TxnClient {
         return 0;
     }
 
+    /** "NONE", or the failure's class and message (one line). */
+    static String outcomeOf(KafkaFuture<Void> f) {
+        try {
+            f.get(OP_TIMEOUT_MS, TimeUnit.MILLISECONDS);
+            return "NONE";
+        } catch (ExecutionException e) {
+            return e.getCause().getClass().getSimpleName() + " " + String.valueOf(e.getCause().getMessage()).replace('\n', ' ');
+        } catch (Exception e) {
+            return e.getClass().getSimpleName() + " " + String.valueOf(e.getMessage()).replace('\n', ' ');
+        }
+    }
+
+    static int cmdAddRaftVoter(Args a) {
+        int id = a.getInt("id", -1);
+        Set<RaftVoterEndpoint> endpoints = Collections.singleton(
+            new RaftVoterEndpoint("CONTROLLER", a.need("host"), a.getInt("port", -1)));
+        try (Admin admin = admin()) {
+            out("ADD_VOTER " + id + " " + outcomeOf(admin.addRaftVoter(id, Uuid.randomUuid(), endpoints).all()));
+        }
+        return 0;
+    }
+
+    static int cmdRemoveRaftVoter(Args a) {
+        int id = a.getInt("id", -1);
+        try (Admin admin = admin()) {
+            out("REMOVE_VOTER " + id + " " + outcomeOf(admin.removeRaftVoter(id, Uuid.randomUuid()).all()));
+        }
+        return 0;
+    }
+
     static int cmdDescribeTopics(Args a) {
         List<String> topics = Arrays.asList(a.need("topics").split(","));
         DescribeTopicsOptions options = new DescribeTopicsOptions().partitionSizeLimitPerResponse(a.getInt("page", 2000));
@@ -1359,6 +1393,8 @@ public final class TxnClient {
                 case "list-reassignments": rc = cmdListReassignments(a); break;
                 case "describe-topics": rc = cmdDescribeTopics(a); break;
                 case "unregister-broker": rc = cmdUnregisterBroker(a); break;
+                case "add-raft-voter": rc = cmdAddRaftVoter(a); break;
+                case "remove-raft-voter": rc = cmdRemoveRaftVoter(a); break;
                 case "txn-produce": rc = cmdTxnProduce(a); break;
                 case "abort-scenario": rc = abortScenario(a); break;
                 case "fence-scenario": rc = fenceScenario(a); break;

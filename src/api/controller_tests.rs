@@ -154,6 +154,39 @@ async fn reassignment_apis_at_every_version() -> TestResult {
             assert_eq!((code(&resp), resp.allow_replication_factor_change), (Some(0), false));
         }
     }
+    for v in range(ApiKey::AddRaftVoter) {
+        let listener = add_raft_voter_request::Listener::default()
+            .with_name(kafka_protocol::protocol::StrBytes::from_static_str("CONTROLLER"))
+            .with_host(kafka_protocol::protocol::StrBytes::from_static_str("127.0.0.1"))
+            .with_port(9093);
+        let req = AddRaftVoterRequest::default()
+            .with_voter_id(2)
+            .with_timeout_ms(1_000)
+            .with_listeners(vec![listener]);
+        let resp = c.request(&req, v).await?.ok_or("closed")?;
+        assert_eq!(
+            resp.error_code, 42,
+            "a quorum of one takes no voters (INVALID_REQUEST), v{v}: {resp:?}"
+        );
+        let other = req.with_cluster_id(Some(kafka_protocol::protocol::StrBytes::from_static_str("elsewhere")));
+        let resp = c.request(&other, v).await?.ok_or("closed")?;
+        assert_eq!(resp.error_code, 104, "INCONSISTENT_CLUSTER_ID, v{v}: {resp:?}");
+    }
+    for v in range(ApiKey::RemoveRaftVoter) {
+        let resp = c
+            .request(&RemoveRaftVoterRequest::default().with_voter_id(99), v)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(resp.error_code, 127, "VOTER_NOT_FOUND, v{v}: {resp:?}");
+        let resp = c
+            .request(&RemoveRaftVoterRequest::default().with_voter_id(1), v)
+            .await?
+            .ok_or("closed")?;
+        assert_eq!(
+            resp.error_code, 42,
+            "the last voter stays (INVALID_REQUEST), v{v}: {resp:?}"
+        );
+    }
     for v in range(ApiKey::UnregisterBroker) {
         let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(99));
         let resp = c.request(&req, v).await?.ok_or("closed")?;

@@ -26,6 +26,7 @@ mod metadata;
 mod offset_for_leader_epoch;
 mod offsets;
 mod produce;
+mod raft_voters;
 mod reassignments;
 mod replica_fetch;
 pub mod response_buf;
@@ -247,6 +248,8 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
             ResponseKind::AlterPartitionReassignments(reassignments::alter(ctx, req).await)
         }
         RequestKind::UnregisterBroker(req) => ResponseKind::UnregisterBroker(unregister_broker::handle(ctx, req).await),
+        RequestKind::AddRaftVoter(req) => ResponseKind::AddRaftVoter(raft_voters::add(ctx, req).await),
+        RequestKind::RemoveRaftVoter(req) => ResponseKind::RemoveRaftVoter(raft_voters::remove(ctx, req).await),
         RequestKind::DescribeTopicPartitions(req) => {
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, req))
         }
@@ -347,6 +350,8 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::ListPartitionReassignments(r) => r.encode(out, version),
         ResponseKind::DescribeTopicPartitions(r) => r.encode(out, version),
         ResponseKind::UnregisterBroker(r) => r.encode(out, version),
+        ResponseKind::AddRaftVoter(r) => r.encode(out, version),
+        ResponseKind::RemoveRaftVoter(r) => r.encode(out, version),
         ResponseKind::OffsetForLeaderEpoch(r) => r.encode(out, version),
         ResponseKind::DeleteRecords(r) => r.encode(out, version),
         ResponseKind::FindCoordinator(r) => r.encode(out, version),

@@ -36,6 +36,8 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0, 0),
+    (ApiKey::AddRaftVoter, 0, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0, 0),
     (ApiKey::OffsetCommit, 2, 2, 9),
     (ApiKey::OffsetFetch, 1, 1, 9),
     // v0 of FindCoordinator and JoinGroup: librdkafka before 2.11 enables groups only if it sees them.
@@ -96,6 +98,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::ListPartitionReassignments => "ListPartitionReassignments",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::UnregisterBroker => "UnregisterBroker",
+        ApiKey::AddRaftVoter => "AddRaftVoter",
+        ApiKey::RemoveRaftVoter => "RemoveRaftVoter",
         ApiKey::OffsetCommit => "OffsetCommit",
         ApiKey::OffsetFetch => "OffsetFetch",
         ApiKey::FindCoordinator => "FindCoordinator",
@@ -153,6 +157,8 @@ mod tests {
         check::<ListPartitionReassignmentsRequest>(ApiKey::ListPartitionReassignments);
         check::<DescribeTopicPartitionsRequest>(ApiKey::DescribeTopicPartitions);
         check::<UnregisterBrokerRequest>(ApiKey::UnregisterBroker);
+        check::<AddRaftVoterRequest>(ApiKey::AddRaftVoter);
+        check::<RemoveRaftVoterRequest>(ApiKey::RemoveRaftVoter);
         check::<OffsetCommitRequest>(ApiKey::OffsetCommit);
         check::<OffsetFetchRequest>(ApiKey::OffsetFetch);
         check::<FindCoordinatorRequest>(ApiKey::FindCoordinator);

@@ -292,12 +292,8 @@ impl ClusterConfig {
                     ),
                 ));
             };
-            if !self.voters.contains_key(&node_id) {
-                return Err(invalid(
-                    "controller.quorum.voters",
-                    format!("node.id {node_id} has the controller role but is not among the voters"),
-                ));
-            }
+            // A controller outside the voters joins the quorum once added (AddRaftVoter); see
+            // `controller::membership`.
             self.controller_listener = Some(super::parse_socket_addr("listeners", &l.host, l.port)?);
         } else if self.voters.contains_key(&node_id) {
             return Err(invalid(

@@ -16,6 +16,8 @@
 //! - `takeover`: a voter that sees the quorum's leader process gone asks for an election as
 //!   the leader's lease ends.
 //! - `placement`: where new partitions' replicas go (Kafka's spread).
+//! - `membership`: adding and removing voters (AddRaftVoter, RemoveRaftVoter) with openraft's
+//!   membership change.
 //!
 //! [`Controller`] is the handle the broker holds: propose a command, read the latest image,
 //! wait until an offset is applied.
@@ -23,6 +25,7 @@
 pub mod election;
 pub mod image;
 pub mod journal;
+pub mod membership;
 pub mod network;
 pub mod observer;
 pub mod placement;
@@ -176,7 +179,16 @@ impl Controller {
         }
         .validate()?;
         let raft = Raft::new(raft_id(node_id), Arc::new(config), network, log, machine).await?;
-        if pristine {
+        // A node outside `controller.quorum.voters` joins an existing quorum: it waits to be
+        // added (AddRaftVoter) instead of forming one of its own.
+        let joining = !voters.contains_key(&node_id);
+        if joining && pristine {
+            tracing::warn!(
+                node_id,
+                "this controller is not among controller.quorum.voters: it waits to be added as a voter (AddRaftVoter)"
+            );
+        }
+        if pristine && !joining {
             let members: BTreeMap<u64, BasicNode> = voters
                 .iter()
                 .map(|(id, addr)| (raft_id(*id), BasicNode::new(addr)))
@@ -314,14 +326,19 @@ impl Controller {
                     allow_rf_change,
                 } => PeerResponse::AlterReassignments(quorum.alter_reassignments(reassignments, allow_rf_change).await),
                 PeerRequest::UnregisterBroker(id) => PeerResponse::UnregisterBroker(quorum.unregister_broker(id).await),
+                PeerRequest::AddVoter {
+                    id,
+                    address,
+                    timeout_ms,
+                } => PeerResponse::AddVoter(quorum.add_voter(id, address, Duration::from_millis(timeout_ms)).await),
+                PeerRequest::RemoveVoter(id) => PeerResponse::RemoveVoter(quorum.remove_voter(id).await),
                 _ => return Err(Forward::Final("not a forwarded request".into())),
             });
         }
         let addr = self
-            .voters
-            .get(&leader)
+            .address_of(leader)
             .ok_or_else(|| Forward::Retry(format!("no address for controller {leader}")))?;
-        let mut client = network::PeerClient::new(addr.clone());
+        let mut client = network::PeerClient::new(addr);
         match client.call(request, FORWARD_TIMEOUT).await {
             Ok(r) => Ok(r),
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Forward::Retry(e.to_string())),
@@ -395,6 +412,63 @@ impl Controller {
             network::PeerResponse::AlterReassignments(r) => Some(r.map(|r| (r.offset, r.outcomes))),
             _ => None,
         })
+        .await
+    }
+
+    /// Controller `id`'s address: from the quorum's membership on a voter (a voter added since
+    /// this node started is there), else from `controller.quorum.voters`.
+    fn address_of(&self, id: NodeId) -> Option<String> {
+        if let Member::Voter { raft, .. } = &self.member {
+            let m = raft.metrics().borrow().membership_config.clone();
+            if let Some(n) = m.membership().get_node(&raft_id(id)) {
+                return Some(n.addr.clone());
+            }
+        }
+        self.voters.get(&id).cloned()
+    }
+
+    /// Adds node `id`, its controller listener at `address`, to the quorum's voters once it
+    /// has caught up (AddRaftVoter), through the active controller. The catch-up may take up
+    /// to `timeout`, capped below the forwarding timeout (the metadata log is small).
+    pub async fn add_voter(
+        &self,
+        id: NodeId,
+        address: String,
+        timeout: Duration,
+    ) -> Result<Result<(), membership::VoterChangeError>, ControllerError> {
+        let timeout = timeout.min(FORWARD_TIMEOUT - Duration::from_secs(2));
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.decide(
+            || network::PeerRequest::AddVoter {
+                id,
+                address: address.clone(),
+                timeout_ms,
+            },
+            // The learner's catch-up, then the joint change.
+            timeout + Duration::from_secs(10),
+            |response| match response {
+                network::PeerResponse::AddVoter(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Removes node `id` from the quorum's voters (RemoveRaftVoter), through the active
+    /// controller.
+    pub async fn remove_voter(
+        &self,
+        id: NodeId,
+        timeout: Duration,
+    ) -> Result<Result<(), membership::VoterChangeError>, ControllerError> {
+        self.decide(
+            || network::PeerRequest::RemoveVoter(id),
+            timeout,
+            |response| match response {
+                network::PeerResponse::RemoveVoter(r) => Some(r),
+                _ => None,
+            },
+        )
         .await
     }
 
@@ -531,13 +605,10 @@ impl Controller {
                 .map_err(|e| ControllerError::Unavailable(e.to_string()));
         }
         let addr = self
-            .voters
-            .get(&leader)
+            .address_of(leader)
             .ok_or_else(|| ControllerError::Unavailable(format!("no address for controller {leader}")))?;
         let mut conns = self.heartbeat_conns.lock().await;
-        let client = conns
-            .entry(leader)
-            .or_insert_with(|| network::PeerClient::new(addr.clone()));
+        let client = conns.entry(leader).or_insert_with(|| network::PeerClient::new(addr));
         match client.call(network::PeerRequest::Heartbeat(hb), timeout).await {
             Ok(network::PeerResponse::Heartbeat(Ok(reply))) => Ok(reply),
             Ok(network::PeerResponse::Heartbeat(Err(e))) => Err(ControllerError::Unavailable(e.to_string())),

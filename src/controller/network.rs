@@ -62,6 +62,15 @@ pub enum PeerRequest {
     },
     /// An operator removes a broker from the cluster (Kafka's UnregisterBroker).
     UnregisterBroker(NodeId),
+    /// An operator adds a voter to the controller quorum at its controller `address`
+    /// (Kafka's AddRaftVoter), waiting up to `timeout_ms` for it to catch up.
+    AddVoter {
+        id: NodeId,
+        address: String,
+        timeout_ms: u64,
+    },
+    /// An operator removes a voter from the controller quorum (Kafka's RemoveRaftVoter).
+    RemoveVoter(NodeId),
     /// An operator's partition reassignments (Kafka's AlterPartitionReassignments).
     AlterReassignments {
         reassignments: Vec<Reassignment>,
@@ -142,6 +151,9 @@ pub enum PeerResponse {
     AlterReassignments(Result<ReassignResults, ForwardError>),
     /// The offset that removed it, and whether it was registered (nothing written if not).
     UnregisterBroker(Result<(u64, bool), ForwardError>),
+    /// A voter change (offset 0: nothing to wait for), or why it was not made.
+    AddVoter(Result<(u64, Result<(), crate::controller::membership::VoterChangeError>), ForwardError>),
+    RemoveVoter(Result<(u64, Result<(), crate::controller::membership::VoterChangeError>), ForwardError>),
 }
 
 /// The quorum as its leader sees it (Kafka's DescribeQuorum partition data). Offsets are the
@@ -425,6 +437,12 @@ pub async fn serve(listener: TcpListener, quorum: Arc<QuorumController>, mut shu
                     PeerRequest::UnregisterBroker(id) => {
                         PeerResponse::UnregisterBroker(quorum.unregister_broker(id).await)
                     }
+                    PeerRequest::AddVoter {
+                        id,
+                        address,
+                        timeout_ms,
+                    } => PeerResponse::AddVoter(quorum.add_voter(id, address, Duration::from_millis(timeout_ms)).await),
+                    PeerRequest::RemoveVoter(id) => PeerResponse::RemoveVoter(quorum.remove_voter(id).await),
                     PeerRequest::DescribeQuorum => PeerResponse::DescribeQuorum(quorum.describe_quorum()),
                     PeerRequest::FetchMetadata { after, max_wait_ms } => {
                         let wait = Duration::from_millis(max_wait_ms).min(MAX_FETCH_WAIT);

@@ -92,7 +92,7 @@ enum Retire {
 /// The active controller's state and decisions.
 pub struct QuorumController {
     node_id: NodeId,
-    raft: Raft<TypeConfig>,
+    pub(super) raft: Raft<TypeConfig>,
     images: watch::Receiver<Arc<MetadataImage>>,
     /// The entries applied lately, for broker-only nodes' deltas.
     journal: Arc<Journal>,
@@ -107,7 +107,7 @@ pub struct QuorumController {
     leader_loss: Arc<LeaderLoss>,
 }
 
-fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
+pub(super) fn leader_of(raft: &Raft<TypeConfig>) -> Option<NodeId> {
     raft.metrics()
         .borrow()
         .current_leader
@@ -250,7 +250,7 @@ impl QuorumController {
         self.liveness.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn is_leader(&self) -> bool {
+    pub(super) fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
