@@ -84,6 +84,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                     targets.push(FetchTarget {
                         partition,
                         fetch_offset: p.fetch_offset,
+                        knows_leader_epoch: ctx.version >= 9 && p.current_leader_epoch >= 0,
                         partition_max_bytes: usize::try_from(p.partition_max_bytes.max(0))
                             .unwrap_or(0)
                             .min(broker.config.fetch_max_bytes),

@@ -63,6 +63,10 @@ pub struct FetchTarget {
     pub partition: Option<Arc<Partition>>,
     pub fetch_offset: i64,
     pub partition_max_bytes: usize,
+    /// The consumer gave its view of the leader epoch (Fetch v9+, KIP-320): on a follower, past
+    /// its log end is OFFSET_OUT_OF_RANGE (the consumer asks the leader); without one, an empty
+    /// answer (Kafka's KAFKA-14284: it may be a stale-metadata fetch the follower cannot judge).
+    pub knows_leader_epoch: bool,
 }
 
 /// A topic's partitions by index: `None` where this broker holds no replica.
@@ -855,6 +859,18 @@ fn read_all(params: FetchParams, targets: &[FetchTarget]) -> Vec<Result<Partitio
         }
         let limit = t.partition_max_bytes.min(remaining);
         match p.read(t.fetch_offset, limit, min_one_message, params.read_committed) {
+            Err(StorageError::OffsetOutOfRange { offset, log_end, .. })
+                if !t.knows_leader_epoch && !p.is_leader() && offset > log_end =>
+            {
+                let o = p.offsets();
+                out.push(Ok(PartitionRead {
+                    records: Bytes::new(),
+                    high_watermark: o.high_watermark,
+                    last_stable_offset: o.last_stable_offset,
+                    log_start_offset: o.log_start_offset,
+                    aborted_transactions: params.read_committed.then(Vec::new),
+                }));
+            }
             Ok(read) => {
                 if !read.records.is_empty() {
                     min_one_message = false;

@@ -171,3 +171,41 @@ fn reassigned_replicas_are_removed_and_created() -> Result<(), Box<dyn std::erro
     assert!(dir.path().join("t-1").join(PARTITION_METADATA).exists());
     Ok(())
 }
+
+/// A consumer fetching from a follower past its log end (KIP-392): OFFSET_OUT_OF_RANGE if it
+/// gave its view of the leader epoch (it then asks the leader), else an empty answer (Kafka's
+/// KAFKA-14284: Fetch v11 without an epoch may come from stale metadata).
+#[test]
+fn a_follower_answers_past_its_end_by_whether_the_consumer_knows_the_epoch() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let mut t = meta("t", 1).as_ref().clone();
+    t.partitions[0] = crate::controller::record::PartitionRegistration::new(vec![2, 1]);
+    let (rm, _q) = ReplicaManager::open(dir.path(), 1, LogConfig::default(), &[Arc::new(t)], true, 16)?;
+    let p = rm.get_partition("t", 0).ok_or("no partition")?;
+    assert!(!p.is_leader());
+    let params = FetchParams {
+        max_wait_ms: 0,
+        min_bytes: 0,
+        max_bytes: 1 << 20,
+        hard_max_bytes_limit: false,
+        read_committed: false,
+        from_followers: true,
+    };
+    let target = |knows_leader_epoch| FetchTarget {
+        partition: Some(Arc::clone(&p)),
+        fetch_offset: 5,
+        partition_max_bytes: 1 << 20,
+        knows_leader_epoch,
+    };
+    let without = read_all(params, &[target(false)]);
+    assert!(matches!(&without[..], [Ok(r)] if r.records.is_empty()), "{without:?}");
+    let with = read_all(params, &[target(true)]);
+    assert!(
+        matches!(
+            &with[..],
+            [Err(BrokerError::Storage(StorageError::OffsetOutOfRange { .. }))]
+        ),
+        "{with:?}"
+    );
+    Ok(())
+}
