@@ -158,11 +158,12 @@ pub struct OffsetStore {
     group_records: HashMap<String, GroupRecord>,
     /// TxnOffsetCommit offsets waiting for their transaction's end.
     pending: PendingOffsets,
-    /// Plain commits appended and not yet replicated, in log order (Kafka's
-    /// `pendingOffsetCommits`): OffsetFetch answers a commit only once the high watermark has
-    /// passed it ([`Self::settle`]), so a commit that a failover loses (never acknowledged) was
-    /// never visible either, and committed offsets seen by anyone never go back.
-    unreplicated: VecDeque<(Replication, String, StoredOffsets)>,
+    /// Plain commits appended and not yet replicated, per partition of `__consumer_offsets` in
+    /// log order (Kafka's `pendingOffsetCommits`): OffsetFetch answers a commit only once the
+    /// high watermark has passed it ([`Self::settle`]), so a commit that a failover loses
+    /// (never acknowledged) was never visible either, and committed offsets seen by anyone never
+    /// go back. Per partition, so one lagging partition holds back only its own groups.
+    unreplicated: HashMap<i32, VecDeque<(Replication, String, StoredOffsets)>>,
 }
 
 impl OffsetStore {
@@ -176,31 +177,37 @@ impl OffsetStore {
             groups: HashMap::new(),
             group_records: HashMap::new(),
             pending: HashMap::new(),
-            unreplicated: VecDeque::new(),
+            unreplicated: HashMap::new(),
         }
     }
 
     /// Moves the commits the high watermark has passed (in log order) into the committed
     /// offsets; drops those whose leadership is gone (the partition is unloaded with them).
     pub fn settle(&mut self) {
-        while let Some((replication, _, _)) = self.unreplicated.front() {
-            if replication.is_lost() {
-                self.unreplicated.pop_front();
-                continue;
-            }
-            if !replication.is_committed() {
-                break;
-            }
-            if let Some((_, group, stored)) = self.unreplicated.pop_front() {
-                self.groups.entry(group).or_default().extend(stored);
+        for queue in self.unreplicated.values_mut() {
+            while let Some((replication, _, _)) = queue.front() {
+                if replication.is_lost() {
+                    queue.pop_front();
+                    continue;
+                }
+                if !replication.is_committed() {
+                    break;
+                }
+                if let Some((_, group, stored)) = queue.pop_front() {
+                    self.groups.entry(group).or_default().extend(stored);
+                }
             }
         }
+        self.unreplicated.retain(|_, queue| !queue.is_empty());
     }
 
     /// Forgets commits not yet replicated of `group`'s offset for the partition: a later write
     /// (a tombstone, a transaction's offsets) replaces them, as replaying the log would.
     fn supersede(&mut self, group: &str, topic: &str, partition: i32) {
-        for (_, g, stored) in &mut self.unreplicated {
+        let Some(queue) = self.unreplicated.get_mut(&partition_for(group, self.partition_count)) else {
+            return;
+        };
+        for (_, g, stored) in queue {
             if g == group {
                 stored.retain(|((t, p), _)| !(t == topic && *p == partition));
             }
@@ -286,7 +293,7 @@ impl OffsetStore {
             groups.retain(|g, _| !mine(g));
         }
         self.pending.retain(|_, groups| !groups.is_empty());
-        self.unreplicated.retain(|(_, g, _)| !mine(g));
+        self.unreplicated.remove(&partition);
         ids
     }
 
@@ -321,6 +328,8 @@ impl OffsetStore {
         let replication = self.append(group, &kvs, now_ms)?;
         if !stored.is_empty() {
             self.unreplicated
+                .entry(self.partition_of(group))
+                .or_default()
                 .push_back((replication.clone(), group.to_string(), stored));
         }
         self.settle();

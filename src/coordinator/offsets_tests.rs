@@ -258,3 +258,30 @@ fn a_commit_is_fetched_only_once_the_isr_has_it() -> TestResult {
     assert_eq!(offset_of(&store, "g", "t", 0), -1);
     Ok(())
 }
+
+/// Commits wait for their own partition of `__consumer_offsets` only: one that lags holds back
+/// only its own groups.
+#[test]
+fn a_lagging_offsets_partition_holds_back_only_its_own_groups() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (log, rm) = crate::coordinator::log::testing::replicated(dir.path(), OFFSETS_TOPIC, 2, &[1, 2])?;
+    let mut store = OffsetStore::new(log, 2);
+    reload_for_test(&mut store, &rm)?;
+    let groups: Vec<String> = (0..20).map(|i| format!("g{i}")).collect();
+    let a = groups[0].as_str();
+    let b = groups
+        .iter()
+        .map(String::as_str)
+        .find(|g| store.partition_of(g) != store.partition_of(a))
+        .ok_or("no group in the other partition")?;
+    let pb = store.partition_of(b);
+    drop(store.commit(a, &[entry("t", 0, 5)], 1000)?);
+    drop(store.commit(b, &[entry("t", 0, 7)], 1000)?);
+    let p = rm.get_partition(OFFSETS_TOPIC, pb).ok_or("no partition")?;
+    let end = *p.subscribe_log_end().borrow();
+    p.read_for_follower(2, true, end, -1, p.leader_epoch(), 1 << 20, 0)?;
+    store.settle();
+    assert_eq!(offset_of(&store, b, "t", 0), 7, "its partition is replicated");
+    assert_eq!(offset_of(&store, a, "t", 0), -1, "the other's is not");
+    Ok(())
+}
