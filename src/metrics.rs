@@ -57,6 +57,10 @@ pub const REPLICATION_BYTES_IN_TOTAL: &str = "sluice_replication_bytes_in_total"
 pub const REPLICATION_BYTES_OUT_TOTAL: &str = "sluice_replication_bytes_out_total";
 pub const REASSIGNMENT_BYTES_IN_TOTAL: &str = "sluice_reassignment_bytes_in_total";
 pub const REASSIGNMENT_BYTES_OUT_TOTAL: &str = "sluice_reassignment_bytes_out_total";
+pub const LOG_CLEANER_RUNS_TOTAL: &str = "sluice_log_cleaner_runs_total";
+pub const LOG_CLEANER_FAILURES_TOTAL: &str = "sluice_log_cleaner_failures_total";
+pub const LOG_CLEANER_BYTES_READ_TOTAL: &str = "sluice_log_cleaner_bytes_read_total";
+pub const LOG_CLEANER_BYTES_WRITTEN_TOTAL: &str = "sluice_log_cleaner_bytes_written_total";
 
 // ---- sampled at scrape time --------------------------------------------------------------
 pub const UP: &str = "sluice_up";
@@ -81,6 +85,8 @@ pub const TRANSACTIONS: &str = "sluice_transactions";
 pub const GROUP_COMMITTED_OFFSET: &str = "sluice_consumer_group_committed_offset";
 pub const GROUP_LAG: &str = "sluice_consumer_group_lag";
 pub const LOG_CORRUPTIONS_TOTAL: &str = "sluice_log_corruptions_found_total";
+pub const LOG_CLEANER_DIRTY_RATIO: &str = "sluice_log_cleaner_dirty_ratio";
+pub const LOG_CLEANER_SECONDS_SINCE_LAST_RUN: &str = "sluice_log_cleaner_seconds_since_last_run";
 
 /// Histogram buckets in seconds: 50 us to 60 s, so both sub-millisecond produce latencies and
 /// multi-second JoinGroup waits and long polls resolve.
@@ -414,6 +420,18 @@ pub fn replicated(bytes: usize, inbound: bool, reassigning: bool) {
     }
 }
 
+/// A log cleaner round ended: bytes of log it read and wrote.
+pub fn log_cleaned(read: u64, written: u64) {
+    metrics::counter!(LOG_CLEANER_RUNS_TOTAL).increment(1);
+    metrics::counter!(LOG_CLEANER_BYTES_READ_TOTAL).increment(read);
+    metrics::counter!(LOG_CLEANER_BYTES_WRITTEN_TOTAL).increment(written);
+}
+
+/// A log cleaner round failed (retried later).
+pub fn log_cleaner_failed() {
+    metrics::counter!(LOG_CLEANER_FAILURES_TOTAL).increment(1);
+}
+
 /// This broker became a partition's leader at a new epoch.
 pub fn leadership_taken() {
     metrics::counter!(LEADER_ELECTIONS_TOTAL).increment(1);
@@ -530,6 +548,8 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
     let mut hw = String::new();
     let mut stable = String::new();
     let mut size = String::new();
+    let mut dirty = String::new();
+    let now = crate::clock::now_ms();
     let mut producers = 0usize;
     let mut ends = std::collections::HashMap::with_capacity(partitions.len());
     let mut per_topic: std::collections::BTreeMap<Arc<str>, [u64; 4]> = std::collections::BTreeMap::new();
@@ -545,6 +565,9 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
         let _ = writeln!(hw, "{HIGH_WATERMARK}{{{labels}}} {}", stats.high_watermark);
         let _ = writeln!(stable, "{LAST_STABLE_OFFSET}{{{labels}}} {}", stats.last_stable_offset);
         let _ = writeln!(size, "{LOG_SIZE_BYTES}{{{labels}}} {}", stats.size_bytes);
+        if let Some(c) = p.clean_candidate(now) {
+            let _ = writeln!(dirty, "{LOG_CLEANER_DIRTY_RATIO}{{{labels}}} {}", c.dirty_ratio);
+        }
         producers += stats.producer_ids;
         ends.insert((Arc::clone(&p.topic), p.index), stats.log_end_offset);
     }
@@ -575,10 +598,23 @@ pub async fn render_state(broker: &Broker, out: &mut String) {
             &stable,
         ),
         (LOG_SIZE_BYTES, "Bytes of the partition's log segments.", &size),
+        (
+            LOG_CLEANER_DIRTY_RATIO,
+            "Compacted partitions: dirty bytes / cleanable bytes (cleaned from min.cleanable.dirty.ratio).",
+            &dirty,
+        ),
     ];
     for (name, help, body) in per_partition {
         gauge_header(out, name, help);
         out.push_str(body);
+    }
+    if let Some(ms) = crate::replication::log_cleaner::time_since_last_run_ms() {
+        gauge_header(
+            out,
+            LOG_CLEANER_SECONDS_SINCE_LAST_RUN,
+            "Seconds since the log cleaner last finished a round (absent before the first).",
+        );
+        let _ = writeln!(out, "{LOG_CLEANER_SECONDS_SINCE_LAST_RUN} {}", ms as f64 / 1000.0);
     }
     gauge_header(
         out,

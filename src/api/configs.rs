@@ -41,6 +41,7 @@ const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
 const TYPE_LIST: i8 = 7;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_BOOLEAN: i8 = 1;
 
 /// IncrementalAlterConfigs operations.
@@ -73,6 +74,7 @@ fn topic_config_type(key: &str) -> i8 {
         "cleanup.policy" | LEADER_THROTTLED_REPLICAS | FOLLOWER_THROTTLED_REPLICAS => TYPE_LIST,
         "compression.type" | "message.timestamp.type" => TYPE_STRING,
         "unclean.leader.election.enable" => TYPE_BOOLEAN,
+        "min.cleanable.dirty.ratio" => TYPE_DOUBLE,
         "index.interval.bytes"
         | "max.message.bytes"
         | "min.insync.replicas"

@@ -112,11 +112,8 @@ impl Broker {
             let capped = min_isr.parse::<i16>().unwrap_or(1).clamp(1, rf);
             *min_isr = capped.to_string();
         }
-        for (k, v) in [
-            ("retention.ms", "-1"),
-            ("retention.bytes", "-1"),
-            ("segment.bytes", INTERNAL_SEGMENT_BYTES),
-        ] {
+        // Kafka's: compacted (the latest record per key is the state), 100 MiB segments.
+        for (k, v) in [("cleanup.policy", "compact"), ("segment.bytes", INTERNAL_SEGMENT_BYTES)] {
             configs.entry(k.to_string()).or_insert_with(|| v.to_string());
         }
         let new = NewTopic {

@@ -353,6 +353,14 @@ pub async fn run_on(
     let flusher = tasks.spawn("log-flusher", run_flusher(queue));
     start_replication(&broker, &controller, &tasks, shutdown_rx.clone());
     let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));
+    tasks.spawn(
+        "log-cleaner",
+        crate::replication::log_cleaner::run_log_cleaner(
+            Arc::clone(&broker.replicas),
+            broker.config.cleaner.clone(),
+            shutdown_rx.clone(),
+        ),
+    );
     tracing::info!(
         listener = %broker.config.listener,
         node_id = broker.config.node_id,

@@ -18,7 +18,7 @@ pub mod cluster;
 pub use cluster::{ClusterConfig, ListenerSpec};
 
 use crate::coordinator::GroupCoordinatorConfig;
-use crate::storage::LogConfig;
+use crate::storage::{CleanerConfig, LogConfig};
 use crate::transaction::TransactionConfig;
 
 /// Why a configuration was refused; always names the key.
@@ -108,6 +108,8 @@ pub struct BrokerConfig {
     pub log_format_json: bool,
     /// Defaults for every topic's log (`log.segment.bytes`, `log.retention.ms`, ...).
     pub log: LogConfig,
+    /// The log cleaner (`log.cleaner.enable`, `log.cleaner.threads`, ...).
+    pub cleaner: CleanerConfig,
     /// The group coordinator's settings (`group.*`, `offsets.*`, `offset.metadata.max.bytes`).
     pub groups: GroupCoordinatorConfig,
     /// The transaction coordinator's settings (`transaction.*`, `transactional.id.expiration.ms`).
@@ -145,6 +147,7 @@ impl Default for BrokerConfig {
             metrics_listener: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             log_format_json: false,
             log: LogConfig::default(),
+            cleaner: CleanerConfig::default(),
             groups: GroupCoordinatorConfig::default(),
             transactions: TransactionConfig::default(),
         }
@@ -183,6 +186,20 @@ impl RawValue {
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| invalid(key, format!("`{}` is not an integer", other.as_text()))),
+        }
+    }
+
+    fn as_f64(&self, key: &str) -> Result<f64, ConfigError> {
+        match self {
+            RawValue::Toml(toml::Value::Float(f)) => Ok(*f),
+            RawValue::Toml(toml::Value::Integer(i)) => Ok(*i as f64),
+            other => other
+                .as_text()
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| !f.is_nan())
+                .ok_or_else(|| invalid(key, format!("`{}` is not a number", other.as_text()))),
         }
     }
 
@@ -270,14 +287,27 @@ pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result
                 other => return Err(invalid(key, format!("`{other}` is not CreateTime or LogAppendTime"))),
             }
         }
-        // Accepted and reported, with the only values a single node supports today.
         "cleanup.policy" => {
-            if value != "delete" {
-                return Err(invalid(
-                    key,
-                    "only `delete` is supported (compaction is not implemented)",
-                ));
+            let (mut delete, mut compact) = (false, false);
+            for item in value.split(',').map(str::trim) {
+                match item {
+                    "delete" => delete = true,
+                    "compact" => compact = true,
+                    other => return Err(invalid(key, format!("`{other}` is not compact or delete"))),
+                }
             }
+            log.cleanup_delete = delete;
+            log.cleanup_compact = compact;
+        }
+        "delete.retention.ms" => log.delete_retention_ms = in_range(key, raw.as_i64(key)?, 0, i64::MAX)?,
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms = in_range(key, raw.as_i64(key)?, 0, i64::MAX)?,
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms = in_range(key, raw.as_i64(key)?, 1, i64::MAX)?,
+        "min.cleanable.dirty.ratio" => {
+            let ratio = raw.as_f64(key)?;
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(invalid(key, format!("{ratio} is outside [0, 1]")));
+            }
+            log.min_cleanable_dirty_ratio = ratio;
         }
         "min.insync.replicas" => log.min_insync_replicas = in_range(key, raw.as_i64(key)?, 1, i32::MAX as i64)? as u32,
         "unclean.leader.election.enable" => log.unclean_leader_election_enable = raw.as_bool(key)?,
@@ -373,6 +403,10 @@ impl ThrottledReplicas {
 pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
     ("cleanup.policy", "log.cleanup.policy"),
     ("compression.type", "compression.type"),
+    ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
+    ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
+    ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
+    ("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms"),
     ("flush.messages", "log.flush.interval.messages"),
     ("flush.ms", "log.flush.interval.ms"),
     ("index.interval.bytes", "log.index.interval.bytes"),
@@ -390,7 +424,17 @@ pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
 /// The current value of a topic config in a [`LogConfig`], as Kafka prints it.
 pub fn topic_config_value(log: &LogConfig, key: &str) -> Option<String> {
     Some(match key {
-        "cleanup.policy" => "delete".to_string(),
+        "cleanup.policy" => match (log.cleanup_compact, log.cleanup_delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            (false, true) => "delete",
+            (false, false) => "",
+        }
+        .to_string(),
+        "delete.retention.ms" => log.delete_retention_ms.to_string(),
+        "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
+        "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
+        "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
         "compression.type" => "producer".to_string(),
         "flush.messages" => (log.flush_interval_messages.min(i64::MAX as u64)).to_string(),
         "flush.ms" => log.flush_interval_ms.to_string(),
@@ -624,6 +668,17 @@ impl BrokerConfig {
                     other => return Err(invalid(key, format!("`{other}` is not text or json"))),
                 }
             }
+            "log.cleaner.enable" => self.cleaner.enable = value.as_bool(key)?,
+            "log.cleaner.threads" => self.cleaner.threads = int(1, 64)? as usize,
+            "log.cleaner.dedupe.buffer.size" => self.cleaner.dedupe_buffer_size = int(1 << 16, i64::MAX)? as usize,
+            "log.cleaner.io.max.bytes.per.second" => {
+                let rate = value.as_f64(key)?;
+                if rate <= 0.0 {
+                    return Err(invalid(key, format!("{rate} must be positive")));
+                }
+                self.cleaner.io_max_bytes_per_second = rate;
+            }
+            "log.cleaner.backoff.ms" => self.cleaner.backoff_ms = int(0, i64::MAX)? as u64,
             "log.roll.hours" => {
                 let hours = int(1, i32::MAX as i64)?;
                 self.log.segment_ms = hours * 3_600_000;

@@ -6,6 +6,7 @@ pub mod broker_client;
 pub mod fetcher;
 pub mod isr;
 pub mod leadership;
+pub mod log_cleaner;
 pub mod log_dir;
 pub mod partition;
 pub mod quota;

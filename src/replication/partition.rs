@@ -164,6 +164,11 @@ impl Partition {
 
     /// Appends a producer's records as the leader.
     pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
+        if self.log().config().cleanup_compact {
+            // Inflating compressed batches is CPU work: done before the append takes the lock.
+            let tp = format!("{}-{}", self.topic, self.index);
+            crate::storage::records::check_keys(&records, &tp).map_err(BrokerError::Storage)?;
+        }
         self.append_with(now_ms, None, |log, epoch| log.append_as_leader(records, epoch, now_ms))
     }
 
@@ -383,6 +388,22 @@ impl Partition {
             .store(config.min_insync_replicas, Ordering::Relaxed);
         self.log().set_config(config);
         self.maybe_advance_high_watermark();
+    }
+
+    /// How dirty the log is, if it is compacted (the log cleaner's choice, metrics).
+    pub fn clean_candidate(&self, now_ms: i64) -> Option<crate::storage::log::CleanCandidate> {
+        self.log().clean_candidate(now_ms)
+    }
+
+    /// A log cleaner round on this partition's log (blocking: run on a blocking thread). The
+    /// log's lock is held only for the round's snapshot and each install.
+    pub fn clean(
+        &self,
+        map: &mut crate::storage::OffsetMap,
+        throttle: &mut crate::storage::Throttle,
+        now_ms: i64,
+    ) -> Result<Option<crate::storage::CleanStats>, StorageError> {
+        crate::storage::cleaner::clean_log(|| self.log(), map, throttle, now_ms)
     }
 
     /// Closes idle sealed segments' files (see `storage::segment_file`).

@@ -42,6 +42,9 @@ const ATTR_COMPRESSION_MASK: i16 = 0x07;
 pub(crate) const ATTR_LOG_APPEND_TIME: i16 = 1 << 3;
 const ATTR_TRANSACTIONAL: i16 = 1 << 4;
 const ATTR_CONTROL: i16 = 1 << 5;
+/// Attributes bit 6 (KIP-534): `base_timestamp` holds the delete horizon the log cleaner set;
+/// record timestamps stay `base_timestamp + delta`.
+pub(crate) const ATTR_DELETE_HORIZON: i16 = 1 << 6;
 
 /// Compression codec of a batch (attributes bits 0-2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,6 +228,11 @@ impl BatchHeader {
         self.producer_id >= 0
     }
 
+    /// The delete horizon the cleaner set on this batch (attributes bit 6), if any.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
+    }
+
     /// Sequence of the last record (wraps after i32::MAX like Kafka's).
     pub fn last_sequence(&self) -> i32 {
         self.base_sequence.wrapping_add(self.last_offset_delta)
@@ -247,6 +255,44 @@ impl BatchHeader {
         }
         Ok(())
     }
+}
+
+impl BatchHeader {
+    /// The rules every stored batch keeps, also after the log cleaner removed records from it
+    /// (Kafka keeps a cleaned batch's offset range, possibly with no record left):
+    /// `0 <= record_count <= last_offset_delta + 1`.
+    pub fn check_stored_counts(&self) -> Result<()> {
+        if self.last_offset_delta < 0
+            || self.record_count < 0
+            || i64::from(self.record_count) > i64::from(self.last_offset_delta) + 1
+        {
+            return Err(StorageError::InvalidRecord(format!(
+                "batch has record count {} and last offset delta {}",
+                self.record_count, self.last_offset_delta
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A whole batch from `header` (its length, record count and CRC are set here) and `records`,
+/// the records section as stored (compressed with the header's codec, if any).
+pub(crate) fn assemble(header: &BatchHeader, record_count: i32, records: &[u8]) -> Result<Vec<u8>> {
+    let length = i32::try_from(BATCH_HEADER_LEN - LOG_OVERHEAD + records.len())
+        .map_err(|_| StorageError::InvalidRecord("batch larger than 2 GiB".into()))?;
+    let h = BatchHeader {
+        batch_length: length,
+        record_count,
+        magic: MAGIC_V2,
+        crc: 0,
+        ..*header
+    };
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records.len());
+    out.extend_from_slice(&h.encode());
+    out.extend_from_slice(records);
+    let crc = compute_crc(&out);
+    put(&mut out, OFF_CRC, &crc.to_be_bytes());
+    Ok(out)
 }
 
 /// CRC32C of a whole batch's bytes 21..end (0 if the slice is shorter than that).

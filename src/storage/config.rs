@@ -1,5 +1,6 @@
 //! Per-partition log configuration (Kafka's topic-level `segment.*`, `retention.*`, `flush.*`,
-//! `index.*` and `max.message.bytes` settings). Defaults are Kafka's.
+//! `index.*`, `cleanup.policy` and compaction, and `max.message.bytes` settings). Defaults are
+//! Kafka's.
 
 /// Configuration of one partition log. Units are in the field names.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,21 @@ pub struct LogConfig {
     pub min_insync_replicas: u32,
     /// unclean.leader.election.enable (default false); likewise for the controller.
     pub unclean_leader_election_enable: bool,
+    /// cleanup.policy contains `delete` (the default): retention deletes old segments.
+    pub cleanup_delete: bool,
+    /// cleanup.policy contains `compact`: the log cleaner keeps the latest record per key, and
+    /// records without a key are refused.
+    pub cleanup_compact: bool,
+    /// delete.retention.ms: how long the cleaner keeps tombstones and transaction markers it
+    /// may remove (default 1 day).
+    pub delete_retention_ms: i64,
+    /// min.compaction.lag.ms: records younger than this are not compacted (default 0).
+    pub min_compaction_lag_ms: i64,
+    /// max.compaction.lag.ms: a dirty record older than this makes the log cleanable whatever
+    /// its dirty ratio (default i64::MAX: never).
+    pub max_compaction_lag_ms: i64,
+    /// min.cleanable.dirty.ratio: clean when dirty bytes / cleanable bytes reach it (0.5).
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -52,6 +68,12 @@ impl Default for LogConfig {
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             min_insync_replicas: 1,
             unclean_leader_election_enable: false,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn find_record(
     Ok(None)
 }
 
-fn decompressor<'a>(codec: Compression, payload: &'a [u8], cap: usize) -> io::Result<Box<dyn Read + 'a>> {
+pub(crate) fn decompressor<'a>(codec: Compression, payload: &'a [u8], cap: usize) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match codec {
         Compression::None => Box::new(payload),
         // Java's GZIPInputStream reads concatenated members, so we do too.
@@ -116,6 +116,11 @@ fn invalid(why: String) -> io::Error {
 
 fn over_cap(cap: usize) -> io::Error {
     invalid(format!("records inflate past the cap of {cap} bytes"))
+}
+
+/// `inner`, failing once more than `cap` bytes come out of it.
+pub(crate) fn capped<R: Read>(inner: R, cap: usize) -> impl Read {
+    Capped { inner, left: cap, cap }
 }
 
 /// Passes through at most `cap` bytes and fails, rather than ending, when there are more.

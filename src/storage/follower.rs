@@ -30,7 +30,7 @@ impl UnifiedLog {
                 .get(pos..pos + h.total_size())
                 .ok_or_else(|| StorageError::CorruptRecord("batch exceeds the buffer".into()))?;
             batch::verify_crc(&h, bytes)?;
-            h.check_counts()?;
+            h.check_stored_counts()?;
             if h.base_offset < expected {
                 return Err(StorageError::InvalidRecord(format!(
                     "replicated batch at offset {} is below the log end {expected}",
@@ -133,6 +133,7 @@ impl UnifiedLog {
             return self.truncate_fully_and_start_at(self.log_start_offset);
         }
         let now_ms = crate::clock::now_ms();
+        self.generation += 1;
         while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.base_offset() >= offset) {
             if let Some(seg) = self.segments.pop() {
                 seg.delete_files()?;
@@ -151,6 +152,7 @@ impl UnifiedLog {
     /// log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<i64> {
         let now_ms = crate::clock::now_ms();
+        self.generation += 1;
         for seg in self.segments.drain(..) {
             seg.delete_files()?;
         }

@@ -156,6 +156,11 @@ impl<E: IndexEntry> Index<E> {
         &self.path
     }
 
+    /// The file was renamed (a cleaned segment installed); the open handle stays valid.
+    pub(crate) fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     #[cfg(test)]
     pub(crate) fn entries(&self) -> &[E] {
         &self.entries

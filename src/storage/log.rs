@@ -17,6 +17,7 @@ use bytes::Bytes;
 
 use crate::storage::batch::{self, BatchHeader, HEADER_PREFIX_LEN};
 use crate::storage::checkpoint::{self, LOG_START_OFFSET_CHECKPOINT, RECOVERY_POINT_CHECKPOINT};
+use crate::storage::cleaner;
 use crate::storage::config::LogConfig;
 use crate::storage::control::{self, EndTxnMarker, MarkerType};
 use crate::storage::error::{Result, StorageError};
@@ -122,6 +123,11 @@ pub struct UnifiedLog {
     /// Whether this log keeps its recovery point and log start offset in per-partition files
     /// (the broker's internal logs) rather than in its owner's log dir checkpoints.
     own_checkpoints: bool,
+    /// Counts removals of segments (retention, DeleteRecords, truncation, a cleaned segment
+    /// installed): a cleaning round taken at another generation must not install its output.
+    generation: u64,
+    /// Where the log cleaner's next round starts (see `cleaner`).
+    first_dirty: i64,
 }
 
 /// Offsets a log's owner persists in the log dir's checkpoints.
@@ -161,6 +167,9 @@ impl UnifiedLog {
     ) -> Result<Self> {
         let own_checkpoints = saved.is_none();
         let (recovery_point, log_start_offset) = saved.unwrap_or_default();
+        std::fs::create_dir_all(&dir)?;
+        cleaner::complete_interrupted_installs(&dir)?;
+        let first_dirty = cleaner::read_first_dirty(&dir)?;
         let loaded = recovery::load(
             &dir,
             &config,
@@ -184,6 +193,8 @@ impl UnifiedLog {
             dir_dirty: false,
             unsynced: Vec::new(),
             own_checkpoints,
+            generation: 0,
+            first_dirty,
         };
         log.high_watermark = log.log_end_offset();
         tracing::debug!(dir = %log.dir.display(), log_start = log.log_start_offset,
@@ -780,13 +791,23 @@ impl UnifiedLog {
             .remove_expired(now_ms, self.config.producer_id_expiration_ms);
         let start_before = self.log_start_offset;
         let mut deleted = 0;
-        let retention_ms = self.config.retention_ms;
+        // Time and size retention are cleanup.policy `delete`'s; a compacted-only log keeps
+        // its segments (the cleaner shrinks them).
+        let retention_ms = if self.config.cleanup_delete {
+            self.config.retention_ms
+        } else {
+            -1
+        };
         if retention_ms >= 0 {
             deleted += self.delete_old_segments(now_ms, |seg, _, _| {
                 now_ms.saturating_sub(seg.largest_timestamp()) > retention_ms
             })?;
         }
-        let retention_bytes = self.config.retention_bytes;
+        let retention_bytes = if self.config.cleanup_delete {
+            self.config.retention_bytes
+        } else {
+            -1
+        };
         if retention_bytes >= 0 {
             let mut excess = i64::try_from(self.size_bytes())
                 .unwrap_or(i64::MAX)
@@ -835,6 +856,7 @@ impl UnifiedLog {
             self.roll(now_ms)?;
         }
         let removed: Vec<LogSegment> = self.segments.drain(..count).collect();
+        self.generation += 1;
         if let Some(first) = self.segments.first() {
             self.log_start_offset = self.log_start_offset.max(first.base_offset());
         }
@@ -967,6 +989,9 @@ pub(crate) fn apply_marker(
 
 #[path = "follower.rs"]
 mod follower;
+#[path = "cleaner/log_side.rs"]
+mod log_side;
+pub use log_side::CleanCandidate;
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

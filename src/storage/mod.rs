@@ -7,6 +7,9 @@
 //! - `batch`: the v2 record batch header (61 bytes), CRC32C, client batch checks.
 //! - `index`: sparse offset (`.index`) and time (`.timeindex`) indexes.
 //! - `decompress`: capped, streaming reads of the records inside one batch (ListOffsets).
+//! - `codec`: compressing and inflating a batch's records section (Kafka's codecs).
+//! - `records`: the records inside a batch (cleaner, keyless check of compacted topics).
+//! - `cleaner`: the log cleaner (compaction), its offset map and crash-safe segment installs.
 //! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover;
 //!   `SegmentReader`, a read taken under the log lock and run without it.
 //! - `segment_file`: the `.log` file handle, closed while a sealed segment is idle (bounded).
@@ -23,6 +26,8 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod cleaner;
+pub mod codec;
 pub mod config;
 pub mod control;
 pub mod damage;
@@ -33,12 +38,14 @@ mod leader_epoch;
 pub mod log;
 mod producer_state;
 mod read;
+pub mod records;
 mod recovery;
 mod segment;
 pub mod segment_file;
 mod txn_index;
 
 pub use batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
+pub use cleaner::{CleanStats, CleanerConfig, OffsetMap, Throttle};
 pub use config::LogConfig;
 pub use control::{EndTxnMarker, MarkerType};
 pub use error::StorageError;

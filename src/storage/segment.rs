@@ -211,23 +211,32 @@ pub(crate) struct LogSegment {
     damaged: Vec<Damage>,
 }
 
+/// Appended to the names of a segment's files while the log cleaner writes them (see `cleaner`).
+pub(crate) const CLEANED_SUFFIX: &str = ".cleaned";
+
 impl LogSegment {
     fn with_files(dir: &Path, base_offset: i64, log: File, size: u64, config: &LogConfig, now_ms: i64) -> Self {
+        Self::with_file_names(dir, base_offset, log, size, config, now_ms, "")
+    }
+
+    /// `extra` is appended to every file name (`CLEANED_SUFFIX`, or nothing).
+    fn with_file_names(
+        dir: &Path,
+        base_offset: i64,
+        log: File,
+        size: u64,
+        config: &LogConfig,
+        now_ms: i64,
+        extra: &str,
+    ) -> Self {
+        let path = |suffix: &str| segment_file(dir, base_offset, &format!("{suffix}{extra}"));
         Self {
             base_offset,
-            log: SegmentFile::new(segment_file(dir, base_offset, LOG_SUFFIX), log),
+            log: SegmentFile::new(path(LOG_SUFFIX), log),
             size,
-            offset_index: OffsetIndex::empty(
-                segment_file(dir, base_offset, INDEX_SUFFIX),
-                base_offset,
-                config.segment_index_bytes,
-            ),
-            time_index: TimeIndex::empty(
-                segment_file(dir, base_offset, TIME_INDEX_SUFFIX),
-                base_offset,
-                config.segment_index_bytes,
-            ),
-            txn_index: TxnIndex::empty(segment_file(dir, base_offset, TXN_INDEX_SUFFIX)),
+            offset_index: OffsetIndex::empty(path(INDEX_SUFFIX), base_offset, config.segment_index_bytes),
+            time_index: TimeIndex::empty(path(TIME_INDEX_SUFFIX), base_offset, config.segment_index_bytes),
+            txn_index: TxnIndex::empty(path(TXN_INDEX_SUFFIX)),
             bytes_since_last_index_entry: 0,
             max_timestamp: -1,
             offset_of_max_timestamp: -1,
@@ -240,7 +249,21 @@ impl LogSegment {
 
     /// Creates a new empty segment (its three files) at `base_offset`.
     pub(crate) fn create(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
-        let path = segment_file(dir, base_offset, LOG_SUFFIX);
+        Self::create_with(dir, base_offset, config, now_ms, "")
+    }
+
+    /// [`Self::create`] with the log cleaner's file names (`<base>.log.cleaned`, ...); see
+    /// [`Self::rename_to_final`].
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64) -> Result<Self> {
+        // A leftover of an aborted round would make create_new fail.
+        for suffix in [LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
+            remove_if_exists(&segment_file(dir, base_offset, &format!("{suffix}{CLEANED_SUFFIX}")))?;
+        }
+        Self::create_with(dir, base_offset, config, now_ms, CLEANED_SUFFIX)
+    }
+
+    fn create_with(dir: &Path, base_offset: i64, config: &LogConfig, now_ms: i64, extra: &str) -> Result<Self> {
+        let path = segment_file(dir, base_offset, &format!("{LOG_SUFFIX}{extra}"));
         let log = OpenOptions::new()
             .read(true)
             .append(true)
@@ -252,7 +275,7 @@ impl LogSegment {
                 }
                 _ => e.into(),
             })?;
-        let mut seg = Self::with_files(dir, base_offset, log, 0, config, now_ms);
+        let mut seg = Self::with_file_names(dir, base_offset, log, 0, config, now_ms, extra);
         seg.offset_index.rewrite()?;
         seg.time_index.rewrite()?;
         // Index entries reach their files at flush or roll: no descriptor held until then.
@@ -404,7 +427,7 @@ impl LogSegment {
             if end > self.size {
                 return Ok(fail(pos, format!("torn batch at position {pos}")));
             }
-            if let Err(e) = h.check_counts() {
+            if let Err(e) = h.check_stored_counts() {
                 return Ok(fail(pos, format!("position {pos}: {e}")));
             }
             if h.base_offset < min_offset || h.last_offset().saturating_sub(self.base_offset) > i64::from(i32::MAX) {
@@ -588,7 +611,7 @@ impl LogSegment {
                 if let Ok(h) = BatchHeader::parse(header) {
                     let end = pos + h.total_size() as u64;
                     let plausible = end <= self.size
-                        && h.check_counts().is_ok()
+                        && h.check_stored_counts().is_ok()
                         && h.base_offset >= min_offset
                         && h.last_offset().saturating_sub(self.base_offset) <= i64::from(i32::MAX);
                     if plausible && scanner.crc(pos + CRC_START as u64, end)? == h.crc {
@@ -822,6 +845,50 @@ impl LogSegment {
         self.txn_index.release_handle();
     }
 
+    /// The log file (a read handle for the cleaner, taken under the log's lock).
+    pub(crate) fn file(&self) -> Result<Arc<File>> {
+        Ok(self.log.get()?)
+    }
+
+    /// The first batch's timestamp, if known (segment.ms and max.compaction.lag.ms).
+    pub(crate) fn first_batch_timestamp(&self) -> Option<i64> {
+        self.rolling_base_timestamp
+    }
+
+    /// fsyncs a cleaned segment's files (all written) before it is installed.
+    pub(crate) fn sync_all_files(&mut self) -> Result<()> {
+        self.finish_writes()?;
+        self.log.get()?.sync_data()?;
+        if let Err(e) = self.sync_indexes()? {
+            return Err(e.into());
+        }
+        self.release_index_handles();
+        Ok(())
+    }
+
+    /// A cleaned segment being installed: its index files lose the `.cleaned` suffix (renamed,
+    /// replacing the old segment's, already deleted) and every path names the final file. The
+    /// caller renames the `.log` itself (from its swap name).
+    pub(crate) fn rename_to_final(&mut self, dir: &Path) -> Result<()> {
+        let base = self.base_offset;
+        for (path, suffix) in [
+            (self.offset_index.path().to_path_buf(), INDEX_SUFFIX),
+            (self.time_index.path().to_path_buf(), TIME_INDEX_SUFFIX),
+            (self.txn_index.path().to_path_buf(), TXN_INDEX_SUFFIX),
+        ] {
+            match fs::rename(&path, segment_file(dir, base, suffix)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.offset_index.set_path(segment_file(dir, base, INDEX_SUFFIX));
+        self.time_index.set_path(segment_file(dir, base, TIME_INDEX_SUFFIX));
+        self.txn_index.set_path(segment_file(dir, base, TXN_INDEX_SUFFIX));
+        self.log.set_path(segment_file(dir, base, LOG_SUFFIX));
+        Ok(())
+    }
+
     /// Removes the segment's files (open handles elsewhere stay readable: unlink semantics).
     pub(crate) fn delete_files(self) -> Result<()> {
         for path in [
@@ -841,6 +908,15 @@ impl LogSegment {
     }
 }
 
+/// Removes a file; one already gone is fine.
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// `write_all` for a vectored write: loops over partial writes. The file is in append mode.
 fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
     IoSlice::advance_slices(&mut slices, 0);
@@ -856,77 +932,5 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> io::Re
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::batch::tests::make_batch;
-
-    fn append_raw(seg: &mut LogSegment, base_offset: i64, bytes: &[u8], config: &LogConfig) -> Result<()> {
-        let mut h = BatchHeader::parse(bytes)?;
-        h.base_offset = base_offset;
-        let prefix = batch::rewritten_prefix(bytes, base_offset, 0);
-        let rest = bytes.get(batch::HEADER_PREFIX_LEN..).unwrap_or(&[]);
-        let mut slices = [IoSlice::new(&prefix), IoSlice::new(rest)];
-        seg.append(&[h], &mut slices, config)
-    }
-
-    #[test]
-    fn append_read_and_recover_a_segment() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let config = LogConfig {
-            index_interval_bytes: 50,
-            ..LogConfig::default()
-        };
-        let mut seg = LogSegment::create(dir.path(), 100, &config, 0)?;
-        assert!(matches!(
-            LogSegment::create(dir.path(), 100, &config, 0),
-            Err(StorageError::Corruption(_))
-        ));
-        let b = make_batch(2, 1000, 10);
-        for i in 0..10 {
-            append_raw(&mut seg, 100 + 2 * i, &b, &config)?;
-        }
-        assert_eq!((seg.next_offset(), seg.size()), (120, 10 * b.len() as u64));
-        assert_eq!(seg.max_timestamp_and_batch(), Some((1001, 100)));
-        assert_eq!(
-            seg.find_batch(107)?.map(|(pos, h)| (pos, h.base_offset)),
-            Some((3 * b.len() as u64, 106))
-        );
-        let data = seg.read(107, 2 * b.len(), 200, false)?.unwrap_or_default();
-        assert_eq!(data.len(), 2 * b.len());
-        assert!(seg.read(120, 100, 200, true)?.is_none(), "past the segment");
-        let entries = seg.offset_index().entries().to_vec();
-        assert!(!entries.is_empty());
-        assert_eq!(seg.recover(&config, false)?, 0);
-        assert_eq!(
-            seg.offset_index().entries(),
-            entries.as_slice(),
-            "rebuild gives the same index"
-        );
-        seg.log.get()?.set_len(seg.size - 1)?;
-        seg.size -= 1;
-        // Not allowed to cut: the torn tail is kept as damage, its offsets read as corrupt.
-        assert_eq!(seg.recover(&config, false)?, 0);
-        assert_eq!(seg.next_offset(), 118);
-        assert!(matches!(
-            seg.read(118, 100, 200, true),
-            Err(StorageError::CorruptRecord(_))
-        ));
-        assert!(seg.read(116, 100, 200, true)?.is_some_and(|d| d.len() == b.len()));
-        assert_eq!(seg.recover(&config, true)?, b.len() as u64 - 1);
-        assert_eq!(seg.next_offset(), 118);
-        assert!(seg.read(118, 100, 200, true)?.is_none(), "cut: nothing there any more");
-        Ok(())
-    }
-
-    #[test]
-    fn log_file_names_are_twenty_digits() {
-        assert_eq!(parse_log_file_name("00000000000000000042.log"), Some(42));
-        assert_eq!(parse_log_file_name("42.log"), None);
-        assert_eq!(parse_log_file_name("0000000000000000004x.log"), None);
-        assert_eq!(parse_log_file_name("00000000000000000042.index"), None);
-        assert_eq!(
-            segment_file(Path::new("/d"), 7, LOG_SUFFIX),
-            PathBuf::from("/d/00000000000000000007.log")
-        );
-    }
-}
+#[path = "segment_tests.rs"]
+mod tests;

@@ -128,6 +128,11 @@ impl SegmentFile {
         &self.path
     }
 
+    /// The file was renamed (a cleaned segment installed); an open handle stays valid.
+    pub(crate) fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Cached>> {
         self.cached.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -187,6 +187,11 @@ impl TxnIndex {
         Ok(())
     }
 
+    /// The file was renamed (a cleaned segment installed).
+    pub(crate) fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
