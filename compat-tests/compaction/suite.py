@@ -1,4 +1,5 @@
-"""Log compaction (cleanup.policy=compact) with real clients, per Kafka's guarantees.
+"""Log compaction (cleanup.policy=compact), per Kafka's guarantees, and compression by the broker
+(compression.type), with real clients.
 
 This suite runs its own broker (run.sh gives it the binary, port, data dir and log file; see
 lib/broker.py), with log.cleaner.backoff.ms=200 so the cleaner looks often. Topics are created
@@ -22,6 +23,10 @@ with segment.ms=100 (a segment rolls at the first append after 100 ms), min.clea
               low, `.cleaned` files present): after the restart every key's latest value is at
               its offset, nothing else is lost, and the cleaner finishes the job.
   internal.*  __consumer_offsets is created compacted (DescribeConfigs).
+  compression.<codec>  a topic with compression.type=<codec> (gzip, snappy, lz4, zstd,
+              uncompressed): batches produced uncompressed by confluent-kafka and lz4 by
+              kafka-python are stored in <codec> (read from the segment file), and both clients
+              read every value back in order.
 """
 
 import glob
@@ -373,6 +378,47 @@ def kill_mid_clean(bs, broker):
         fail("after the restart the kept records are not every key's latest")
 
 
+def stored_codecs(topic):
+    """The codec (attribute bits 0-2) of every batch in the topic's partition-0 segment files."""
+    codecs = []
+    for path in sorted(glob.glob(os.path.join(os.environ["SLUICE_DATA_DIR"], f"{topic}-0", "*.log"))):
+        data = open(path, "rb").read()
+        pos = 0
+        while pos + 61 <= len(data):
+            length = int.from_bytes(data[pos + 8:pos + 12], "big")
+            attributes = int.from_bytes(data[pos + 21:pos + 23], "big")
+            codecs.append(attributes & 7)
+            pos += 12 + length
+    return codecs
+
+
+def broker_compression(bs, codec):
+    topic = f"compress-{codec}"
+    admin = AdminClient({"bootstrap.servers": bs})
+    fs = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1,
+                                       config={"compression.type": codec})])
+    fs[topic].result(timeout=30)
+    values = [f"value-{i}-" + "abc" * (i % 50) for i in range(300)]
+    p = ck_producer(bs, **{"linger.ms": 5, "compression.type": "none"})
+    for v in values[:150]:
+        p.produce(topic, key=b"k", value=v.encode(), partition=0)
+    p.flush(30)
+    from kafka import KafkaProducer
+    kp = KafkaProducer(bootstrap_servers=bs, acks="all", compression_type="lz4", linger_ms=5)
+    for v in values[150:]:
+        kp.send(topic, key=b"k", value=v.encode(), partition=0)
+    kp.flush(30)
+    kp.close()
+    want = {"uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}[codec]
+    codecs = stored_codecs(topic)
+    if not codecs or any(c != want for c in codecs):
+        fail(f"stored codecs {sorted(set(codecs))}, expected only {want}")
+    for read in (ck_read, kp_read):
+        got, _ = read(bs, topic)
+        if [v for _, _, v in got] != values:
+            fail(f"{read.__name__} read {len(got)} values, not the {len(values)} produced in order")
+
+
 def internal_topics(bs):
     # A group lookup creates __consumer_offsets.
     c = Consumer({"bootstrap.servers": bs, "group.id": "compact-internal"})
@@ -404,6 +450,8 @@ def main():
         s.check("txn.aborted-removed", aborted_removed, bs)
         s.check("idempotent.continues", idempotent_continues, bs, broker)
         s.check("internal.consumer-offsets-compacted", internal_topics, bs)
+        for codec in ["gzip", "snappy", "lz4", "zstd", "uncompressed"]:
+            s.check(f"compression.{codec}", broker_compression, bs, codec)
         s.check("kill-mid-clean", kill_mid_clean, bs, broker)
     finally:
         broker.stop()

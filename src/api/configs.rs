@@ -79,7 +79,10 @@ fn topic_config_type(key: &str) -> i8 {
         | "max.message.bytes"
         | "min.insync.replicas"
         | "segment.bytes"
-        | "segment.index.bytes" => TYPE_INT,
+        | "segment.index.bytes"
+        | "compression.gzip.level"
+        | "compression.lz4.level"
+        | "compression.zstd.level" => TYPE_INT,
         _ => TYPE_LONG,
     }
 }

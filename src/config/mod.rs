@@ -311,14 +311,25 @@ pub fn apply_topic_config(log: &mut LogConfig, key: &str, value: &str) -> Result
         }
         "min.insync.replicas" => log.min_insync_replicas = in_range(key, raw.as_i64(key)?, 1, i32::MAX as i64)? as u32,
         "unclean.leader.election.enable" => log.unclean_leader_election_enable = raw.as_bool(key)?,
-        "compression.type" => match value {
-            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => {
-                if value != "producer" {
-                    return Err(invalid(key, "only `producer` is supported (batches are kept as sent)"));
-                }
+        "compression.type" => {
+            log.compression = match value {
+                "producer" => None,
+                other => Some(
+                    crate::storage::Compression::from_name(other)
+                        .ok_or_else(|| invalid(key, format!("`{other}` is not a compression type")))?,
+                ),
             }
-            other => return Err(invalid(key, format!("`{other}` is not a compression type"))),
-        },
+        }
+        // KIP-390's ranges: gzip 1-9 (or -1, the deflater's default), lz4 1-17, zstd -131072-22.
+        "compression.gzip.level" => {
+            let level = raw.as_i64(key)?;
+            if level != -1 {
+                in_range(key, level, 1, 9)?;
+            }
+            log.gzip_level = (level != -1).then_some(level as i32);
+        }
+        "compression.lz4.level" => log.lz4_level = Some(in_range(key, raw.as_i64(key)?, 1, 17)? as i32),
+        "compression.zstd.level" => log.zstd_level = Some(in_range(key, raw.as_i64(key)?, -131_072, 22)? as i32),
         // Replication settings of the topic, not of its logs: validated here, read from the
         // topic's configs by the replica manager.
         LEADER_THROTTLED_REPLICAS | FOLLOWER_THROTTLED_REPLICAS => {
@@ -403,6 +414,9 @@ impl ThrottledReplicas {
 pub const TOPIC_CONFIG_KEYS: &[(&str, &str)] = &[
     ("cleanup.policy", "log.cleanup.policy"),
     ("compression.type", "compression.type"),
+    ("compression.gzip.level", "compression.gzip.level"),
+    ("compression.lz4.level", "compression.lz4.level"),
+    ("compression.zstd.level", "compression.zstd.level"),
     ("delete.retention.ms", "log.cleaner.delete.retention.ms"),
     ("max.compaction.lag.ms", "log.cleaner.max.compaction.lag.ms"),
     ("min.cleanable.dirty.ratio", "log.cleaner.min.cleanable.ratio"),
@@ -435,7 +449,16 @@ pub fn topic_config_value(log: &LogConfig, key: &str) -> Option<String> {
         "min.compaction.lag.ms" => log.min_compaction_lag_ms.to_string(),
         "max.compaction.lag.ms" => log.max_compaction_lag_ms.to_string(),
         "min.cleanable.dirty.ratio" => log.min_cleanable_dirty_ratio.to_string(),
-        "compression.type" => "producer".to_string(),
+        "compression.type" => log.compression.map_or("producer", |c| c.name()).to_string(),
+        "compression.gzip.level" => log.gzip_level.unwrap_or(-1).to_string(),
+        "compression.lz4.level" => log
+            .lz4_level
+            .unwrap_or(crate::storage::codec::LZ4_DEFAULT_LEVEL)
+            .to_string(),
+        "compression.zstd.level" => log
+            .zstd_level
+            .unwrap_or(crate::storage::codec::ZSTD_DEFAULT_LEVEL)
+            .to_string(),
         "flush.messages" => (log.flush_interval_messages.min(i64::MAX as u64)).to_string(),
         "flush.ms" => log.flush_interval_ms.to_string(),
         "index.interval.bytes" => log.index_interval_bytes.to_string(),

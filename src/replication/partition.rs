@@ -164,11 +164,25 @@ impl Partition {
 
     /// Appends a producer's records as the leader.
     pub fn append_records_to_leader(&self, records: Bytes, now_ms: i64) -> Result<AppendOutcome, BrokerError> {
-        if self.log().config().cleanup_compact {
-            // Inflating compressed batches is CPU work: done before the append takes the lock.
+        // Inflating and compressing batches is CPU work: done before the append takes the lock.
+        let (compact, compression) = {
+            let log = self.log();
+            let config = log.config();
+            (
+                config.cleanup_compact,
+                config.compression.map(|c| (c, config.level_for(c))),
+            )
+        };
+        if compact {
             let tp = format!("{}-{}", self.topic, self.index);
             crate::storage::records::check_keys(&records, &tp).map_err(BrokerError::Storage)?;
         }
+        let records = match compression {
+            Some((codec, level)) => {
+                crate::storage::records::recompress(records, codec, level).map_err(BrokerError::Storage)?
+            }
+            None => records,
+        };
         self.append_with(now_ms, None, |log, epoch| log.append_as_leader(records, epoch, now_ms))
     }
 

@@ -62,6 +62,40 @@ pub enum Compression {
 }
 
 impl Compression {
+    /// Attribute bits 0-2 naming this codec.
+    pub fn attribute_bits(self) -> i16 {
+        match self {
+            Self::None => 0,
+            Self::Gzip => 1,
+            Self::Snappy => 2,
+            Self::Lz4 => 3,
+            Self::Zstd => 4,
+        }
+    }
+
+    /// Kafka's name of the codec (`compression.type`), `uncompressed` for none.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "uncompressed",
+            Self::Gzip => "gzip",
+            Self::Snappy => "snappy",
+            Self::Lz4 => "lz4",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// The codec a `compression.type` names; `None` for `producer` (and unknown names).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "uncompressed" => Self::None,
+            "gzip" => Self::Gzip,
+            "snappy" => Self::Snappy,
+            "lz4" => Self::Lz4,
+            "zstd" => Self::Zstd,
+            _ => return None,
+        })
+    }
+
     /// The codec named by attribute bits 0-2, `None` (the Option) for the unused codes 5-7.
     pub fn from_attributes(attributes: i16) -> Option<Self> {
         match attributes & ATTR_COMPRESSION_MASK {

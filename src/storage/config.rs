@@ -2,6 +2,8 @@
 //! `index.*`, `cleanup.policy` and compaction, and `max.message.bytes` settings). Defaults are
 //! Kafka's.
 
+use crate::storage::batch::Compression;
+
 /// Configuration of one partition log. Units are in the field names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
@@ -50,6 +52,14 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// min.cleanable.dirty.ratio: clean when dirty bytes / cleanable bytes reach it (0.5).
     pub min_cleanable_dirty_ratio: f64,
+    /// compression.type: `None` = `producer` (batches kept as sent, the default); a codec:
+    /// batches in another one are recompressed into it on append.
+    pub compression: Option<Compression>,
+    /// compression.gzip.level (default Deflater's 6), compression.lz4.level (9),
+    /// compression.zstd.level (3): `None` for the codec's default.
+    pub gzip_level: Option<i32>,
+    pub lz4_level: Option<i32>,
+    pub zstd_level: Option<i32>,
 }
 
 impl Default for LogConfig {
@@ -74,11 +84,25 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             min_cleanable_dirty_ratio: 0.5,
+            compression: None,
+            gzip_level: None,
+            lz4_level: None,
+            zstd_level: None,
         }
     }
 }
 
 impl LogConfig {
+    /// The level to compress with in `codec` (`compression.<codec>.level`), `None` = default.
+    pub fn level_for(&self, codec: Compression) -> Option<i32> {
+        match codec {
+            Compression::Gzip => self.gzip_level,
+            Compression::Lz4 => self.lz4_level,
+            Compression::Zstd => self.zstd_level,
+            Compression::None | Compression::Snappy => None,
+        }
+    }
+
     /// The effective segment size limit: positions in the offset index are i32.
     pub(crate) fn effective_segment_bytes(&self) -> u64 {
         self.segment_bytes.clamp(1, i32::MAX as u64)

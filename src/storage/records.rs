@@ -6,7 +6,7 @@
 //! offsetDelta varint, keyLength varint (-1 = null), key, valueLength varint (-1 = null), value,
 //! header count varint, headers.
 
-use crate::storage::batch::{BatchHeader, BATCH_HEADER_LEN};
+use crate::storage::batch::{BatchHeader, Compression, BATCH_HEADER_LEN};
 use crate::storage::codec;
 use crate::storage::decompress::MAX_UNCOMPRESSED_BATCH_BYTES;
 use crate::storage::error::{Result, StorageError};
@@ -178,6 +178,45 @@ pub fn check_keys(records: &[u8], topic_partition: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The batches of `records` (as produced) in `target`'s codec, for a topic whose
+/// compression.type is not `producer` (Kafka's recompression on append): a batch already in it
+/// stays bytes as received; any other is checked (CRC, every record readable), inflated and
+/// rebuilt in `target` with the same header fields (producer, sequence, timestamps) and a new
+/// CRC. Offsets are assigned later by the log, as for any batch.
+pub fn recompress(batches: bytes::Bytes, target: Compression, level: Option<i32>) -> Result<bytes::Bytes> {
+    let mut all_in_target = true;
+    for item in crate::storage::batch::batches(&batches) {
+        all_in_target &= item?.1.compression()? == target;
+    }
+    if all_in_target {
+        return Ok(batches);
+    }
+    let mut out = Vec::with_capacity(batches.len());
+    for item in crate::storage::batch::batches(&batches) {
+        let (pos, h) = item?;
+        let bytes = batches.get(pos..pos + h.total_size()).unwrap_or_default();
+        if h.compression()? == target {
+            out.extend_from_slice(bytes);
+            continue;
+        }
+        crate::storage::batch::verify_crc(&h, bytes)?;
+        let inflated = inflate(bytes, &h)?;
+        let mut end = 0usize;
+        for record in records(&inflated, h.record_count) {
+            let record = record?;
+            end += record.raw.len();
+        }
+        let body = inflated.get(..end).unwrap_or_default();
+        let payload = crate::storage::codec::compress(target, level, body)?;
+        let header = BatchHeader {
+            attributes: (h.attributes & !0x07) | target.attribute_bits(),
+            ..h
+        };
+        out.extend_from_slice(&crate::storage::batch::assemble(&header, h.record_count, &payload)?);
+    }
+    Ok(bytes::Bytes::from(out))
 }
 
 #[cfg(test)]

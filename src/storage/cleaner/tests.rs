@@ -363,3 +363,41 @@ fn keyless_records_are_refused_for_compacted_topics() -> Result<()> {
         .contains("Compacted topic cannot accept message without key in topic partition t-0."));
     Ok(())
 }
+
+#[test]
+fn batches_are_recompressed_into_the_topic_codec() -> Result<()> {
+    use crate::storage::{BatchHeader, Compression};
+    let sent = keyed(
+        &[(Some("a"), Some("1")), (None, Some("2")), (Some("c"), None)],
+        Codec::Gzip,
+        Some((5, 3, false)),
+    );
+    let fields = |bytes: &Bytes| {
+        let mut buf = bytes.clone();
+        RecordBatchDecoder::decode_all(&mut buf)
+            .expect("decodes")
+            .into_iter()
+            .flat_map(|s| s.records)
+            .map(|r| (r.key, r.value, r.sequence, r.producer_id, r.timestamp, r.offset))
+            .collect::<Vec<_>>()
+    };
+    for target in [
+        Compression::Zstd,
+        Compression::None,
+        Compression::Snappy,
+        Compression::Lz4,
+    ] {
+        let stored = records::recompress(sent.clone(), target, Some(1))?;
+        let h = BatchHeader::parse(&stored)?;
+        assert_eq!(h.compression()?, target);
+        verify_crc(&h, &stored)?;
+        assert_eq!(fields(&stored), fields(&sent), "{target:?}");
+        // Already in the codec: the same bytes.
+        assert_eq!(records::recompress(stored.clone(), target, None)?, stored);
+    }
+    let mut corrupt = sent.to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 0xff;
+    assert!(records::recompress(Bytes::from(corrupt), Compression::Zstd, None).is_err());
+    Ok(())
+}
