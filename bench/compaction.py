@@ -13,10 +13,13 @@ Per round (default 3 rounds; the table shows median and best):
       log.cleaner.dedupe.buffer.size.
   P1  rdkafka_performance produce (as bench/run.sh's P1: 1 KiB, acks=1, linger 5 ms, 1 MiB
       batches) of P1_MSGS (default 1,000,000) to a fresh 4-partition topic, once with the broker
-      idle (P1 idle) and once while the cleaner runs on another topic of DATA_MB (P1 cleaning,
-      started when the cleaner's first `.cleaned` file appears); the order alternates by round.
-      The ratio cleaning / idle is the figure; whether the clean was still running when P1 ended
-      is printed, so a P1 that outlasted the cleaner is visible.
+      idle (P1 idle) and once while the cleaner runs on another topic of BIG_PARTITIONS (4)
+      partitions of DATA_MB each, cleaned one after the other (P1 cleaning, started when the
+      cleaner's first `.cleaned` file appears); the order alternates by round.
+      The ratio cleaning / idle is the figure; whether the cleaner was still running when P1
+      ended is printed, so a P1 that outlasted the cleaner is visible.
+  Z   P1 (uncompressed batches, rdkafka_performance's payload) into topics with compression.type
+      producer (stored as sent), lz4, zstd and gzip (recompressed by the broker on append).
 The broker runs on CPU 0 and the clients on CPU 1 (bench/compaction.sh), so the cleaner (a
 broker thread at nice +10) shares the broker's core.
 """
@@ -37,12 +40,20 @@ P1_MSGS = int(os.environ.get("P1_MSGS", "1000000"))
 SEGMENT_BYTES = 128 << 20
 BROKER_LOG = os.environ.get("BROKER_LOG", "")
 SLUICE_PID = os.environ.get("SLUICE_PID")
-CLEANED_RE = re.compile(r"cleaned log topic=(\S+) partition=0 read=(\d+) written=(\d+) records=(\d+) "
+CODECS = ["producer", "lz4", "zstd", "gzip"]
+BIG_PARTITIONS = int(os.environ.get("BIG_PARTITIONS", "4"))
+CLEANED_RE = re.compile(r"cleaned log topic=(\S+) partition=\d+ read=(\d+) written=(\d+) records=(\d+) "
                         r"kept=(\d+) segments=(\d+) elapsed_ms=(\d+)")
 
 
+_ADMINS = {}
+
+
 def admin(bs):
-    return AdminClient({"bootstrap.servers": bs})
+    # One client kept alive: a future outlives a dropped AdminClient only as an error.
+    if bs not in _ADMINS:
+        _ADMINS[bs] = AdminClient({"bootstrap.servers": bs})
+    return _ADMINS[bs]
 
 
 def create(bs, topic, partitions, config):
@@ -56,11 +67,11 @@ def set_config(bs, topic, **kv):
     admin(bs).incremental_alter_configs([res])[res].result(timeout=60)
 
 
-def fill(bs, topic):
-    """DATA_MB of 1 KiB records, 10% live keys, delivered."""
-    records = DATA_MB * 1024
+def fill(bs, topic, partitions=1):
+    """DATA_MB of 1 KiB records per partition, 10% live keys, delivered."""
+    records = DATA_MB * 1024 * partitions
     live = records // 10
-    create(bs, topic, 1, {"cleanup.policy": "delete", "segment.bytes": str(SEGMENT_BYTES)})
+    create(bs, topic, partitions, {"cleanup.policy": "delete", "segment.bytes": str(SEGMENT_BYTES)})
     p = Producer({"bootstrap.servers": bs, "linger.ms": 20, "batch.size": 1 << 20, "acks": 1,
                   "queue.buffering.max.messages": 500000, "queue.buffering.max.kbytes": 1 << 21})
     body = os.urandom(1024 - 16)
@@ -69,7 +80,7 @@ def fill(bs, topic):
         value = b"%016d" % i + body
         while True:
             try:
-                p.produce(topic, key=b"key-%08d" % (i % live), value=value, partition=0,
+                p.produce(topic, key=b"key-%08d" % (i % live), value=value, partition=i % partitions,
                           on_delivery=lambda err, _m: err and failed.append(err))
                 break
             except BufferError:
@@ -81,14 +92,20 @@ def fill(bs, topic):
         sys.exit(f"filling {topic}: {failed[0]}")
 
 
-def cleaned_line(topic, after_pos):
+def cleaned_lines(topic, after_pos):
+    out = []
     with open(BROKER_LOG, errors="replace") as f:
         f.seek(after_pos)
         for line in f:
             m = CLEANED_RE.search(line)
             if m and m.group(1) == topic:
-                return m
-    return None
+                out.append(m)
+    return out
+
+
+def cleaned_line(topic, after_pos):
+    found = cleaned_lines(topic, after_pos)
+    return found[0] if found else None
 
 
 def log_pos():
@@ -119,12 +136,12 @@ def rss_kb():
     return 0
 
 
-def wait_cleaned(topic, pos, timeout=300):
+def wait_cleaned(topic, pos, partitions=1, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        m = cleaned_line(topic, pos)
-        if m:
-            return m
+        found = cleaned_lines(topic, pos)
+        if len(found) >= partitions:
+            return found[0]
         time.sleep(0.05)
     sys.exit(f"{topic} was not cleaned within {timeout} s")
 
@@ -142,8 +159,8 @@ def k1(bs, topic):
     return read / 1e6 / (ms / 1000), read, ms, int(m.group(4)), int(m.group(5)), grew_kb
 
 
-def p1(rp, bs, topic, logf):
-    create(bs, topic, 4, {})
+def p1(rp, bs, topic, logf, config=None):
+    create(bs, topic, 4, config or {})
     cmd = ["taskset", "-c", "1", rp, "-P", "-b", bs, "-t", topic, "-s", "1024", "-c", str(P1_MSGS), "-a", "1",
            "-X", "linger.ms=5", "-X", "batch.size=1048576", "-X", "message.max.bytes=1048588",
            "-X", "batch.num.messages=100000", "-X", "queue.buffering.max.messages=1000000",
@@ -153,26 +170,26 @@ def p1(rp, bs, topic, logf):
     t1 = time.monotonic()
     with open(logf, "w") as f:
         f.write(out.stdout + out.stderr)
-    m = re.search(r"(\d+) delivered \(offset -?\d+, (\d+) failed\) in (\d+)ms: (\d+) msgs/s", out.stdout + out.stderr)
-    if not m or int(m.group(1)) != P1_MSGS or int(m.group(2)) != 0:
+    found = re.findall(r"(\d+) delivered \(offset -?\d+, (\d+) failed\) in (\d+)ms: (\d+) msgs/s", out.stdout + out.stderr)
+    m = found[-1] if found else None  # the final summary (interim ones come before it)
+    if not m or int(m[0]) != P1_MSGS or int(m[1]) != 0:
         sys.exit(f"P1 on {topic} failed; see {logf}")
-    return int(m.group(4)), t0, t1
+    return int(m[3]), t0, t1
 
 
 def p1_while_cleaning(rp, bs, data_dir, big, topic, logf):
     pos = log_pos()
     set_config(bs, big, cleanup_policy="compact")
-    part = os.path.join(data_dir, f"{big}-0")
     deadline = time.monotonic() + 120
-    while not glob.glob(os.path.join(part, "*.cleaned")):
+    while not glob.glob(os.path.join(data_dir, f"{big}-*", "*.cleaned")):
         if time.monotonic() > deadline:
             sys.exit(f"the cleaner never started on {big}")
         time.sleep(0.01)
     rate, _, _ = p1(rp, bs, topic, logf)
     # The cleaner started before P1 (its first .cleaned file existed): it covered the whole run
     # if it had not finished when P1 did.
-    covered = cleaned_line(big, pos) is None
-    wait_cleaned(big, pos)
+    covered = len(cleaned_lines(big, pos)) < BIG_PARTITIONS
+    wait_cleaned(big, pos, BIG_PARTITIONS)
     return rate, covered
 
 
@@ -180,13 +197,13 @@ def main():
     bs, data_dir, rp = sys.argv[1], sys.argv[2], sys.argv[3]
     rounds = int(sys.argv[4]) if len(sys.argv) > 4 else 3
     work = os.environ.get("WORK", "/tmp")
-    k1s, idle, busy, overlaps = [], [], [], []
+    k1s, idle, busy, overlaps, zs = [], [], [], [], {}
     for r in range(1, rounds + 1):
         rate, read, ms, records, kept, grew = k1(bs, f"k1-r{r}")
         k1s.append(rate)
         print(f"round {r}: K1 {rate:.0f} MB/s ({read / 1e6:.0f} MB recopied in {ms} ms; {records} records, "
               f"{kept} kept); broker RSS grew {grew / 1024:.1f} MiB during the round", flush=True)
-        fill(bs, f"big-r{r}")
+        fill(bs, f"big-r{r}", BIG_PARTITIONS)
         time.sleep(2)
         order = ["idle", "cleaning"] if r % 2 else ["cleaning", "idle"]
         for what in order:
@@ -198,7 +215,12 @@ def main():
                                                f"{work}/p1-cleaning-r{r}.log")
                 busy.append(rate_c)
                 overlaps.append(ov)
-        topics = [f"k1-r{r}", f"big-r{r}", f"p1-idle-r{r}", f"p1-cleaning-r{r}"]
+        for codec in CODECS:
+            rate_z, _, _ = p1(rp, bs, f"z-{codec}-r{r}", f"{work}/z-{codec}-r{r}.log", {"compression.type": codec})
+            zs.setdefault(codec, []).append(rate_z)
+        print(f"round {r}: P1 into compression.type " + ", ".join(f"{c} {zs[c][-1]:,}" for c in CODECS) + " msgs/s",
+              flush=True)
+        topics = [f"k1-r{r}", f"big-r{r}", f"p1-idle-r{r}", f"p1-cleaning-r{r}"] + [f"z-{c}-r{r}" for c in CODECS]
         for f in admin(bs).delete_topics(topics).values():
             f.result(timeout=60)
         covered = "the whole run" if overlaps[-1] else "part of the run only"
@@ -216,6 +238,10 @@ def main():
           f"{max(busy):,} | {', '.join(f'{x:,}' for x in busy)} |")
     print(f"| ratio | P1 cleaning / P1 idle (same round) | {statistics.median(ratios):.2f} | {max(ratios):.2f} | "
           f"{', '.join(f'{x:.2f}' for x in ratios)} |")
+    for codec in CODECS:
+        runs = zs[codec]
+        print(f"| Z {codec} | P1 (uncompressed batches) into a topic with compression.type={codec} | "
+              f"{statistics.median(runs):,.0f} msgs/s | {max(runs):,} | {', '.join(f'{x:,}' for x in runs)} |")
 
 
 if __name__ == "__main__":
