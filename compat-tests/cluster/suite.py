@@ -83,6 +83,9 @@ Replication (replicated.py; replica.lag.time.max.ms=3000 on every node):
 - describe-topic-partitions (describe_topics.py): DescribeTopicPartitions paged by its cursor,
   two partitions a page, with kafka-python and kafka-clients 4.3.0's describeTopics: every
   partition once, as Metadata shows it.
+- compacted-replicas (compacted.py): a cleanup.policy=compact RF=3 topic is compacted by every
+  replica (records counted in each node's segment files), and after kill -9 of its leader the
+  new leader serves the same compacted log (latest value per key at its acknowledged offset).
 - restart-all: SIGTERM of every node (the broker-only one too), all restarted: same cluster id,
   topics, leaders and data.
 
@@ -117,6 +120,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 import broker_only  # noqa: E402
 import clients_failover  # noqa: E402
 import compat  # noqa: E402
+import compacted  # noqa: E402
 import describe_topics  # noqa: E402
 import elections  # noqa: E402
 import eos_failover  # noqa: E402
@@ -372,7 +376,8 @@ def main():
     # Leaders go back to their preferred replicas only when a check asks (ElectLeaders), not on
     # the controller's timer (300 s by default, which a slow machine could reach mid-check);
     # auto-rebalance has its own cluster below.
-    cl = Cluster(3, overrides=["replica.lag.time.max.ms=3000", "auto.leader.rebalance.enable=false"])
+    cl = Cluster(3, overrides=["replica.lag.time.max.ms=3000", "auto.leader.rebalance.enable=false",
+                               "log.cleaner.backoff.ms=500"])
     state = {}
     try:
         cl.start()
@@ -397,6 +402,7 @@ def main():
         suite.check("reassign-throttle", reassign.throttle, cl, state)
         suite.check("decommission", reassign.decommission, cl, state)
         suite.check("describe-topic-partitions", describe_topics.describe_paged, cl, state)
+        suite.check("compacted-replicas", compacted.compacted_replicas, cl, state)
         if cluster_id:
             suite.check("restart-all", restart_all, cl, state, cluster_id)
     finally:
