@@ -9,6 +9,7 @@
 //! - `decompress`: capped, streaming reads of the records inside one batch (ListOffsets).
 //! - `codec`: compressing and inflating a batch's records section (Kafka's codecs).
 //! - `records`: the records inside a batch (cleaner, keyless check of compacted topics).
+//! - `message_set`: the old message formats (magic 0/1) of Produce v0-2, up-converted to v2.
 //! - `cleaner`: the log cleaner (compaction), its offset map and crash-safe segment installs.
 //! - `segment`: `LogSegment`, one `.log` file plus its indexes; append, read, scan, recover;
 //!   `SegmentReader`, a read taken under the log lock and run without it.
@@ -36,6 +37,7 @@ pub mod error;
 mod index;
 mod leader_epoch;
 pub mod log;
+pub mod message_set;
 mod producer_state;
 mod read;
 pub mod records;
