@@ -314,7 +314,8 @@ impl CleanTask {
             if h.delete_horizon_ms().is_some() {
                 return Ok(Some((Kept::Same(bytes.to_vec()), None)));
             }
-            return Ok(Some((rebuild(h, bytes, |_| true, Some(new_horizon))?, None)));
+            let inflated = records::inflate(bytes, h)?;
+            return Ok(Some((rebuild(h, &inflated, |_| true, Some(new_horizon))?, None)));
         }
         stats.records_read += u64::try_from(h.record_count).unwrap_or(0);
         if txns.data_batch(h) {
@@ -347,7 +348,7 @@ impl CleanTask {
         }
         let mut flags = keep.into_iter();
         Ok(Some((
-            rebuild(h, bytes, |_| flags.next().unwrap_or(false), horizon)?,
+            rebuild(h, &inflated, |_| flags.next().unwrap_or(false), horizon)?,
             None,
         )))
     }
@@ -435,14 +436,19 @@ fn control_type(bytes: &[u8], h: &BatchHeader) -> Option<MarkerType> {
     control::decode_end_txn_marker(bytes).ok().map(|m| m.marker)
 }
 
-/// The batch rebuilt with the records `keep` selects (in order), recompressed with its codec;
+/// The batch rebuilt from its inflated records, keeping those `keep` selects (in order),
+/// recompressed with its codec;
 /// with `horizon`, its base timestamp becomes that delete horizon (record timestamps kept).
-fn rebuild(h: &BatchHeader, bytes: &[u8], mut keep: impl FnMut(usize) -> bool, horizon: Option<i64>) -> Result<Kept> {
-    let inflated = records::inflate(bytes, h)?;
+fn rebuild(
+    h: &BatchHeader,
+    inflated: &[u8],
+    mut keep: impl FnMut(usize) -> bool,
+    horizon: Option<i64>,
+) -> Result<Kept> {
     let mut out = Vec::with_capacity(inflated.len());
     let mut count = 0i32;
     let mut max_timestamp = -1i64;
-    for (i, record) in records::records(&inflated, h.record_count).enumerate() {
+    for (i, record) in records::records(inflated, h.record_count).enumerate() {
         let record = record?;
         if !keep(i) {
             continue;
