@@ -6,7 +6,8 @@
 //!   shutdown), the per-connection framing (size cap before allocation, memory allocated as
 //!   bytes arrive, in-order responses) and the broker-wide request memory pool.
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
-//!   module per Kafka API, the versions table, response encoding.
+//!   module per Kafka API, the versions table, response encoding; the old versions the crate
+//!   dropped (Produce v0-2, Fetch v0-3, ListOffsets v0) decoded and encoded by hand (`legacy`).
 //! - [`broker`]: the broker's state and life cycle: startup with recovery, schedules, shutdown;
 //!   topic administration (proposed to the controller, answered once applied locally).
 //! - [`coordinator`]: consumer groups: the classic group state machine (join, sync, heartbeat,
@@ -23,7 +24,8 @@
 //! - [`replication`]: `Partition` (LEO, high watermark, leader epoch) and `ReplicaManager`
 //!   (appends with acks, fetches, the delayed produce / delayed fetch purgatory, group commit).
 //! - [`storage`]: the segment log on disk, knowing nothing of the wire: batches, segments,
-//!   offset and time indexes, producer state, checkpoints, recovery.
+//!   offset and time indexes, producer state, checkpoints, recovery; the cleaner (compaction),
+//!   codecs, and the old message formats converted up and down (`message_set`).
 //! - [`clock`]: the wall clock in ms, one function for every layer.
 //! - [`config`]: Kafka's broker config names, embedded defaults, validation.
 //! - [`error`]: the one mapping from typed errors to Kafka error codes.

@@ -21,6 +21,7 @@ mod errors;
 mod fetch;
 mod groups;
 mod leader_hint;
+mod legacy;
 mod list_offsets;
 mod metadata;
 mod offset_for_leader_epoch;
@@ -37,6 +38,8 @@ mod write_txn_markers;
 
 #[cfg(test)]
 mod controller_tests;
+#[cfg(test)]
+mod legacy_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -80,6 +83,13 @@ pub enum Decoded {
         header: RequestHeader,
         body: RequestKind,
     },
+    /// An old version the crate no longer decodes (Produce v0-2, Fetch v0-3, ListOffsets v0).
+    Legacy {
+        api_key: ApiKey,
+        version: i16,
+        header: RequestHeader,
+        request: legacy::Request,
+    },
     /// ApiVersions newer than we know: answered at v0 with our range.
     ApiVersionsTooNew { correlation_id: i32 },
     /// Kafka closes the connection (unknown key, unsupported version, bad header or body).
@@ -104,6 +114,21 @@ pub fn decode_request(frame: Bytes) -> Decoded {
     };
     if api_key == ApiKey::ApiVersions && version > range.max {
         return Decoded::ApiVersionsTooNew { correlation_id };
+    }
+    if legacy::handles(api_key, version) {
+        let mut buf = frame;
+        let Ok(header) = RequestHeader::decode(&mut buf, 1) else {
+            return Decoded::Reject("bad request header");
+        };
+        return match legacy::decode(api_key, version, &mut buf) {
+            Ok(request) => Decoded::Legacy {
+                api_key,
+                version,
+                header,
+                request,
+            },
+            Err(_) => Decoded::Reject("request body does not decode"),
+        };
     }
     if version < range.min || version > range.max {
         return Decoded::Reject("unsupported version");
@@ -146,6 +171,29 @@ pub async fn handle_frame(
         } => (api_key, version, header, body),
         Decoded::ApiVersionsTooNew { correlation_id } => {
             return api_versions::unsupported_version_response(correlation_id, out);
+        }
+        Decoded::Legacy {
+            api_key,
+            version,
+            header,
+            request,
+        } => {
+            let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id = header.correlation_id, peer = %conn.peer);
+            let started = std::time::Instant::now();
+            let ctx = RequestContext {
+                broker,
+                header: &header,
+                version,
+                peer: conn.peer,
+            };
+            let (outcome, remote) =
+                crate::metrics::with_remote_timer(legacy::handle(&ctx, request, header.correlation_id, out))
+                    .instrument(span)
+                    .await;
+            if let Some(m) = crate::metrics::api(key_raw) {
+                m.record(started.saturating_duration_since(received), started.elapsed(), remote);
+            }
+            return outcome;
         }
         Decoded::Reject(why) => {
             tracing::debug!(peer = %conn.peer, key_raw, reason = why, "closing the connection");

@@ -1,5 +1,6 @@
 //! Produce (key 0): validate each partition's records as Kafka does at the API boundary
-//! (exactly one v2 batch per partition, zstd only from v7), hand them to the replica manager as
+//! (exactly one v2 batch per partition, zstd only from v7; v0-2's old message sets converted
+//! to one), hand them to the replica manager as
 //! bytes, answer with base offsets (and, v10+, the current leader where this broker no longer
 //! leads). acks=0 gets no response at all.
 
@@ -13,10 +14,20 @@ use kafka_protocol::ResponseError;
 
 use super::RequestContext;
 use crate::replication::partition::Partition;
-use crate::storage::{BatchHeader, Compression};
+use crate::storage::error::StorageError;
+use crate::storage::{message_set, BatchHeader, Compression};
 
-/// Checks Kafka makes before the log sees the bytes.
-fn validate(records: &Option<Bytes>, version: i16) -> Result<(), (ResponseError, &'static str)> {
+/// Checks Kafka makes before the log sees the bytes. Produce v0-2's old message sets (magic 0
+/// and 1) are converted to one v2 batch first (Kafka's up-conversion), in place.
+fn validate(records: &mut Option<Bytes>, version: i16) -> Result<(), (ResponseError, &'static str)> {
+    if version < 3 {
+        if let Some(set) = records.take() {
+            *records = Some(message_set::up_convert(set).map_err(|e| match e {
+                StorageError::CorruptRecord(_) => (ResponseError::CorruptMessage, "corrupt message set"),
+                _ => (ResponseError::InvalidRecord, "invalid message set"),
+            })?);
+        }
+    }
     let Some(bytes) = records else {
         return Err((ResponseError::InvalidRecord, "records must not be null"));
     };
@@ -67,7 +78,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
         let mut resp = TopicProduceResponse::default()
             .with_name(t.name.clone())
             .with_topic_id(t.topic_id);
-        for p in t.partition_data {
+        for mut p in t.partition_data {
             let mut pr = PartitionProduceResponse::default()
                 .with_index(p.index)
                 .with_base_offset(-1)
@@ -76,7 +87,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
             let check = if !matches!(acks, -1..=1) {
                 Err((ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
             } else {
-                validate(&p.records, ctx.version)
+                validate(&mut p.records, ctx.version)
             };
             match (&name, check) {
                 (None, _) => {

@@ -2,8 +2,9 @@
 //!
 //! Ranges follow what Kafka 4.1 advertises, capped by what each handler implements and by the
 //! kafka-protocol crate's `VERSIONS` (never `ApiKey::valid_versions()`, which includes unstable
-//! versions). One quirk, as Kafka 4.x does: Produce is advertised from v0 although v0-2 are
-//! refused, because librdkafka before 2.11.1 disables gzip/snappy/lz4 unless it sees Produce v0.
+//! versions). Produce v0-2, Fetch v0-3 and ListOffsets v0, which the crate no longer decodes,
+//! are served by `legacy.rs` (as Kafka 3.9 serves them): advertised here, and accepted
+//! by `legacy::handles`.
 
 use kafka_protocol::messages::ApiKey;
 
@@ -13,11 +14,12 @@ pub struct Range {
     pub max: i16,
 }
 
-/// (API, advertised min, accepted min, max). Only APIs listed here are advertised or served.
+/// (API, advertised min, min the crate decodes, max). Only APIs listed here are advertised or
+/// served; versions from the advertised min up to the crate's go to `legacy.rs`.
 const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::Produce, 0, 3, 13),
-    (ApiKey::Fetch, 4, 4, 18),
-    (ApiKey::ListOffsets, 1, 1, 10),
+    (ApiKey::Fetch, 0, 4, 18),
+    (ApiKey::ListOffsets, 0, 1, 10),
     (ApiKey::Metadata, 0, 0, 13),
     (ApiKey::ApiVersions, 0, 0, 4),
     (ApiKey::CreateTopics, 2, 2, 7),
@@ -61,7 +63,7 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::ListTransactions, 0, 0, 1),
 ];
 
-/// The versions we accept for `key`, or None if we do not serve it.
+/// The versions the kafka-protocol crate decodes for `key`, or None if we do not serve it.
 pub fn supported(key: ApiKey) -> Option<Range> {
     TABLE
         .iter()

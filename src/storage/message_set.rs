@@ -193,6 +193,138 @@ pub fn up_convert(set: Bytes) -> Result<Bytes> {
     }
 }
 
+/// Appends one old-format message (magic 0 or 1) at `offset`: offset, size, CRC-32, magic,
+/// attributes, timestamp (magic 1), key, value.
+pub fn put_message(
+    out: &mut Vec<u8>,
+    offset: i64,
+    magic: i8,
+    attributes: i8,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) {
+    let size = 4 + 2 + if magic == 1 { 8 } else { 0 } + 8 + key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&i32::try_from(size).unwrap_or(i32::MAX).to_be_bytes());
+    let crc_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(magic.to_be_bytes()[0]);
+    out.push(attributes.to_be_bytes()[0]);
+    if magic == 1 {
+        out.extend_from_slice(&timestamp.to_be_bytes());
+    }
+    for field in [key, value] {
+        match field {
+            Some(b) => {
+                out.extend_from_slice(&i32::try_from(b.len()).unwrap_or(i32::MAX).to_be_bytes());
+                out.extend_from_slice(b);
+            }
+            None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    let crc = crc32fast::hash(out.get(crc_at + 4..).unwrap_or_default());
+    if let Some(slot) = out.get_mut(crc_at..crc_at + 4) {
+        slot.copy_from_slice(&crc.to_be_bytes());
+    }
+}
+
+/// What [`down_convert`] made of a fetch's batches.
+#[derive(Debug)]
+pub struct DownConverted {
+    pub set: Bytes,
+    /// Conversion stopped at a zstd batch, which the old formats cannot carry; if `set` is
+    /// empty the fetch gets UNSUPPORTED_COMPRESSION_TYPE, as from Kafka before Fetch v10.
+    pub stopped_at_zstd: bool,
+}
+
+/// Fetch v0-3's records: `batches` (whole v2 batches, as the log read them) as a message set of
+/// `magic` (0 for Fetch v0-1, 1 for v2-3), as Kafka's down-conversion does it: control batches
+/// are left out, and records before `fetch_offset`; headers go (the old formats have none). An
+/// uncompressed batch becomes one message per record at its offset; a compressed one a wrapper
+/// message in the same codec around its records (inner offsets relative to the first for magic
+/// 1, absolute for magic 0; the wrapper at the last record's offset, with the batch's
+/// timestamp type and max timestamp). Conversion stops before the set passes `max_bytes`
+/// (the first message always goes), so memory is bounded by `max_bytes` plus one inflated
+/// batch; the client's next fetch starts after the last message it got. Only the old clients
+/// that ask for these versions pay for it.
+pub fn down_convert(batches: &[u8], magic: i8, fetch_offset: i64, max_bytes: usize) -> Result<DownConverted> {
+    let mut out = Vec::new();
+    let done = |out: Vec<u8>, stopped_at_zstd| {
+        Ok(DownConverted {
+            set: Bytes::from(out),
+            stopped_at_zstd,
+        })
+    };
+    for item in batch::batches(batches) {
+        // A partial batch at the end (a size-limited read) is not sent, as Kafka drops it.
+        let Ok((pos, h)) = item else { break };
+        let Some(raw) = batches.get(pos..pos + h.total_size()) else {
+            break;
+        };
+        if h.is_control() || h.last_offset() < fetch_offset {
+            continue;
+        }
+        let codec = h.compression()?;
+        if codec == Compression::Zstd {
+            return done(out, true);
+        }
+        let log_append = h.is_log_append_time();
+        let ts_attr: i8 = if magic == 1 && log_append { 0x08 } else { 0 };
+        let inflated = crate::storage::records::inflate(raw, &h)?;
+        let mut inner = Vec::new();
+        let mut first_kept: Option<i64> = None;
+        let mut last_kept = -1;
+        for record in crate::storage::records::records(&inflated, h.record_count) {
+            let r = record?;
+            let offset = h.base_offset + r.offset_delta;
+            if offset < fetch_offset {
+                continue;
+            }
+            let timestamp = if log_append {
+                h.max_timestamp
+            } else {
+                h.base_timestamp + r.timestamp_delta
+            };
+            if codec == Compression::None {
+                let before = out.len();
+                put_message(&mut out, offset, magic, ts_attr, timestamp, r.key, r.value);
+                if before > 0 && out.len() > max_bytes {
+                    out.truncate(before);
+                    return done(out, false);
+                }
+                continue;
+            }
+            let first = *first_kept.get_or_insert(offset);
+            let inner_offset = if magic == 1 { offset - first } else { offset };
+            put_message(&mut inner, inner_offset, magic, 0, timestamp, r.key, r.value);
+            last_kept = offset;
+        }
+        if first_kept.is_some() {
+            let packed = codec::compress(codec, None, &inner)?;
+            let attributes = i8::try_from(codec.attribute_bits()).unwrap_or(0) | ts_attr;
+            let before = out.len();
+            put_message(
+                &mut out,
+                last_kept,
+                magic,
+                attributes,
+                h.max_timestamp,
+                None,
+                Some(&packed),
+            );
+            if before > 0 && out.len() > max_bytes {
+                out.truncate(before);
+                return done(out, false);
+            }
+        }
+        if out.len() >= max_bytes {
+            break;
+        }
+    }
+    done(out, false)
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used)]
 mod tests {
@@ -208,23 +340,8 @@ mod tests {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Vec<u8> {
-        let mut m = vec![magic as u8, attributes as u8];
-        if magic == 1 {
-            m.extend_from_slice(&ts.to_be_bytes());
-        }
-        for f in [key, value] {
-            match f {
-                Some(b) => {
-                    m.extend_from_slice(&(b.len() as i32).to_be_bytes());
-                    m.extend_from_slice(b);
-                }
-                None => m.extend_from_slice(&(-1i32).to_be_bytes()),
-            }
-        }
-        let mut out = offset.to_be_bytes().to_vec();
-        out.extend_from_slice(&((m.len() + 4) as i32).to_be_bytes());
-        out.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
-        out.extend_from_slice(&m);
+        let mut out = Vec::new();
+        put_message(&mut out, offset, magic, attributes, ts, key, value);
         out
     }
 
@@ -288,5 +405,108 @@ mod tests {
             let set = message(0, 1, 0, 5, Some(b"key"), Some(b"value"));
             let _ = up_convert(Bytes::from(set[..cut.min(set.len())].to_vec()));
         }
+    }
+
+    type ClientMessage = (i64, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+    /// (absolute offset, timestamp, key, value) of every message of an old set, unwrapping
+    /// compressed wrappers as a client does (magic 1: relative inner offsets).
+    fn client_view(set: &[u8]) -> Vec<ClientMessage> {
+        let mut out = Vec::new();
+        let mut c = Cursor { buf: set, pos: 0 };
+        while c.pos < set.len() {
+            let offset = c.i64().unwrap();
+            let size = c.i32().unwrap() as usize;
+            let m = c.take(size).unwrap();
+            assert_eq!(crc32fast::hash(&m[4..]), u32::from_be_bytes(m[..4].try_into().unwrap()));
+            let mut r = Cursor { buf: m, pos: 4 };
+            let magic = r.i8().unwrap();
+            let attributes = r.i8().unwrap();
+            let ts = if magic == 1 { r.i64().unwrap() } else { -1 };
+            let key = r.bytes().unwrap().map(<[u8]>::to_vec);
+            let value = r.bytes().unwrap().map(<[u8]>::to_vec);
+            let codec = Compression::from_attributes(i16::from(attributes) & 7).unwrap();
+            if codec == Compression::None {
+                out.push((offset, ts, key, value));
+                continue;
+            }
+            let inner = codec::decompress(codec, &value.unwrap(), 1 << 20).unwrap();
+            let msgs = client_view(&inner);
+            let last_rel = msgs.last().unwrap().0;
+            for (o, t, k, v) in msgs {
+                let abs = if magic == 1 { offset - last_rel + o } else { o };
+                out.push((abs, t, k, v));
+            }
+        }
+        out
+    }
+
+    fn v2_batch(base_offset: i64, codec: Compression, n: i64, control: bool) -> Vec<u8> {
+        let msgs: Vec<OldMessage> = (0..n)
+            .map(|i| OldMessage {
+                timestamp: 1000 + i,
+                key: Some(Bytes::from(format!("k{i}"))),
+                value: (i != 1).then(|| Bytes::from(format!("v{i}"))),
+            })
+            .collect();
+        let b = to_batch(&msgs, codec).unwrap();
+        let mut h = BatchHeader::parse(&b).unwrap();
+        h.base_offset = base_offset;
+        if control {
+            h.attributes |= 0x20;
+        }
+        let payload = &b[BATCH_HEADER_LEN..];
+        batch::assemble(&h, h.record_count, payload).unwrap()
+    }
+
+    #[test]
+    fn v2_batches_go_down_to_magic_0_and_1_as_a_client_reads_them() {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+        ] {
+            let mut log = v2_batch(10, codec, 3, false);
+            log.extend(v2_batch(13, Compression::None, 1, true)); // a control batch: left out
+            log.extend(v2_batch(14, codec, 2, false));
+            for magic in [0i8, 1] {
+                let d = down_convert(&log, magic, 11, 1 << 20).unwrap();
+                assert!(!d.stopped_at_zstd);
+                let got = client_view(&d.set);
+                let offsets: Vec<i64> = got.iter().map(|m| m.0).collect();
+                assert_eq!(offsets, vec![11, 12, 14, 15], "{codec:?} magic {magic}");
+                let ts = if magic == 1 { 1001 } else { -1 };
+                assert_eq!(got[0], (11, ts, Some(b"k1".to_vec()), None), "{codec:?} magic {magic}");
+                assert_eq!(got[1].3.as_deref(), Some(&b"v2"[..]));
+                // The set goes back up as the same records.
+                let (msgs, up_codec) = parse(&d.set).unwrap();
+                assert_eq!(msgs.len(), 4);
+                assert_eq!(up_codec, codec);
+            }
+        }
+    }
+
+    #[test]
+    fn down_conversion_is_bounded_and_stops_at_zstd() {
+        let mut log = v2_batch(0, Compression::None, 3, false);
+        log.extend(v2_batch(3, Compression::Gzip, 3, false));
+        // The first message always goes; then nothing past max_bytes.
+        let one = down_convert(&log, 1, 0, 1).unwrap();
+        assert_eq!(client_view(&one.set).len(), 1);
+        let all = down_convert(&log, 1, 0, 1 << 20).unwrap();
+        let three = down_convert(&log, 1, 0, all.set.len() - 1).unwrap();
+        assert_eq!(client_view(&three.set).len(), 3, "the wrapper does not fit");
+        // A partial batch at the end is dropped.
+        let cut = down_convert(&log[..log.len() - 5], 1, 0, 1 << 20).unwrap();
+        assert_eq!(client_view(&cut.set).len(), 3);
+        // zstd: whatever came before, then a stop.
+        let mut z = v2_batch(0, Compression::None, 1, false);
+        z.extend(v2_batch(1, Compression::Zstd, 2, false));
+        let d = down_convert(&z, 1, 0, 1 << 20).unwrap();
+        assert!(d.stopped_at_zstd);
+        assert_eq!(client_view(&d.set).len(), 1);
+        let d = down_convert(&z, 1, 1, 1 << 20).unwrap();
+        assert!(d.stopped_at_zstd && d.set.is_empty());
     }
 }

@@ -19,6 +19,7 @@ pub(crate) struct RecordView<'a> {
     pub timestamp_delta: i64,
     pub offset_delta: i64,
     pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
     pub value_is_null: bool,
     /// Where the offset delta starts in `raw` (after attributes and timestamp delta).
     offset_delta_at: usize,
@@ -106,6 +107,15 @@ fn parse_record(buf: &[u8], start: usize) -> Result<(RecordView<'_>, usize)> {
         Some(key)
     };
     let value_len = get_varlong(body, &mut pos).ok_or_else(|| corrupt("bad value length"))?;
+    let value = if value_len < 0 {
+        None
+    } else {
+        let len = usize::try_from(value_len).map_err(|_| corrupt("bad value length"))?;
+        Some(
+            body.get(pos..pos + len)
+                .ok_or_else(|| corrupt("value past the record"))?,
+        )
+    };
     let raw = buf.get(start..end).ok_or_else(|| corrupt("truncated"))?;
     Ok((
         RecordView {
@@ -113,6 +123,7 @@ fn parse_record(buf: &[u8], start: usize) -> Result<(RecordView<'_>, usize)> {
             timestamp_delta,
             offset_delta,
             key,
+            value,
             value_is_null: value_len < 0,
             offset_delta_at,
             body_at,
