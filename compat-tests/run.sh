@@ -23,16 +23,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
 ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
   java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart observability
-  transactions confluent-kafka-txn kafka-python-txn compaction hardening cluster faultcheck fuzz)
+  transactions confluent-kafka-txn kafka-python-txn compaction connect old-clients hardening cluster faultcheck fuzz)
 # Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir),
 # or need none (fuzz).
-SELF_MANAGED=" crash groups-restart observability transactions compaction hardening cluster faultcheck fuzz "
+SELF_MANAGED=" crash groups-restart observability transactions compaction connect hardening cluster faultcheck fuzz "
 
 suite_cmd() {
   case "$1" in
     java-4.3.0) echo "$CT/java/run.sh 4.3.0" ;;
     java-3.9.1) echo "$CT/java/run.sh 3.9.1" ;;
-    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | compaction | hardening | cluster) echo "$CT/$1/run.sh" ;;
+    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | compaction | connect | old-clients | hardening | cluster) echo "$CT/$1/run.sh" ;;
     java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
     fuzz) echo "$ROOT/fuzz/run.sh ${SLUICE_FUZZ_SECONDS:-60}" ;;
     faultcheck) echo "env SLUICE_SKIP_SETUP=1 SLUICE_SKIP_BUILD=1 $CT/faultcheck/run.sh ${SLUICE_FAULTCHECK_ARGS:-}" ;;
@@ -49,6 +49,7 @@ suite_timeout() {
     kafka-python) echo 420 ;;
     crash) echo 300 ;;
     cluster) echo 480 ;;
+    connect) echo 420 ;;
     faultcheck) echo 600 ;;
     fuzz) echo 900 ;;
     *) echo 300 ;;
@@ -218,12 +219,14 @@ run_suite() {
     timeout --kill-after=10 "$tmo" $cmd </dev/null 2>&1 | tee "$out" | grep --line-buffered -E '^(PASS|FAIL|#)'
   rc=${PIPESTATUS[0]}
 
-  local pidfile own
-  for pidfile in "$dir/broker.pid" "$data"/node*.pid; do
-    # A self-managed suite's own brokers: normally stopped by the suite, not if it timed out.
+  local pidfile own m
+  for pidfile in "$dir/broker.pid" "$data"/node*.pid "$data"/extra-*.pid; do
+    # A self-managed suite's own brokers (and helper processes: "PID MARKER" in extra-*.pid, MARKER
+    # a string of their command line): normally stopped by the suite, not if it timed out.
     [[ -f "$pidfile" ]] || continue
-    own="$(cat "$pidfile")"
-    if is_running "$own" && grep -qa -- "--override" "/proc/$own/cmdline" 2>/dev/null; then
+    local marker="--override"
+    read -r own m <"$pidfile" && [[ -n "${m:-}" ]] && marker="$m"
+    if is_running "$own" && grep -qa -- "$marker" "/proc/$own/cmdline" 2>/dev/null; then
       stop_pid "$own" >/dev/null
     fi
   done

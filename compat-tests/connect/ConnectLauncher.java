@@ -294,8 +294,12 @@ public class ConnectLauncher {
         } else if (p.length == 3 && p[0].equals("connectors") && p[2].equals("status") && method.equals("GET")) {
             ConnectorStateInfo s = herder.connectorStatus(p[1]);
             List<Map<String, Object>> tasks = new ArrayList<>();
-            for (ConnectorStateInfo.TaskState t : s.tasks())
-                tasks.add(Map.of("id", t.id(), "state", t.state(), "worker_id", t.workerId()));
+            for (ConnectorStateInfo.TaskState t : s.tasks()) {
+                Map<String, Object> task = new LinkedHashMap<>(Map.of("id", t.id(), "state", t.state(),
+                        "worker_id", t.workerId()));
+                if (t.trace() != null) task.put("trace", t.trace());
+                tasks.add(task);
+            }
             reply(ex, 200, Map.of("name", s.name(),
                     "connector", Map.of("state", s.connector().state(), "worker_id", s.connector().workerId()),
                     "tasks", tasks));
