@@ -24,8 +24,12 @@
 //!   aborted (0)`. Replay moves that producer's pending offsets into the committed ones, or
 //!   drops them.
 //!
-//! Compaction: none yet. The partitions keep every record (retention off) until the
-//! offset-preserving cleaner (issue #13) compacts them; a load replays the whole partition.
+//! - the end of a transaction also writes, in the same batch before its end record, the
+//!   committed offsets as value-v1 records (commit only) and a tombstone per pending key.
+//!
+//! Compaction: the topic is `cleanup.policy=compact` and the log cleaner keeps the latest
+//! record per key; the records above are chosen so that replaying the compacted log gives what
+//! replaying the whole log gives (a test checks it).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -361,20 +365,33 @@ impl OffsetStore {
     }
 
     /// A transaction marker for `producer_id` reached the group coordinator: its pending
-    /// offsets become committed (`commit`) or are dropped. One record per partition holding
+    /// offsets become committed (`commit`) or are dropped. One batch per partition holding
     /// some; nothing is written without any.
+    ///
+    /// The batch says it in a form the log cleaner keeps true: on commit the offsets as ordinary
+    /// commit records, then a tombstone for each of the transaction's pending-offset keys, then
+    /// the end record. Keeping only the latest record per key could otherwise drop the end
+    /// record that committed a pending offset (the producer's next transaction writes the same
+    /// end key) while keeping the pending offset, or the other way round.
     pub fn end_txn(&mut self, producer_id: i64, commit: bool, now_ms: i64) -> Result<Vec<Replication>, StoreError> {
         let Some(by_group) = self.pending.get(&producer_id) else {
             return Ok(Vec::new());
         };
-        let mut partitions: Vec<i32> = by_group.keys().map(|g| self.partition_of(g)).collect();
-        partitions.sort_unstable();
-        partitions.dedup();
+        let mut batches: BTreeMap<i32, Vec<KeyValue>> = BTreeMap::new();
+        for (group, offsets) in by_group {
+            let kvs = batches.entry(self.partition_of(group)).or_default();
+            for ((topic, partition), committed) in offsets {
+                if commit {
+                    kvs.push((encode_key(group, topic, *partition)?, Some(encode_value(committed)?)));
+                }
+                kvs.push((encode_txn_offset_key(producer_id, group, topic, *partition)?, None));
+            }
+        }
         let value = Bytes::from(vec![0, 1, u8::from(commit)]);
-        let kv = [(encode_txn_end_key(producer_id), Some(value))];
-        let mut out = Vec::with_capacity(partitions.len());
-        for p in partitions {
-            out.push(self.append_to(p, &kv, now_ms)?);
+        let mut out = Vec::with_capacity(batches.len());
+        for (p, mut kvs) in batches {
+            kvs.push((encode_txn_end_key(producer_id), Some(value.clone())));
+            out.push(self.append_to(p, &kvs, now_ms)?);
         }
         if commit {
             let keys: Vec<Key> = by_group
@@ -671,7 +688,21 @@ fn apply(
     let key = record.key.as_ref().ok_or_else(|| "record without a key".to_string())?;
     if key.get(..2) == Some(&TXN_OFFSET_KEY_VERSION.to_be_bytes()[..]) {
         let (producer_id, group, topic, partition) = decode_txn_offset_key(key)?;
-        let value = record.value.as_ref().ok_or("pending offset without a value")?;
+        let Some(value) = record.value.as_ref() else {
+            // The transaction ended (a tombstone written with its end record).
+            if let Some(groups) = pending.get_mut(&producer_id) {
+                if let Some(offsets) = groups.get_mut(&group) {
+                    offsets.remove(&(topic, partition));
+                    if offsets.is_empty() {
+                        groups.remove(&group);
+                    }
+                }
+                if groups.is_empty() {
+                    pending.remove(&producer_id);
+                }
+            }
+            return Ok(());
+        };
         pending
             .entry(producer_id)
             .or_default()

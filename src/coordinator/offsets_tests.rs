@@ -285,3 +285,66 @@ fn a_lagging_offsets_partition_holds_back_only_its_own_groups() -> TestResult {
     assert_eq!(offset_of(&store, a, "t", 0), -1, "the other's is not");
     Ok(())
 }
+
+/// What the log cleaner leaves of `records`: the latest record of each key, in log order;
+/// `keep_tombstones` false once their delete horizon passed (they go too).
+fn compacted(records: &[Record], keep_tombstones: bool) -> Vec<Record> {
+    let mut last: HashMap<Bytes, usize> = HashMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Some(k) = &r.key {
+            last.insert(k.clone(), i);
+        }
+    }
+    records
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| r.key.as_ref().and_then(|k| last.get(k)) == Some(i) && (keep_tombstones || r.value.is_some()))
+        .map(|(_, r)| r.clone())
+        .collect()
+}
+
+#[test]
+fn a_compacted_log_replays_to_the_same_offsets_as_the_whole_log() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let (mut store, rm) = open(dir.path())?;
+    drop(store.commit("g", &[entry("t", 0, 1)], 0)?);
+    // Producer 7: a committed transaction, an aborted one over the same keys, an open one.
+    drop(store.txn_commit(7, "g", &[entry("t", 0, 10), entry("t", 1, 11)], 1)?);
+    drop(store.end_txn(7, true, 2)?);
+    drop(store.txn_commit(7, "g", &[entry("t", 0, 20)], 3)?);
+    drop(store.end_txn(7, false, 4)?);
+    drop(store.txn_commit(7, "g", &[entry("t", 1, 31)], 5)?);
+    // Producer 8: a committed transaction on its own partition, then a plain commit over it.
+    drop(store.txn_commit(8, "g", &[entry("t", 2, 40)], 6)?);
+    drop(store.end_txn(8, true, 7)?);
+    drop(store.commit("g", &[entry("t", 2, 41)], 8)?);
+    let p = store.partition_of("g");
+    let epoch = rm.get_partition(OFFSETS_TOPIC, p).ok_or("no partition")?.leader_epoch();
+    let mut records = Vec::new();
+    store.log().replay(p, epoch, &mut |r| {
+        records.push(r);
+        Ok(())
+    })?;
+    let replay = |records: Vec<Record>| -> Result<LoadedOffsets, String> {
+        let mut l = LoadedOffsets::default();
+        for r in records {
+            apply(&mut l.groups, &mut l.group_records, &mut l.pending, r)?;
+        }
+        Ok(l)
+    };
+    let whole = replay(records.clone())?;
+    let committed = |l: &LoadedOffsets| {
+        l.groups
+            .get("g")
+            .map(|o| o.values().map(|c| c.offset).collect::<Vec<_>>())
+    };
+    assert_eq!(committed(&whole), Some(vec![10, 11, 41]));
+    assert_eq!(whole.pending.len(), 1);
+    for keep_tombstones in [true, false] {
+        let l = replay(compacted(&records, keep_tombstones))?;
+        assert_eq!(l.groups, whole.groups, "tombstones kept: {keep_tombstones}");
+        assert_eq!(l.pending, whole.pending, "tombstones kept: {keep_tombstones}");
+    }
+    assert!(compacted(&records, false).len() < records.len());
+    Ok(())
+}
