@@ -2,8 +2,8 @@
 //!
 //! Module map (requests flow top to bottom):
 //!
-//! - [`server`]: the accept loop (connection permits, per-IP limits, backoff, drain on
-//!   shutdown), the per-connection framing (size cap before allocation, memory allocated as
+//! - [`server`]: the accept loops, one per listener, TLS (rustls) for SSL listeners
+//!   (connection permits, per-IP limits, backoff, drain on shutdown), the per-connection framing (size cap before allocation, memory allocated as
 //!   bytes arrive, in-order responses) and the broker-wide request memory pool.
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
 //!   module per Kafka API, the versions table, response encoding; the old versions the crate

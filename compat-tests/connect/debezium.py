@@ -19,7 +19,6 @@ import subprocess
 import tempfile
 import time
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import compat
@@ -106,26 +105,16 @@ def connector_config(pg):
 
 def read_topic(bs):
     """[(offset, key dict, value dict or None)] from the beginning to the end offset."""
-    c = Consumer({"bootstrap.servers": bs, "group.id": f"dbz-reader-{time.monotonic_ns()}",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
+    from confluent_kafka import Consumer, TopicPartition
+    probe = Consumer({"bootstrap.servers": bs, "group.id": "dbz-probe"})
     try:
-        low, high = c.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
-        if high <= low:
-            return []
-        c.assign([TopicPartition(TOPIC, 0, low)])
-        out = []
-        for _ in compat.deadline_loop(30, step=0):
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    break
-                fail(f"read {TOPIC}: {m.error()}")
-            out.append((m.offset(), json.loads(m.key()), None if m.value() is None else json.loads(m.value())))
-        return out
+        low, high = probe.get_watermark_offsets(TopicPartition(TOPIC, 0), timeout=10)
     finally:
-        c.close()
+        probe.close()
+    if high <= low:
+        return []
+    msgs = compat.read_partition({"bootstrap.servers": bs}, TOPIC, start=low)
+    return [(m.offset(), json.loads(m.key()), None if m.value() is None else json.loads(m.value())) for m in msgs]
 
 
 def wait_events(bs, pred, what, workers, seconds=90):

@@ -214,6 +214,34 @@ def expected_for_timestamp(msgs, p, target):
     return (best.offset, best.ts) if best else (-1, -1)
 
 
+def read_partition(conf, topic, partition=0, start=0, count=None, seconds=30):
+    """confluent-kafka messages of `topic`'s partition from offset `start`: `count` of them, or
+    (count None) up to the end as it was when reading started. No consumer group is used (the
+    group.id is only a name). A message error fails the check."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    c = Consumer(dict(conf, **{"group.id": f"compat-reader-{time.monotonic_ns()}", "enable.auto.commit": False,
+                               "enable.partition.eof": True}))
+    try:
+        c.assign([TopicPartition(topic, partition, start)])
+        out = []
+        for _ in deadline_loop(seconds, step=0):
+            if count is not None and len(out) >= count:
+                break
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    if count is None:
+                        break
+                    continue
+                fail(f"reading {topic}-{partition}: {m.error()}")
+            out.append(m)
+        return out
+    finally:
+        c.close()
+
+
 def deadline_loop(seconds, step=0.2):
     """Yields until `seconds` have passed (bounded polling)."""
     end = time.monotonic() + seconds

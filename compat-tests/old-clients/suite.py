@@ -28,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 import compat  # noqa: E402
@@ -66,24 +66,8 @@ def expected(first, n):
 
 
 def ck_read(bs, topic, start, n):
-    c = Consumer({"bootstrap.servers": bs, "group.id": f"old-reader-{time.monotonic_ns()}", "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(topic, 0, start)])
-        out = []
-        for _ in compat.deadline_loop(30, step=0):
-            if len(out) >= n:
-                break
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == KafkaError._PARTITION_EOF:
-                    continue
-                fail(f"read: {m.error()}")
-            out.append((m.offset(), m.key().decode(), m.value().decode(), m.timestamp()[1]))
-        return out
-    finally:
-        c.close()
+    msgs = compat.read_partition({"bootstrap.servers": bs}, topic, start=start, count=n)
+    return [(m.offset(), m.key().decode(), m.value().decode(), m.timestamp()[1]) for m in msgs]
 
 
 def write(bs, codec):

@@ -159,8 +159,18 @@ fn dynamic_broker_entries(image: &MetadataImage, id: Option<i32>) -> Vec<ConfigE
 }
 
 fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
-    let listener = format!("PLAINTEXT://{}", config.listener);
-    let advertised = format!("PLAINTEXT://{}:{}", config.advertised_host, config.advertised_port);
+    let listener = config
+        .listeners
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.addr))
+        .collect::<Vec<_>>()
+        .join(",");
+    let advertised = config
+        .listeners
+        .iter()
+        .map(|l| format!("{}://{}:{}", l.name, l.advertised_host, l.advertised_port))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut entries: Vec<(String, String, i8)> = vec![
         ("advertised.listeners".into(), advertised, TYPE_STRING),
         (

@@ -12,7 +12,6 @@ use crate::metadata::MetadataClient;
 const ENDPOINT_TYPE_BROKERS: i8 = 1;
 
 pub fn handle(ctx: &RequestContext<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let config = &ctx.broker.config;
     let resp = DescribeClusterResponse::default();
     if ctx.version >= 1 && req.endpoint_type != ENDPOINT_TYPE_BROKERS {
         return resp
@@ -20,7 +19,7 @@ pub fn handle(ctx: &RequestContext<'_>, req: DescribeClusterRequest) -> Describe
             .with_endpoint_type(req.endpoint_type);
     }
     let image = ctx.broker.metadata.image();
-    let brokers = MetadataClient::live_endpoints(&image, &config.cluster.inter_broker_listener_name)
+    let brokers = MetadataClient::live_endpoints(&image, ctx.listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             DescribeClusterBroker::default()

@@ -153,7 +153,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
         }
     }
     let mut response = FetchResponse::default().with_responses(topics);
-    super::leader_hint::fill_fetch(broker, ctx.version, &names, &mut response);
+    super::leader_hint::fill_fetch(broker, ctx.listener, ctx.version, &names, &mut response);
     response
 }
 

@@ -53,12 +53,12 @@ pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequ
         let found = match key_type {
             KEY_TYPE_GROUP => ctx
                 .broker
-                .group_coordinator(key.as_str())
+                .group_coordinator(key.as_str(), ctx.listener)
                 .await
                 .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.to_string())),
             KEY_TYPE_TRANSACTION => ctx
                 .broker
-                .transaction_coordinator(key.as_str())
+                .transaction_coordinator(key.as_str(), ctx.listener)
                 .await
                 .map_err(|e| (ResponseError::CoordinatorNotAvailable, e.to_string())),
             _ => Err((

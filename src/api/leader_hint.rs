@@ -31,11 +31,8 @@ impl<'a> LeaderHints<'a> {
         }
     }
 
-    fn of(broker: &'a Broker) -> Self {
-        Self::new(
-            broker.metadata.image(),
-            &broker.config.cluster.inter_broker_listener_name,
-        )
+    fn of(broker: &'a Broker, listener: &'a str) -> Self {
+        Self::new(broker.metadata.image(), listener)
     }
 
     /// (leader id, leader epoch) of a partition as the metadata has it, (-1, -1) when it is not
@@ -69,9 +66,15 @@ fn moved(error_code: i16, fenced_counts: bool) -> bool {
 }
 
 /// Fills the hints of a Produce response (v10+); `names[i]` is the name of topic `i`.
-pub fn fill_produce(broker: &Broker, version: i16, names: &[Option<String>], resp: &mut ProduceResponse) {
+pub fn fill_produce(
+    broker: &Broker,
+    listener: &str,
+    version: i16,
+    names: &[Option<String>],
+    resp: &mut ProduceResponse,
+) {
     if version >= 10 {
-        produce_hints(LeaderHints::of(broker), names, resp);
+        produce_hints(LeaderHints::of(broker, listener), names, resp);
     }
 }
 
@@ -102,9 +105,9 @@ fn produce_hints(mut hints: LeaderHints<'_>, names: &[Option<String>], resp: &mu
 }
 
 /// Fills the hints of a Fetch response (v16+); `names[i]` is the name of topic `i`.
-pub fn fill_fetch(broker: &Broker, version: i16, names: &[Option<String>], resp: &mut FetchResponse) {
+pub fn fill_fetch(broker: &Broker, listener: &str, version: i16, names: &[Option<String>], resp: &mut FetchResponse) {
     if version >= 16 {
-        fetch_hints(LeaderHints::of(broker), names, resp);
+        fetch_hints(LeaderHints::of(broker, listener), names, resp);
     }
 }
 

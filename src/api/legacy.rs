@@ -290,6 +290,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: Request, correlation_id: i32,
                 header: ctx.header,
                 version: 1,
                 peer: ctx.peer,
+                listener: ctx.listener,
             };
             let resp = super::list_offsets::handle(&v1, req);
             out.put_i32(correlation_id);

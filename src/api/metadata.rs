@@ -40,7 +40,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataR
         out
     };
     let image = broker.metadata.image();
-    let brokers = MetadataClient::live_endpoints(&image, &config.cluster.inter_broker_listener_name)
+    let brokers = MetadataClient::live_endpoints(&image, ctx.listener)
         .into_iter()
         .map(|(id, host, port, rack)| {
             MetadataResponseBroker::default()

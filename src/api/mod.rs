@@ -72,6 +72,9 @@ pub struct RequestContext<'a> {
     pub version: i16,
     /// The client's address (JoinGroup records it as the member's host).
     pub peer: std::net::SocketAddr,
+    /// The listener the request came in on: Metadata, FindCoordinator and DescribeCluster
+    /// answer with the brokers' endpoints on it, as Kafka does.
+    pub listener: &'a str,
 }
 
 /// A request frame decoded (see [`decode_request`]).
@@ -185,6 +188,7 @@ pub async fn handle_frame(
                 header: &header,
                 version,
                 peer: conn.peer,
+                listener: &conn.listener,
             };
             let (outcome, remote) =
                 crate::metrics::with_remote_timer(legacy::handle(&ctx, request, header.correlation_id, out))
@@ -216,6 +220,7 @@ pub async fn handle_frame(
             header: &header,
             version,
             peer: conn.peer,
+            listener: &conn.listener,
         };
         let (reply, remote) = crate::metrics::with_remote_timer(dispatch(&ctx, body)).await;
         let metrics = crate::metrics::api(key_raw);

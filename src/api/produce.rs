@@ -135,6 +135,6 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
         return None;
     }
     let mut response = ProduceResponse::default().with_responses(topics);
-    super::leader_hint::fill_produce(broker, ctx.version, &names, &mut response);
+    super::leader_hint::fill_produce(broker, ctx.listener, ctx.version, &names, &mut response);
     Some(response)
 }

@@ -388,7 +388,7 @@ mod fuzz {
                 };
             }
             FIXTURE.with(|(rt, broker, _)| {
-                let info = ConnectionInfo { peer: "127.0.0.1:1".parse().expect("addr") };
+                let info = ConnectionInfo { peer: "127.0.0.1:1".parse().expect("addr"), listener: "PLAINTEXT".into() };
                 // A produce with acks=-1 could wait on the flusher, which is not running here:
                 // bound every request.
                 let _ = rt.block_on(async {

@@ -35,8 +35,9 @@ pub struct CoordinatorAddress {
 pub struct NoCoordinator(pub String);
 
 impl Broker {
-    /// The broker coordinating `group_id`: the leader of its `__consumer_offsets` partition.
-    pub async fn group_coordinator(&self, group_id: &str) -> Result<CoordinatorAddress, NoCoordinator> {
+    /// The broker coordinating `group_id`: the leader of its `__consumer_offsets` partition,
+    /// with its endpoint on `listener`.
+    pub async fn group_coordinator(&self, group_id: &str, listener: &str) -> Result<CoordinatorAddress, NoCoordinator> {
         let topic = self
             .internal_topic(
                 OFFSETS_TOPIC,
@@ -45,13 +46,17 @@ impl Broker {
                 BTreeMap::new(),
             )
             .await?;
-        self.partition_leader(&topic, partition_for(group_id, topic.partitions.len() as i32))
+        self.partition_leader(&topic, partition_for(group_id, topic.partitions.len() as i32), listener)
     }
 
     /// The broker coordinating `transactional_id`: the leader of its `__transaction_state`
     /// partition. The topic's `min.insync.replicas` is `transaction.state.log.min.isr` capped
     /// by its replication factor.
-    pub async fn transaction_coordinator(&self, transactional_id: &str) -> Result<CoordinatorAddress, NoCoordinator> {
+    pub async fn transaction_coordinator(
+        &self,
+        transactional_id: &str,
+        listener: &str,
+    ) -> Result<CoordinatorAddress, NoCoordinator> {
         let t = &self.config.transactions;
         let topic = self
             .internal_topic(
@@ -61,17 +66,26 @@ impl Broker {
                 BTreeMap::from([("min.insync.replicas".to_string(), t.state_log_min_isr.to_string())]),
             )
             .await?;
-        self.partition_leader(&topic, partition_for(transactional_id, topic.partitions.len() as i32))
+        self.partition_leader(
+            &topic,
+            partition_for(transactional_id, topic.partitions.len() as i32),
+            listener,
+        )
     }
 
-    /// The leader of `topic`'s partition `index`, with its client endpoint.
-    fn partition_leader(&self, topic: &TopicImage, index: i32) -> Result<CoordinatorAddress, NoCoordinator> {
+    /// The leader of `topic`'s partition `index`, with its endpoint on `listener`.
+    fn partition_leader(
+        &self,
+        topic: &TopicImage,
+        index: i32,
+        listener: &str,
+    ) -> Result<CoordinatorAddress, NoCoordinator> {
         let leader = topic.partition(index).map_or(NO_LEADER, |p| p.leader);
         if leader == NO_LEADER {
             return Err(NoCoordinator(format!("{}-{index} has no leader", topic.name)));
         }
         let image = self.metadata.image();
-        MetadataClient::live_endpoints(&image, &self.config.cluster.inter_broker_listener_name)
+        MetadataClient::live_endpoints(&image, listener)
             .into_iter()
             .find(|(id, ..)| *id == leader)
             .map(|(node_id, host, port, _)| CoordinatorAddress { node_id, host, port })

@@ -243,12 +243,13 @@ fn lock_dir(dir: &Path) -> anyhow::Result<File> {
 
 /// Where the broker takes client connections.
 pub enum Listen {
-    /// Bound once the logs are open, so a connection to the port means the broker is ready (a
-    /// recovery after a crash can take a while; tooling that waits for the port must not see it
-    /// open before then).
-    Addr(std::net::SocketAddr),
-    /// A listener the caller bound (tests bind port 0); connections wait in its backlog until
-    /// the broker is ready.
+    /// Every listener of `listeners`, bound once the logs are open, so a connection to a port
+    /// means the broker is ready (a recovery after a crash can take a while; tooling that
+    /// waits for the port must not see it open before then).
+    Config,
+    /// A listener the caller bound (tests bind port 0) for the entry of `listeners` with its
+    /// address; connections wait in its backlog until the broker is ready. The others are
+    /// bound as with `Config`.
     Bound(TcpListener),
 }
 
@@ -314,8 +315,7 @@ pub async fn start(
 
 /// Runs a broker until `stop` resolves: the whole life of the process.
 pub async fn run(config: BrokerConfig, stop: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
-    let addr = config.listener;
-    run_on(config, Listen::Addr(addr), stop).await
+    run_on(config, Listen::Config, stop).await
 }
 
 /// [`run`] on a chosen [`Listen`].
@@ -344,12 +344,7 @@ pub async fn run_on(
         cluster_id,
         shutdown_request,
     } = start(config, &tasks, shutdown_rx.clone()).await?;
-    let listener = match listen {
-        Listen::Bound(l) => l,
-        Listen::Addr(addr) => TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding listeners {addr}"))?,
-    };
+    let listeners = bind_listeners(&broker.config, listen).await?;
     let flusher = tasks.spawn("log-flusher", run_flusher(queue));
     start_replication(&broker, &controller, &tasks, shutdown_rx.clone());
     let ticks = tasks.spawn("schedules", run_schedules(broker.clone(), shutdown_rx.clone()));
@@ -361,8 +356,14 @@ pub async fn run_on(
             shutdown_rx.clone(),
         ),
     );
+    let names: Vec<String> = broker
+        .config
+        .listeners
+        .iter()
+        .map(|l| format!("{}://{}", l.name, l.addr))
+        .collect();
     tracing::info!(
-        listener = %broker.config.listener,
+        listeners = %names.join(","),
         node_id = broker.config.node_id,
         cluster_id = %cluster_id,
         log_dir = %broker.config.log_dir.display(),
@@ -378,7 +379,7 @@ pub async fn run_on(
     }
     let server = tasks.spawn(
         "accept-loop",
-        crate::server::serve(listener, broker.clone(), shutdown_rx),
+        crate::server::serve(listeners, broker.clone(), shutdown_rx),
     );
     // Until asked to stop, or until a background task fails (see `supervisor`).
     let failed = tokio::select! {
@@ -421,6 +422,38 @@ pub async fn run_on(
     }
     tracing::info!("clean shutdown complete");
     Ok(())
+}
+
+/// Binds every broker listener (TLS ones with their certificates loaded), using the one the
+/// caller bound for its address.
+async fn bind_listeners(config: &BrokerConfig, listen: Listen) -> anyhow::Result<Vec<crate::server::listener::Bound>> {
+    let mut given = match listen {
+        Listen::Bound(l) => Some(l),
+        Listen::Config => None,
+    };
+    let mut out = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let tls = match &l.ssl {
+            None => None,
+            Some(ssl) => {
+                let server = crate::server::tls::server_config(ssl)
+                    .with_context(|| format!("listener {}: TLS settings", l.name))?;
+                Some(tokio_rustls::TlsAcceptor::from(server))
+            }
+        };
+        let socket = match given.take_if(|g| g.local_addr().ok() == Some(l.addr)) {
+            Some(bound) => bound,
+            None => TcpListener::bind(l.addr)
+                .await
+                .with_context(|| format!("binding listener {}://{}", l.name, l.addr))?,
+        };
+        out.push(crate::server::listener::Bound {
+            listener: socket,
+            name: Arc::from(l.name.as_str()),
+            tls,
+        });
+    }
+    Ok(out)
 }
 
 /// Starts the replica fetchers and the task that sends leaders' ISR changes to the controller.

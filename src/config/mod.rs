@@ -14,8 +14,10 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 pub mod cluster;
+pub mod listeners;
 
 pub use cluster::{ClusterConfig, ListenerSpec};
+pub use listeners::{BrokerListener, ClientAuth, SecurityProtocol, SslSettings};
 
 use crate::coordinator::GroupCoordinatorConfig;
 use crate::storage::{CleanerConfig, LogConfig};
@@ -45,12 +47,14 @@ pub const DEFAULT_QUEUED_MAX_REQUEST_BYTES: usize = 512 << 20;
 /// The broker's configuration. Field names follow Kafka's keys with units last.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
-    /// `listeners`: where we accept client (and inter-broker) connections: the entry that is
-    /// not a controller listener (`PLAINTEXT://host:port`).
+    /// `listeners` without the controller ones, with their protocols, advertised addresses
+    /// and TLS settings (`listeners.rs`); the inter-broker listener among them.
+    pub listeners: Vec<BrokerListener>,
+    /// The inter-broker listener's address (`inter.broker.listener.name`'s entry).
     pub listener: SocketAddr,
     /// `process.roles`, `controller.quorum.voters`, the controller listener, ...
     pub cluster: ClusterConfig,
-    /// `advertised.listeners`: the host and port given to clients in Metadata.
+    /// The inter-broker listener's advertised host and port (`advertised.listeners`).
     pub advertised_host: String,
     pub advertised_port: i32,
     /// `node.id`: this broker's id (also the controller id on a single node).
@@ -119,6 +123,14 @@ pub struct BrokerConfig {
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
+            listeners: vec![BrokerListener {
+                name: "PLAINTEXT".into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+                protocol: SecurityProtocol::Plaintext,
+                advertised_host: "127.0.0.1".into(),
+                advertised_port: 9092,
+                ssl: None,
+            }],
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             cluster: ClusterConfig::default(),
             advertised_host: "127.0.0.1".to_string(),
@@ -510,10 +522,14 @@ impl BrokerConfig {
         let mut config = BrokerConfig::default();
         let mut advertised: Option<String> = None;
         let mut listeners: Option<String> = None;
+        let mut listener_keys: BTreeMap<String, String> = BTreeMap::new();
         for (key, value) in &raw {
             match key.as_str() {
                 "advertised.listeners" => advertised = Some(value.as_text()),
                 "listeners" => listeners = Some(value.as_text()),
+                k if listeners::is_listener_key(k) => {
+                    listener_keys.insert(key.clone(), value.as_text());
+                }
                 _ => {
                     if !config.cluster.set(key, value)? {
                         config.set(key, value)?;
@@ -530,17 +546,51 @@ impl BrokerConfig {
             }],
         };
         let is_controller = |l: &ListenerSpec| config.cluster.controller_listener_names.contains(&l.name);
-        let client = specs
+        let advertised = advertised
+            .map(|text| cluster::parse_listeners("advertised.listeners", &text))
+            .transpose()?;
+        config.listeners = listeners::resolve(
+            &specs,
+            advertised.as_deref(),
+            &config.cluster.controller_listener_names,
+            &listener_keys,
+        )?;
+        // Without inter.broker.listener.name, Kafka's PLAINTEXT, else the only broker listener.
+        if !raw.contains_key("inter.broker.listener.name")
+            && !config.listeners.iter().any(|l| l.name == "PLAINTEXT")
+            && config.listeners.len() == 1
+        {
+            if let Some(only) = config.listeners.first() {
+                config.cluster.inter_broker_listener_name = only.name.clone();
+            }
+        }
+        let inter = config
+            .listeners
             .iter()
-            .find(|l| !is_controller(l))
-            .ok_or_else(|| invalid("listeners", "no broker listener (only controller listeners)"))?;
-        if client.name != "PLAINTEXT" {
+            .find(|l| l.name == config.cluster.inter_broker_listener_name)
+            .cloned()
+            .ok_or_else(|| {
+                invalid(
+                    "inter.broker.listener.name",
+                    format!(
+                        "{} is not a broker listener of `listeners`",
+                        config.cluster.inter_broker_listener_name
+                    ),
+                )
+            })?;
+        let multi_node = config.cluster.voters.len() > 1 || !config.cluster.roles.controller;
+        if inter.protocol != SecurityProtocol::Plaintext && multi_node {
             return Err(invalid(
-                "listeners",
-                format!("`{}`: only PLAINTEXT broker listeners are supported", client.name),
+                "inter.broker.listener.name",
+                format!(
+                    "{}: brokers talk to each other over PLAINTEXT only, for now",
+                    inter.name
+                ),
             ));
         }
-        config.listener = parse_socket_addr("listeners", &client.host, client.port)?;
+        config.listener = inter.addr;
+        config.advertised_host = inter.advertised_host.clone();
+        config.advertised_port = inter.advertised_port;
         let controller = specs.iter().find(|l| is_controller(l)).cloned();
         config.cluster.validate(config.node_id, controller.as_ref())?;
         if !raw.contains_key("metrics.listener") {
@@ -550,23 +600,6 @@ impl BrokerConfig {
                 .and_then(|id| 9643u16.checked_add(id.max(1)))
                 .map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         }
-        let (host, port) = match advertised {
-            Some(text) => {
-                let all = cluster::parse_listeners("advertised.listeners", &text)?;
-                let l = all
-                    .iter()
-                    .find(|l| l.name == client.name)
-                    .ok_or_else(|| invalid("advertised.listeners", format!("no {} entry", client.name)))?;
-                (l.host.clone(), l.port)
-            }
-            None => (config.listener.ip().to_string(), config.listener.port()),
-        };
-        config.advertised_host = if host == "0.0.0.0" || host == "::" {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
-        config.advertised_port = i32::from(port);
         if config.max_connections_per_ip == 0 && config.max_connections_per_ip_overrides.is_empty() {
             // Kafka's rule: a per-IP limit of 0 only makes sense with overrides that let some in.
             return Err(invalid(
@@ -818,10 +851,10 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(e.unwrap_or_default().contains("num.partitions"));
-        let e = BrokerConfig::load(None, &["listeners=SSL://h:1".into()])
+        let e = BrokerConfig::load(None, &["listeners=SSL://127.0.0.1:1".into()])
             .err()
             .map(|e| e.to_string());
-        assert!(e.unwrap_or_default().contains("listeners"));
+        assert!(e.unwrap_or_default().contains("ssl.keystore.location"));
     }
 
     #[test]

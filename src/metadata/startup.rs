@@ -166,11 +166,16 @@ pub async fn join(
     check_meta_properties(&config.log_dir, &cluster_id, config.node_id)?;
     let registration = crate::metadata::heartbeat::Registration {
         id: config.node_id,
-        endpoints: vec![Endpoint {
-            name: config.cluster.inter_broker_listener_name.clone(),
-            host: config.advertised_host.clone(),
-            port: config.advertised_port,
-        }],
+        // Every broker listener, by name: a client gets the endpoints of the listener it used.
+        endpoints: config
+            .listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+            })
+            .collect(),
         rack: config.broker_rack.clone(),
     };
     let epoch = registration.register(controller).await?;

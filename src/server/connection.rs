@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -60,17 +59,47 @@ pub enum ConnectionError {
 #[derive(Debug, Clone)]
 pub struct ConnectionInfo {
     pub peer: SocketAddr,
+    /// The listener the connection came in on (Metadata answers with its endpoints).
+    pub listener: Arc<str>,
 }
 
+/// Serves a plaintext connection (the socket's own halves: no lock between reader and writer).
 pub async fn run(
     socket: TcpStream,
-    peer: SocketAddr,
+    info: ConnectionInfo,
     broker: Arc<Broker>,
     pool: MemoryPool,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     socket.set_nodelay(true)?;
     let (read_half, write_half) = socket.into_split();
+    serve(read_half, write_half, info, broker, pool, shutdown).await
+}
+
+/// Serves a connection whose TLS handshake is done.
+pub async fn run_tls(
+    stream: tokio_rustls::server::TlsStream<TcpStream>,
+    info: ConnectionInfo,
+    broker: Arc<Broker>,
+    pool: MemoryPool,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let (read_half, write_half) = tokio::io::split(stream);
+    serve(read_half, write_half, info, broker, pool, shutdown).await
+}
+
+async fn serve<R, W>(
+    read_half: R,
+    write_half: W,
+    info: ConnectionInfo,
+    broker: Arc<Broker>,
+    pool: MemoryPool,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let (tx, mut rx) = mpsc::channel::<QueuedFrame>(broker.config.queued_max_requests);
     let limits = ReadLimits {
         max: broker.config.socket_request_max_bytes,
@@ -79,7 +108,6 @@ pub async fn run(
     };
     let reader = tokio::spawn(read_frames(read_half, tx, limits, shutdown));
 
-    let info = ConnectionInfo { peer };
     let mut writer = BufWriter::with_capacity(64 * 1024, write_half);
     let mut result = Ok(());
     // One response buffer per connection, reused: big fetch responses are not built in fresh
@@ -137,8 +165,8 @@ struct ReadLimits {
     pool: MemoryPool,
 }
 
-async fn read_frames(
-    mut read_half: OwnedReadHalf,
+async fn read_frames<R: AsyncRead + Unpin>(
+    mut read_half: R,
     tx: mpsc::Sender<QueuedFrame>,
     limits: ReadLimits,
     mut shutdown: watch::Receiver<bool>,
@@ -188,8 +216,8 @@ async fn read_frames(
 /// Reads a `len`-byte frame body, allocating as bytes arrive (a first chunk, then doubling,
 /// never beyond `len`). `None` if the peer went quiet for `idle` (a header and a stall is
 /// bounded by the idle timeout too).
-async fn read_body(
-    read_half: &mut OwnedReadHalf,
+async fn read_body<R: AsyncRead + Unpin>(
+    read_half: &mut R,
     len: usize,
     idle: Duration,
 ) -> Result<Option<Bytes>, ConnectionError> {

@@ -1,4 +1,4 @@
-//! The accept loop, in the manner of mini-redis: a permit is taken before `accept` (bounding
+//! The accept loops (one per listener), in the manner of mini-redis: a permit is taken before `accept` (bounding
 //! connections by `max.connections`: at the limit the broker stops accepting until one closes,
 //! as Kafka does), failed accepts back off, one connection's failure never escapes its task,
 //! and shutdown stops accepting then waits for connections to drain.
@@ -13,25 +13,66 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 use crate::broker::Broker;
-use crate::server::connection;
+use crate::server::connection::{self, ConnectionInfo};
 use crate::server::memory_pool::MemoryPool;
+use crate::server::tls;
 
-/// Serves connections until `shutdown` turns true, then waits (bounded) for open connections
-/// to finish their in-flight requests.
-pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+/// One bound listener: its socket, its name (`listeners`), and its TLS acceptor if it is an
+/// SSL listener.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub name: Arc<str>,
+    pub tls: Option<TlsAcceptor>,
+}
+
+/// What every listener's accept loop shares: `max.connections` and `max.connections.per.ip`
+/// count across listeners, and one request memory pool.
+#[derive(Clone)]
+struct Shared {
+    broker: Arc<Broker>,
+    permits: Arc<Semaphore>,
+    pool: MemoryPool,
+    per_ip: PerIpLimits,
+}
+
+/// Serves connections on every listener until `shutdown` turns true, then waits (bounded) for
+/// open connections to finish their in-flight requests.
+pub async fn serve(listeners: Vec<Bound>, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let max = broker.config.max_connections;
-    let permits = Arc::new(Semaphore::new(max));
-    let pool = MemoryPool::new(broker.config.queued_max_request_bytes);
-    let per_ip = PerIpLimits::new(
-        broker.config.max_connections_per_ip,
-        broker.config.max_connections_per_ip_overrides.clone(),
-    );
+    let shared = Shared {
+        permits: Arc::new(Semaphore::new(max)),
+        pool: MemoryPool::new(broker.config.queued_max_request_bytes),
+        per_ip: PerIpLimits::new(
+            broker.config.max_connections_per_ip,
+            broker.config.max_connections_per_ip_overrides.clone(),
+        ),
+        broker,
+    };
+    futures::future::join_all(
+        listeners
+            .into_iter()
+            .map(|bound| accept_loop(bound, shared.clone(), shutdown.clone())),
+    )
+    .await;
+    // Drain: every connection returns its permit when done.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(Duration::from_secs(30), shared.permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 30 s; shutting down anyway");
+    }
+}
+
+async fn accept_loop(bound: Bound, shared: Shared, mut shutdown: watch::Receiver<bool>) {
+    let Bound { listener, name, tls } = bound;
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.changed() => break,
         };
         let accepted = tokio::select! {
@@ -41,18 +82,37 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
         match accepted {
             Ok((socket, peer)) => {
                 backoff = Duration::from_millis(5);
-                let Some(slot) = per_ip.admit(peer.ip()) else {
+                let Some(slot) = shared.per_ip.admit(peer.ip()) else {
                     tracing::info!(%peer, "closing connection: over max.connections.per.ip");
                     crate::metrics::connection_rejected("per_ip");
                     drop(socket);
                     continue;
                 };
-                let broker = broker.clone();
+                let broker = shared.broker.clone();
                 let shutdown = shutdown.clone();
-                let pool = pool.clone();
+                let pool = shared.pool.clone();
+                let info = ConnectionInfo {
+                    peer,
+                    listener: Arc::clone(&name),
+                };
+                let tls = tls.clone();
                 crate::metrics::connection_opened();
                 tokio::spawn(async move {
-                    if let Err(e) = connection::run(socket, peer, broker, pool, shutdown).await {
+                    let result = match tls {
+                        None => connection::run(socket, info, broker, pool, shutdown).await,
+                        Some(acceptor) => {
+                            let _ = socket.set_nodelay(true);
+                            match tls::accept(&acceptor, socket).await {
+                                Ok(stream) => connection::run_tls(stream, info, broker, pool, shutdown).await,
+                                Err(e) => {
+                                    tracing::debug!(%peer, listener = %info.listener, error = %e, "TLS handshake failed");
+                                    crate::metrics::connection_rejected("tls_handshake");
+                                    Ok(())
+                                }
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
                     crate::metrics::connection_closed();
@@ -62,21 +122,13 @@ pub async fn serve(listener: TcpListener, broker: Arc<Broker>, mut shutdown: wat
             }
             Err(e) => {
                 // EMFILE and friends: wait and retry rather than spin or give up.
-                tracing::warn!(error = %e, "accept failed; backing off");
+                tracing::warn!(listener = %name, error = %e, "accept failed; backing off");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
         }
     }
     drop(listener);
-    // Drain: every connection returns its permit when done.
-    let all = u32::try_from(max).unwrap_or(u32::MAX);
-    if tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all))
-        .await
-        .is_err()
-    {
-        tracing::warn!("connections still open after 30 s; shutting down anyway");
-    }
 }
 
 /// Open connections per address against `max.connections.per.ip` and its overrides.

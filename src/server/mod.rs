@@ -1,12 +1,16 @@
-//! The network frontend: the accept loop ([`listener`]), per-connection framing
-//! ([`connection`]) and the broker-wide budget for request bytes ([`memory_pool`]). Nothing
+//! The network frontend: an accept loop per listener ([`listener`]), TLS for SSL listeners
+//! ([`tls`]), per-connection framing ([`connection`]) and the broker-wide budget for request
+//! bytes ([`memory_pool`]). Nothing
 //! here knows what a request means; frames go to [`crate::api::handle_frame`].
 
 pub mod connection;
 pub mod listener;
 pub mod memory_pool;
+pub mod tls;
 
 pub use listener::serve;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tls_tests;

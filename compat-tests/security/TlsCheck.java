@@ -1,0 +1,65 @@
+// The security suite's Java side (kafka-clients 4.3.0, source-file mode:
+// `java -cp <jars> TlsCheck.java <bootstrap> <topic> <n> key=value...`). Produces n records
+// (acks=all, idempotent) and reads them back with the client settings given as key=value
+// (security.protocol=SSL, ssl.truststore.type=PEM, ...). Prints "ok <n>" or exits 1 with the
+// exception (an admin call's failure too: "fail <exception class>: <message>").
+import java.time.Duration;
+import java.util.*;
+
+import org.apache.kafka.clients.consumer.*;
+import org.apache.kafka.clients.producer.*;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.*;
+
+public class TlsCheck {
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0], topic = args[1];
+        int n = Integer.parseInt(args[2]);
+        Properties common = new Properties();
+        common.put("bootstrap.servers", bootstrap);
+        for (int i = 3; i < args.length; i++) {
+            int eq = args[i].indexOf('=');
+            common.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+        }
+        try {
+            Properties p = new Properties();
+            p.putAll(common);
+            p.put("acks", "all");
+            p.put("enable.idempotence", "true");
+            p.put("max.block.ms", "15000");
+            p.put("delivery.timeout.ms", "20000");
+            p.put("request.timeout.ms", "10000");
+            p.put("key.serializer", StringSerializer.class.getName());
+            p.put("value.serializer", StringSerializer.class.getName());
+            try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+                for (int i = 0; i < n; i++)
+                    producer.send(new ProducerRecord<>(topic, 0, "k" + i, "java-" + i)).get();
+            }
+            Properties c = new Properties();
+            c.putAll(common);
+            c.put("key.deserializer", StringDeserializer.class.getName());
+            c.put("value.deserializer", StringDeserializer.class.getName());
+            c.put("default.api.timeout.ms", "15000");
+            try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
+                TopicPartition tp = new TopicPartition(topic, 0);
+                consumer.assign(List.of(tp));
+                consumer.seekToBeginning(List.of(tp));
+                List<String> got = new ArrayList<>();
+                long deadline = System.currentTimeMillis() + 30_000;
+                while (got.size() < n && System.currentTimeMillis() < deadline)
+                    for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(500)))
+                        if (r.value().startsWith("java-")) got.add(r.value());
+                for (int i = 0; i < n; i++)
+                    if (got.size() <= i || !got.get(i).equals("java-" + i)) {
+                        System.out.println("fail read " + got.size() + " of " + n);
+                        System.exit(1);
+                    }
+            }
+            System.out.println("ok " + n);
+        } catch (Exception e) {
+            Throwable t = e.getCause() != null && e instanceof java.util.concurrent.ExecutionException ? e.getCause() : e;
+            System.out.println("fail " + t.getClass().getName() + ": " + t.getMessage());
+            System.exit(1);
+        }
+    }
+}
