@@ -118,7 +118,10 @@ RP=""
 build_rdkafka_performance() {
   mkdir -p "$CACHE"
   # one cached binary per requested rdkafka-sys version; the stamp file holds its path
-  local stamp="$CACHE/rdkafka_performance-${RDKAFKA_SYS_VERSION//[^0-9A-Za-z.+-]/_}.path"
+  # RP_SSL=1: a second binary with OpenSSL (bench/tls.sh); the default one is built without.
+  local ssl_flag=--disable-ssl suffix=""
+  if [[ "${RP_SSL:-0}" == 1 ]]; then ssl_flag=--enable-ssl suffix=-ssl; fi
+  local stamp="$CACHE/rdkafka_performance${suffix}-${RDKAFKA_SYS_VERSION//[^0-9A-Za-z.+-]/_}.path"
   if [[ -f "$stamp" ]] && RP=$(cat "$stamp") && [[ -x "$RP" ]]; then
     log "rdkafka_performance: cached ($RP)"
     return 0
@@ -167,13 +170,13 @@ for p in d["packages"]:
   (
     cd "$build"
     # timeout(1) signals the whole process group of the command it runs (make and its children)
-    timeout -k 10 "$BUILD_TIMEOUT" ./configure --disable-ssl --disable-gssapi --disable-curl --disable-lz4-ext \
+    timeout -k 10 "$BUILD_TIMEOUT" ./configure "$ssl_flag" --disable-gssapi --disable-curl --disable-lz4-ext \
       --disable-zstd &&
       timeout -k 10 "$BUILD_TIMEOUT" make -j"$(nproc)" libs &&
       timeout -k 10 "$BUILD_TIMEOUT" make -C examples rdkafka_performance
   ) >"$LOGS/rdkafka-build.log" 2>&1 || die "librdkafka build failed (see $LOGS/rdkafka-build.log)"
   mkdir -p "$CACHE/bin"
-  RP="$CACHE/bin/rdkafka_performance-$ver"
+  RP="$CACHE/bin/rdkafka_performance${suffix}-$ver"
   cp "$build/examples/rdkafka_performance" "$RP"
   echo "$RP" >"$stamp"
   rm -rf "$build"

@@ -136,7 +136,7 @@ fn describe() {
     describe_counter!(CONNECTIONS_TOTAL, "Client connections accepted.");
     describe_counter!(
         CONNECTIONS_REJECTED_TOTAL,
-        "Connections closed at accept, by reason (per_ip: over max.connections.per.ip)."
+        "Connections closed at accept, by reason (per_ip: over max.connections.per.ip; tls_handshake: a failed or timed-out TLS handshake)."
     );
     describe_counter!(
         BACKGROUND_TASK_FAILURES_TOTAL,
@@ -202,12 +202,34 @@ fn describe() {
         REASSIGNMENT_BYTES_OUT_TOTAL,
         "Of the replication bytes out, those of partitions being reassigned (Kafka's ReassignmentBytesOutPerSec)."
     );
+    describe_counter!(
+        LOG_CLEANER_RUNS_TOTAL,
+        "Log cleaner rounds completed (a partition cleaned)."
+    );
+    describe_counter!(
+        LOG_CLEANER_FAILURES_TOTAL,
+        "Log cleaner rounds that failed (retried after log.cleaner.backoff.ms)."
+    );
+    describe_counter!(
+        LOG_CLEANER_BYTES_READ_TOTAL,
+        Unit::Bytes,
+        "Bytes of log the cleaner read (the segments it recopied)."
+    );
+    describe_counter!(
+        LOG_CLEANER_BYTES_WRITTEN_TOTAL,
+        Unit::Bytes,
+        "Bytes of log the cleaner wrote (the cleaned segments)."
+    );
     // Created at 0 so the series exist before the first event.
     for c in [
         REPLICATION_BYTES_IN_TOTAL,
         REPLICATION_BYTES_OUT_TOTAL,
         REASSIGNMENT_BYTES_IN_TOTAL,
         REASSIGNMENT_BYTES_OUT_TOTAL,
+        LOG_CLEANER_RUNS_TOTAL,
+        LOG_CLEANER_FAILURES_TOTAL,
+        LOG_CLEANER_BYTES_READ_TOTAL,
+        LOG_CLEANER_BYTES_WRITTEN_TOTAL,
     ] {
         metrics::counter!(c).absolute(0);
     }
