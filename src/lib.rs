@@ -3,8 +3,12 @@
 //! Module map (requests flow top to bottom):
 //!
 //! - [`server`]: the accept loops, one per listener, TLS (rustls) for SSL listeners
-//!   (connection permits, per-IP limits, backoff, drain on shutdown), the per-connection framing (size cap before allocation, memory allocated as
-//!   bytes arrive, in-order responses) and the broker-wide request memory pool.
+//!   (connection permits, per-IP limits, backoff, drain on shutdown), SASL authentication
+//!   before any other request on SASL listeners, the per-connection framing (size cap before
+//!   allocation, memory allocated as bytes arrive, in-order responses) and the broker-wide
+//!   request memory pool.
+//! - [`security`]: principals, and the SASL exchanges (PLAIN, SCRAM-SHA-256/512) as pure
+//!   state machines; SCRAM credentials (salted, hashed) as the metadata keeps them.
 //! - [`api`]: request header and body decoding with the kafka-protocol crate, one `match` to one
 //!   module per Kafka API, the versions table, response encoding; the old versions the crate
 //!   dropped (Produce v0-2, Fetch v0-3, ListOffsets v0) decoded and encoded by hand (`legacy`).
@@ -47,6 +51,7 @@ pub mod error;
 pub mod metadata;
 pub mod metrics;
 pub mod replication;
+pub mod security;
 pub mod server;
 pub mod storage;
 pub mod supervisor;

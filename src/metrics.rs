@@ -36,6 +36,7 @@ use crate::broker::Broker;
 pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "sluice_connections_rejected_total";
+pub const AUTHENTICATIONS_TOTAL: &str = "sluice_sasl_authentications_total";
 pub const BACKGROUND_TASK_FAILURES_TOTAL: &str = "sluice_background_task_failures_total";
 pub const REQUEST_MEMORY_USED_BYTES: &str = "sluice_request_memory_used_bytes";
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
@@ -137,6 +138,10 @@ fn describe() {
     describe_counter!(
         CONNECTIONS_REJECTED_TOTAL,
         "Connections closed at accept, by reason (per_ip: over max.connections.per.ip; tls_handshake: a failed or timed-out TLS handshake)."
+    );
+    describe_counter!(
+        AUTHENTICATIONS_TOTAL,
+        "SASL authentications and re-authentications, by listener, mechanism and result (success, failure)."
     );
     describe_counter!(
         BACKGROUND_TASK_FAILURES_TOTAL,
@@ -254,6 +259,23 @@ pub fn connection_opened() {
 
 pub fn connection_rejected(reason: &'static str) {
     metrics::counter!(CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A SASL exchange ended (`reauth`: a KIP-368 re-authentication).
+pub fn authentication(listener: &str, mechanism: &'static str, success: bool, reauth: bool) {
+    let result = match (success, reauth) {
+        (true, false) => "success",
+        (false, false) => "failure",
+        (true, true) => "reauth_success",
+        (false, true) => "reauth_failure",
+    };
+    metrics::counter!(
+        AUTHENTICATIONS_TOTAL,
+        "listener" => listener.to_string(),
+        "mechanism" => mechanism,
+        "result" => result
+    )
+    .increment(1);
 }
 
 pub fn background_task_failed(task: &'static str) {

@@ -291,6 +291,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: Request, correlation_id: i32,
                 version: 1,
                 peer: ctx.peer,
                 listener: ctx.listener,
+                principal: ctx.principal,
             };
             let resp = super::list_offsets::handle(&v1, req);
             out.put_i32(correlation_id);

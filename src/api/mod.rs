@@ -31,6 +31,7 @@ mod raft_voters;
 mod reassignments;
 mod replica_fetch;
 pub mod response_buf;
+mod scram_credentials;
 mod transactions;
 mod unregister_broker;
 pub mod versions;
@@ -51,6 +52,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tracing::Instrument;
 
 use crate::broker::Broker;
+use crate::security::Principal;
 use crate::server::connection::ConnectionInfo;
 use response_buf::ResponseBuf;
 
@@ -75,6 +77,8 @@ pub struct RequestContext<'a> {
     /// The listener the request came in on: Metadata, FindCoordinator and DescribeCluster
     /// answer with the brokers' endpoints on it, as Kafka does.
     pub listener: &'a str,
+    /// Who sent it (`User:ANONYMOUS` unless SASL authenticated someone).
+    pub principal: &'a Principal,
 }
 
 /// A request frame decoded (see [`decode_request`]).
@@ -160,6 +164,7 @@ pub async fn handle_frame(
     broker: &Broker,
     frame: Bytes,
     conn: &ConnectionInfo,
+    principal: &Principal,
     out: &mut ResponseBuf,
     received: std::time::Instant,
 ) -> Outcome {
@@ -189,6 +194,7 @@ pub async fn handle_frame(
                 version,
                 peer: conn.peer,
                 listener: &conn.listener,
+                principal,
             };
             let (outcome, remote) =
                 crate::metrics::with_remote_timer(legacy::handle(&ctx, request, header.correlation_id, out))
@@ -221,6 +227,7 @@ pub async fn handle_frame(
             version,
             peer: conn.peer,
             listener: &conn.listener,
+            principal,
         };
         let (reply, remote) = crate::metrics::with_remote_timer(dispatch(&ctx, body)).await;
         let metrics = crate::metrics::api(key_raw);
@@ -324,6 +331,25 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offsets::offset_commit(ctx, req).await),
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offsets::offset_fetch(ctx, req).await),
         RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offsets::offset_delete(ctx, req).await),
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, req).await)
+        }
+        // On a SASL listener the authenticator takes these until authentication completes
+        // (and a re-authentication's handshake); here they are out of place, as in Kafka.
+        RequestKind::SaslHandshake(_) => ResponseKind::SaslHandshake(
+            kafka_protocol::messages::SaslHandshakeResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::IllegalSaslState.code()),
+        ),
+        RequestKind::SaslAuthenticate(_) => ResponseKind::SaslAuthenticate(
+            kafka_protocol::messages::SaslAuthenticateResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::IllegalSaslState.code())
+                .with_error_message(Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                    "SaslAuthenticate request received after successful authentication",
+                ))),
+        ),
         // versions::supported() admits only the APIs above; reaching this is our bug.
         other => {
             tracing::error!(request = ?std::mem::discriminant(&other), "request admitted without a handler");
@@ -333,7 +359,7 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
     Some(r)
 }
 
-fn encode_response(
+pub(crate) fn encode_response(
     api_key: ApiKey,
     version: i16,
     correlation_id: i32,
@@ -418,6 +444,10 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::OffsetCommit(r) => r.encode(out, version),
         ResponseKind::OffsetFetch(r) => r.encode(out, version),
         ResponseKind::OffsetDelete(r) => r.encode(out, version),
+        ResponseKind::DescribeUserScramCredentials(r) => r.encode(out, version),
+        ResponseKind::AlterUserScramCredentials(r) => r.encode(out, version),
+        ResponseKind::SaslHandshake(r) => r.encode(out, version),
+        ResponseKind::SaslAuthenticate(r) => r.encode(out, version),
         _ => anyhow::bail!("no encoder wired for this response"),
     }
 }

@@ -388,11 +388,11 @@ mod fuzz {
                 };
             }
             FIXTURE.with(|(rt, broker, _)| {
-                let info = ConnectionInfo { peer: "127.0.0.1:1".parse().expect("addr"), listener: "PLAINTEXT".into() };
+                let info = ConnectionInfo { peer: "127.0.0.1:1".parse().expect("addr"), listener: "PLAINTEXT".into(), sasl: None };
                 // A produce with acks=-1 could wait on the flusher, which is not running here:
                 // bound every request.
                 let _ = rt.block_on(async {
-                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &mut crate::api::response_buf::ResponseBuf::new(), std::time::Instant::now())).await
+                    tokio::time::timeout(std::time::Duration::from_secs(2), handle_frame(broker, frame(api.0, api.1, &body), &info, &crate::security::Principal::anonymous(), &mut crate::api::response_buf::ResponseBuf::new(), std::time::Instant::now())).await
                 });
             });
         }

@@ -61,6 +61,11 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0, 0),
     (ApiKey::ListTransactions, 0, 0, 1),
+    // Authentication (server::sasl answers them before it completes) and SCRAM users.
+    (ApiKey::SaslHandshake, 0, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0, 0),
 ];
 
 /// The versions the kafka-protocol crate decodes for `key`, or None if we do not serve it.
@@ -121,6 +126,10 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DescribeProducers => "DescribeProducers",
         ApiKey::DescribeTransactions => "DescribeTransactions",
         ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
+        ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         _ => "Other",
     }
 }

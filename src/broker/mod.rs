@@ -451,6 +451,7 @@ async fn bind_listeners(config: &BrokerConfig, listen: Listen) -> anyhow::Result
             listener: socket,
             name: Arc::from(l.name.as_str()),
             tls,
+            sasl: l.sasl.clone().map(Arc::new),
         });
     }
     Ok(out)

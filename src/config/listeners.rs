@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use super::sasl::{self, SaslSettings};
 use super::{invalid, parse_socket_addr, ConfigError, ListenerSpec};
 
 /// A listener's security protocol.
@@ -48,6 +49,10 @@ impl SecurityProtocol {
 
     pub fn is_tls(self) -> bool {
         matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+
+    pub fn is_sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
     }
 }
 
@@ -88,11 +93,16 @@ pub struct BrokerListener {
     pub advertised_port: i32,
     /// Present for SSL and SASL_SSL.
     pub ssl: Option<SslSettings>,
+    /// Present for SASL_PLAINTEXT and SASL_SSL.
+    pub sasl: Option<SaslSettings>,
 }
 
 /// Whether `key` is one this module reads (collected before the other keys are applied).
 pub fn is_listener_key(key: &str) -> bool {
-    key == "listener.security.protocol.map" || key.starts_with("ssl.") || key.starts_with("listener.name.")
+    key == "listener.security.protocol.map"
+        || key.starts_with("ssl.")
+        || key.starts_with("listener.name.")
+        || super::sasl::is_global_key(key)
 }
 
 /// The ssl.* keys a listener takes. `ssl.endpoint.identification.algorithm`, `ssl.protocol`
@@ -258,7 +268,7 @@ pub fn resolve(
             },
             None => key.as_str(),
         };
-        if generic != "listener.security.protocol.map" && !SSL_KEYS.contains(&generic) {
+        if generic != "listener.security.protocol.map" && !SSL_KEYS.contains(&generic) && !sasl::accepts(generic) {
             return Err(ConfigError::UnknownKey(key.clone()));
         }
     }
@@ -271,12 +281,6 @@ pub fn resolve(
                 format!("no security protocol for listener {}", spec.name),
             )
         })?;
-        if matches!(protocol, SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl) {
-            return Err(invalid(
-                "listeners",
-                format!("{}: SASL listeners are not supported yet", spec.name),
-            ));
-        }
         let addr = parse_socket_addr("listeners", &spec.host, spec.port)?;
         let (host, port) = match advertised {
             Some(adv) => match adv.iter().find(|a| a.name == spec.name) {
@@ -295,6 +299,11 @@ pub fn resolve(
         } else {
             None
         };
+        let sasl = if protocol.is_sasl() {
+            Some(sasl::settings(raw, &spec.name)?)
+        } else {
+            None
+        };
         out.push(BrokerListener {
             name: spec.name.clone(),
             addr,
@@ -302,6 +311,7 @@ pub fn resolve(
             advertised_host,
             advertised_port: i32::from(port),
             ssl,
+            sasl,
         });
     }
     if out.is_empty() {
@@ -391,11 +401,19 @@ mod tests {
             ("listener.name.other.ssl.client.auth", "none")
         ])
         .contains("no listener"));
-        let sasl = parse_listeners("listeners", "SASL_SSL://127.0.0.1:9093").unwrap();
+        let sasl = parse_listeners("listeners", "SASL_PLAINTEXT://127.0.0.1:9093").unwrap();
         assert!(resolve(&sasl, None, &[], &raw(&[]))
             .unwrap_err()
             .to_string()
-            .contains("SASL"));
+            .contains("sasl.enabled.mechanisms"));
+        let ok = resolve(
+            &sasl,
+            None,
+            &[],
+            &raw(&[("listener.name.sasl_plaintext.sasl.enabled.mechanisms", "SCRAM-SHA-256")]),
+        )
+        .unwrap();
+        assert_eq!(ok[0].sasl.as_ref().unwrap().mechanisms.len(), 1);
         let odd = parse_listeners("listeners", "WEIRD://127.0.0.1:9093").unwrap();
         assert!(resolve(&odd, None, &[], &raw(&[]))
             .unwrap_err()

@@ -15,9 +15,11 @@ use std::path::PathBuf;
 
 pub mod cluster;
 pub mod listeners;
+pub mod sasl;
 
 pub use cluster::{ClusterConfig, ListenerSpec};
 pub use listeners::{BrokerListener, ClientAuth, SecurityProtocol, SslSettings};
+pub use sasl::SaslSettings;
 
 use crate::coordinator::GroupCoordinatorConfig;
 use crate::storage::{CleanerConfig, LogConfig};
@@ -130,6 +132,7 @@ impl Default for BrokerConfig {
                 advertised_host: "127.0.0.1".into(),
                 advertised_port: 9092,
                 ssl: None,
+                sasl: None,
             }],
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             cluster: ClusterConfig::default(),

@@ -16,6 +16,7 @@ use crate::controller::record::{
     ApplyResult, Endpoint, MetadataCommand, MetadataRecord, NodeId, PartitionChange, PartitionRegistration, Refusal,
     NO_LEADER,
 };
+use crate::security::scram::{ScramCredential, ScramMechanism};
 
 /// A registered broker (Kafka's `BrokerRegistration`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,9 @@ pub struct MetadataImage {
     pub broker_configs: BTreeMap<NodeId, BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub default_broker_configs: BTreeMap<String, String>,
+    /// SCRAM credentials, per user and mechanism.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
     #[serde(skip)]
     names_by_id: HashMap<Uuid, String>,
 }
@@ -132,6 +136,11 @@ impl MetadataImage {
     }
 
     /// The dynamic config overrides of `broker`, or (`None`) the cluster-wide defaults.
+    /// `user`'s SCRAM credential for `mechanism`.
+    pub fn scram_credential(&self, user: &str, mechanism: ScramMechanism) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user).and_then(|m| m.get(&mechanism))
+    }
+
     pub fn broker_config_overrides(&self, broker: Option<NodeId>) -> Option<&BTreeMap<String, String>> {
         match broker {
             Some(id) => self.broker_configs.get(&id),
@@ -282,6 +291,24 @@ impl MetadataImage {
                 }
                 result.producer_id_start = Some(self.next_producer_id);
                 self.next_producer_id = self.next_producer_id.saturating_add(*count);
+            }
+            MetadataRecord::UpsertScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram_credentials
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                if let Some(m) = self.scram_credentials.get_mut(user) {
+                    m.remove(mechanism);
+                    if m.is_empty() {
+                        self.scram_credentials.remove(user);
+                    }
+                }
             }
         }
         Ok(())

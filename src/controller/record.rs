@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::scram::{ScramCredential, ScramMechanism};
+
 /// Kafka's broker or controller id (`node.id`).
 pub type NodeId = i32;
 
@@ -212,6 +214,18 @@ pub enum MetadataRecord {
     AllocateProducerIds {
         broker: NodeId,
         count: i64,
+    },
+    /// A user's SCRAM credential for one mechanism, set or replaced (Kafka's
+    /// `UserScramCredentialRecord`): salted and hashed, never the password.
+    UpsertScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+        credential: ScramCredential,
+    },
+    /// Kafka's `RemoveUserScramCredentialRecord` (nothing if there is none).
+    RemoveScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
     },
 }
 

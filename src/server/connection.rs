@@ -17,6 +17,7 @@
 //! `connections.max.idle.ms`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,10 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use crate::api::response_buf::ResponseBuf;
 use crate::api::{self, Outcome};
 use crate::broker::Broker;
+use crate::config::SaslSettings;
+use crate::security::Principal;
 use crate::server::memory_pool::{MemoryPool, Reservation};
+use crate::server::sasl::{Authenticator, Verdict};
 
 /// The response buffer capacity a connection keeps between requests.
 const RETAINED_BUFFER_BYTES: usize = 4 << 20;
@@ -53,6 +57,8 @@ pub enum ConnectionError {
     Io(#[from] std::io::Error),
     #[error("closed after an invalid request")]
     InvalidRequest,
+    #[error("SASL authentication failed")]
+    AuthenticationFailed,
 }
 
 /// Facts about the peer, for request context and logs.
@@ -61,6 +67,8 @@ pub struct ConnectionInfo {
     pub peer: SocketAddr,
     /// The listener the connection came in on (Metadata answers with its endpoints).
     pub listener: Arc<str>,
+    /// Its SASL settings, if it is a SASL listener: requests wait for authentication.
+    pub sasl: Option<Arc<SaslSettings>>,
 }
 
 /// Serves a plaintext connection (the socket's own halves: no lock between reader and writer).
@@ -101,8 +109,17 @@ where
     W: AsyncWrite + Unpin,
 {
     let (tx, mut rx) = mpsc::channel::<QueuedFrame>(broker.config.queued_max_requests);
+    let max = broker.config.socket_request_max_bytes;
+    let mut auth = info
+        .sasl
+        .clone()
+        .map(|s| Authenticator::new(s, Arc::clone(&info.listener)));
+    let anonymous = Principal::anonymous();
+    // Before authentication, frames are held to sasl.server.max.receive.size.
+    let frame_limit = Arc::new(AtomicUsize::new(auth.as_ref().map_or(max, |a| a.max_frame(max))));
     let limits = ReadLimits {
-        max: broker.config.socket_request_max_bytes,
+        max,
+        limit: Arc::clone(&frame_limit),
         idle: Duration::from_millis(broker.config.connections_max_idle_ms),
         pool,
     };
@@ -114,10 +131,36 @@ where
     // memory each time. Its capacity is kept only up to a bound.
     let mut out = ResponseBuf::new();
     while let Some((frame, budget, received)) = rx.recv().await {
+        if let Some(a) = auth.as_mut() {
+            match a.on_frame(&broker, &frame, &mut out) {
+                Verdict::Serve => {}
+                Verdict::Respond => {
+                    frame_limit.store(a.max_frame(max), Ordering::Relaxed);
+                    write_frame(&mut writer, &out).await?;
+                    writer.flush().await?;
+                    continue;
+                }
+                Verdict::Fail { delay, respond } => {
+                    // Kafka delays a failed client's answer and close, to slow down guessing.
+                    writer.flush().await.ok();
+                    tokio::time::sleep(delay).await;
+                    if respond {
+                        write_frame(&mut writer, &out).await.ok();
+                    }
+                    result = Err(ConnectionError::AuthenticationFailed);
+                    break;
+                }
+                Verdict::Close => {
+                    result = Err(ConnectionError::InvalidRequest);
+                    break;
+                }
+            }
+        }
+        let principal = auth.as_ref().map_or(&anonymous, |a| a.principal());
         // Responses of pipelined requests are batched into one write, but never held while a
         // request waits (acks=all for the ISR, a long-poll fetch): then what is buffered goes out.
         let outcome = {
-            let handling = api::handle_frame(&broker, frame, &info, &mut out, received);
+            let handling = api::handle_frame(&broker, frame, &info, principal, &mut out, received);
             tokio::pin!(handling);
             tokio::select! {
                 biased;
@@ -130,13 +173,7 @@ where
         };
         drop(budget);
         match outcome {
-            Outcome::Respond => {
-                let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
-                writer.write_all(&len.to_be_bytes()).await?;
-                for piece in out.pieces() {
-                    writer.write_all(piece).await?;
-                }
-            }
+            Outcome::Respond => write_frame(&mut writer, &out).await?,
             Outcome::NoResponse => {}
             Outcome::Close => {
                 result = Err(ConnectionError::InvalidRequest);
@@ -159,8 +196,21 @@ where
     }
 }
 
+/// Writes one length-prefixed response frame (not flushed).
+async fn write_frame<W: AsyncWrite + Unpin>(writer: &mut BufWriter<W>, out: &ResponseBuf) -> std::io::Result<()> {
+    let len = u32::try_from(out.len()).unwrap_or(u32::MAX);
+    writer.write_all(&len.to_be_bytes()).await?;
+    for piece in out.pieces() {
+        writer.write_all(piece).await?;
+    }
+    Ok(())
+}
+
 struct ReadLimits {
+    /// The connection's budget for unprocessed frames (`socket.request.max.bytes`).
     max: usize,
+    /// The largest frame accepted now (smaller until SASL authentication completes).
+    limit: Arc<AtomicUsize>,
     idle: Duration,
     pool: MemoryPool,
 }
@@ -171,7 +221,7 @@ async fn read_frames<R: AsyncRead + Unpin>(
     limits: ReadLimits,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
-    let ReadLimits { max, idle, pool } = limits;
+    let ReadLimits { max, limit, idle, pool } = limits;
     let budget = Arc::new(Semaphore::new(max));
     loop {
         let mut len_buf = [0u8; 4];
@@ -186,9 +236,16 @@ async fn read_frames<R: AsyncRead + Unpin>(
             Ok(Ok(_)) => {}
         }
         let size = i32::from_be_bytes(len_buf);
-        let len = usize::try_from(size).map_err(|_| ConnectionError::FrameSize { size: size.into(), max })?;
-        if len > max {
-            return Err(ConnectionError::FrameSize { size: size.into(), max });
+        let max_now = limit.load(Ordering::Relaxed).min(max);
+        let len = usize::try_from(size).map_err(|_| ConnectionError::FrameSize {
+            size: size.into(),
+            max: max_now,
+        })?;
+        if len > max_now {
+            return Err(ConnectionError::FrameSize {
+                size: size.into(),
+                max: max_now,
+            });
         }
         // Wait until the frames already queued leave room for this one (len <= max, so it fits),
         // then until the broker-wide pool does.

@@ -26,6 +26,8 @@ pub struct Bound {
     pub listener: TcpListener,
     pub name: Arc<str>,
     pub tls: Option<TlsAcceptor>,
+    /// SASL listeners: their settings (connections authenticate first).
+    pub sasl: Option<Arc<crate::config::SaslSettings>>,
 }
 
 /// What every listener's accept loop shares: `max.connections` and `max.connections.per.ip`
@@ -68,7 +70,12 @@ pub async fn serve(listeners: Vec<Bound>, broker: Arc<Broker>, shutdown: watch::
 }
 
 async fn accept_loop(bound: Bound, shared: Shared, mut shutdown: watch::Receiver<bool>) {
-    let Bound { listener, name, tls } = bound;
+    let Bound {
+        listener,
+        name,
+        tls,
+        sasl,
+    } = bound;
     let mut backoff = Duration::from_millis(5);
     loop {
         let permit = tokio::select! {
@@ -94,6 +101,7 @@ async fn accept_loop(bound: Bound, shared: Shared, mut shutdown: watch::Receiver
                 let info = ConnectionInfo {
                     peer,
                     listener: Arc::clone(&name),
+                    sasl: sasl.clone(),
                 };
                 let tls = tls.clone();
                 crate::metrics::connection_opened();

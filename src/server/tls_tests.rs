@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+use super::test_broker::{free_port, TestBroker, TestResult};
 
 struct Pki {
     dir: tempfile::TempDir,
@@ -49,14 +49,6 @@ fn pki() -> Pki {
         client_cert_pem,
         client_key_pem,
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn connector(pki: &Pki, with_cert: bool) -> tokio_rustls::TlsConnector {
@@ -138,38 +130,19 @@ async fn closed<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
 async fn ssl_listeners_beside_plaintext_with_client_certificates() -> TestResult {
     let pki = pki();
     let (plain, ssl, mtls) = (free_port(), free_port(), free_port());
-    let data = tempfile::tempdir()?;
     let p = |f: &str| pki.dir.path().join(f).display().to_string();
-    let config = crate::config::BrokerConfig::load(
-        None,
-        &[
+    let (broker, mut plain_conn) = TestBroker::start(
+        vec![
             format!("listeners=PLAINTEXT://127.0.0.1:{plain},SSL://127.0.0.1:{ssl},MTLS://127.0.0.1:{mtls}"),
             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SSL:SSL,MTLS:SSL".into(),
             format!("ssl.keystore.location={}", p("server.pem")),
             format!("ssl.truststore.location={}", p("ca.pem")),
             "listener.name.ssl.ssl.client.auth=requested".into(),
             "listener.name.mtls.ssl.client.auth=required".into(),
-            format!("log.dirs={}", data.path().display()),
-            "metrics.listener=".into(),
         ],
-    )?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let broker = tokio::spawn(crate::broker::run_on(
-        config,
-        crate::broker::Listen::Config,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    let mut plain_conn = None;
-    for _ in 0..100 {
-        if let Ok(c) = TcpStream::connect(("127.0.0.1", plain)).await {
-            plain_conn = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut plain_conn = plain_conn.ok_or("broker did not listen")?;
+        plain,
+    )
+    .await?;
     // Each listener's clients see that listener's port.
     assert_eq!(metadata_ports(&mut plain_conn).await, Some(vec![(1, i32::from(plain))]));
     let mut anon = tls_connect(ssl, &connector(&pki, false)).await?;
@@ -194,9 +167,7 @@ async fn ssl_listeners_beside_plaintext_with_client_certificates() -> TestResult
     // The others are still served.
     assert_eq!(metadata_ports(&mut anon).await, Some(vec![(1, i32::from(ssl))]));
     assert_eq!(metadata_ports(&mut plain_conn).await, Some(vec![(1, i32::from(plain))]));
-    let _ = stop.send(());
-    broker.await??;
-    Ok(())
+    broker.stop().await
 }
 
 #[tokio::test]

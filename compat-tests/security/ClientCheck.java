@@ -1,27 +1,51 @@
-// The security suite's Java side (kafka-clients 4.3.0, source-file mode:
-// `java -cp <jars> TlsCheck.java <bootstrap> <topic> <n> key=value...`). Produces n records
-// (acks=all, idempotent) and reads them back with the client settings given as key=value
-// (security.protocol=SSL, ssl.truststore.type=PEM, ...). Prints "ok <n>" or exits 1 with the
-// exception (an admin call's failure too: "fail <exception class>: <message>").
+// The security suite's Java side (kafka-clients 4.3.0, source-file mode):
+//   java -cp <jars> ClientCheck.java <bootstrap> <topic> <n> key=value...
+// produces n records (acks=all, idempotent) and reads them back with the client settings given
+// as key=value (security.protocol=SASL_SSL, sasl.jaas.config=..., ssl.truststore.type=PEM,
+// ...); with <topic> "@scram-user" it instead creates SCRAM users through the Admin client:
+// each key=value after the bootstrap is <user>=<mechanism>:<password>, the rest client settings.
+// With a topic name starting "@slow:" it produces one record every 100 ms for <n> records
+// (re-authentication happens meanwhile). Prints "ok <n>" or exits 1 with the exception:
+// "fail <exception class>: <message>".
 import java.time.Duration;
 import java.util.*;
 
+import org.apache.kafka.clients.admin.*;
 import org.apache.kafka.clients.consumer.*;
 import org.apache.kafka.clients.producer.*;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.*;
 
-public class TlsCheck {
+public class ClientCheck {
     public static void main(String[] args) throws Exception {
-        String bootstrap = args[0], topic = args[1];
+        String bootstrap = args[0];
+        String topic = args[1];
         int n = Integer.parseInt(args[2]);
         Properties common = new Properties();
         common.put("bootstrap.servers", bootstrap);
+        List<UserScramCredentialUpsertion> users = new ArrayList<>();
         for (int i = 3; i < args.length; i++) {
             int eq = args[i].indexOf('=');
-            common.put(args[i].substring(0, eq), args[i].substring(eq + 1));
+            String k = args[i].substring(0, eq), v = args[i].substring(eq + 1);
+            if (topic.equals("@scram-user") && v.startsWith("SCRAM-SHA-")) {
+                int colon = v.indexOf(':');
+                users.add(new UserScramCredentialUpsertion(k,
+                        new ScramCredentialInfo(ScramMechanism.fromMechanismName(v.substring(0, colon)), 4096),
+                        v.substring(colon + 1)));
+            } else {
+                common.put(k, v);
+            }
         }
+        boolean slow = topic.startsWith("@slow:");
+        if (slow) topic = topic.substring("@slow:".length());
         try {
+            if (topic.equals("@scram-user")) {
+                try (Admin admin = Admin.create(common)) {
+                    admin.alterUserScramCredentials(new ArrayList<>(users)).all().get();
+                }
+                System.out.println("ok " + users.size());
+                return;
+            }
             Properties p = new Properties();
             p.putAll(common);
             p.put("acks", "all");
@@ -32,8 +56,10 @@ public class TlsCheck {
             p.put("key.serializer", StringSerializer.class.getName());
             p.put("value.serializer", StringSerializer.class.getName());
             try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
-                for (int i = 0; i < n; i++)
+                for (int i = 0; i < n; i++) {
                     producer.send(new ProducerRecord<>(topic, 0, "k" + i, "java-" + i)).get();
+                    if (slow) Thread.sleep(100);
+                }
             }
             Properties c = new Properties();
             c.putAll(common);
