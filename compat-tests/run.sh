@@ -23,16 +23,16 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CT="$ROOT/compat-tests"
 ALL_SUITES=(java-4.3.0 java-3.9.1 kcat confluent-kafka kafka-python kafkajs crash
   java-groups confluent-kafka-groups kafka-python-groups kafkajs-groups groups-restart observability
-  transactions confluent-kafka-txn kafka-python-txn compaction connect old-clients security hardening cluster faultcheck fuzz)
+  transactions confluent-kafka-txn kafka-python-txn compaction connect old-clients security acls hardening cluster faultcheck fuzz)
 # Suites that start, kill -9 and restart their own broker (run.sh only gives them a port and a dir),
 # or need none (fuzz).
-SELF_MANAGED=" crash groups-restart observability transactions compaction connect security hardening cluster faultcheck fuzz "
+SELF_MANAGED=" crash groups-restart observability transactions compaction connect security acls hardening cluster faultcheck fuzz "
 
 suite_cmd() {
   case "$1" in
     java-4.3.0) echo "$CT/java/run.sh 4.3.0" ;;
     java-3.9.1) echo "$CT/java/run.sh 3.9.1" ;;
-    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | compaction | connect | old-clients | security | hardening | cluster) echo "$CT/$1/run.sh" ;;
+    kcat | confluent-kafka | kafka-python | kafkajs | crash | groups-restart | observability | transactions | compaction | connect | old-clients | security | acls | hardening | cluster) echo "$CT/$1/run.sh" ;;
     java-groups) echo "$CT/java/run.sh 4.3.0 groups-suite" ;;
     fuzz) echo "$ROOT/fuzz/run.sh ${SLUICE_FUZZ_SECONDS:-60}" ;;
     faultcheck) echo "env SLUICE_SKIP_SETUP=1 SLUICE_SKIP_BUILD=1 $CT/faultcheck/run.sh ${SLUICE_FAULTCHECK_ARGS:-}" ;;

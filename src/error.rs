@@ -56,6 +56,12 @@ pub enum BrokerError {
     MetadataIo(#[from] std::io::Error),
     #[error("this broker's replica of the partition is offline (it could not be opened)")]
     ReplicaOffline,
+    /// The ACL authorizer denied the action on the topic.
+    #[error("Authorization failed.")]
+    TopicAuthorizationFailed,
+    /// The ACL authorizer denied the action on the cluster.
+    #[error("Cluster authorization failed.")]
+    ClusterAuthorizationFailed,
 }
 
 impl BrokerError {
@@ -83,6 +89,8 @@ impl BrokerError {
             BrokerError::ProducerIdsUnavailable => ResponseError::CoordinatorLoadInProgress,
             BrokerError::Storage(e) => storage_response_error(e),
             BrokerError::MetadataIo(_) | BrokerError::ReplicaOffline => ResponseError::KafkaStorageError,
+            BrokerError::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+            BrokerError::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
         }
     }
 
@@ -132,6 +140,7 @@ pub fn group_response_error(e: GroupError) -> ResponseError {
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         GroupError::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        GroupError::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
         GroupError::OffsetMetadataTooLarge => ResponseError::OffsetMetadataTooLarge,
         GroupError::UnstableOffsetCommit => ResponseError::UnstableOffsetCommit,
     }

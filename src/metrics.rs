@@ -37,6 +37,7 @@ pub const CONNECTIONS_ACTIVE: &str = "sluice_connections_active";
 pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
 pub const CONNECTIONS_REJECTED_TOTAL: &str = "sluice_connections_rejected_total";
 pub const AUTHENTICATIONS_TOTAL: &str = "sluice_sasl_authentications_total";
+pub const AUTHORIZATION_DENIED_TOTAL: &str = "sluice_authorization_denied_total";
 pub const BACKGROUND_TASK_FAILURES_TOTAL: &str = "sluice_background_task_failures_total";
 pub const REQUEST_MEMORY_USED_BYTES: &str = "sluice_request_memory_used_bytes";
 pub const REQUESTS_TOTAL: &str = "sluice_requests_total";
@@ -143,6 +144,7 @@ fn describe() {
         AUTHENTICATIONS_TOTAL,
         "SASL authentications and re-authentications, by listener, mechanism and result (success, failure)."
     );
+    describe_counter!(AUTHORIZATION_DENIED_TOTAL, "Actions the ACL authorizer denied, by API.");
     describe_counter!(
         BACKGROUND_TASK_FAILURES_TOTAL,
         "Supervised background tasks that panicked, by task (each one stops the broker)."
@@ -257,8 +259,31 @@ pub fn connection_opened() {
     metrics::counter!(CONNECTIONS_TOTAL).increment(1);
 }
 
+/// The rejection counters exist at 0 from startup (dashboards and alerts see them at once).
+pub fn connection_rejections_at_zero() {
+    for reason in ["per_ip", "tls_handshake"] {
+        metrics::counter!(CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(0);
+    }
+}
+
 pub fn connection_rejected(reason: &'static str) {
     metrics::counter!(CONNECTIONS_REJECTED_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A SASL listener's counters exist at 0 from startup (so dashboards and alerts see them
+/// before the first authentication).
+pub fn authentication_listener(listener: &str, mechanisms: &[&'static str]) {
+    for mechanism in mechanisms {
+        for result in ["success", "failure"] {
+            metrics::counter!(
+                AUTHENTICATIONS_TOTAL,
+                "listener" => listener.to_string(),
+                "mechanism" => *mechanism,
+                "result" => result
+            )
+            .increment(0);
+        }
+    }
 }
 
 /// A SASL exchange ended (`reauth`: a KIP-368 re-authentication).
@@ -276,6 +301,11 @@ pub fn authentication(listener: &str, mechanism: &'static str, success: bool, re
         "result" => result
     )
     .increment(1);
+}
+
+/// The authorizer denied an action of a request of `api`.
+pub fn authorization_denied(api: &'static str) {
+    metrics::counter!(AUTHORIZATION_DENIED_TOTAL, "api" => api).increment(1);
 }
 
 pub fn background_task_failed(task: &'static str) {

@@ -940,7 +940,12 @@ def main():
     mport = free_port()
     # JSON logs with a line per request (the json-logs check reads them).
     os.environ["RUST_LOG"] = "sluice=debug"
+    # A SASL listener beside the PLAINTEXT one, so the authentication counters exist.
+    port = int(os.environ["SLUICE_PORT"])
     broker = Broker("observability suite", overrides=[f"metrics.listener=127.0.0.1:{mport}",
+                                                      f"listeners=PLAINTEXT://127.0.0.1:{port},"
+                                                      f"SASL_PLAINTEXT://127.0.0.1:{free_port()}",
+                                                      "sasl.enabled.mechanisms=SCRAM-SHA-256",
                                                       "group.initial.rebalance.delay.ms=0",
                                                       "log.format=json"])
     ctx = Ctx(bs, broker, Metrics(mport))

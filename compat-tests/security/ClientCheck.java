@@ -4,6 +4,8 @@
 // as key=value (security.protocol=SASL_SSL, sasl.jaas.config=..., ssl.truststore.type=PEM,
 // ...); with <topic> "@scram-user" it instead creates SCRAM users through the Admin client:
 // each key=value after the bootstrap is <user>=<mechanism>:<password>, the rest client settings.
+// With <topic> "@acl" it creates ACLs through the Admin client: each acl=<ALLOW|DENY>,<principal>,
+// <operation>,<resource type>,<LITERAL|PREFIXED>,<name> argument is one binding (host *).
 // With a topic name starting "@slow:" it produces one record every 100 ms for <n> records
 // (re-authentication happens meanwhile). Prints "ok <n>" or exits 1 with the exception:
 // "fail <exception class>: <message>".
@@ -24,6 +26,7 @@ public class ClientCheck {
         Properties common = new Properties();
         common.put("bootstrap.servers", bootstrap);
         List<UserScramCredentialUpsertion> users = new ArrayList<>();
+        List<org.apache.kafka.common.acl.AclBinding> acls = new ArrayList<>();
         for (int i = 3; i < args.length; i++) {
             int eq = args[i].indexOf('=');
             String k = args[i].substring(0, eq), v = args[i].substring(eq + 1);
@@ -32,6 +35,15 @@ public class ClientCheck {
                 users.add(new UserScramCredentialUpsertion(k,
                         new ScramCredentialInfo(ScramMechanism.fromMechanismName(v.substring(0, colon)), 4096),
                         v.substring(colon + 1)));
+            } else if (topic.equals("@acl") && k.equals("acl")) {
+                String[] f = v.split(",", 6);
+                acls.add(new org.apache.kafka.common.acl.AclBinding(
+                        new org.apache.kafka.common.resource.ResourcePattern(
+                                org.apache.kafka.common.resource.ResourceType.valueOf(f[3]), f[5],
+                                org.apache.kafka.common.resource.PatternType.valueOf(f[4])),
+                        new org.apache.kafka.common.acl.AccessControlEntry(f[1], "*",
+                                org.apache.kafka.common.acl.AclOperation.valueOf(f[2]),
+                                org.apache.kafka.common.acl.AclPermissionType.valueOf(f[0]))));
             } else {
                 common.put(k, v);
             }
@@ -39,6 +51,13 @@ public class ClientCheck {
         boolean slow = topic.startsWith("@slow:");
         if (slow) topic = topic.substring("@slow:".length());
         try {
+            if (topic.equals("@acl")) {
+                try (Admin admin = Admin.create(common)) {
+                    admin.createAcls(acls).all().get();
+                }
+                System.out.println("ok " + acls.size());
+                return;
+            }
             if (topic.equals("@scram-user")) {
                 try (Admin admin = Admin.create(common)) {
                     admin.alterUserScramCredentials(new ArrayList<>(users)).all().get();
@@ -84,7 +103,10 @@ public class ClientCheck {
             System.out.println("ok " + n);
         } catch (Exception e) {
             Throwable t = e.getCause() != null && e instanceof java.util.concurrent.ExecutionException ? e.getCause() : e;
-            System.out.println("fail " + t.getClass().getName() + ": " + t.getMessage());
+            StringBuilder why = new StringBuilder("fail " + t.getClass().getName() + ": " + t.getMessage());
+            for (Throwable c = t.getCause(); c != null && c != c.getCause(); c = c.getCause())
+                why.append(" | caused by ").append(c.getClass().getName()).append(": ").append(c.getMessage());
+            System.out.println(why);
             System.exit(1);
         }
     }

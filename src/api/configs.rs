@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::broker::Broker;
 use crate::config::{
@@ -25,6 +26,7 @@ use crate::config::{
 use crate::controller::image::{MetadataImage, TopicImage};
 use crate::error::BrokerError;
 use crate::replication::replica_manager::topic_log_config;
+use crate::security::acl::{Operation, ResourceType};
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
@@ -213,8 +215,20 @@ fn broker_config_entries(config: &BrokerConfig) -> Vec<ConfigEntry> {
         .collect()
 }
 
+/// Kafka's check of a config resource: `op` on the topic, or on the cluster for a broker
+/// (TOPIC_ / CLUSTER_AUTHORIZATION_FAILED).
+fn config_denied(authz: &Authz<'_>, resource_type: i8, name: &str, op: Operation) -> Option<ResponseError> {
+    match resource_type {
+        RESOURCE_TOPIC if !authz.allows(op, ResourceType::Topic, name) => Some(ResponseError::TopicAuthorizationFailed),
+        RESOURCE_TOPIC => None,
+        _ if !authz.allows_cluster(op) => Some(ResponseError::ClusterAuthorizationFailed),
+        _ => None,
+    }
+}
+
 pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = ctx.broker;
+    let authz = Authz::new(ctx);
     let results = req
         .resources
         .into_iter()
@@ -222,6 +236,14 @@ pub fn describe(ctx: &RequestContext<'_>, req: DescribeConfigsRequest) -> Descri
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            if let Some(e) = config_denied(
+                &authz,
+                r.resource_type,
+                r.resource_name.as_str(),
+                Operation::DescribeConfigs,
+            ) {
+                return result.with_error_code(e.code());
+            }
             let entries = match r.resource_type {
                 RESOURCE_TOPIC => match broker.metadata.topic(r.resource_name.as_str()) {
                     Some(meta) => topic_config_entries(broker, &meta),
@@ -390,6 +412,7 @@ fn outcome_fields(outcome: Result<(), BrokerError>) -> (i16, Option<StrBytes>) {
 /// AlterConfigs: the given set replaces all of a topic's overrides.
 pub async fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
+    let authz = Authz::new(ctx);
     for r in req.resources {
         responses.push({
             let pairs = r
@@ -397,8 +420,9 @@ pub async fn alter(ctx: &RequestContext<'_>, req: AlterConfigsRequest) -> AlterC
                 .iter()
                 .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())));
             let change = ConfigChange::Replace(pairs.collect());
-            let outcome = alter_resource(
+            let outcome = checked_alter(
                 ctx,
+                &authz,
                 r.resource_type,
                 r.resource_name.as_str(),
                 change,
@@ -423,6 +447,7 @@ pub async fn incremental_alter(
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
+    let authz = Authz::new(ctx);
     for r in req.resources {
         responses.push({
             let ops = r.configs.iter().map(|c| {
@@ -433,8 +458,9 @@ pub async fn incremental_alter(
                 )
             });
             let change = ConfigChange::Edit(ops.collect());
-            let outcome = alter_resource(
+            let outcome = checked_alter(
                 ctx,
+                &authz,
                 r.resource_type,
                 r.resource_name.as_str(),
                 change,
@@ -450,6 +476,29 @@ pub async fn incremental_alter(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// ALTER_CONFIGS on the resource, then the change.
+async fn checked_alter(
+    ctx: &RequestContext<'_>,
+    authz: &Authz<'_>,
+    resource_type: i8,
+    name: &str,
+    change: ConfigChange,
+    validate_only: bool,
+) -> Result<(), BrokerError> {
+    match config_denied(authz, resource_type, name, Operation::AlterConfigs) {
+        Some(e) => Err(denied_error(e)),
+        None => alter_resource(ctx, resource_type, name, change, validate_only).await,
+    }
+}
+
+/// A denial as the error the alter paths return.
+fn denied_error(e: ResponseError) -> BrokerError {
+    match e {
+        ResponseError::TopicAuthorizationFailed => BrokerError::TopicAuthorizationFailed,
+        _ => BrokerError::ClusterAuthorizationFailed,
+    }
 }
 
 fn validate_ops(ops: &[(String, i8, Option<String>)]) -> Result<(), BrokerError> {

@@ -9,16 +9,24 @@ use super::RequestContext;
 
 pub async fn handle(ctx: &RequestContext<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
+    let authz = super::authz::Authz::new(ctx);
     for t in req.topics {
         let assignments = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
             a.iter()
                 .map(|x| x.broker_ids.iter().map(|b| b.0).collect::<Vec<i32>>())
                 .collect()
         });
-        let outcome = ctx
-            .broker
-            .add_partitions(t.name.as_str(), t.count, assignments, req.validate_only)
-            .await;
+        let outcome = if authz.allows(
+            crate::security::acl::Operation::Alter,
+            crate::security::acl::ResourceType::Topic,
+            t.name.as_str(),
+        ) {
+            ctx.broker
+                .add_partitions(t.name.as_str(), t.count, assignments, req.validate_only)
+                .await
+        } else {
+            Err(crate::error::BrokerError::TopicAuthorizationFailed)
+        };
         let result = CreatePartitionsTopicResult::default().with_name(t.name);
         results.push(match outcome {
             Ok(()) => result,

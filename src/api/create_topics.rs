@@ -8,10 +8,12 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use super::configs::topic_config_entries;
 use super::RequestContext;
 use crate::broker::NewTopic;
 use crate::error::BrokerError;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -19,6 +21,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> Creat
         *counts.entry(t.name.to_string()).or_default() += 1;
     }
     let mut results = Vec::with_capacity(req.topics.len());
+    // CREATE on the cluster, or else on each topic.
+    let authz = Authz::new(ctx);
+    let cluster_create = authz.quietly_allows(Operation::Create, ResourceType::Cluster, CLUSTER_NAME);
     for t in req.topics {
         results.push({
             let name = t.name.clone();
@@ -28,6 +33,12 @@ pub async fn handle(ctx: &RequestContext<'_>, req: CreateTopicsRequest) -> Creat
                     result,
                     &BrokerError::InvalidRequest(format!("Duplicate topic name {}", name.as_str())),
                 ));
+                continue;
+            }
+            if !cluster_create && !authz.allows(Operation::Create, ResourceType::Topic, name.as_str()) {
+                result.error_code = kafka_protocol::ResponseError::TopicAuthorizationFailed.code();
+                result.error_message = Some(StrBytes::from_static_str("Authorization failed."));
+                results.push(result);
                 continue;
             }
             let outcome = create_one(ctx, t, req.validate_only).await;

@@ -9,10 +9,16 @@ use super::RequestContext;
 use crate::error::storage_error_code;
 
 pub fn handle(ctx: &RequestContext<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let authz = super::authz::Authz::new(ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let denied = !authz.allows(
+                crate::security::acl::Operation::Delete,
+                crate::security::acl::ResourceType::Topic,
+                t.name.as_str(),
+            );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -20,6 +26,9 @@ pub fn handle(ctx: &RequestContext<'_>, req: DeleteRecordsRequest) -> DeleteReco
                     let resp = DeleteRecordsPartitionResult::default()
                         .with_partition_index(p.partition_index)
                         .with_low_watermark(-1);
+                    if denied {
+                        return resp.with_error_code(ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let partition = match ctx.broker.leader_partition(t.name.as_str(), p.partition_index) {
                         Ok(partition) => partition,
                         Err(e) => return resp.with_error_code(e.code()),

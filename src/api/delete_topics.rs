@@ -5,8 +5,10 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicN
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::error::BrokerError;
+use crate::security::acl::{Operation, ResourceType};
 
 /// Deletes the topics; every group's committed offsets of them go too (as Kafka does), when
 /// the metadata listener applies the deletion.
@@ -15,6 +17,7 @@ pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> Delet
         req.topic_names.into_iter().map(|n| (Some(n), Uuid::nil())).collect();
     targets.extend(req.topics.into_iter().map(|t| (t.name, t.topic_id)));
     let mut responses = Vec::with_capacity(targets.len());
+    let authz = Authz::new(ctx);
     for (name, id) in targets {
         let resolved = match &name {
             Some(n) => Ok(n.to_string()),
@@ -26,6 +29,9 @@ pub async fn handle(ctx: &RequestContext<'_>, req: DeleteTopicsRequest) -> Delet
                 .ok_or(BrokerError::UnknownTopicId),
         };
         let outcome = match resolved {
+            Ok(n) if !authz.allows(Operation::Delete, ResourceType::Topic, &n) => {
+                Err(BrokerError::TopicAuthorizationFailed)
+            }
             Ok(n) => ctx.broker.delete_topic(&n).await,
             Err(e) => Err(e),
         };

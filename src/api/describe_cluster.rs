@@ -30,7 +30,16 @@ pub fn handle(ctx: &RequestContext<'_>, req: DescribeClusterRequest) -> Describe
         })
         .collect();
     let controller = ctx.broker.metadata.controller_id_for_clients(&image);
-    resp.with_cluster_id(StrBytes::from_string(image.cluster_id.clone().unwrap_or_default()))
+    let operations = if req.include_cluster_authorized_operations {
+        super::authz::Authz::new(ctx).operations_bitfield(
+            crate::security::acl::ResourceType::Cluster,
+            crate::security::acl::CLUSTER_NAME,
+        )
+    } else {
+        i32::MIN
+    };
+    resp.with_cluster_authorized_operations(operations)
+        .with_cluster_id(StrBytes::from_string(image.cluster_id.clone().unwrap_or_default()))
         .with_controller_id(BrokerId(controller))
         .with_endpoint_type(if ctx.version >= 1 { ENDPOINT_TYPE_BROKERS } else { 1 })
         .with_brokers(brokers)

@@ -17,11 +17,13 @@ use kafka_protocol::messages::{BrokerId, ProducerId};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::list_offsets::check_leader_epoch;
 use super::RequestContext;
 use crate::replication::partition::Partition;
 use crate::replication::read_replica::{self, Candidate};
 use crate::replication::replica_manager::{FetchParams, FetchTarget};
+use crate::security::acl::{Operation, ResourceType};
 
 const READ_COMMITTED: i8 = 1;
 
@@ -32,7 +34,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
     } else {
         req.replica_id.0
     };
+    let authz = Authz::new(ctx);
     if replica >= 0 {
+        // A follower's fetch needs CLUSTER_ACTION (Kafka answers each partition
+        // TOPIC_AUTHORIZATION_FAILED otherwise).
+        if !authz.allows_cluster(Operation::ClusterAction) {
+            return every_partition(req, ResponseError::TopicAuthorizationFailed);
+        }
         return super::replica_fetch::handle(ctx, req, replica).await;
     }
     if req.session_id != 0 || req.session_epoch > 0 {
@@ -50,6 +58,10 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
         } else {
             Some(t.topic.to_string())
         };
+        let denied = authz.enabled()
+            && name
+                .as_deref()
+                .is_some_and(|n| !authz.allows(Operation::Read, ResourceType::Topic, n));
         let ti = topics.len();
         let mut resp = FetchableTopicResponse::default()
             .with_topic(t.topic.clone())
@@ -61,6 +73,11 @@ pub async fn handle(ctx: &RequestContext<'_>, req: FetchRequest) -> FetchRespons
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
+            if denied {
+                pd.error_code = ResponseError::TopicAuthorizationFailed.code();
+                resp.partitions.push(pd);
+                continue;
+            }
             let partition = name
                 .as_deref()
                 .map(|n| broker.readable_partition(n, p.partition, from_followers));
@@ -197,4 +214,32 @@ fn preferred_replica(
     pd.last_stable_offset = o.last_stable_offset;
     pd.log_start_offset = o.log_start_offset;
     true
+}
+
+/// A response giving every partition of `req` the error `e` (and nothing else).
+fn every_partition(req: FetchRequest, e: ResponseError) -> FetchResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    PartitionData::default()
+                        .with_partition_index(p.partition)
+                        .with_error_code(e.code())
+                        .with_high_watermark(-1)
+                        .with_last_stable_offset(-1)
+                        .with_log_start_offset(-1)
+                        .with_records(Some(Bytes::new()))
+                })
+                .collect();
+            FetchableTopicResponse::default()
+                .with_topic(t.topic)
+                .with_topic_id(t.topic_id)
+                .with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(topics)
 }

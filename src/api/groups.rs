@@ -22,11 +22,13 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::coordinator::{
     GroupError, GroupState, HeartbeatParams, JoinGroupParams, LeaveGroupMember, Protocol, SyncGroupParams,
 };
 use crate::error::{group_error_code, group_response_error};
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 /// FindCoordinator key types.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -39,6 +41,11 @@ fn s(text: impl Into<String>) -> StrBytes {
     StrBytes::from_string(text.into())
 }
 
+/// READ on the group (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit).
+pub(super) fn may_read_group(ctx: &RequestContext<'_>, group: &str) -> bool {
+    Authz::new(ctx).allows(Operation::Read, ResourceType::Group, group)
+}
+
 fn opt(text: Option<StrBytes>) -> Option<String> {
     text.map(|t| t.to_string())
 }
@@ -48,9 +55,21 @@ fn opt(text: Option<StrBytes>) -> Option<String> {
 /// `__transaction_state` partition; COORDINATOR_NOT_AVAILABLE while there is none.
 pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let key_type = req.key_type;
+    let authz = Authz::new(ctx);
+    let authz = &authz;
     let answer = |key: StrBytes| async move {
         let base = Coordinator::default().with_key(key.clone());
         let found = match key_type {
+            KEY_TYPE_GROUP if !authz.allows(Operation::Describe, ResourceType::Group, key.as_str()) => Err((
+                ResponseError::GroupAuthorizationFailed,
+                "Group authorization failed.".to_string(),
+            )),
+            KEY_TYPE_TRANSACTION if !authz.allows(Operation::Describe, ResourceType::TransactionalId, key.as_str()) => {
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "Transactional Id authorization failed.".to_string(),
+                ))
+            }
             KEY_TYPE_GROUP => ctx
                 .broker
                 .group_coordinator(key.as_str(), ctx.listener)
@@ -102,6 +121,15 @@ pub async fn find_coordinator(ctx: &RequestContext<'_>, req: FindCoordinatorRequ
 /// JoinGroup: waits (without blocking anything else) until the rebalance completes.
 pub async fn join_group(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     let version = ctx.version;
+    if !may_read_group(ctx, req.group_id.as_str()) {
+        let mut resp = JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1);
+        if version < 7 {
+            resp.protocol_name = Some(s(""));
+        }
+        return resp;
+    }
     let params = JoinGroupParams {
         member_id: req.member_id.to_string(),
         group_instance_id: opt(req.group_instance_id),
@@ -161,6 +189,9 @@ pub async fn join_group(ctx: &RequestContext<'_>, req: JoinGroupRequest) -> Join
 
 /// SyncGroup: followers wait for the leader's assignment.
 pub async fn sync_group(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !may_read_group(ctx, req.group_id.as_str()) {
+        return SyncGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let params = SyncGroupParams {
         member_id: req.member_id.to_string(),
         group_instance_id: opt(req.group_instance_id),
@@ -185,6 +216,9 @@ pub async fn sync_group(ctx: &RequestContext<'_>, req: SyncGroupRequest) -> Sync
 }
 
 pub async fn heartbeat(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !may_read_group(ctx, req.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let params = HeartbeatParams {
         member_id: req.member_id.to_string(),
         group_instance_id: opt(req.group_instance_id),
@@ -196,6 +230,9 @@ pub async fn heartbeat(ctx: &RequestContext<'_>, req: HeartbeatRequest) -> Heart
 
 /// LeaveGroup: v0-2 carry one member id, v3+ a batch of members (each answered).
 pub async fn leave_group(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !may_read_group(ctx, req.group_id.as_str()) {
+        return LeaveGroupResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let batched = ctx.version >= 3;
     let members: Vec<LeaveGroupMember> = if batched {
         req.members
@@ -234,20 +271,41 @@ pub async fn leave_group(ctx: &RequestContext<'_>, req: LeaveGroupRequest) -> Le
 
 pub async fn describe_groups(ctx: &RequestContext<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
     let version = ctx.version;
-    let ids = req.groups.iter().map(|g| g.to_string()).collect();
-    let described = ctx.broker.groups.describe_groups(ids).await;
-    let groups = described
+    let authz = Authz::new(ctx);
+    let ids: Vec<String> = req.groups.iter().map(|g| g.to_string()).collect();
+    let (allowed, denied): (Vec<String>, Vec<String>) = ids
+        .iter()
+        .cloned()
+        .partition(|g| authz.allows(Operation::Describe, ResourceType::Group, g));
+    let mut described = ctx.broker.groups.describe_groups(allowed).await.into_iter();
+    let groups = ids
         .into_iter()
-        .map(|d| {
+        .filter_map(|id| {
+            if denied.contains(&id) {
+                let mut group = DescribedGroup::default()
+                    .with_group_id(GroupId(s(id)))
+                    .with_authorized_operations(i32::MIN)
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                if version >= 6 {
+                    group.error_message = Some(s("Group authorization failed."));
+                }
+                return Some(group);
+            }
+            let d = described.next()?;
+            let operations = if version >= 3 && req.include_authorized_operations {
+                authz.operations_bitfield(ResourceType::Group, &d.group_id)
+            } else {
+                i32::MIN
+            };
             let base = DescribedGroup::default()
                 .with_group_id(GroupId(s(d.group_id)))
-                .with_authorized_operations(i32::MIN);
+                .with_authorized_operations(operations);
             // v6+ (KIP-1043): a group that does not exist is an error, not just state Dead.
             let result = match d.result {
                 Ok(summary) if version >= 6 && summary.state == GroupState::Dead => Err(GroupError::GroupIdNotFound),
                 other => other,
             };
-            match result {
+            Some(match result {
                 Err(e) => {
                     let mut group = base.with_error_code(e.code()).with_group_state(s("Dead"));
                     if version >= 6 {
@@ -278,7 +336,7 @@ pub async fn describe_groups(ctx: &RequestContext<'_>, req: DescribeGroupsReques
                             })
                             .collect(),
                     ),
-            }
+            })
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
@@ -296,11 +354,15 @@ pub async fn list_groups(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> Li
         return ListGroupsResponse::default();
     }
     let states = req.states_filter.iter().map(|s| s.to_string()).collect();
+    // DESCRIBE on the cluster lists every group, else only those the principal may describe.
+    let authz = Authz::new(ctx);
+    let all = authz.quietly_allows(Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
     match ctx.broker.groups.list_groups(states).await {
         Err(e) => ListGroupsResponse::default().with_error_code(e.code()),
         Ok(groups) => ListGroupsResponse::default().with_groups(
             groups
                 .into_iter()
+                .filter(|g| all || authz.quietly_allows(Operation::Describe, ResourceType::Group, &g.group_id))
                 .map(|g| {
                     let mut listed = ListedGroup::default()
                         .with_group_id(GroupId(s(g.group_id)))
@@ -320,16 +382,26 @@ pub async fn list_groups(ctx: &RequestContext<'_>, req: ListGroupsRequest) -> Li
 
 /// DeleteGroups: groups without members go, with their committed offsets.
 pub async fn delete_groups(ctx: &RequestContext<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let ids = req.groups_names.iter().map(|g| g.to_string()).collect();
-    let results = ctx.broker.groups.delete_groups(ids).await;
+    let authz = Authz::new(ctx);
+    let (allowed, denied): (Vec<String>, Vec<String>) = req
+        .groups_names
+        .iter()
+        .map(|g| g.to_string())
+        .partition(|g| authz.allows(Operation::Delete, ResourceType::Group, g));
+    let results = ctx.broker.groups.delete_groups(allowed).await;
     DeleteGroupsResponse::default().with_results(
-        results
+        denied
             .into_iter()
-            .map(|d| {
+            .map(|g| {
+                DeletableGroupResult::default()
+                    .with_group_id(GroupId(s(g)))
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            })
+            .chain(results.into_iter().map(|d| {
                 DeletableGroupResult::default()
                     .with_group_id(GroupId(s(d.group_id)))
                     .with_error_code(d.result.err().map_or(0, |e| group_response_error(e).code()))
-            })
+            }))
             .collect(),
     )
 }

@@ -22,10 +22,17 @@ const LATEST_TIERED: i64 = -5;
 pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     // isolation_level exists from v2; 1 = read_committed.
     let read_committed = ctx.version >= 2 && req.isolation_level == 1;
+    let authz = super::authz::Authz::new(ctx);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let denied = authz.enabled()
+                && !authz.allows(
+                    crate::security::acl::Operation::Describe,
+                    crate::security::acl::ResourceType::Topic,
+                    t.name.as_str(),
+                );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -35,8 +42,16 @@ pub fn handle(ctx: &RequestContext<'_>, req: ListOffsetsRequest) -> ListOffsetsR
                         .with_timestamp(-1)
                         .with_offset(-1)
                         .with_leader_epoch(-1);
-                    let mut resp = match ctx.broker.leader_partition(t.name.as_str(), p.partition_index) {
-                        Err(e) => resp.with_error_code(e.code()),
+                    let found = if denied {
+                        Err(None)
+                    } else {
+                        ctx.broker
+                            .leader_partition(t.name.as_str(), p.partition_index)
+                            .map_err(Some)
+                    };
+                    let mut resp = match found {
+                        Err(None) => resp.with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+                        Err(Some(e)) => resp.with_error_code(e.code()),
                         Ok(partition) => lookup(&partition, p.timestamp, p.current_leader_epoch, read_committed, resp),
                     };
                     if ctx.version < 4 {

@@ -9,12 +9,14 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::broker::{Broker, NewTopic};
 use crate::controller::image::{MetadataImage, TopicImage};
 use crate::controller::record::NO_LEADER;
 use crate::error::BrokerError;
 use crate::metadata::MetadataClient;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 
 pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
@@ -24,21 +26,64 @@ pub async fn handle(ctx: &RequestContext<'_>, req: MetadataRequest) -> MetadataR
         None => true,
         Some(t) => t.is_empty() && ctx.version == 0,
     };
-    let topics = if all {
+    // With an authorizer: topics the principal may not DESCRIBE are left out of "all topics",
+    // and named ones are answered TOPIC_AUTHORIZATION_FAILED whether they exist or not.
+    let authz = Authz::new(ctx);
+    let describable = |name: &str| authz.quietly_allows(Operation::Describe, ResourceType::Topic, name);
+    let mut topics: Vec<MetadataResponseTopic> = if all {
         let image = broker.metadata.image();
-        image.topics().map(|t| topic_metadata(broker, &image, t)).collect()
+        image
+            .topics()
+            .filter(|t| describable(&t.name))
+            .map(|t| topic_metadata(broker, &image, t))
+            .collect()
     } else {
         // v0-3 always allow auto-creation; from v4 the client says.
         let allow_auto = config.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
         let mut out = Vec::new();
         for t in req.topics.unwrap_or_default() {
             out.push(match t.name {
-                Some(name) => by_name(broker, &name, allow_auto).await,
-                None => by_id(broker, t.topic_id),
+                Some(name) if !authz.allows(Operation::Describe, ResourceType::Topic, name.as_str()) => {
+                    MetadataResponseTopic::default()
+                        .with_name(Some(name))
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                }
+                Some(name) => {
+                    // Creating it needs CREATE on the cluster or on the topic.
+                    let may_create = allow_auto
+                        && (!authz.enabled()
+                            || authz.quietly_allows(Operation::Create, ResourceType::Cluster, CLUSTER_NAME)
+                            || authz.allows(Operation::Create, ResourceType::Topic, name.as_str()));
+                    let mut found = by_name(broker, &name, may_create).await;
+                    if allow_auto && !may_create && found.error_code == ResponseError::UnknownTopicOrPartition.code() {
+                        found.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    }
+                    found
+                }
+                None => {
+                    let found = by_id(broker, t.topic_id);
+                    match found.name.as_ref() {
+                        Some(n) if !authz.allows(Operation::Describe, ResourceType::Topic, n.as_str()) => {
+                            MetadataResponseTopic::default()
+                                .with_topic_id(t.topic_id)
+                                .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        }
+                        _ => found,
+                    }
+                }
             });
         }
         out
     };
+    if ctx.version >= 8 && req.include_topic_authorized_operations {
+        for t in &mut topics {
+            if t.error_code == 0 {
+                if let Some(name) = &t.name {
+                    t.topic_authorized_operations = authz.operations_bitfield(ResourceType::Topic, name.as_str());
+                }
+            }
+        }
+    }
     let image = broker.metadata.image();
     let brokers = MetadataClient::live_endpoints(&image, ctx.listener)
         .into_iter()

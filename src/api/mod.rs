@@ -7,7 +7,9 @@
 //! - ApiVersions newer than we know: a v0 answer with UNSUPPORTED_VERSION and our range, so the
 //!   client retries with a version we speak; its response header is always v0.
 
+mod acls;
 mod api_versions;
+pub(crate) mod authz;
 mod configs;
 mod create_partitions;
 mod create_topics;
@@ -259,8 +261,55 @@ pub async fn handle_frame(
     .await
 }
 
+/// The cluster operations of the cluster-administration APIs (Kafka: ALTER for elections,
+/// reassignments, unregistration and quorum changes; DESCRIBE for listing them and the quorum):
+/// denied, the API's response with CLUSTER_AUTHORIZATION_FAILED.
+fn cluster_denied(ctx: &RequestContext<'_>, body: &RequestKind) -> Option<ResponseKind> {
+    use crate::security::acl::Operation;
+    use kafka_protocol::messages as m;
+    let op = match body {
+        RequestKind::ElectLeaders(_)
+        | RequestKind::AlterPartitionReassignments(_)
+        | RequestKind::UnregisterBroker(_)
+        | RequestKind::AddRaftVoter(_)
+        | RequestKind::RemoveRaftVoter(_) => Operation::Alter,
+        RequestKind::DescribeQuorum(_) | RequestKind::ListPartitionReassignments(_) => Operation::Describe,
+        _ => return None,
+    };
+    if authz::Authz::new(ctx).allows_cluster(op) {
+        return None;
+    }
+    let code = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+    Some(match body {
+        RequestKind::ElectLeaders(_) => {
+            ResponseKind::ElectLeaders(m::ElectLeadersResponse::default().with_error_code(code))
+        }
+        RequestKind::AlterPartitionReassignments(_) => ResponseKind::AlterPartitionReassignments(
+            m::AlterPartitionReassignmentsResponse::default().with_error_code(code),
+        ),
+        RequestKind::UnregisterBroker(_) => {
+            ResponseKind::UnregisterBroker(m::UnregisterBrokerResponse::default().with_error_code(code))
+        }
+        RequestKind::AddRaftVoter(_) => {
+            ResponseKind::AddRaftVoter(m::AddRaftVoterResponse::default().with_error_code(code))
+        }
+        RequestKind::RemoveRaftVoter(_) => {
+            ResponseKind::RemoveRaftVoter(m::RemoveRaftVoterResponse::default().with_error_code(code))
+        }
+        RequestKind::DescribeQuorum(_) => {
+            ResponseKind::DescribeQuorum(m::DescribeQuorumResponse::default().with_error_code(code))
+        }
+        _ => ResponseKind::ListPartitionReassignments(
+            m::ListPartitionReassignmentsResponse::default().with_error_code(code),
+        ),
+    })
+}
+
 /// One `match` from request to handler; `None` means no response at all (acks=0).
 async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<ResponseKind> {
+    if let Some(denied) = cluster_denied(ctx, &body) {
+        return Some(denied);
+    }
     let r = match body {
         RequestKind::ApiVersions(req) => ResponseKind::ApiVersions(api_versions::handle(ctx, req)),
         RequestKind::Metadata(req) => ResponseKind::Metadata(metadata::handle(ctx, req).await),
@@ -331,6 +380,9 @@ async fn dispatch(ctx: &RequestContext<'_>, body: RequestKind) -> Option<Respons
         RequestKind::OffsetCommit(req) => ResponseKind::OffsetCommit(offsets::offset_commit(ctx, req).await),
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offsets::offset_fetch(ctx, req).await),
         RequestKind::OffsetDelete(req) => ResponseKind::OffsetDelete(offsets::offset_delete(ctx, req).await),
+        RequestKind::CreateAcls(req) => ResponseKind::CreateAcls(acls::create(ctx, req).await),
+        RequestKind::DescribeAcls(req) => ResponseKind::DescribeAcls(acls::describe(ctx, req)),
+        RequestKind::DeleteAcls(req) => ResponseKind::DeleteAcls(acls::delete(ctx, req).await),
         RequestKind::DescribeUserScramCredentials(req) => {
             ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, req))
         }
@@ -444,6 +496,9 @@ fn encode_body(response: &ResponseKind, out: &mut ResponseBuf, version: i16) -> 
         ResponseKind::OffsetCommit(r) => r.encode(out, version),
         ResponseKind::OffsetFetch(r) => r.encode(out, version),
         ResponseKind::OffsetDelete(r) => r.encode(out, version),
+        ResponseKind::CreateAcls(r) => r.encode(out, version),
+        ResponseKind::DescribeAcls(r) => r.encode(out, version),
+        ResponseKind::DeleteAcls(r) => r.encode(out, version),
         ResponseKind::DescribeUserScramCredentials(r) => r.encode(out, version),
         ResponseKind::AlterUserScramCredentials(r) => r.encode(out, version),
         ResponseKind::SaslHandshake(r) => r.encode(out, version),

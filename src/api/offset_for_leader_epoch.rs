@@ -9,10 +9,23 @@ use super::list_offsets::check_leader_epoch;
 use super::RequestContext;
 
 pub fn handle(ctx: &RequestContext<'_>, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    // Kafka: CLUSTER_ACTION (followers), else DESCRIBE on each topic.
+    let authz = super::authz::Authz::new(ctx);
+    let cluster = authz.quietly_allows(
+        crate::security::acl::Operation::ClusterAction,
+        crate::security::acl::ResourceType::Cluster,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let denied = !cluster
+                && !authz.allows(
+                    crate::security::acl::Operation::Describe,
+                    crate::security::acl::ResourceType::Topic,
+                    t.topic.as_str(),
+                );
             let partitions = t
                 .partitions
                 .into_iter()
@@ -21,6 +34,9 @@ pub fn handle(ctx: &RequestContext<'_>, req: OffsetForLeaderEpochRequest) -> Off
                         .with_partition(p.partition)
                         .with_leader_epoch(-1)
                         .with_end_offset(-1);
+                    if denied {
+                        return resp.with_error_code(kafka_protocol::ResponseError::TopicAuthorizationFailed.code());
+                    }
                     let partition = match ctx.broker.leader_partition(t.topic.as_str(), p.partition) {
                         Ok(partition) => partition,
                         Err(e) => return resp.with_error_code(e.code()),

@@ -14,7 +14,9 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::Authz;
 use super::RequestContext;
+use crate::security::acl::{Operation, ResourceType};
 
 use crate::coordinator::{FetchedOffset, GroupError, OffsetCommitEntry, OffsetCommitParams, TopicPartition};
 use crate::error::{group_error_code, BrokerError};
@@ -31,12 +33,20 @@ pub async fn offset_commit(ctx: &RequestContext<'_>, req: OffsetCommitRequest) -
     // Per-partition answers, in request order; `None` = valid so far, decided by the coordinator.
     let mut answers: EarlyAnswers = Vec::with_capacity(req.topics.len());
     let mut entries = Vec::new();
+    // READ on the group (else every partition GROUP_AUTHORIZATION_FAILED) and on each topic.
+    let authz = Authz::new(ctx);
+    let group_denied = !authz.allows(Operation::Read, ResourceType::Group, req.group_id.as_str());
     for topic in req.topics {
         let name = topic.name.to_string();
+        let topic_denied = !group_denied && !authz.allows(Operation::Read, ResourceType::Topic, &name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let metadata = p.committed_metadata.map(|m| m.to_string()).unwrap_or_default();
-            let early = if !ctx.broker.partition_exists(&name, p.partition_index) {
+            let early = if group_denied {
+                Some(GroupError::GroupAuthorizationFailed.code())
+            } else if topic_denied {
+                Some(kafka_protocol::ResponseError::TopicAuthorizationFailed.code())
+            } else if !ctx.broker.partition_exists(&name, p.partition_index) {
                 Some(BrokerError::UnknownTopicOrPartition.code())
             } else if metadata.len() > max_metadata {
                 Some(GroupError::OffsetMetadataTooLarge.code())
@@ -98,6 +108,9 @@ async fn fetch_group(
 ) -> Result<Vec<FetchedOffset>, GroupError> {
     if group_id.is_empty() {
         return Err(GroupError::InvalidGroupId);
+    }
+    if !Authz::new(ctx).allows(Operation::Describe, ResourceType::Group, group_id) {
+        return Err(GroupError::GroupAuthorizationFailed);
     }
     ctx.broker
         .groups
@@ -209,6 +222,9 @@ pub async fn offset_fetch(ctx: &RequestContext<'_>, req: OffsetFetchRequest) -> 
 }
 
 pub async fn offset_delete(ctx: &RequestContext<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if !Authz::new(ctx).allows(Operation::Delete, ResourceType::Group, req.group_id.as_str()) {
+        return OffsetDeleteResponse::default().with_error_code(GroupError::GroupAuthorizationFailed.code());
+    }
     // Partitions of unknown topics are answered here; the rest go to the coordinator.
     let mut asked: Vec<(TopicName, Vec<(i32, bool)>)> = Vec::with_capacity(req.topics.len());
     let mut known: Vec<TopicPartition> = Vec::new();

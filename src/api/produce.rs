@@ -12,8 +12,10 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::replication::partition::Partition;
+use crate::security::acl::{Operation, ResourceType};
 use crate::storage::error::StorageError;
 use crate::storage::{message_set, BatchHeader, Compression};
 
@@ -67,6 +69,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
     let mut counted: Vec<Option<Arc<Partition>>> = Vec::new();
     let mut slots: Vec<(usize, usize)> = Vec::new();
     let mut names: Vec<Option<String>> = Vec::with_capacity(req.topic_data.len());
+    // Kafka: a transactional producer needs WRITE on its transactional id (else the whole
+    // request fails), and every topic WRITE (checked before its existence).
+    let authz = Authz::new(ctx);
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|id| !authz.allows(Operation::Write, ResourceType::TransactionalId, id.as_str()));
     for t in req.topic_data {
         // v13 names topics by id.
         let name = if ctx.version >= 13 {
@@ -74,6 +83,13 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
         } else {
             Some(t.name.to_string())
         };
+        let topic_denied = txn_denied
+            || (authz.enabled()
+                && !authz.allows(
+                    Operation::Write,
+                    ResourceType::Topic,
+                    name.as_deref().unwrap_or(t.name.as_str()),
+                ));
         let topic_index = topics.len();
         let mut resp = TopicProduceResponse::default()
             .with_name(t.name.clone())
@@ -84,16 +100,23 @@ pub async fn handle(ctx: &RequestContext<'_>, req: ProduceRequest) -> Option<Pro
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1);
-            let check = if !matches!(acks, -1..=1) {
+            let check = if txn_denied {
+                Err((
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    "Transactional id authorization failed",
+                ))
+            } else if topic_denied {
+                Err((ResponseError::TopicAuthorizationFailed, "Topic authorization failed"))
+            } else if !matches!(acks, -1..=1) {
                 Err((ResponseError::InvalidRequiredAcks, "acks must be -1, 0 or 1"))
             } else {
                 validate(&mut p.records, ctx.version)
             };
             match (&name, check) {
-                (None, _) => {
+                (None, Ok(())) => {
                     pr.error_code = ResponseError::UnknownTopicId.code();
                 }
-                (Some(_), Err((err, msg))) => {
+                (_, Err((err, msg))) => {
                     pr.error_code = err.code();
                     pr.error_message = Some(StrBytes::from_static_str(msg));
                 }

@@ -28,6 +28,11 @@ pub fn describe(
     ctx: &RequestContext<'_>,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !super::authz::Authz::new(ctx).allows_cluster(crate::security::acl::Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(message("Cluster authorization failed."));
+    }
     let image = ctx.broker.metadata.image();
     let info = |user: &str| -> Vec<CredentialInfo> {
         image.scram_credentials.get(user).map_or_else(Vec::new, |m| {
@@ -119,6 +124,29 @@ pub async fn alter(
     ctx: &RequestContext<'_>,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !super::authz::Authz::new(ctx).allows_cluster(crate::security::acl::Operation::Alter) {
+        let mut users: Vec<String> = Vec::new();
+        for name in req
+            .deletions
+            .iter()
+            .map(|d| &d.name)
+            .chain(req.upsertions.iter().map(|u| &u.name))
+        {
+            if !users.iter().any(|u| u.as_str() == name.as_str()) {
+                users.push(name.to_string());
+            }
+        }
+        let results = users
+            .into_iter()
+            .map(|u| {
+                AlterUserScramCredentialsResult::default()
+                    .with_user(StrBytes::from_string(u))
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_error_message(message("Cluster authorization failed."))
+            })
+            .collect();
+        return AlterUserScramCredentialsResponse::default().with_results(results);
+    }
     let image = ctx.broker.metadata.image();
     // Users in order of first appearance. As Kafka's controller (ScramControlManager), one
     // alteration per user and request: a second one, whatever its mechanism, makes the user's

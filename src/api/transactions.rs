@@ -24,9 +24,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
+use super::authz::Authz;
 use super::RequestContext;
 use crate::coordinator::{OffsetCommitEntry, TxnOffsetCommitParams};
 use crate::error::group_error_code;
+use crate::security::acl::{Operation, ResourceType, CLUSTER_NAME};
 use crate::transaction::coordinator::OFFSETS_TOPIC;
 use crate::transaction::{TransactionMetadata, TxnError, TxnState};
 
@@ -47,7 +49,14 @@ pub async fn init_producer_id(ctx: &RequestContext<'_>, req: InitProducerIdReque
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
+    let authz = Authz::new(ctx);
     let Some(transactional_id) = req.transactional_id else {
+        // Idempotence needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic (Kafka).
+        if !authz.quietly_allows(Operation::IdempotentWrite, ResourceType::Cluster, CLUSTER_NAME)
+            && !authz.allows_any(Operation::Write, ResourceType::Topic)
+        {
+            return resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+        }
         return match ctx.broker.metadata.allocate_producer_id() {
             Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
             Err(e) => resp.with_error_code(e.code()),
@@ -55,6 +64,13 @@ pub async fn init_producer_id(ctx: &RequestContext<'_>, req: InitProducerIdReque
     };
     if transactional_id.is_empty() {
         return resp.with_error_code(ResponseError::InvalidRequest.code());
+    }
+    if !authz.allows(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        transactional_id.as_str(),
+    ) {
+        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
     // v3+ (KIP-360): the producer id and epoch the client already has, -1/-1 for none.
     let expected = (ctx.version >= 3 && req.producer_id.0 >= 0).then_some((req.producer_id.0, req.producer_epoch));
@@ -85,16 +101,38 @@ fn split_partitions(ctx: &RequestContext<'_>, topics: &[AddPartitionsToTxnTopic]
     (all, unknown)
 }
 
-/// One transaction's per-partition results, every partition with `code` except unknown ones.
+/// One transaction's per-partition results, every partition with `code` except unknown ones
+/// (and, when some topic is `denied`, those answered TOPIC_AUTHORIZATION_FAILED and the rest
+/// OPERATION_NOT_ATTEMPTED, as Kafka).
 fn topic_results(
     ctx: &RequestContext<'_>,
     topics: &[AddPartitionsToTxnTopic],
     code: i16,
     unknown: bool,
+    denied: &[String],
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     topics
         .iter()
         .map(|t| {
+            if !denied.is_empty() {
+                let c = if denied.iter().any(|d| d.as_str() == t.name.as_str()) {
+                    ResponseError::TopicAuthorizationFailed.code()
+                } else {
+                    ResponseError::OperationNotAttempted.code()
+                };
+                let results = t
+                    .partitions
+                    .iter()
+                    .map(|&p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(p)
+                            .with_partition_error_code(c)
+                    })
+                    .collect();
+                return AddPartitionsToTxnTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_results_by_partition(results);
+            }
             let results = t
                 .partitions
                 .iter()
@@ -125,9 +163,26 @@ async fn add_one(
     topics: &[AddPartitionsToTxnTopic],
     verify_only: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
+    let authz = Authz::new(ctx);
+    if !authz.allows(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        transactional_id.as_str(),
+    ) {
+        let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+        return topic_results(ctx, topics, code, false, &[]);
+    }
+    let denied: Vec<String> = topics
+        .iter()
+        .filter(|t| !authz.allows(Operation::Write, ResourceType::Topic, t.name.as_str()))
+        .map(|t| t.name.to_string())
+        .collect();
+    if !denied.is_empty() {
+        return topic_results(ctx, topics, 0, false, &denied);
+    }
     let (partitions, unknown) = split_partitions(ctx, topics);
     if unknown {
-        return topic_results(ctx, topics, 0, true);
+        return topic_results(ctx, topics, 0, true, &[]);
     }
     let result = ctx
         .broker
@@ -140,7 +195,7 @@ async fn add_one(
             verify_only,
         )
         .await;
-    topic_results(ctx, topics, code(&result), false)
+    topic_results(ctx, topics, code(&result), false, &[])
 }
 
 pub async fn add_partitions_to_txn(
@@ -184,6 +239,18 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext<'_>, req: AddOffsetsToTxnRe
     if req.group_id.is_empty() {
         return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
     }
+    let authz = Authz::new(ctx);
+    if !authz.allows(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !authz.allows(Operation::Read, ResourceType::Group, req.group_id.as_str()) {
+        return AddOffsetsToTxnResponse::default().with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     // The group's partition of __consumer_offsets: its leader gets the transaction's marker.
     let partitions = ctx
         .broker
@@ -208,6 +275,16 @@ pub async fn add_offsets_to_txn(ctx: &RequestContext<'_>, req: AddOffsetsToTxnRe
 }
 
 pub async fn end_txn(ctx: &RequestContext<'_>, req: EndTxnRequest) -> EndTxnResponse {
+    if !Authz::new(ctx).allows(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(req.producer_id)
+            .with_producer_epoch(req.producer_epoch);
+    }
     let result = ctx
         .broker
         .transactions
@@ -236,11 +313,30 @@ pub async fn txn_offset_commit(ctx: &RequestContext<'_>, req: TxnOffsetCommitReq
     let mut entries = Vec::new();
     // Per partition: Some(code) decided here, None = the group's answer.
     let mut early: Vec<Vec<Option<i16>>> = Vec::with_capacity(req.topics.len());
+    // WRITE on the transactional id, READ on the group (each failing every partition), READ
+    // on each topic.
+    let authz = Authz::new(ctx);
+    let whole = if !authz.allows(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        req.transactional_id.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if !authz.allows(Operation::Read, ResourceType::Group, req.group_id.as_str()) {
+        Some(ResponseError::GroupAuthorizationFailed.code())
+    } else {
+        None
+    };
     for t in &req.topics {
         let mut codes = Vec::with_capacity(t.partitions.len());
+        let topic_denied = whole.is_none() && !authz.allows(Operation::Read, ResourceType::Topic, t.name.as_str());
         for p in &t.partitions {
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            if !ctx.broker.partition_exists(t.name.as_str(), p.partition_index) {
+            if let Some(code) = whole {
+                codes.push(Some(code));
+            } else if topic_denied {
+                codes.push(Some(ResponseError::TopicAuthorizationFailed.code()));
+            } else if !ctx.broker.partition_exists(t.name.as_str(), p.partition_index) {
                 codes.push(Some(ResponseError::UnknownTopicOrPartition.code()));
             } else if metadata.len() > max_metadata {
                 codes.push(Some(ResponseError::OffsetMetadataTooLarge.code()));

@@ -66,6 +66,9 @@ const TABLE: &[(ApiKey, i16, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0, 0),
+    (ApiKey::DescribeAcls, 1, 1, 3),
+    (ApiKey::CreateAcls, 1, 1, 3),
+    (ApiKey::DeleteAcls, 1, 1, 3),
 ];
 
 /// The versions the kafka-protocol crate decodes for `key`, or None if we do not serve it.
@@ -130,6 +133,9 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::SaslAuthenticate => "SaslAuthenticate",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
+        ApiKey::DescribeAcls => "DescribeAcls",
+        ApiKey::CreateAcls => "CreateAcls",
+        ApiKey::DeleteAcls => "DeleteAcls",
         _ => "Other",
     }
 }

@@ -447,6 +447,10 @@ async fn bind_listeners(config: &BrokerConfig, listen: Listen) -> anyhow::Result
                 .await
                 .with_context(|| format!("binding listener {}://{}", l.name, l.addr))?,
         };
+        if let Some(sasl) = &l.sasl {
+            let names: Vec<&'static str> = sasl.mechanisms.iter().map(|m| m.name()).collect();
+            crate::metrics::authentication_listener(&l.name, &names);
+        }
         out.push(crate::server::listener::Bound {
             listener: socket,
             name: Arc::from(l.name.as_str()),

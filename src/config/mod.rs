@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
+pub mod authorizer;
 pub mod cluster;
 pub mod listeners;
 pub mod sasl;
@@ -56,6 +57,8 @@ pub struct BrokerConfig {
     pub listener: SocketAddr,
     /// `process.roles`, `controller.quorum.voters`, the controller listener, ...
     pub cluster: ClusterConfig,
+    /// `authorizer.class.name`, `super.users`, `allow.everyone.if.no.acl.found`.
+    pub authorizer: authorizer::AuthorizerConfig,
     /// The inter-broker listener's advertised host and port (`advertised.listeners`).
     pub advertised_host: String,
     pub advertised_port: i32,
@@ -136,6 +139,7 @@ impl Default for BrokerConfig {
             }],
             listener: SocketAddr::from(([127, 0, 0, 1], 9092)),
             cluster: ClusterConfig::default(),
+            authorizer: authorizer::AuthorizerConfig::default(),
             advertised_host: "127.0.0.1".to_string(),
             advertised_port: 9092,
             node_id: 1,
@@ -534,7 +538,7 @@ impl BrokerConfig {
                     listener_keys.insert(key.clone(), value.as_text());
                 }
                 _ => {
-                    if !config.cluster.set(key, value)? {
+                    if !config.cluster.set(key, value)? && !config.authorizer.set(key, value)? {
                         config.set(key, value)?;
                     }
                 }

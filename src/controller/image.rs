@@ -16,7 +16,12 @@ use crate::controller::record::{
     ApplyResult, Endpoint, MetadataCommand, MetadataRecord, NodeId, PartitionChange, PartitionRegistration, Refusal,
     NO_LEADER,
 };
+use crate::security::acl::Acls;
 use crate::security::scram::{ScramCredential, ScramMechanism};
+
+fn is_empty_acls(acls: &Arc<Acls>) -> bool {
+    acls.is_empty()
+}
 
 /// A registered broker (Kafka's `BrokerRegistration`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +91,9 @@ pub struct MetadataImage {
     /// SCRAM credentials, per user and mechanism.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The ACLs (shared between images until one changes them).
+    #[serde(default, skip_serializing_if = "is_empty_acls")]
+    pub acls: Arc<Acls>,
     #[serde(skip)]
     names_by_id: HashMap<Uuid, String>,
 }
@@ -301,6 +309,18 @@ impl MetadataImage {
                     .entry(user.clone())
                     .or_default()
                     .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::CreateAcls { bindings } => {
+                let acls = Arc::make_mut(&mut self.acls);
+                for b in bindings {
+                    acls.add(b);
+                }
+            }
+            MetadataRecord::DeleteAcls { bindings } => {
+                let acls = Arc::make_mut(&mut self.acls);
+                for b in bindings {
+                    acls.remove(b);
+                }
             }
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 if let Some(m) = self.scram_credentials.get_mut(user) {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::security::acl::AclBinding;
 use crate::security::scram::{ScramCredential, ScramMechanism};
 
 /// Kafka's broker or controller id (`node.id`).
@@ -226,6 +227,14 @@ pub enum MetadataRecord {
     RemoveScramCredential {
         user: String,
         mechanism: ScramMechanism,
+    },
+    /// ACLs added (Kafka's `AccessControlEntryRecord`s); one already there changes nothing.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// ACLs removed (Kafka's `RemoveAccessControlEntryRecord`s); one not there changes nothing.
+    DeleteAcls {
+        bindings: Vec<AclBinding>,
     },
 }
 

@@ -58,6 +58,9 @@ pub enum GroupError {
     /// OffsetFetch with require_stable: an open transaction holds an offset of the partition.
     #[error("an open transaction holds an offset of this partition")]
     UnstableOffsetCommit,
+    /// The ACL authorizer denied the request's action on the group.
+    #[error("Group authorization failed.")]
+    GroupAuthorizationFailed,
 }
 
 impl GroupError {
@@ -100,6 +103,7 @@ mod tests {
             GroupError::GroupIdNotFound,
             GroupError::GroupSubscribedToTopic,
             GroupError::OffsetMetadataTooLarge,
+            GroupError::GroupAuthorizationFailed,
         ];
         for error in all {
             assert_eq!(error.response_error().code(), error.code(), "{error:?}");

@@ -5,6 +5,7 @@
 //! and hashed, never a password). The connection's authenticator (`server::sasl`) drives them;
 //! the SCRAM credentials live in the cluster metadata (`controller`).
 
+pub mod acl;
 pub mod plain;
 pub mod scram;
 

@@ -44,6 +44,7 @@ struct Shared {
 /// open connections to finish their in-flight requests.
 pub async fn serve(listeners: Vec<Bound>, broker: Arc<Broker>, shutdown: watch::Receiver<bool>) {
     let max = broker.config.max_connections;
+    crate::metrics::connection_rejections_at_zero();
     let shared = Shared {
         permits: Arc::new(Semaphore::new(max)),
         pool: MemoryPool::new(broker.config.queued_max_request_bytes),
