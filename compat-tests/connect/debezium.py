@@ -137,7 +137,10 @@ def snapshot(bs, pg, workers):
     admin = AdminClient({"bootstrap.servers": bs})
     admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1, config={
         "cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01",
-        "delete.retention.ms": "3000"})])[TOPIC].result(timeout=30)
+        "delete.retention.ms": "3000",
+        # Nothing is compacted until `compacted` lowers this: the snapshot and stream checks
+        # read every event by position (the cleaner runs every 200 ms here).
+        "min.compaction.lag.ms": "3600000"})])[TOPIC].result(timeout=30)
     alive = next(w for w in workers if w.running())
     status = alive.put(f"/connectors/{NAME}/config", connector_config(pg))
     if status // 100 != 2:
@@ -187,6 +190,12 @@ def compacted(bs, pg):
         return all(latest.get(i) is not None and latest[i]["after"]["name"] == n for i, n in state.items()) \
             and all(count.get(i) == 1 for i in (2, 3))
 
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+    admin = AdminClient({"bootstrap.servers": bs})
+    lag = ConfigResource(ConfigResource.Type.TOPIC, TOPIC, incremental_configs=[
+        ConfigEntry("min.compaction.lag.ms", "0", incremental_operation=AlterConfigOpType.SET)])
+    for f in admin.incremental_alter_configs([lag]).values():
+        f.result(timeout=30)
     seen_lone_tombstone = False
     last = None
     for _ in compat.deadline_loop(90, step=1):
